@@ -1,0 +1,393 @@
+"""One request and its response, carried between a client and a backend.
+
+An Exchange picks a backend, takes a pooled connection or opens one, writes
+the rewritten request head and streams the body, then parses the response
+(it is the response parser's callback object) and streams it to the client,
+re-framed for the client. Large bodies of known length move by splice(2).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import httptools
+import structlog
+
+from . import http1
+from .http1 import CHUNKED, CLOSE, LENGTH, NONE, Reject
+from .relay import SplicePump, make_relay
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .http_proxy import ClientConnection
+    from .pool import Connect, UpstreamConnection
+
+log = structlog.get_logger("l7lb.http")
+access_log = structlog.get_logger("l7lb.access")
+
+SPLICE_MIN = 256 * 1024   # bodies with at least this much left are spliced
+
+# What a client connection's single deadline currently guards.
+IDLE, HEAD, CONNECT, RESPONSE, STREAM, LINGER = range(6)
+
+
+class Exchange:
+    __slots__ = (
+        "client", "worker", "target", "headers", "trailers", "head_done", "method",
+        "version", "keep_alive", "upgrade", "upgrade_tail", "req_framing",
+        "req_remaining", "request_complete", "pending", "pending_size", "backend",
+        "upstream", "connecting", "rparser", "status", "reason", "resp_headers",
+        "resp_trailers", "resp_framing", "client_framing", "resp_remaining",
+        "resp_started", "resp_complete", "interim", "out", "client_keep_alive",
+        "started", "bytes_in", "bytes_out", "error", "done", "splice",
+    )
+
+    def __init__(self, client: "ClientConnection") -> None:
+        self.client = client
+        self.worker = client.worker
+        self.target = b""
+        self.headers: http1.Headers = []
+        self.trailers: http1.Headers = []
+        self.head_done = False
+        self.method = b""
+        self.version = "1.1"
+        self.keep_alive = True
+        self.upgrade: bytes | None = None
+        self.upgrade_tail = b""
+        self.req_framing = NONE
+        self.req_remaining = 0
+        self.request_complete = False
+        self.pending: list[bytes] = []      # request bytes waiting for a connection
+        self.pending_size = 0
+        self.backend: Backend | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.connecting: Connect | None = None
+        self.rparser = None
+        self.status = 0
+        self.reason = b""
+        self.resp_headers: http1.Headers = []
+        self.resp_trailers: http1.Headers = []
+        self.resp_framing = NONE
+        self.client_framing = NONE
+        self.resp_remaining = 0
+        self.resp_started = False     # response head written to the client
+        self.resp_complete = False
+        self.interim = False
+        self.out: list[bytes] = []     # response bytes for the client, flushed per read
+        self.client_keep_alive = False
+        self.splice: SplicePump | None = None   # response body moving in the kernel
+        self.started = time.monotonic()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.error = ""
+        self.done = False
+
+    # -- request ---------------------------------------------------------
+    def inspect_request_headers(self, upgrade: bool) -> None:
+        has_host = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"host":
+                has_host = True
+            elif upgrade and lower == b"upgrade":
+                self.upgrade = value
+        if self.version == "1.1" and not has_host:
+            raise Reject(400, "HTTP/1.1 request without Host header")
+        self.req_framing, self.req_remaining = http1.request_framing(self.headers)
+
+    def request_body(self, body: bytes) -> None:
+        self.bytes_in += len(body)
+        if self.req_framing == CHUNKED:
+            self._send(http1.chunk(body))
+        else:
+            self.req_remaining -= len(body)
+            self._send(body)
+
+    def request_end(self) -> None:
+        self.request_complete = True
+        if self.req_framing == CHUNKED:
+            self._send(http1.last_chunk(self.trailers))
+        client = self.client
+        if client.active is self and self.upstream is not None and not self.resp_started:
+            client.arm(RESPONSE, self.worker.config.timeouts.request)
+
+    def _send(self, data: bytes) -> None:
+        if self.upstream is not None and self.client.active is self:
+            self.upstream.stream.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+
+    def splice_request_body(self) -> bool:
+        """Start splicing the rest of a large Content-Length body; True if started."""
+        if (self.req_framing != LENGTH or self.request_complete or self.upstream is None
+                or self.req_remaining < SPLICE_MIN or not self.worker.splice_bodies
+                or self.client.splice is not None):
+            return False
+        self.client.start_request_splice(self, self.req_remaining)
+        return True
+
+    # -- choosing a backend ----------------------------------------------
+    def start(self) -> None:
+        worker = self.worker
+        backend = worker.balancer.pick()
+        if backend is None:
+            self.fail(503, "no backend available")
+            return
+        self.backend = backend
+        backend.requests += 1
+        conn = worker.pool.acquire(backend)
+        if conn is not None:
+            self.attach(conn)
+        elif not worker.pool.can_open(backend):
+            self.fail(503, f"backend {backend.name} at pool.max_active")
+        else:
+            self.client.arm(CONNECT, worker.config.timeouts.connect)
+            self.connecting = worker.pool.connect(backend, self._connected)
+
+    def _connected(self, conn: "UpstreamConnection | None", exc: OSError | None) -> None:
+        self.connecting = None
+        if conn is None:
+            self.fail(502, f"cannot connect to backend: {exc.strerror or exc}")
+        elif self.done:
+            self.worker.pool.discard(conn)
+        else:
+            self.attach(conn)
+
+    def attach(self, conn: "UpstreamConnection") -> None:
+        self.upstream = conn
+        conn.user = self
+        conn.requests += 1
+        self.rparser = httptools.HttpResponseParser(self)
+        head = http1.request_head(self.method, self.target, self.headers, self.client.peer,
+                                  self.req_framing, self.upgrade)
+        if self.pending:
+            head = b"".join([head, *self.pending])
+            self.pending.clear()
+            self.pending_size = 0
+        conn.stream.write(head)
+        if self.upgrade_tail:
+            conn.stream.write(self.upgrade_tail)
+        if self.request_complete:
+            self.client.arm(RESPONSE, self.worker.config.timeouts.request)
+        else:
+            self.client.arm(STREAM, self.worker.config.timeouts.idle)
+            if not self.splice_request_body():
+                self.client.update_reading()
+
+    # -- response (httptools callbacks) ----------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.resp_started:
+            self.resp_trailers.append((name, value))
+        else:
+            self.resp_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.rparser.get_status_code()
+        if status < 200 and status != 101:
+            if self.version == "1.1":
+                self.out.append(http1.interim_head(status, self.reason, self.resp_headers))
+            self.resp_headers = []
+            self.reason = b""
+            self.interim = True
+            return
+        self.status = status
+        if status == 101:
+            return    # handled when the parser stops at the protocol switch
+        head_request = self.method == b"HEAD"
+        framing, length = http1.response_framing(self.resp_headers, status, head_request)
+        client_framing = http1.client_framing(framing, self.version)
+        keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None
+                      and not self.client.closing)
+        if keep_alive:
+            connection = b"keep-alive" if self.version == "1.0" else None
+        else:
+            connection = b"close"
+        self.client_keep_alive = keep_alive
+        self.resp_framing, self.resp_remaining = framing, length
+        self.client_framing = client_framing
+        self.out.append(http1.response_head(status, self.reason, self.resp_headers,
+                                            client_framing, connection))
+        self.resp_started = True
+        self.client.arm(STREAM, self.worker.config.timeouts.idle)
+        if head_request:
+            self.resp_complete = True    # httptools cannot know a HEAD response has no body
+
+    def on_body(self, body: bytes) -> None:
+        if self.resp_complete:
+            return
+        self.bytes_out += len(body)
+        if self.resp_framing == LENGTH:
+            self.resp_remaining -= len(body)
+        self.out.append(http1.chunk(body) if self.client_framing == CHUNKED else body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+        elif not self.resp_complete and self.status != 101:
+            self._end_response()
+
+    def _end_response(self) -> None:
+        self.resp_complete = True
+        if self.client_framing == CHUNKED:
+            self.out.append(http1.last_chunk(self.resp_trailers))
+
+    # -- response (I/O) --------------------------------------------------
+    def on_upstream_data(self, data: bytes) -> None:
+        client = self.client
+        client.last_io = self.worker.clock.now
+        try:
+            self.rparser.feed_data(data)
+        except httptools.HttpParserUpgrade as switch:
+            self._switch_protocols(data[switch.args[0]:])
+            return
+        except httptools.HttpParserError as exc:
+            self.fail(502, f"invalid response from backend: {exc}")
+            return
+        self._flush()
+        if self.resp_complete:
+            client.exchange_done(self, self.request_complete and self.rparser.should_keep_alive())
+        elif (self.resp_framing == LENGTH and self.client_framing == LENGTH
+              and self.resp_remaining >= SPLICE_MIN and self.worker.splice_bodies):
+            self._splice_response()
+        elif client.stream.pending >= client.limits.buffer:
+            upstream = self.upstream.stream
+            upstream.stop_reading()
+            client.stream.when_drained(lambda: self.done or upstream.start_reading())
+
+    def _flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+            self.out.clear()
+            self.client.stream.write(data)
+
+    def _splice_response(self) -> None:
+        upstream = self.upstream
+        upstream.stream.stop_reading()
+        self.splice = SplicePump(self.worker.loop, upstream.stream.fd, self.client.stream.fd,
+                                 self.resp_remaining, self._response_spliced)
+        self.client.stream.when_drained(self.splice.start)
+
+    def _response_spliced(self, error: OSError | None) -> None:
+        pump, self.splice = self.splice, None
+        if self.done:
+            return
+        if error is not None:
+            self.abort(f"response body relay failed: {error}")
+            return
+        self.bytes_out += pump.moved
+        self.resp_complete = True
+        self.upstream.stream.start_reading()
+        self.client.exchange_done(self, self.request_complete)
+
+    def on_upstream_closed(self, exc: OSError | None) -> None:
+        if exc is None and self.resp_started and self.resp_framing == CLOSE:
+            self._end_response()     # close-delimited body: EOF is its end
+            self._flush()
+            self.client.exchange_done(self, False)
+        elif exc is None:
+            self.fail(502, "backend closed the connection early")
+        else:
+            self.fail(502, f"backend connection failed: {exc.strerror or exc}")
+
+    def _switch_protocols(self, tail: bytes) -> None:
+        """101 from the backend: both connections become one byte stream."""
+        client, worker = self.client, self.worker
+        if self.upgrade is None:
+            self.fail(502, "backend switched protocols unasked")
+            return
+        head = http1.response_head(101, self.reason, self.resp_headers, NONE, None,
+                                   upgrade=self.upgrade)
+        self.resp_started = True
+        client.stream.write(head + tail)
+        self._log()
+        self.done = True
+        upstream = self.upstream
+        handed = []
+
+        def hand_over() -> None:
+            if handed or client.stream.pending or upstream.stream.pending:
+                return      # called again by the other stream's drain
+            handed.append(True)
+            relay = make_relay(worker.relay_engine, worker.loop, client.upgraded(),
+                               worker.pool.detach(upstream), worker.forget,
+                               worker.config.limits.buffer)
+            worker.connections.add(relay)
+            relay.start()
+
+        client.stream.when_drained(hand_over)
+        upstream.stream.when_drained(hand_over)
+
+    # -- endings ---------------------------------------------------------
+    def fail(self, status: int, detail: str) -> None:
+        """The backend side failed: answer with an error if nothing was sent yet."""
+        self.error = detail
+        if self.backend is not None:
+            self.backend.errors += 1
+        if self.resp_started:
+            self.abort(detail)
+            return
+        self.status = status
+        self._release_upstream(False)
+        client = self.client
+        self.out = [http1.error_response(status, detail)]
+        self.client_keep_alive = False
+        self.resp_started = self.resp_complete = True
+        self._flush()
+        client.exchange_done(self, False)
+
+    def abort(self, detail: str) -> None:
+        """Give up mid-stream: the client sees its connection reset."""
+        self.error = self.error or detail
+        log.warning("exchange aborted", client=self.client.peer.decode(), reason=detail,
+                    backend=self.backend.name if self.backend else None)
+        self._log()
+        self.done = True
+        self._release_upstream(False)
+        self.client.abort()
+
+    def cancel(self) -> None:
+        """The client went away: drop the backend side."""
+        if not self.done:
+            self.done = True
+            self._release_upstream(False)
+
+    def finish(self, reuse: bool) -> None:
+        self._log()
+        self.done = True
+        self._release_upstream(reuse)
+
+    def _release_upstream(self, reuse: bool) -> None:
+        if self.splice is not None:
+            self.splice.stop()
+            self.splice = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is None:
+            return
+        if reuse and not upstream.stream.pending:
+            self.worker.pool.release(upstream, self.worker.clock.now)
+        else:
+            self.worker.pool.discard(upstream)
+
+    def _log(self) -> None:
+        if self.done:
+            return
+        worker = self.worker
+        worker.stats.requests += 1
+        if self.status >= 500 or self.error:
+            worker.stats.errors += 1
+        if worker.config.log.access:
+            access_log.info(
+                "request", client=self.client.peer.decode(), method=self.method.decode(),
+                path=self.target.decode("latin-1"), status=self.status,
+                backend=self.backend.name if self.backend else None,
+                bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+                ms=round((time.monotonic() - self.started) * 1000, 2),
+                **({"error": self.error} if self.error else {}))

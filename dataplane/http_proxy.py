@@ -1,0 +1,318 @@
+"""The client side of HTTP proxying: one ClientConnection per accepted socket.
+
+It parses requests with httptools, queues pipelined ones (answered in order,
+one at a time), enforces head limits and timeouts, and hands each request to
+an Exchange (exchange.py) that carries it to a backend and the response back.
+
+Memory stays bounded: reading from the client stops while a pipelined request
+waits, while the upstream write buffer is over ``limits.buffer``, or while a
+body is spliced in the kernel.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+import structlog
+
+from . import http1
+from .exchange import CONNECT, HEAD, IDLE, LINGER, RESPONSE, STREAM, Exchange
+from .http1 import Reject
+from .relay import SplicePump
+from .stream import Stream
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+log = structlog.get_logger("l7lb.http")
+
+LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
+
+
+class ClientConnection:
+    def __init__(self, worker: "Worker", sock: socket.socket, peer: str) -> None:
+        self.worker = worker
+        self.loop = worker.loop
+        self.limits = worker.config.limits
+        self.stream = Stream(worker.loop, sock, self)
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = peer.encode()
+        self.queue: deque[Exchange] = deque()   # head-complete requests; [0] is active
+        self.parsing: Exchange | None = None    # the request being parsed
+        self.active: Exchange | None = None
+        self.head_bytes = 0
+        self.closing = False          # no further requests: close after the current one
+        self.closed = False
+        self.upgrading = False
+        self.input_error: Reject | None = None  # answered once the active exchange is done
+        self.splice: SplicePump | None = None     # request body moving in the kernel
+        self.spliced_seen = 0
+        self.awaiting_drain = False
+        self.last_io = worker.clock.now
+        self.deadline = 0.0
+        self.deadline_kind = HEAD
+        self.arm(HEAD, worker.config.timeouts.header)
+        worker.connections.add(self)
+        self.stream.start_reading()
+
+    # -- deadlines -------------------------------------------------------
+    def arm(self, kind: int, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = self.worker.clock.now + seconds
+
+    def check(self, now: float) -> None:
+        """Called by the worker's timer sweep."""
+        if now < self.deadline:
+            return
+        kind, idle = self.deadline_kind, self.worker.config.timeouts.idle
+        if kind == STREAM and self._spliced() != self.spliced_seen:
+            self.spliced_seen = self._spliced()
+            self.last_io = now
+        if kind in (IDLE, STREAM) and now - self.last_io < idle:
+            self.deadline = self.last_io + idle
+        elif kind in (IDLE, LINGER):
+            self.close()
+        elif kind == HEAD:
+            self.reject_now(Reject(408, "request head not received in time")) \
+                if self.parsing is not None else self.close()
+        elif kind == CONNECT:
+            self.active.fail(504, "connect to backend timed out")
+        elif kind == RESPONSE:
+            self.active.fail(504, "backend did not respond in time")
+        else:
+            self.active.abort("no data moved within timeouts.idle") if self.active else self.close()
+
+    def _spliced(self) -> int:
+        """Bytes moved by splice so far, which count as activity."""
+        moved = self.splice.moved if self.splice is not None else 0
+        if self.active is not None and self.active.splice is not None:
+            moved += self.active.splice.moved
+        return moved
+
+    # -- input -----------------------------------------------------------
+    def on_data(self, data: bytes) -> None:
+        self.last_io = self.worker.clock.now
+        if self.input_error is not None or self.closing and self.active is None:
+            return   # lingering: discard what the client still sends
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgrading = True
+            self.queue[-1].upgrade_tail = data[upgrade.args[0]:]
+        except httptools.HttpParserError as exc:
+            self._input_failed(exc)
+            return
+        self._after_input()
+
+    def _input_failed(self, exc: httptools.HttpParserError) -> None:
+        cause = exc.__context__
+        if isinstance(cause, Reject):
+            reject = cause
+        elif cause is not None:
+            log.error("request handling failed", client=self.peer.decode(), exc_info=cause)
+            reject = Reject(500, "internal error")
+        else:
+            reject = Reject(400, f"malformed request: {exc}")
+        self.reject_later(reject)
+
+    def _after_input(self) -> None:
+        active = self.active
+        if active is not None and active.splice_request_body():
+            return
+        self.update_reading()
+
+    def on_eof(self) -> None:
+        active = self.active
+        if active is not None and not active.request_complete:
+            active.abort("client closed before sending the whole request")
+        elif active is None:
+            self.close()
+        else:
+            self.closing = True   # let the response finish, then close
+
+    def on_error(self, exc: OSError) -> None:
+        if self.active is not None:
+            self.active.abort(f"client connection failed: {exc.strerror or exc}")
+        else:
+            self.close()
+
+    def update_reading(self) -> None:
+        """Read from the client only while nothing else is holding its bytes back."""
+        want = (not self.closed and not self.upgrading and self.splice is None
+                and len(self.queue) <= 1 and self.input_error is None)
+        active = self.active
+        if want and active is not None:
+            upstream = active.upstream
+            if upstream is None:
+                want = active.pending_size < self.limits.buffer
+            elif upstream.stream.pending >= self.limits.buffer:
+                want = False
+                if not self.awaiting_drain:
+                    self.awaiting_drain = True
+                    upstream.stream.when_drained(self._drained)
+        if want or (self.closing and self.active is None):
+            self.stream.start_reading()
+        else:
+            self.stream.stop_reading()
+
+    def _drained(self) -> None:
+        self.awaiting_drain = False
+        self.update_reading()
+
+    # -- httptools callbacks --------------------------------------------
+    def on_message_begin(self) -> None:
+        self.parsing = Exchange(self)
+        self.head_bytes = 0
+        if self.active is None:
+            self.arm(HEAD, self.worker.config.timeouts.header)
+
+    def on_url(self, url: bytes) -> None:
+        self.parsing.target += url
+        self.head_bytes += len(url)
+        if self.head_bytes > self.limits.header_bytes:
+            raise Reject(431 if len(self.parsing.target) < self.head_bytes else 414,
+                         "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        exchange = self.parsing
+        if exchange.head_done:
+            exchange.trailers.append((name, value))
+            return
+        self.head_bytes += len(name) + len(value) + 4
+        exchange.headers.append((name, value))
+        if self.head_bytes > self.limits.header_bytes:
+            raise Reject(431, f"request head larger than {self.limits.header_bytes} bytes")
+        if len(exchange.headers) > self.limits.headers:
+            raise Reject(431, f"more than {self.limits.headers} header fields")
+
+    def on_headers_complete(self) -> None:
+        exchange = self.parsing
+        parser = self.parser
+        exchange.head_done = True
+        exchange.method = parser.get_method()
+        exchange.version = parser.get_http_version()
+        exchange.keep_alive = parser.should_keep_alive() and not self.closing
+        if exchange.method == b"CONNECT":
+            raise Reject(405, "CONNECT is not supported by a reverse proxy")
+        exchange.inspect_request_headers(upgrade=parser.should_upgrade())
+        self.queue.append(exchange)
+        if self.active is None:
+            self.activate(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        self.parsing.request_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self.parsing = self.parsing, None
+        exchange.request_end()
+
+    # -- exchanges -------------------------------------------------------
+    def activate(self, exchange: Exchange) -> None:
+        self.active = exchange
+        exchange.start()
+
+    def exchange_done(self, exchange: Exchange, reuse: bool) -> None:
+        """The response is handed to the client stream in full."""
+        exchange.finish(reuse)
+        if self.splice is not None:      # backend answered before the body was sent
+            self.splice.stop()
+            self.splice = None
+        if not exchange.request_complete:
+            self.closing = True
+        self.queue.popleft()
+        self.active = None
+        if not exchange.client_keep_alive or self.closing or self.worker.stopping:
+            self.close_gracefully()
+            return
+        if self.queue:
+            self.activate(self.queue[0])
+        elif self.input_error is not None:
+            self.reject_now(self.input_error)
+            return
+        else:
+            self.arm(IDLE if self.parsing is None else HEAD,
+                     self.worker.config.timeouts.idle if self.parsing is None
+                     else self.worker.config.timeouts.header)
+        self.update_reading()
+
+    def start_request_splice(self, exchange: Exchange, count: int) -> None:
+        """Move the rest of a large request body to the backend in the kernel."""
+        self.stream.stop_reading()
+        self.splice = SplicePump(self.loop, self.stream.fd, exchange.upstream.stream.fd,
+                                 count, lambda error: self._request_spliced(exchange, error))
+        exchange.upstream.stream.when_drained(self.splice.start)
+
+    def _request_spliced(self, exchange: Exchange, error: OSError | None) -> None:
+        exchange.bytes_in += self.splice.moved
+        self.splice = None
+        if error is not None:
+            exchange.abort(f"request body relay failed: {error}")
+            return
+        # The parser still expects body bytes it never saw: start a fresh one.
+        self.parser = httptools.HttpRequestParser(self)
+        self.parsing = None
+        exchange.request_end()
+        self.update_reading()
+
+    # -- errors and closing ---------------------------------------------
+    def reject_later(self, reject: Reject) -> None:
+        """Answer a bad request after the requests before it are done."""
+        self.input_error = reject
+        self.parsing = None
+        self.stream.stop_reading()
+        if self.active is None:
+            self.reject_now(reject)
+
+    def reject_now(self, reject: Reject) -> None:
+        self.worker.stats.rejected += 1
+        log.info("request rejected", client=self.peer.decode(), status=reject.status,
+                 reason=reject.detail)
+        self.stream.write(http1.error_response(reject.status, reject.detail))
+        self.close_gracefully()
+
+    def close_gracefully(self) -> None:
+        """Send what is queued, half-close, drain the client briefly, then close.
+
+        Closing at once with unread input would make the kernel send RST, which
+        can destroy the response before the client reads it.
+        """
+        if self.closed:
+            return
+        self.closing = True
+        self.input_error = self.input_error or Reject(0, "closing")
+        self.stream.shutdown_write()
+        self.stream.start_reading()
+        self.arm(LINGER, LINGER_SECONDS)
+
+    def shutdown(self) -> None:
+        """Worker is stopping: finish the current request, take no more."""
+        self.closing = True
+        if self.active is None:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for exchange in self.queue:
+            exchange.cancel()
+        self.queue.clear()
+        self.active = None
+        if self.splice is not None:
+            self.splice.stop()
+            self.splice = None
+        self.stream.close()
+        self.worker.forget(self)
+
+    def abort(self) -> None:
+        self.stream.abort()
+        self.close()
+
+    def upgraded(self) -> socket.socket:
+        """Hand the client socket to a byte relay after a 101 response."""
+        self.closed = True
+        self.worker.forget(self)
+        return self.stream.detach()

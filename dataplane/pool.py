@@ -1,0 +1,175 @@
+"""Upstream connections: opening them (non-blocking connect) and keeping idle
+keep-alive ones per backend for reuse, most recently used first.
+
+Limits: ``pool.max_active`` connections per backend (busy + idle + connecting),
+``pool.max_idle`` idle ones kept, idle ones closed after ``pool.idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+from typing import Callable, Protocol
+
+from .backends import Backend
+from .config import Pool as PoolSettings
+from .stream import Stream
+
+
+class UpstreamUser(Protocol):
+    """What an upstream connection reports to the exchange using it."""
+    def on_upstream_data(self, data: bytes) -> None: ...
+    def on_upstream_closed(self, exc: OSError | None) -> None: ...
+
+
+class UpstreamConnection:
+    __slots__ = ("pool", "backend", "stream", "user", "requests", "idle_since", "counted")
+
+    def __init__(self, pool: "Pool", backend: Backend, sock: socket.socket) -> None:
+        self.pool = pool
+        self.backend = backend
+        self.stream = Stream(pool.loop, sock, self)
+        self.user: UpstreamUser | None = None
+        self.requests = 0
+        self.idle_since = 0.0
+        self.counted = True    # holds one of backend.active
+        # Reading stays on while idle, so a backend's close is seen at once.
+        self.stream.start_reading()
+
+    def on_data(self, data: bytes) -> None:
+        if self.user is not None:
+            self.user.on_upstream_data(data)
+        else:
+            self.pool.discard(self)    # bytes nobody asked for: unusable
+
+    def on_eof(self) -> None:
+        self.on_error(None)
+
+    def on_error(self, exc: OSError | None) -> None:
+        if self.user is not None:
+            self.user.on_upstream_closed(exc)
+        else:
+            self.pool.discard(self)
+
+
+Connected = Callable[[UpstreamConnection | None, OSError | None], None]
+SocketConnected = Callable[[socket.socket | None, OSError | None], None]
+
+
+class Connect:
+    """One non-blocking connect in progress; ``cancel`` abandons it.
+
+    It holds one of ``backend.active`` from the start; whoever receives the
+    socket takes that over."""
+
+    __slots__ = ("pool", "backend", "sock", "callback", "waiting")
+    callback: SocketConnected | None
+
+    def __init__(self, pool: "Pool", backend: Backend, callback: SocketConnected) -> None:
+        self.pool, self.backend = pool, backend
+        self.callback = callback
+        self.sock = socket.socket(backend.family, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.waiting = False
+        backend.active += 1
+        err = self.sock.connect_ex(backend.address)
+        if err == errno.EINPROGRESS:
+            self.waiting = True
+            pool.loop.add_writer(self.sock.fileno(), self._writable)
+        else:
+            pool.loop.call_soon(self._complete, err)
+
+    def _writable(self) -> None:
+        self.pool.loop.remove_writer(self.sock.fileno())
+        self.waiting = False
+        self._complete(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+    def _complete(self, err: int) -> None:
+        if self.callback is None:
+            return
+        callback = self.callback
+        if err:
+            self._give_up()
+            callback(None, OSError(err, os.strerror(err)))
+        else:
+            self.callback = None
+            callback(self.sock, None)
+
+    def cancel(self) -> None:
+        if self.callback is not None:
+            if self.waiting:
+                self.pool.loop.remove_writer(self.sock.fileno())
+            self._give_up()
+
+    def _give_up(self) -> None:
+        self.callback = None
+        self.backend.active -= 1
+        self.sock.close()
+
+
+class Pool:
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
+        self.loop = loop
+        self.max_idle = settings.max_idle
+        self.max_active = settings.max_active
+        self.idle_timeout = settings.idle_timeout
+        self.closing = False
+
+    def acquire(self, backend: Backend) -> UpstreamConnection | None:
+        """An idle connection to reuse, most recently used first, or None."""
+        idle = backend.idle
+        return idle.pop() if idle else None
+
+    def can_open(self, backend: Backend) -> bool:
+        return backend.active < self.max_active
+
+    def connect(self, backend: Backend, callback: Connected) -> Connect:
+        """Open a keep-alive connection for HTTP."""
+        def wrap(sock: socket.socket | None, exc: OSError | None) -> None:
+            callback(UpstreamConnection(self, backend, sock) if sock else None, exc)
+        return Connect(self, backend, wrap)
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Take back a connection whose last response was read in full."""
+        conn.user = None
+        backend = conn.backend
+        if self.closing or len(backend.idle) >= self.max_idle or conn.stream.closed:
+            self.discard(conn)
+        else:
+            conn.idle_since = now
+            backend.idle.append(conn)
+
+    def detach(self, conn: UpstreamConnection) -> socket.socket:
+        """Take a connection out of the pool's accounting for good (an upgrade)."""
+        conn.user = None
+        if conn.counted:
+            conn.counted = False
+            conn.backend.active -= 1
+        return conn.stream.detach()
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        conn.user = None
+        try:
+            conn.backend.idle.remove(conn)
+        except ValueError:
+            pass
+        conn.stream.close()
+        if conn.counted:
+            conn.counted = False
+            conn.backend.active -= 1
+
+    def sweep(self, backends: list[Backend], now: float) -> None:
+        """Close idle connections past idle_timeout (the oldest sit at the front)."""
+        limit = now - self.idle_timeout
+        for backend in backends:
+            while backend.idle and backend.idle[0].idle_since <= limit:
+                self.discard(backend.idle[0])
+
+    def close_idle(self, backends: list[Backend]) -> None:
+        self.closing = True
+        for backend in backends:
+            while backend.idle:
+                self.discard(backend.idle[0])

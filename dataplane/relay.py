@@ -1,0 +1,284 @@
+"""Byte relays between two connected sockets: in the kernel with splice(2), or
+in user space over uvloop transports.
+
+Both engines propagate a half-close (EOF one way becomes shutdown(SHUT_WR) on
+the other socket) and a reset (a peer's RST becomes an RST to the other peer).
+``SplicePump`` also moves an exact byte count one way, which the HTTP proxy
+uses for large bodies of known length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import socket
+from typing import Callable
+
+from .stream import reset
+
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1024 * 1024
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_ROUNDS = 16   # splice calls per wake-up before yielding to other connections
+
+Done = Callable[[OSError | None], None]
+
+
+class SplicePump:
+    """Moves bytes from one socket to another through a pipe, one direction.
+
+    ``count`` None means until EOF; otherwise exactly that many bytes, and an
+    EOF before them is an error. ``on_done(error)`` is called once.
+    """
+
+    __slots__ = ("loop", "src", "dst", "remaining", "on_done", "moved", "in_pipe",
+                 "pipe_r", "pipe_w", "_reading", "_writing", "done")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, src: int, dst: int,
+                 count: int | None, on_done: Done) -> None:
+        self.loop, self.src, self.dst = loop, src, dst
+        self.remaining = count
+        self.on_done = on_done
+        self.moved = 0
+        self.in_pipe = 0
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass   # keep the default size (pipe-max-size or a user quota)
+        self._reading = self._writing = False
+        self.done = False
+
+    def start(self) -> None:
+        self._pump()
+
+    def _pump(self) -> None:
+        for _ in range(_ROUNDS):
+            if self.in_pipe:
+                try:
+                    n = os.splice(self.pipe_r, self.dst, self.in_pipe, flags=_FLAGS)
+                except BlockingIOError:
+                    return self._wait(writing=True)
+                except OSError as exc:
+                    return self._finish(exc)
+                self.in_pipe -= n
+                self.moved += n
+                continue
+            if self.remaining == 0:
+                return self._finish(None)
+            want = PIPE_SIZE if self.remaining is None else min(PIPE_SIZE, self.remaining)
+            try:
+                n = os.splice(self.src, self.pipe_w, want, flags=_FLAGS)
+            except BlockingIOError:
+                return self._wait(writing=False)
+            except OSError as exc:
+                return self._finish(exc)
+            if n == 0:
+                early = self.remaining is not None
+                return self._finish(ConnectionAbortedError("EOF before end of body") if early else None)
+            self.in_pipe += n
+            if self.remaining is not None:
+                self.remaining -= n
+        # Still busy: come back on the next loop iteration, after others.
+        self._wait(writing=bool(self.in_pipe))
+
+    def _wait(self, writing: bool) -> None:
+        if writing and not self._writing:
+            self.loop.add_writer(self.dst, self._pump)
+            self._writing = True
+        if not writing and not self._reading:
+            self.loop.add_reader(self.src, self._pump)
+            self._reading = True
+        if writing and self._reading:
+            self.loop.remove_reader(self.src)
+            self._reading = False
+        if not writing and self._writing:
+            self.loop.remove_writer(self.dst)
+            self._writing = False
+
+    def stop(self) -> None:
+        if self._reading:
+            self.loop.remove_reader(self.src)
+        if self._writing:
+            self.loop.remove_writer(self.dst)
+        self._reading = self._writing = False
+        if not self.done:
+            self.done = True
+            os.close(self.pipe_r)
+            os.close(self.pipe_w)
+
+    def _finish(self, error: OSError | None) -> None:
+        self.stop()
+        self.on_done(error)
+
+
+class Relay:
+    """Two sockets joined both ways until both directions end or one fails."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, a: socket.socket, b: socket.socket,
+                 on_closed: Callable[["Relay"], None]) -> None:
+        self.loop, self.a, self.b = loop, a, b
+        self.on_closed = on_closed
+        self.closed = False
+        self.open_directions = 2
+        self.idle_timeout = 0.0   # set by the owner; 0 disables
+        self.last_io = 0.0
+        self.seen = 0
+
+    def check(self, now: float) -> None:
+        """Timer sweep: reset both peers when nothing moved for idle_timeout."""
+        moved = self.moved
+        if moved != self.seen or not self.last_io:
+            self.seen, self.last_io = moved, now
+        elif self.idle_timeout and now - self.last_io >= self.idle_timeout:
+            self.abort()
+
+    def shutdown(self) -> None:
+        """The worker is stopping: a stream has no request boundary, so let it run
+        until the grace period ends."""
+
+    @property
+    def moved(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Reset both peers (idle timeout, forced shutdown)."""
+        reset(self.a)
+        reset(self.b)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._release()
+            self.a.close()
+            self.b.close()
+            self.on_closed(self)
+
+    def _release(self) -> None:
+        """Stop engine callbacks before the sockets close."""
+
+
+class SpliceRelay(Relay):
+    def start(self) -> None:
+        fa, fb = self.a.fileno(), self.b.fileno()
+        self.pumps = (SplicePump(self.loop, fa, fb, None, lambda e: self._ended(e, self.a, self.b)),
+                      SplicePump(self.loop, fb, fa, None, lambda e: self._ended(e, self.b, self.a)))
+        for pump in self.pumps:
+            pump.start()
+
+    @property
+    def moved(self) -> int:
+        return sum(p.moved for p in self.pumps)
+
+    def _ended(self, error: OSError | None, src: socket.socket, dst: socket.socket) -> None:
+        if self.closed:
+            return
+        if error is not None:
+            # A reset or failure on one side is passed on as a reset to the other.
+            self.abort()
+            return
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.open_directions -= 1
+        if self.open_directions == 0:
+            self.close()
+
+    def _release(self) -> None:
+        for pump in self.pumps:
+            pump.stop()
+
+
+class _CopySide(asyncio.Protocol):
+    """One socket of a CopyRelay: what it reads is written to the other side."""
+
+    def __init__(self, relay: "CopyRelay") -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.peer: _CopySide | None = None
+        self.moved = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.moved += len(data)
+        self.peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.peer.transport.write_eof()   # sent after the queued bytes
+        self.relay.direction_done()
+        return True
+
+    def pause_writing(self) -> None:
+        self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.side_lost(self, exc)
+
+
+class CopyRelay(Relay):
+    def __init__(self, loop, a, b, on_closed, buffer: int = 256 * 1024) -> None:
+        super().__init__(loop, a, b, on_closed)
+        self.buffer = buffer
+        self.sides = (_CopySide(self), _CopySide(self))
+        self.sides[0].peer, self.sides[1].peer = self.sides[1], self.sides[0]
+
+    @property
+    def moved(self) -> int:
+        return self.sides[0].moved + self.sides[1].moved
+
+    def start(self) -> None:
+        self.loop.create_task(self._wrap())
+
+    async def _wrap(self) -> None:
+        try:
+            for side, sock in zip(self.sides, (self.a, self.b)):
+                await self.loop.connect_accepted_socket(lambda s=side: s, sock)
+                side.transport.set_write_buffer_limits(high=self.buffer)
+        except OSError:
+            self.abort()
+
+    def direction_done(self) -> None:
+        self.open_directions -= 1
+        if self.open_directions == 0:
+            self.close()
+
+    def side_lost(self, side: _CopySide, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        if exc is not None and side.peer.transport is not None:
+            reset(side.peer.transport.get_extra_info("socket"))
+        self.close()
+
+    def _release(self) -> None:
+        for side in self.sides:
+            if side.transport is not None:
+                side.transport.close()
+
+    def close(self) -> None:
+        # The transports own the sockets now: closing them closes the sockets.
+        if not self.closed:
+            self.closed = True
+            self._release()
+            if self.sides[0].transport is None:
+                self.a.close()
+            if self.sides[1].transport is None:
+                self.b.close()
+            self.on_closed(self)
+
+
+def make_relay(engine: str, loop, a: socket.socket, b: socket.socket, on_closed,
+               buffer: int) -> Relay:
+    if engine == "splice":
+        return SpliceRelay(loop, a, b, on_closed)
+    return CopyRelay(loop, a, b, on_closed, buffer)

@@ -1,0 +1,85 @@
+"""TCP mode: each accepted connection is joined to a backend connection by a
+byte relay (splice or copy), with half-close and resets passed through."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+import structlog
+
+from .pool import Connect
+from .relay import Relay, make_relay
+from .stream import reset
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .worker import Worker
+
+log = structlog.get_logger("l7lb.tcp")
+
+
+class TcpSession:
+    """From accept until the relay takes over: pick a backend and connect."""
+
+    def __init__(self, worker: "Worker", sock: socket.socket, peer: str) -> None:
+        self.worker, self.sock, self.peer = worker, sock, peer
+        self.started = worker.loop.time()
+        self.deadline = worker.clock.now + worker.config.timeouts.connect
+        self.connecting: Connect | None = None
+        backend = worker.balancer.pick()
+        if backend is None or not worker.pool.can_open(backend):
+            self._refuse("no backend available" if backend is None else "pool.max_active reached")
+            return
+        self.backend: Backend = backend
+        backend.requests += 1
+        worker.connections.add(self)
+        self.connecting = Connect(worker.pool, backend, self._connected)
+
+    def _refuse(self, why: str) -> None:
+        self.worker.stats.errors += 1
+        log.warning("tcp connection refused", client=self.peer, reason=why)
+        reset(self.sock)
+        self.sock.close()
+
+    def _connected(self, upstream: socket.socket | None, exc: OSError | None) -> None:
+        worker = self.worker
+        worker.forget(self)
+        self.connecting = None
+        if upstream is None:
+            self.backend.errors += 1
+            self._refuse(f"connect to {self.backend.name} failed: {exc.strerror or exc}")
+            return
+        relay = make_relay(worker.relay_engine, worker.loop, self.sock, upstream,
+                           self._closed, worker.config.limits.buffer)
+        relay.idle_timeout = worker.config.timeouts.idle
+        worker.connections.add(relay)
+        relay.start()
+
+    def _closed(self, relay: Relay) -> None:
+        worker = self.worker
+        worker.forget(relay)
+        self.backend.active -= 1
+        worker.stats.requests += 1
+        if worker.config.log.access:
+            log.info("connection", client=self.peer, backend=self.backend.name,
+                     bytes=relay.moved, ms=round((worker.loop.time() - self.started) * 1000, 2))
+
+    def check(self, now: float) -> None:
+        if now >= self.deadline and self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+            self.worker.forget(self)
+            self.backend.errors += 1
+            self._refuse(f"connect to {self.backend.name} timed out")
+
+    def shutdown(self) -> None:
+        """Stopping: a connect in progress may finish; its relay then runs out the grace."""
+
+    def abort(self) -> None:
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+            self.worker.forget(self)
+            reset(self.sock)
+            self.sock.close()

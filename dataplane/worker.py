@@ -1,0 +1,143 @@
+"""A worker: one event loop, its listener, its connections and their timers."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from typing import Callable, Protocol
+
+import structlog
+
+from .backends import Backend, Resolver
+from .balance import RoundRobin
+from .config import Config
+from .http_proxy import ClientConnection
+from .pool import Pool
+from .tcp_proxy import TcpSession
+
+log = structlog.get_logger("l7lb.worker")
+ACCEPTS_PER_WAKEUP = 64
+
+
+class Tracked(Protocol):
+    """Anything the worker times out and shuts down: connections, sessions, relays."""
+    def check(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+class Clock:
+    """Loop time, refreshed by the timer sweep: cheap to read on the hot path."""
+    __slots__ = ("now",)
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+
+class Stats:
+    __slots__ = ("requests", "errors", "rejected", "refused")
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.rejected = self.refused = 0
+
+
+def sweep_interval(config: Config) -> float:
+    """Timers are checked this often: fine enough for the shortest timeout."""
+    t = config.timeouts
+    shortest = min(t.connect, t.header, t.idle, t.request, config.pool.idle_timeout)
+    return min(0.25, max(0.01, shortest / 10))
+
+
+def listen(config: Config) -> socket.socket:
+    """A listening socket; SO_REUSEPORT lets every worker have its own."""
+    family = socket.AF_INET6 if ":" in config.balancer.bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.balancer.bind, config.balancer.port))
+    sock.listen(socket.SOMAXCONN)
+    sock.setblocking(False)
+    return sock
+
+
+class Worker:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
+                 listener: socket.socket) -> None:
+        self.config = config
+        self.loop = loop
+        self.listener = listener
+        self.clock = Clock(loop.time())
+        self.stats = Stats()
+        self.backends = [Backend(spec) for spec in config.backends]
+        self.balancer = RoundRobin(self.backends)
+        self.pool = Pool(loop, config.pool)
+        self.resolver = Resolver(loop, self.backends, config.balancer.health_check_interval,
+                                 self.balancer.refresh)
+        self.connections: set[Tracked] = set()
+        relay = config.balancer.relay
+        # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
+        # (small messages), splice for large HTTP bodies of known length.
+        self.relay_engine = relay if relay != "auto" else (
+            "splice" if config.balancer.mode == "tcp" else "copy")
+        self.splice_bodies = relay != "copy"
+        self.handler: Callable[[Worker, socket.socket, str], object] = (
+            TcpSession if config.balancer.mode == "tcp" else ClientConnection)
+        self.stopping = False
+        self.stopped = loop.create_future()
+        self._tick = sweep_interval(config)
+
+    def start(self) -> None:
+        self.resolver.start()
+        self.loop.add_reader(self.listener.fileno(), self._accept)
+        self.loop.call_later(self._tick, self._sweep)
+
+    def _accept(self) -> None:
+        limit = self.config.limits.connections
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, address = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS: skip this wake-up rather than spin.
+                log.error("accept failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno))
+                return
+            if len(self.connections) >= limit:
+                self.stats.refused += 1
+                sock.close()
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.handler(self, sock, address[0])
+
+    def forget(self, conn: Tracked) -> None:
+        self.connections.discard(conn)
+        if self.stopping and not self.connections and not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def _sweep(self) -> None:
+        now = self.clock.now = self.loop.time()
+        for conn in list(self.connections):
+            conn.check(now)
+        self.pool.sweep(self.backends, now)
+        self.loop.call_later(self._tick, self._sweep)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""
+        self.stopping = True
+        self.loop.remove_reader(self.listener.fileno())
+        self.listener.close()
+        self.resolver.stop()
+        self.pool.close_idle(self.backends)
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self.connections:
+            log.info("draining", connections=len(self.connections), grace=grace)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.stopped), grace)
+            except asyncio.TimeoutError:
+                log.warning("grace period over, closing", connections=len(self.connections))
+        for conn in list(self.connections):
+            abort = getattr(conn, "abort", None)
+            abort() if abort else conn.shutdown()
+        self.pool.close_idle(self.backends)

@@ -1,0 +1,1 @@
+"""lbctl: run, check and manage an l7lb balancer."""

@@ -1,0 +1,213 @@
+"""A small HTTP/1.1 backend that reports what it received and who it is.
+
+Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
+
+- ``/bytes/N``: N bytes of body; ``?framing=length|chunked|close``, ``&trailer=1``
+- ``/status/N``: an empty response with that status
+- ``/slow/MS``: answer after MS milliseconds
+- ``/reset``: promise 1000 bytes, send 10, then reset the connection
+- ``/garbage``: answer with bytes that are not HTTP
+- ``/ws``: WebSocket echo (RFC 6455 frames, text and binary)
+- anything else: JSON with the backend's name, method, path, headers, body
+  length and SHA-256, and trailers (chunked bodies are decoded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import socket
+import struct
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+PATTERN = bytes(range(256)) * 256   # 64 KiB
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "l7lb-test-backend"
+    name = "backend"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    # -- request bodies --------------------------------------------------
+    def read_body(self) -> tuple[int, str, list]:
+        digest, total, trailers = hashlib.sha256(), 0, []
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    break
+                total += self._consume(size, digest)
+                self.rfile.readline()
+            while (line := self.rfile.readline().strip()):
+                name, _, value = line.decode("latin-1").partition(":")
+                trailers.append([name.strip(), value.strip()])
+        else:
+            total = self._consume(int(self.headers.get("Content-Length") or 0), digest)
+        return total, digest.hexdigest(), trailers
+
+    def _consume(self, size: int, digest) -> int:
+        left = size
+        while left:
+            data = self.rfile.read(min(left, 1 << 20))
+            if not data:
+                raise ConnectionError("body ended early")
+            digest.update(data)
+            left -= len(data)
+        return size
+
+    # -- responses -------------------------------------------------------
+    def do_GET(self) -> None:
+        self.route(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self.route(send_body=False)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def route(self, send_body: bool) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = url.path.strip("/").split("/")
+        if parts[0] == "ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        size, sha, trailers = self.read_body()
+        if parts[0] == "bytes":
+            return self.send_bytes(int(parts[1]), query, send_body)
+        if parts[0] == "status":
+            self.send_response(int(parts[1]))
+            if int(parts[1]) not in (204, 304):
+                self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if parts[0] == "slow":
+            time.sleep(int(parts[1]) / 1000)
+        if parts[0] == "reset":
+            return self.reset()
+        if parts[0] == "garbage":
+            self.wfile.write(b"this is not http\r\n\r\n")
+            self.close_connection = True
+            return
+        report = {"backend": self.name, "method": self.command, "path": self.path,
+                  "version": self.request_version, "headers": list(self.headers.items()),
+                  "body_bytes": size, "body_sha256": sha, "trailers": trailers}
+        body = json.dumps(report).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Backend", self.name)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def send_bytes(self, size: int, query: dict, send_body: bool) -> None:
+        framing = query.get("framing", "length")
+        self.send_response(200)
+        self.send_header("X-Backend", self.name)
+        if framing == "length":
+            self.send_header("Content-Length", str(size))
+        elif framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            if query.get("trailer"):
+                self.send_header("Trailer", "X-Checksum")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if not send_body:
+            return
+        left = size
+        while left:
+            piece = PATTERN[:min(left, len(PATTERN))]
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece) if framing == "chunked" else piece)
+            left -= len(piece)
+        if framing == "chunked":
+            trailer = b"X-Checksum: done\r\n" if query.get("trailer") else b""
+            self.wfile.write(b"0\r\n" + trailer + b"\r\n")
+
+    def reset(self) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def websocket(self) -> None:
+        key = self.headers["Sec-WebSocket-Key"].encode()
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        while (frame := read_frame(self.rfile)) is not None:
+            opcode, payload = frame
+            if opcode == 8:   # close
+                self.wfile.write(encode_frame(8, payload))
+                break
+            self.wfile.write(encode_frame(opcode, payload))
+            self.wfile.flush()
+        self.close_connection = True
+
+
+def read_frame(rfile) -> tuple[int, bytes] | None:
+    head = rfile.read(2)
+    if len(head) < 2:
+        return None
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", rfile.read(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", rfile.read(8))[0]
+    mask = rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+    data = rfile.read(length)
+    return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """A final frame; ``mask`` (4 bytes) for frames a client sends."""
+    length = len(payload)
+    second = 0x80 if mask else 0
+    if length < 126:
+        head = bytes([0x80 | opcode, second | length])
+    elif length < 65536:
+        head = bytes([0x80 | opcode, second | 126]) + struct.pack("!H", length)
+    else:
+        head = bytes([0x80 | opcode, second | 127]) + struct.pack("!Q", length)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def make_server(name: str, host: str, port: int) -> ThreadingHTTPServer:
+    handler = type("NamedHandler", (Handler,), {"name": name})
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.daemon_threads = True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})
+    return server_class((host, port), handler)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="backend")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    server = make_server(args.name, args.host, args.port)
+    print(f"backend {args.name} listening on {args.host}:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

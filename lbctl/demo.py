@@ -1,0 +1,52 @@
+"""``lbctl demo``: three local backends and a balancer on an embedded config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+
+from dataplane.config import parse
+from dataplane.serve import serve
+
+DEMO_CONFIG = """
+balancer:
+  port: {port}
+  bind: 127.0.0.1
+  mode: http
+  workers: 1
+backends:
+  - {{host: 127.0.0.1, port: {p1}, weight: 100}}
+  - {{host: 127.0.0.1, port: {p2}, weight: 100}}
+  - {{host: 127.0.0.1, port: {p3}, weight: 50}}
+timeouts: {{shutdown: 2s}}
+log: {{format: console}}
+"""
+
+
+def run_demo(port: int, backend_port: int) -> int:
+    ports = [backend_port + i for i in range(3)]
+    config = parse(DEMO_CONFIG.format(port=port, p1=ports[0], p2=ports[1], p3=ports[2]),
+                   "<demo>")
+    backends = [subprocess.Popen([sys.executable, "-m", "lbctl.backend", "--name", f"demo{i + 1}",
+                                  "--port", str(p)], stdout=subprocess.DEVNULL)
+                for i, p in enumerate(ports)]
+    url = f"http://127.0.0.1:{port}/"
+    click.echo(f"""
+l7lb demo: three backends on 127.0.0.1:{ports[0]}-{ports[2]} (weights 100, 100, 50),
+balancer on {url}
+
+Try, in another terminal:
+  curl -s {url}hello | python3 -m json.tool       # which backend answered, what it saw
+  for i in $(seq 10); do curl -s -o /dev/null -w '%{{http_code}} ' -D - {url} | grep -i x-backend; done
+  curl -s {url}bytes/1000000?framing=chunked | wc -c
+Ctrl-C stops everything.
+""")
+    try:
+        return serve(config)
+    finally:
+        for backend in backends:
+            backend.terminate()
+        for backend in backends:
+            backend.wait(timeout=5)
