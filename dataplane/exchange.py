@@ -40,7 +40,7 @@ class Exchange:
         "upstream", "connecting", "rparser", "status", "reason", "resp_headers",
         "resp_trailers", "resp_framing", "client_framing", "resp_remaining",
         "resp_started", "resp_complete", "interim", "out", "client_keep_alive",
-        "started", "bytes_in", "bytes_out", "error", "done", "splice",
+        "started", "bytes_in", "bytes_out", "error", "done", "splice", "upstream_keep_alive",
     )
 
     def __init__(self, client: "ClientConnection") -> None:
@@ -76,6 +76,7 @@ class Exchange:
         self.interim = False
         self.out: list[bytes] = []     # response bytes for the client, flushed per read
         self.client_keep_alive = False
+        self.upstream_keep_alive = False   # read at the head: httptools forgets it after
         self.splice: SplicePump | None = None   # response body moving in the kernel
         self.started = time.monotonic()
         self.bytes_in = 0
@@ -196,6 +197,7 @@ class Exchange:
             self.interim = True
             return
         self.status = status
+        self.upstream_keep_alive = self.rparser.should_keep_alive()
         if status == 101:
             return    # handled when the parser stops at the protocol switch
         head_request = self.method == b"HEAD"
@@ -250,7 +252,7 @@ class Exchange:
             return
         self._flush()
         if self.resp_complete:
-            client.exchange_done(self, self.request_complete and self.rparser.should_keep_alive())
+            client.exchange_done(self, self.request_complete and self.upstream_keep_alive)
         elif (self.resp_framing == LENGTH and self.client_framing == LENGTH
               and self.resp_remaining >= SPLICE_MIN and self.worker.splice_bodies):
             self._splice_response()
@@ -268,7 +270,7 @@ class Exchange:
     def _splice_response(self) -> None:
         upstream = self.upstream
         upstream.stream.stop_reading()
-        self.splice = SplicePump(self.worker.loop, upstream.stream.fd, self.client.stream.fd,
+        self.splice = SplicePump(self.worker.reactor, upstream.stream.fd, self.client.stream.fd,
                                  self.resp_remaining, self._response_spliced)
         self.client.stream.when_drained(self.splice.start)
 
@@ -313,7 +315,7 @@ class Exchange:
             if handed or client.stream.pending or upstream.stream.pending:
                 return      # called again by the other stream's drain
             handed.append(True)
-            relay = make_relay(worker.relay_engine, worker.loop, client.upgraded(),
+            relay = make_relay(worker.relay_engine, worker.reactor, client.upgraded(),
                                worker.pool.detach(upstream), worker.forget,
                                worker.config.limits.buffer)
             worker.connections.add(relay)
@@ -336,6 +338,7 @@ class Exchange:
         client = self.client
         self.out = [http1.error_response(status, detail)]
         self.client_keep_alive = False
+        self.upstream_keep_alive = False   # read at the head: httptools forgets it after
         self.resp_started = self.resp_complete = True
         self._flush()
         client.exchange_done(self, False)

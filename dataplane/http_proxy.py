@@ -37,7 +37,7 @@ class ClientConnection:
         self.worker = worker
         self.loop = worker.loop
         self.limits = worker.config.limits
-        self.stream = Stream(worker.loop, sock, self)
+        self.stream = Stream(worker.reactor, sock, self)
         self.parser = httptools.HttpRequestParser(self)
         self.peer = peer.encode()
         self.queue: deque[Exchange] = deque()   # head-complete requests; [0] is active
@@ -241,7 +241,7 @@ class ClientConnection:
     def start_request_splice(self, exchange: Exchange, count: int) -> None:
         """Move the rest of a large request body to the backend in the kernel."""
         self.stream.stop_reading()
-        self.splice = SplicePump(self.loop, self.stream.fd, exchange.upstream.stream.fd,
+        self.splice = SplicePump(self.worker.reactor, self.stream.fd, exchange.upstream.stream.fd,
                                  count, lambda error: self._request_spliced(exchange, error))
         exchange.upstream.stream.when_drained(self.splice.start)
 

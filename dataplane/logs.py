@@ -12,7 +12,12 @@ import structlog
 
 from .config import Log
 
-_encode = msgspec.json.Encoder(decimal_format="number").encode
+def _fallback(value: object) -> object:
+    """Anything msgspec cannot encode is logged as float or text, never raised."""
+    return float(value) if isinstance(value, float) else str(value)
+
+
+_encode = msgspec.json.Encoder(enc_hook=_fallback).encode
 
 
 def _json(event: dict, **_: object) -> str:

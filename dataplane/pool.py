@@ -7,7 +7,6 @@ Limits: ``pool.max_active`` connections per backend (busy + idle + connecting),
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -15,6 +14,7 @@ from typing import Callable, Protocol
 
 from .backends import Backend
 from .config import Pool as PoolSettings
+from .reactor import Reactor
 from .stream import Stream
 
 
@@ -30,7 +30,7 @@ class UpstreamConnection:
     def __init__(self, pool: "Pool", backend: Backend, sock: socket.socket) -> None:
         self.pool = pool
         self.backend = backend
-        self.stream = Stream(pool.loop, sock, self)
+        self.stream = Stream(pool.reactor, sock, self)
         self.user: UpstreamUser | None = None
         self.requests = 0
         self.idle_since = 0.0
@@ -65,7 +65,7 @@ class Connect:
     socket takes that over."""
 
     __slots__ = ("pool", "backend", "sock", "callback", "waiting")
-    callback: SocketConnected | None
+    callback: "SocketConnected | None"
 
     def __init__(self, pool: "Pool", backend: Backend, callback: SocketConnected) -> None:
         self.pool, self.backend = pool, backend
@@ -78,12 +78,12 @@ class Connect:
         err = self.sock.connect_ex(backend.address)
         if err == errno.EINPROGRESS:
             self.waiting = True
-            pool.loop.add_writer(self.sock.fileno(), self._writable)
+            pool.reactor.add_writer(self.sock.fileno(), self._writable)
         else:
             pool.loop.call_soon(self._complete, err)
 
     def _writable(self) -> None:
-        self.pool.loop.remove_writer(self.sock.fileno())
+        self.pool.reactor.remove_writer(self.sock.fileno())
         self.waiting = False
         self._complete(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 
@@ -101,7 +101,7 @@ class Connect:
     def cancel(self) -> None:
         if self.callback is not None:
             if self.waiting:
-                self.pool.loop.remove_writer(self.sock.fileno())
+                self.pool.reactor.remove_writer(self.sock.fileno())
             self._give_up()
 
     def _give_up(self) -> None:
@@ -111,8 +111,9 @@ class Connect:
 
 
 class Pool:
-    def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
-        self.loop = loop
+    def __init__(self, reactor: Reactor, settings: PoolSettings) -> None:
+        self.reactor = reactor
+        self.loop = reactor.loop
         self.max_idle = settings.max_idle
         self.max_active = settings.max_active
         self.idle_timeout = settings.idle_timeout

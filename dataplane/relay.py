@@ -15,6 +15,7 @@ import os
 import socket
 from typing import Callable
 
+from .reactor import Reactor
 from .stream import reset
 
 F_SETPIPE_SZ = 1031
@@ -32,12 +33,12 @@ class SplicePump:
     EOF before them is an error. ``on_done(error)`` is called once.
     """
 
-    __slots__ = ("loop", "src", "dst", "remaining", "on_done", "moved", "in_pipe",
+    __slots__ = ("reactor", "src", "dst", "remaining", "on_done", "moved", "in_pipe",
                  "pipe_r", "pipe_w", "_reading", "_writing", "done")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, src: int, dst: int,
+    def __init__(self, reactor: Reactor, src: int, dst: int,
                  count: int | None, on_done: Done) -> None:
-        self.loop, self.src, self.dst = loop, src, dst
+        self.reactor, self.src, self.dst = reactor, src, dst
         self.remaining = count
         self.on_done = on_done
         self.moved = 0
@@ -85,23 +86,23 @@ class SplicePump:
 
     def _wait(self, writing: bool) -> None:
         if writing and not self._writing:
-            self.loop.add_writer(self.dst, self._pump)
+            self.reactor.add_writer(self.dst, self._pump)
             self._writing = True
         if not writing and not self._reading:
-            self.loop.add_reader(self.src, self._pump)
+            self.reactor.add_reader(self.src, self._pump)
             self._reading = True
         if writing and self._reading:
-            self.loop.remove_reader(self.src)
+            self.reactor.remove_reader(self.src)
             self._reading = False
         if not writing and self._writing:
-            self.loop.remove_writer(self.dst)
+            self.reactor.remove_writer(self.dst)
             self._writing = False
 
     def stop(self) -> None:
         if self._reading:
-            self.loop.remove_reader(self.src)
+            self.reactor.remove_reader(self.src)
         if self._writing:
-            self.loop.remove_writer(self.dst)
+            self.reactor.remove_writer(self.dst)
         self._reading = self._writing = False
         if not self.done:
             self.done = True
@@ -116,9 +117,9 @@ class SplicePump:
 class Relay:
     """Two sockets joined both ways until both directions end or one fails."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, a: socket.socket, b: socket.socket,
+    def __init__(self, reactor: Reactor, a: socket.socket, b: socket.socket,
                  on_closed: Callable[["Relay"], None]) -> None:
-        self.loop, self.a, self.b = loop, a, b
+        self.reactor, self.loop, self.a, self.b = reactor, reactor.loop, a, b
         self.on_closed = on_closed
         self.closed = False
         self.open_directions = 2
@@ -166,8 +167,9 @@ class Relay:
 class SpliceRelay(Relay):
     def start(self) -> None:
         fa, fb = self.a.fileno(), self.b.fileno()
-        self.pumps = (SplicePump(self.loop, fa, fb, None, lambda e: self._ended(e, self.a, self.b)),
-                      SplicePump(self.loop, fb, fa, None, lambda e: self._ended(e, self.b, self.a)))
+        reactor = self.reactor
+        self.pumps = (SplicePump(reactor, fa, fb, None, lambda e: self._ended(e, self.a, self.b)),
+                      SplicePump(reactor, fb, fa, None, lambda e: self._ended(e, self.b, self.a)))
         for pump in self.pumps:
             pump.start()
 
@@ -196,23 +198,42 @@ class SpliceRelay(Relay):
 
 
 class _CopySide(asyncio.Protocol):
-    """One socket of a CopyRelay: what it reads is written to the other side."""
+    """One socket of a CopyRelay: what it reads is written to the other side.
+
+    uvloop may deliver data before the other side's transport exists; that
+    (at most a read or two) is held until it does."""
 
     def __init__(self, relay: "CopyRelay") -> None:
         self.relay = relay
         self.transport: asyncio.Transport | None = None
         self.peer: _CopySide | None = None
         self.moved = 0
+        self.early: list[bytes] = []
+        self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = self.peer
+        for data in peer.early:
+            transport.write(data)
+        peer.early.clear()
+        if peer.early_eof:
+            transport.write_eof()
 
     def data_received(self, data: bytes) -> None:
         self.moved += len(data)
-        self.peer.transport.write(data)
+        target = self.peer.transport
+        if target is None:
+            self.early.append(data)
+        else:
+            target.write(data)
 
     def eof_received(self) -> bool:
-        self.peer.transport.write_eof()   # sent after the queued bytes
+        target = self.peer.transport
+        if target is None:
+            self.early_eof = True
+        else:
+            target.write_eof()   # sent after the queued bytes
         self.relay.direction_done()
         return True
 
@@ -227,8 +248,9 @@ class _CopySide(asyncio.Protocol):
 
 
 class CopyRelay(Relay):
-    def __init__(self, loop, a, b, on_closed, buffer: int = 256 * 1024) -> None:
-        super().__init__(loop, a, b, on_closed)
+    def __init__(self, reactor: Reactor, a: socket.socket, b: socket.socket,
+                 on_closed: Callable[[Relay], None], buffer: int = 256 * 1024) -> None:
+        super().__init__(reactor, a, b, on_closed)
         self.buffer = buffer
         self.sides = (_CopySide(self), _CopySide(self))
         self.sides[0].peer, self.sides[1].peer = self.sides[1], self.sides[0]
@@ -277,8 +299,8 @@ class CopyRelay(Relay):
             self.on_closed(self)
 
 
-def make_relay(engine: str, loop, a: socket.socket, b: socket.socket, on_closed,
-               buffer: int) -> Relay:
+def make_relay(engine: str, reactor: Reactor, a: socket.socket, b: socket.socket,
+               on_closed: Callable[[Relay], None], buffer: int) -> Relay:
     if engine == "splice":
-        return SpliceRelay(loop, a, b, on_closed)
-    return CopyRelay(loop, a, b, on_closed, buffer)
+        return SpliceRelay(reactor, a, b, on_closed)
+    return CopyRelay(reactor, a, b, on_closed, buffer)

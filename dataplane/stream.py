@@ -2,7 +2,7 @@
 
 The proxy works on raw sockets rather than asyncio transports so that the same
 file descriptor can be handed to splice(2) for large bodies and upgraded
-streams. Reads are delivered to an owner object (``on_data``, ``on_eof``,
+streams. Readiness comes from the Reactor (see reactor.py for why). Reads are delivered to an owner object (``on_data``, ``on_eof``,
 ``on_error``); writes go straight to the kernel and only what the kernel
 refuses is queued. Owners apply back-pressure with ``pending`` and
 ``when_drained``.
@@ -10,12 +10,13 @@ refuses is queued. Owners apply back-pressure with ``pending`` and
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import struct
 from collections import deque
 from typing import Callable, Protocol
+
+from .reactor import Reactor
 
 READ_SIZE = 256 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -28,12 +29,12 @@ class StreamOwner(Protocol):
 
 
 class Stream:
-    __slots__ = ("loop", "sock", "fd", "owner", "pending", "closed", "reading",
+    __slots__ = ("reactor", "loop", "sock", "fd", "owner", "pending", "closed", "reading",
                  "_out", "_writing", "_drain_waiters", "_shut_after_drain", "_error")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 owner: StreamOwner) -> None:
-        self.loop = loop
+    def __init__(self, reactor: Reactor, sock: socket.socket, owner: StreamOwner) -> None:
+        self.reactor = reactor
+        self.loop = reactor.loop
         self.sock = sock
         self.fd = sock.fileno()
         self.owner = owner
@@ -50,12 +51,12 @@ class Stream:
     def start_reading(self) -> None:
         if not self.reading and not self.closed:
             self.reading = True
-            self.loop.add_reader(self.fd, self._on_readable)
+            self.reactor.add_reader(self.fd, self._on_readable)
 
     def stop_reading(self) -> None:
         if self.reading:
             self.reading = False
-            self.loop.remove_reader(self.fd)
+            self.reactor.remove_reader(self.fd)
 
     def _on_readable(self) -> None:
         try:
@@ -94,7 +95,7 @@ class Stream:
         self.pending += len(data)
         if not self._writing:
             self._writing = True
-            self.loop.add_writer(self.fd, self._on_writable)
+            self.reactor.add_writer(self.fd, self._on_writable)
 
     def _on_writable(self) -> None:
         out = self._out
@@ -113,7 +114,7 @@ class Stream:
                 return
             out.popleft()
         self._writing = False
-        self.loop.remove_writer(self.fd)
+        self.reactor.remove_writer(self.fd)
         self._drained()
 
     def _drained(self) -> None:
@@ -137,7 +138,7 @@ class Stream:
         self.pending = 0
         if self._writing:
             self._writing = False
-            self.loop.remove_writer(self.fd)
+            self.reactor.remove_writer(self.fd)
         self.loop.call_soon(self._report_error, exc)
 
     def _report_error(self, exc: OSError) -> None:
@@ -171,7 +172,7 @@ class Stream:
         self.stop_reading()
         if self._writing:
             self._writing = False
-            self.loop.remove_writer(self.fd)
+            self.reactor.remove_writer(self.fd)
         self.closed = True
         self._out.clear()
         self.sock.close()

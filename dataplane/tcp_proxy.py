@@ -50,7 +50,7 @@ class TcpSession:
             self.backend.errors += 1
             self._refuse(f"connect to {self.backend.name} failed: {exc.strerror or exc}")
             return
-        relay = make_relay(worker.relay_engine, worker.loop, self.sock, upstream,
+        relay = make_relay(worker.relay_engine, worker.reactor, self.sock, upstream,
                            self._closed, worker.config.limits.buffer)
         relay.idle_timeout = worker.config.timeouts.idle
         worker.connections.add(relay)

@@ -14,6 +14,7 @@ from .balance import RoundRobin
 from .config import Config
 from .http_proxy import ClientConnection
 from .pool import Pool
+from .reactor import Reactor
 from .tcp_proxy import TcpSession
 
 log = structlog.get_logger("l7lb.worker")
@@ -70,7 +71,8 @@ class Worker:
         self.stats = Stats()
         self.backends = [Backend(spec) for spec in config.backends]
         self.balancer = RoundRobin(self.backends)
-        self.pool = Pool(loop, config.pool)
+        self.reactor = Reactor(loop)
+        self.pool = Pool(self.reactor, config.pool)
         self.resolver = Resolver(loop, self.backends, config.balancer.health_check_interval,
                                  self.balancer.refresh)
         self.connections: set[Tracked] = set()
@@ -88,7 +90,7 @@ class Worker:
 
     def start(self) -> None:
         self.resolver.start()
-        self.loop.add_reader(self.listener.fileno(), self._accept)
+        self.reactor.add_reader(self.listener.fileno(), self._accept)
         self.loop.call_later(self._tick, self._sweep)
 
     def _accept(self) -> None:
@@ -125,7 +127,7 @@ class Worker:
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""
         self.stopping = True
-        self.loop.remove_reader(self.listener.fileno())
+        self.reactor.remove_reader(self.listener.fileno())
         self.listener.close()
         self.resolver.stop()
         self.pool.close_idle(self.backends)

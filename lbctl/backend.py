@@ -10,12 +10,18 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - ``/ws``: WebSocket echo (RFC 6455 frames, text and binary)
 - anything else: JSON with the backend's name, method, path, headers, body
   length and SHA-256, and trailers (chunked bodies are decoded).
+
+With ``--tcp`` it is a raw TCP server instead: it reads until EOF, then answers
+``NAME got N bytes SHA256`` and closes. A client whose first line is
+``HALFCLOSE`` gets ``bye`` and EOF first, and the server prints what it then
+receives; ``RESET`` makes the server reset the connection.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import socketserver
 import hashlib
 import json
 import socket
@@ -24,7 +30,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PATTERN = bytes(range(256)) * 256   # 64 KiB
 
 
@@ -94,7 +100,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"this is not http\r\n\r\n")
             self.close_connection = True
             return
-        report = {"backend": self.name, "method": self.command, "path": self.path,
+        report = {"backend": self.name, "peer": "%s:%d" % self.client_address[:2],
+                  "method": self.command, "path": self.path,
                   "version": self.request_version, "headers": list(self.headers.items()),
                   "body_bytes": size, "body_sha256": sha, "trailers": trailers}
         body = json.dumps(report).encode()
@@ -186,12 +193,39 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> byte
     return head + payload
 
 
-def make_server(name: str, host: str, port: int) -> ThreadingHTTPServer:
-    handler = type("NamedHandler", (Handler,), {"name": name})
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.daemon_threads = True
+class TcpHandler(socketserver.BaseRequestHandler):
+    name = "backend"
+
+    def handle(self) -> None:
+        sock = self.request
+        first = sock.recv(65536)
+        if first.startswith(b"RESET"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()    # before socketserver's own shutdown() could send a FIN
+            return
+        if first.startswith(b"HALFCLOSE"):
+            sock.sendall(b"bye\n")
+            sock.shutdown(socket.SHUT_WR)
+            data = read_to_eof(sock)
+            print(f"{self.name} after halfclose got {data!r}", flush=True)
+            return
+        data = first + read_to_eof(sock) if first else b""
+        sock.sendall(f"{self.name} got {len(data)} bytes {hashlib.sha256(data).hexdigest()}\n"
+                     .encode())
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while (data := sock.recv(1 << 20)):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def make_server(name: str, host: str, port: int, tcp: bool = False) -> socketserver.TCPServer:
+    handler = type("NamedHandler", (TcpHandler if tcp else Handler,), {"name": name})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})
+    server_class = type("Server", (ThreadingHTTPServer,), {
+        "address_family": family, "allow_reuse_address": True, "daemon_threads": True})
     return server_class((host, port), handler)
 
 
@@ -200,8 +234,9 @@ def main() -> None:
     parser.add_argument("--name", default="backend")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tcp", action="store_true", help="raw TCP instead of HTTP")
     args = parser.parse_args()
-    server = make_server(args.name, args.host, args.port)
+    server = make_server(args.name, args.host, args.port, args.tcp)
     print(f"backend {args.name} listening on {args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()

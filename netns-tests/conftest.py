@@ -1,0 +1,93 @@
+"""Fixtures for namespace tests: a topology per test, torn down whatever happens."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from topology import Topology  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = None
+    if os.geteuid() != 0:
+        reason = "network-namespace tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+    elif not shutil.which("ip"):
+        reason = "network-namespace tests need iproute2's ip"
+    if reason:
+        here = Path(__file__).parent
+        for item in items:
+            if here in Path(item.fspath).parents:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def topology():
+    """Factory: topology(["client", "lb", "b1"]) builds one; all are removed at the end."""
+    made: list[Topology] = []
+
+    def build(hosts: list[str]) -> Topology:
+        topo = Topology(hosts)
+        made.append(topo)
+        return topo
+
+    yield build
+    for topo in made:
+        topo.close()
+
+
+class Client:
+    """HTTP over sockets made in the client namespace, parsed by http.client."""
+
+    def __init__(self, topo: Topology, host: str = "client", target: str = "lb",
+                 port: int = 8080) -> None:
+        self.topo, self.host, self.target, self.port = topo, host, target, port
+
+    def connection(self, timeout: float = 10.0) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(self.topo.hosts[self.target], self.port,
+                                          timeout=timeout)
+        conn.sock = self.topo.connect(self.host, self.target, self.port, timeout=timeout)
+        return conn
+
+    def request(self, method: str, path: str, body=None, headers=None,
+                timeout: float = 10.0) -> tuple[http.client.HTTPResponse, bytes]:
+        conn = self.connection(timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response, response.read()
+        finally:
+            conn.close()
+
+    def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Send bytes, read until the balancer closes (or the timeout)."""
+        sock = self.topo.connect(self.host, self.target, self.port, timeout=timeout)
+        try:
+            sock.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            sock.close()
+
+
+def balancer_config(topo: Topology, backends: list[str], mode: str = "http",
+                    extra: str = "", port: int = 8000) -> str:
+    """YAML for a balancer on host "lb" in front of the named hosts."""
+    lines = [f"  - {{host: {topo.hosts[b]}, port: {port}}}" for b in backends]
+    return (f"balancer: {{port: 8080, bind: {topo.hosts['lb']}, mode: {mode}, workers: 1}}\n"
+            "backends:\n" + "\n".join(lines) + "\n" + extra)

@@ -1,0 +1,70 @@
+"""TCP mode end to end with both relay engines: bytes intact, half-close in
+both directions, resets passed on."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+
+import pytest
+from conftest import balancer_config
+
+
+@pytest.fixture(params=["splice", "copy"])
+def tcp_site(request, topology):
+    topo = topology(["client", "lb", "t1"])
+    backend = topo.python_backend("t1", "t1", tcp=True)
+    topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp").replace(
+        "workers: 1", f"workers: 1, relay: {request.param}"))
+    return topo, backend
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_client_half_close_reaches_backend_and_reply_comes_back(tcp_site):
+    topo, _ = tcp_site
+    payload = bytes(range(256)) * 40_000      # ~10 MB
+    sock = topo.connect("client", "lb", 8080)
+    sock.sendall(payload)
+    sock.shutdown(socket.SHUT_WR)             # the backend answers only after EOF
+    reply = read_all(sock)
+    sock.close()
+    assert reply == f"t1 got {len(payload)} bytes {hashlib.sha256(payload).hexdigest()}\n".encode()
+
+
+def test_backend_half_close_reaches_client_which_can_still_send(tcp_site):
+    topo, backend = tcp_site
+    sock = topo.connect("client", "lb", 8080)
+    sock.sendall(b"HALFCLOSE\n")
+    assert read_all(sock) == b"bye\n"         # EOF from the backend arrived
+    sock.sendall(b"still talking")
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 5
+    while "after halfclose" not in topo.log(backend) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock.close()
+    assert "t1 after halfclose got b'still talking'" in topo.log(backend)
+
+
+def test_backend_reset_reaches_client(tcp_site):
+    topo, _ = tcp_site
+    sock = topo.connect("client", "lb", 8080)
+    sock.sendall(b"RESET\n")
+    with pytest.raises(ConnectionResetError):
+        read_all(sock)
+    sock.close()
+
+
+def test_refused_backend_resets_client(topology):
+    topo = topology(["client", "lb", "dead"])
+    topo.balancer("lb", balancer_config(topo, ["dead"], mode="tcp"))
+    sock = topo.connect("client", "lb", 8080)
+    with pytest.raises(ConnectionResetError):
+        read_all(sock)
+    sock.close()

@@ -1,0 +1,247 @@
+"""Network-namespace topologies for integration tests.
+
+Each Topology makes its own namespaces (uniquely named), joins them with veth
+pairs to a bridge that lives in a namespace of its own, addresses them from
+198.18.0.0/24 (inside 198.18.0.0/15, the benchmarking range), and removes
+everything it made: processes first, then namespaces, also when a test fails.
+Nothing here touches the root namespace's network.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+CLONE_NEWNET = 0x40000000
+SUBNET = "198.18.0"
+_libc = ctypes.CDLL(None, use_errno=True)
+_counter = itertools.count()
+VENV_BIN = Path(sys.executable).parent
+
+
+def lbctl_path() -> str:
+    beside = VENV_BIN / "lbctl"
+    return str(beside) if beside.exists() else shutil.which("lbctl") or "lbctl"
+
+
+@contextmanager
+def inside(ns_name: str):
+    """Run the block with this thread in another network namespace."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns_name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns failed")
+        yield
+    finally:
+        _libc.setns(own, CLONE_NEWNET)
+        os.close(own)
+        os.close(target)
+
+
+class Topology:
+    def __init__(self, hosts: list[str]) -> None:
+        self.prefix = f"l7t{os.getpid() % 100000}x{next(_counter)}"
+        self.switch = f"{self.prefix}-sw"
+        self.hosts: dict[str, str] = {}      # host -> address
+        self.procs: list[subprocess.Popen] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self._made: list[str] = []
+        try:
+            self._build(hosts)
+        except BaseException:
+            self.close()
+            raise
+
+    def ns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    def names(self, host: str, hosts_file: str) -> None:
+        """Give a host its own /etc/hosts and a resolver that asks only its own
+        loopback (refused at once), so name lookups never leave the topology."""
+        etc = Path("/etc/netns") / self.ns(host)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text("127.0.0.1 localhost\n" + hosts_file)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+    def _build(self, hosts: list[str]) -> None:
+        netns.create(self.switch)
+        self._made.append(self.switch)
+        with NetNS(self.switch) as sw:
+            sw.link("add", ifname="br0", kind="bridge")
+            bridge = sw.link_lookup(ifname="br0")[0]
+            sw.link("set", index=bridge, state="up")
+            for i, host in enumerate(hosts, start=2):
+                name = self.ns(host)
+                netns.create(name)
+                self._made.append(name)
+                port = f"p{i}"
+                sw.link("add", ifname=port, kind="veth",
+                        peer={"ifname": "eth0", "net_ns_fd": name})
+                index = sw.link_lookup(ifname=port)[0]
+                sw.link("set", index=index, master=bridge, state="up")
+                address = f"{SUBNET}.{i}"
+                with NetNS(name) as ipr:
+                    eth = ipr.link_lookup(ifname="eth0")[0]
+                    ipr.addr("add", index=eth, address=address, prefixlen=24)
+                    ipr.link("set", index=eth, state="up")
+                    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+                self.hosts[host] = address
+
+    # -- processes -------------------------------------------------------
+    def spawn(self, host: str, argv: list[str], log_name: str | None = None,
+              **kwargs) -> subprocess.Popen:
+        """Start a process inside a host's namespace; its output goes to a log file."""
+        log_path = self.tmp / (log_name or f"{host}-{len(self.procs)}.log")
+        out = open(log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns(host), *argv], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, **kwargs)
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+    def python_backend(self, host: str, name: str, port: int = 8000,
+                       tcp: bool = False) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "lbctl.backend", "--name", name,
+                "--host", self.hosts[host], "--port", str(port)] + (["--tcp"] if tcp else [])
+        proc = self.spawn(host, argv, log_name=f"{name}.log")
+        self.wait_port(host, port, from_host=host)
+        return proc
+
+    def nginx_backend(self, host: str, name: str, port: int = 8000) -> subprocess.Popen:
+        root = self.tmp / f"nginx-{name}"
+        root.mkdir()
+        conf = root / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=root, address=self.hosts[host], port=port,
+                                          name=name))
+        proc = self.spawn(host, ["nginx", "-c", str(conf), "-e", str(root / "error.log")],
+                          log_name=f"{name}.log")
+        self.wait_port(host, port, from_host=host)
+        return proc
+
+    def balancer(self, host: str, config_text: str, port: int = 8080) -> subprocess.Popen:
+        """Start ``lbctl run -c FILE`` in the host's namespace and wait until it listens."""
+        path = self.tmp / "balancer.yaml"
+        path.write_text(config_text)
+        proc = self.spawn(host, [lbctl_path(), "run", "-c", str(path)], log_name="balancer.log")
+        self.wait_port(host, port, from_host=host, proc=proc)
+        return proc
+
+    def wait_port(self, host: str, port: int, from_host: str, timeout: float = 10.0,
+                  proc: subprocess.Popen | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited ({proc.returncode}): {self.log(proc)}")
+            try:
+                self.connect(from_host, host, port, timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"{host}:{port} not listening after {timeout}s")
+
+    def wait_for_log(self, proc: subprocess.Popen, text: str, timeout: float = 10.0) -> str:
+        """The process's output once it contains ``text``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while text not in (out := self.log(proc)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{out[-2000:]}")
+            time.sleep(0.05)
+        return out
+
+    @staticmethod
+    def log(proc: subprocess.Popen) -> str:
+        return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+    # -- sockets ---------------------------------------------------------
+    def socket(self, host: str, family: int = socket.AF_INET) -> socket.socket:
+        """A TCP socket that lives in the host's namespace."""
+        with inside(self.ns(host)):
+            return socket.socket(family, socket.SOCK_STREAM)
+
+    def connect(self, from_host: str, to_host: str, port: int,
+                timeout: float = 10.0) -> socket.socket:
+        sock = self.socket(from_host)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((self.hosts[to_host], port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def run(self, host: str, argv: list[str], timeout: float = 60,
+            **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.ns(host), *argv],
+                              capture_output=True, timeout=timeout, **kwargs)
+
+    # -- teardown --------------------------------------------------------
+    def close(self) -> None:
+        # Printed output is shown by pytest only when a test fails.
+        for proc in self.procs:
+            print(f"--- {proc.args[4:]}\n{self.log(proc)[-4000:]}")
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for name in reversed(self._made):
+            # Anything still inside (nginx workers, strays) goes with the namespace.
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+            for pid in pids.stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                netns.remove(name)
+            except OSError:
+                pass
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
+        self._made.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_timeout 120s;
+    keepalive_requests 1000000;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen {address}:{port};
+        location / {{
+            add_header X-Backend {name};
+            return 200 "nginx {name}\\n";
+        }}
+    }}
+}}
+"""
