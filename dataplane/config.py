@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.structs
 import yaml
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -178,12 +180,27 @@ def _dotted(path: tuple) -> str:
     return out or "(top level)"
 
 
+def _choices(path: tuple) -> list[str]:
+    """The allowed words of the Literal field at ``path`` (for enum errors)."""
+    kind: Any = Config
+    for part in path:
+        if isinstance(part, int):
+            kind = typing.get_args(kind)[0]          # list[Backend] -> Backend
+        else:
+            kind = {f.name: f.type for f in msgspec.structs.fields(kind)}[part]
+    options = (kind,) if typing.get_origin(kind) is Literal else typing.get_args(kind)
+    return [str(word) for option in options if typing.get_origin(option) is Literal
+            for word in typing.get_args(option)]
+
+
 def _explain(exc: msgspec.ValidationError, lines: dict, source: str) -> ConfigError:
     match = _AT.match(str(exc))
     what, path = match.group("what"), _split_path(match.group("path") or "")
     if unknown := _UNKNOWN.match(what):
         path += (unknown.group("key"),)
         what = "unknown key"
+    if what.startswith("Invalid enum value"):
+        what = f"expected one of {', '.join(_choices(path))}; got {what.split(' value ', 1)[1]}"
     what = what.replace("Expected", "expected")
     line = lines.get(path)
     where = f"{source}:{line}" if line else source

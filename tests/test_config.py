@@ -1,0 +1,97 @@
+"""Configuration: the seed's example loads; each kind of error names its key,
+its line, and makes `lbctl check` exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dataplane.config import ConfigError, Duration, load, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_seed_example_loads_unchanged():
+    config = load(str(ROOT / "config.example.yaml"))
+    assert config.balancer.port == 8080
+    assert config.balancer.health_check_interval == 10.0
+    assert config.balancer.failure_threshold == 8.0
+    assert [(b.host, b.port, b.weight) for b in config.backends] == [
+        ("backend1.example.com", 8081, 100), ("backend2.example.com", 8082, 100)]
+    assert (config.pool.max_idle, config.pool.max_active, config.pool.idle_timeout) == (100, 1000, 60.0)
+
+
+def test_defaults():
+    config = parse("")
+    assert config.balancer.mode == "http" and config.balancer.relay == "auto"
+    assert config.timeouts.connect == 2.0 and config.timeouts.request == 30.0
+    assert config.admin.socket == "/run/l7lb/admin.sock"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("balancer:\n  port: [1\n", "f.yaml:3: invalid YAML: expected ',' or ']'"),
+    ("balancer:\n  prot: 1\n", "f.yaml:2: balancer.prot: unknown key"),
+    ("balancer:\n  port: eighty\n", "f.yaml:2: balancer.port: expected `int`, got `str`"),
+    ("balancer:\n  port: 70000\n", "f.yaml:2: balancer.port: expected `int` <= 65535"),
+    ("balancer:\n  mode: udp\n", "f.yaml:2: balancer.mode: expected one of http, tcp; got 'udp'"),
+    ("pool:\n  idle_timeout: soon\n",
+     "f.yaml:2: pool.idle_timeout: expected a duration such as 500ms, 10s or 2m, got 'soon'"),
+    ("timeouts: {connect: -1s}\n", "f.yaml:1: timeouts.connect: expected a duration"),
+    ("backends:\n  - {host: a, port: 1}\n  - {host: A, port: 1}\n",
+     "f.yaml:3: backends[1]: duplicate backend A:1 (already backends[0])"),
+    ("backends:\n  - host: a\n", "f.yaml:2: backends[0]: Object missing required field `port`"),
+    ("backends:\n  - {host: a, port: 1, weight: -5}\n", "f.yaml:2: backends[0].weight: expected `int` >= 0"),
+    ("balancer: {port: 1}\nbalancer: {port: 2}\n", "f.yaml:2: balancer: duplicate key"),
+    ("- just\n- a list\n", "f.yaml: (top level): expected a mapping of sections"),
+])
+def test_errors_name_key_and_line(text, message):
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "f.yaml")
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("250ms", 0.25), ("10s", 10.0), ("2m", 120.0), ("1.5s", 1.5), (3, 3.0), ("7", 7.0)])
+def test_duration_units(text, seconds):
+    assert Duration.parse(text) == pytest.approx(seconds)
+
+
+@given(st.text(max_size=12))
+def test_duration_parse_accepts_or_raises_valueerror(text):
+    try:
+        value = Duration.parse(text)
+    except ValueError:
+        return
+    assert 0 <= value <= 86400
+
+
+def lbctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lbctl.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=30)
+
+
+def test_check_accepts_example():
+    result = lbctl("check", "-c", "config.example.yaml")
+    assert result.returncode == 0
+    assert "configuration OK (2 backends" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_bad_config_exits_2_with_one_clear_line(tmp_path, command):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("balancer:\n  port: 8080\n  workers: many\n")
+    result = lbctl(command, "-c", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"lbctl: configuration error: {bad}:3: balancer.workers: expected one of auto; got 'many'")
+
+
+def test_missing_file_exits_2(tmp_path):
+    result = lbctl("check", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "cannot read: No such file or directory" in result.stderr
