@@ -1,0 +1,237 @@
+"""scripts/bench: l7lb beside HAProxy and nginx, same backends, same run.
+
+HTTP: wrk with keep-alive against a small nginx response: req/s, p50, p99.
+TCP: iperf3 with 1 and 8 streams through each proxy's TCP mode: Gbit/s.
+Every figure is also printed as a ratio to HAProxy's in the same run.
+Everything listens on 127.0.0.1 and stops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LBCTL = str(Path(sys.executable).parent / "lbctl")
+HOST = "127.0.0.1"
+BACKEND_HTTP, BACKEND_TCP = 18001, 18201
+PORTS = {"haproxy": (18080, 18090), "nginx": (18081, 18091),
+         "l7lb-splice": (18082, 18092), "l7lb-copy": (18083, 18093)}
+
+NGINX_BACKEND = """
+daemon off; master_process off; worker_processes 1; pid {dir}/b.pid;
+error_log {dir}/b.err warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path {dir}/b1; proxy_temp_path {dir}/b2; fastcgi_temp_path {dir}/b3;
+  uwsgi_temp_path {dir}/b4; scgi_temp_path {dir}/b5;
+  server {{ listen {host}:{port}; location / {{ return 200 "hello from nginx\\n"; }} }} }}
+"""
+NGINX_PROXY = """
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off; master_process off; worker_processes {workers}; pid {dir}/p.pid;
+error_log {dir}/p.err warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 10000000;
+  client_body_temp_path {dir}/p1; proxy_temp_path {dir}/p2; fastcgi_temp_path {dir}/p3;
+  uwsgi_temp_path {dir}/p4; scgi_temp_path {dir}/p5;
+  upstream b {{ server {host}:{backend}; keepalive 128; }}
+  server {{ listen {host}:{port}; location / {{ proxy_pass http://b;
+      proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+stream {{ server {{ listen {host}:{tcp_port}; proxy_pass {host}:{tcp_backend}; }} }}
+"""
+HAPROXY = """
+global
+  nbthread {workers}
+  maxconn 4096
+defaults
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend web
+  mode http
+  bind {host}:{port}
+  default_backend web
+backend web
+  mode http
+  http-reuse always
+  server b1 {host}:{backend}
+listen tcp
+  mode tcp
+  bind {host}:{tcp_port}
+  server t1 {host}:{tcp_backend}
+"""
+L7LB = """
+balancer: {{port: {port}, bind: {host}, mode: {mode}, workers: {workers}, relay: {relay}}}
+backends: [{{host: {host}, port: {backend}}}]
+log: {{access: false, level: warning}}
+"""
+
+
+def listening(port: int) -> bool:
+    return bool(subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                               text=True).stdout.strip())
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    """Wait until something listens, without connecting: a probe connection
+    through a TCP proxy would reach iperf3 and spoil its next test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listening(port):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+class Procs:
+    def __init__(self, stack: ExitStack, tmp: Path) -> None:
+        self.tmp = tmp
+        stack.callback(self.stop_all)
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], *ports: int, name: str) -> subprocess.Popen:
+        for port in ports:
+            if listening(port):
+                raise RuntimeError(f"port {port} is already in use; stop what holds it")
+        log = open(self.tmp / f"{name}.log", "wb")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        for port in ports:
+            wait_port(port)
+        return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+
+
+def write(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def start_proxy(procs: Procs, name: str, workers: int) -> list[subprocess.Popen]:
+    port, tcp_port = PORTS[name]
+    fields = dict(host=HOST, port=port, tcp_port=tcp_port, backend=BACKEND_HTTP,
+                  tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp)
+    if name == "haproxy":
+        conf = write(procs.tmp, "haproxy.cfg", HAPROXY.format(**fields))
+        return [procs.start(["haproxy", "-db", "-f", conf], port, tcp_port, name=name)]
+    if name == "nginx":
+        conf = write(procs.tmp, "nginx-proxy.conf", NGINX_PROXY.format(**fields))
+        return [procs.start(["nginx", "-c", conf], port, tcp_port, name=name)]
+    relay = name.split("-")[1]
+    http = write(procs.tmp, f"{name}-http.yaml", L7LB.format(
+        **fields, mode="http", relay="auto" if relay == "splice" else relay))
+    tcp = write(procs.tmp, f"{name}-tcp.yaml", L7LB.format(
+        **{**fields, "port": tcp_port, "backend": BACKEND_TCP}, mode="tcp", relay=relay))
+    return [procs.start([LBCTL, "run", "-c", http], port, name=f"{name}-http"),
+            procs.start([LBCTL, "run", "-c", tcp], tcp_port, name=f"{name}-tcp")]
+
+
+def wrk(port: int, seconds: int, connections: int) -> dict:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          f"http://{HOST}:{port}/"], capture_output=True, text=True,
+                         timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+
+    def percentile(p: str) -> float:
+        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return {"req_s": rps, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
+            "errors": errors.group(0) if errors else None}
+
+
+def iperf(port: int, seconds: int, streams: int) -> float:
+    out = subprocess.run(["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds),
+                          "-P", str(streams), "-J"], capture_output=True, text=True,
+                         timeout=seconds + 30).stdout
+    report = json.loads(out)
+    if "error" in report:
+        raise RuntimeError(f"iperf3 through port {port}: {report['error']}")
+    return report["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def measure(port: int, tcp_port: int, args) -> dict:
+    result = wrk(port, args.seconds, args.connections)
+    if tcp_port:
+        result["tcp_1_gbit"] = iperf(tcp_port, args.tcp_seconds, 1)
+        result["tcp_8_gbit"] = iperf(tcp_port, args.tcp_seconds, 8)
+    return result
+
+
+def table(results: dict) -> str:
+    base = results.get("haproxy", {})
+    cols = [("req_s", "req/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
+            ("tcp_1_gbit", "TCP x1 Gbit/s", True), ("tcp_8_gbit", "TCP x8 Gbit/s", True)]
+    lines = [f"{'target':<14}" + "".join(f"{label:>24}" for _, label, _ in cols)]
+    for name, row in results.items():
+        cells = []
+        for key, _, _ in cols:
+            value = row.get(key)
+            if value is None:
+                cells.append(f"{'-':>24}")
+                continue
+            ratio = f" ({value / base[key]:.2f}x)" if base.get(key) else ""
+            cells.append(f"{value:>14.{3 if 'ms' in key else 1}f}{ratio:>10}")
+        lines.append(f"{name:<14}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1, help="l7lb workers = HAProxy nbthread")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per target")
+    parser.add_argument("--tcp-seconds", type=int, default=5, help="iperf3 duration per run")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--only", nargs="*", default=list(PORTS), help="targets to run")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    results: dict[str, dict] = {}
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-bench-")))
+        procs = Procs(stack, tmp)
+        procs.start(["nginx", "-c", write(tmp, "nginx-backend.conf", NGINX_BACKEND.format(
+            dir=tmp, host=HOST, port=BACKEND_HTTP))], BACKEND_HTTP, name="backend-nginx")
+        procs.start(["iperf3", "-s", "-B", HOST, "-p", str(BACKEND_TCP)], BACKEND_TCP,
+                    name="backend-iperf3")
+        results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
+        for name in args.only:
+            running = start_proxy(procs, name, args.workers)
+            results[name] = measure(*PORTS[name], args)
+            for proc in running:
+                procs.stop(proc)
+            print(f"bench: {name} done", file=sys.stderr)
+    machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
+               "python": platform.python_version(), "workers": args.workers,
+               "wrk_connections": args.connections, "seconds": args.seconds}
+    print(f"machine: {machine}")
+    print(table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
