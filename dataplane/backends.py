@@ -69,7 +69,9 @@ class Resolver:
         self.on_change = on_change
         self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Resolve every backend once (so the first requests find them), then keep
+        named ones fresh in the background."""
         named = []
         for backend in self.backends:
             literal = literal_address(backend.host, backend.port)
@@ -77,9 +79,10 @@ class Resolver:
                 backend.set_address(*literal)
             else:
                 named.append(backend)
-        self.on_change()
         if named:
+            await asyncio.gather(*(self._resolve(b) for b in named))
             self._task = self.loop.create_task(self._refresh_forever(named))
+        self.on_change()
 
     def stop(self) -> None:
         if self._task:
@@ -87,10 +90,10 @@ class Resolver:
 
     async def _refresh_forever(self, named: list[Backend]) -> None:
         while True:
+            await asyncio.sleep(self.interval)
             results = await asyncio.gather(*(self._resolve(b) for b in named))
             if any(results):
                 self.on_change()
-            await asyncio.sleep(self.interval)
 
     async def _resolve(self, backend: Backend) -> bool:
         """Resolve one host; return True when its address changed."""

@@ -37,7 +37,8 @@ class Exchange:
         "client", "worker", "target", "headers", "trailers", "head_done", "method",
         "version", "keep_alive", "upgrade", "upgrade_tail", "req_framing",
         "req_remaining", "request_complete", "pending", "pending_size", "backend",
-        "upstream", "connecting", "rparser", "status", "reason", "resp_headers",
+        "upstream", "connecting", "rparser", "status", "reason", "resp_headers", "fields",
+        "resp_fields",
         "resp_trailers", "resp_framing", "client_framing", "resp_remaining",
         "resp_started", "resp_complete", "interim", "out", "client_keep_alive",
         "started", "bytes_in", "bytes_out", "error", "done", "splice", "upstream_keep_alive",
@@ -49,6 +50,8 @@ class Exchange:
         self.target = b""
         self.headers: http1.Headers = []
         self.trailers: http1.Headers = []
+        self.fields: http1.Fields | None = None
+        self.resp_fields: http1.Fields | None = None
         self.head_done = False
         self.method = b""
         self.version = "1.1"
@@ -86,16 +89,12 @@ class Exchange:
 
     # -- request ---------------------------------------------------------
     def inspect_request_headers(self, upgrade: bool) -> None:
-        has_host = False
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower == b"host":
-                has_host = True
-            elif upgrade and lower == b"upgrade":
-                self.upgrade = value
-        if self.version == "1.1" and not has_host:
+        fields = self.fields = http1.scan(self.headers)
+        if self.version == "1.1" and not fields.host:
             raise Reject(400, "HTTP/1.1 request without Host header")
-        self.req_framing, self.req_remaining = http1.request_framing(self.headers)
+        if upgrade:
+            self.upgrade = fields.upgrade
+        self.req_framing, self.req_remaining = fields.framing, fields.length
 
     def request_body(self, body: bytes) -> None:
         self.bytes_in += len(body)
@@ -161,8 +160,8 @@ class Exchange:
         conn.user = self
         conn.requests += 1
         self.rparser = httptools.HttpResponseParser(self)
-        head = http1.request_head(self.method, self.target, self.headers, self.client.peer,
-                                  self.req_framing, self.upgrade)
+        head = http1.request_head(self.method, self.target, self.fields, self.client.peer,
+                                  self.upgrade is not None)
         if self.pending:
             head = b"".join([head, *self.pending])
             self.pending.clear()
@@ -201,7 +200,8 @@ class Exchange:
         if status == 101:
             return    # handled when the parser stops at the protocol switch
         head_request = self.method == b"HEAD"
-        framing, length = http1.response_framing(self.resp_headers, status, head_request)
+        fields = self.resp_fields = http1.scan(self.resp_headers)
+        framing = http1.response_framing(fields, status, head_request)
         client_framing = http1.client_framing(framing, self.version)
         keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None
                       and not self.client.closing)
@@ -210,10 +210,10 @@ class Exchange:
         else:
             connection = b"close"
         self.client_keep_alive = keep_alive
-        self.resp_framing, self.resp_remaining = framing, length
+        self.resp_framing, self.resp_remaining = framing, fields.length
         self.client_framing = client_framing
-        self.out.append(http1.response_head(status, self.reason, self.resp_headers,
-                                            client_framing, connection))
+        self.out.append(http1.response_head(status, self.reason, fields, client_framing,
+                                            connection))
         self.resp_started = True
         self.client.arm(STREAM, self.worker.config.timeouts.idle)
         if head_request:
@@ -302,8 +302,8 @@ class Exchange:
         if self.upgrade is None:
             self.fail(502, "backend switched protocols unasked")
             return
-        head = http1.response_head(101, self.reason, self.resp_headers, NONE, None,
-                                   upgrade=self.upgrade)
+        head = http1.response_head(101, self.reason, http1.scan(self.resp_headers), NONE,
+                                   None, upgrade=self.upgrade)
         self.resp_started = True
         client.stream.write(head + tail)
         self._log()
@@ -365,6 +365,7 @@ class Exchange:
         self._release_upstream(reuse)
 
     def _release_upstream(self, reuse: bool) -> None:
+        self.rparser = None   # it refers back to us: no cycle left for the GC
         if self.splice is not None:
             self.splice.stop()
             self.splice = None

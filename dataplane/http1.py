@@ -22,6 +22,7 @@ class Reject(Exception):
         super().__init__(detail)
         self.status, self.detail = status, detail
 
+
 REASONS = {
     400: b"Bad Request", 414: b"URI Too Long", 404: b"Not Found", 405: b"Method Not Allowed",
     408: b"Request Timeout", 413: b"Content Too Large",
@@ -30,58 +31,101 @@ REASONS = {
 }
 
 
-def connection_tokens(headers: Headers) -> set[bytes]:
-    """Lower-cased tokens of every Connection header (the headers they name are hop-by-hop)."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
+class Fields:
+    """What one pass over a header list tells the proxy, and the lines that travel.
+
+    ``lines`` holds the end-to-end headers, ready to join; Content-Length is
+    kept aside (``length_value``) because re-framing decides whether it travels.
+    """
+
+    __slots__ = ("lines", "framing", "length", "length_value", "host", "upgrade",
+                 "forwarded_for", "connection")
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.framing = NONE
+        self.length = 0
+        self.length_value = b""
+        self.host = False
+        self.upgrade: bytes | None = None
+        self.forwarded_for = b""
+        self.connection: set[bytes] = set()
 
 
-def _end_to_end(headers: Headers, tokens: set[bytes]):
+# Header names the proxy looks at; everything else is end to end unless a
+# Connection header names it or it starts with Proxy-.
+_HOST, _LENGTH, _TRANSFER, _CONNECTION, _UPGRADE, _XFF, _DROP = range(7)
+_SPECIAL = {
+    b"host": _HOST, b"content-length": _LENGTH, b"transfer-encoding": _TRANSFER,
+    b"connection": _CONNECTION, b"upgrade": _UPGRADE, b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _DROP, b"keep-alive": _DROP, b"te": _DROP, b"trailer": _DROP,
+}
+_CONNECTION_WORDS = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+
+
+def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
+    fields = Fields()
+    lines = fields.lines
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in tokens or lower.startswith(b"proxy-"):
-            continue
-        yield name, lower, value
+        kind = _SPECIAL.get(lower)
+        if kind is None:
+            if not (lower in named or lower.startswith(b"proxy-")):
+                lines.extend((name, b": ", value, b"\r\n"))
+        elif kind == _HOST:
+            fields.host = True
+            lines.extend((name, b": ", value, b"\r\n"))
+        elif kind == _LENGTH:
+            fields.length, fields.length_value = int(value), value
+            if fields.framing == NONE:
+                fields.framing = LENGTH
+        elif kind == _TRANSFER:
+            fields.framing = CHUNKED     # the parser only accepts chunked as final coding
+        elif kind == _CONNECTION:
+            fields.connection.update(t.strip().lower() for t in value.split(b","))
+        elif kind == _UPGRADE:
+            fields.upgrade = value
+        elif kind == _XFF:
+            fields.forwarded_for = (fields.forwarded_for + b", " + value
+                                    if fields.forwarded_for else value)
+    extra = fields.connection - _CONNECTION_WORDS
+    if extra and not named:
+        return scan(headers, frozenset(extra))   # rare: drop what Connection names
+    return fields
 
 
-def request_head(method: bytes, target: bytes, headers: Headers, client_ip: bytes,
-                 framing: int, upgrade: bytes | None) -> bytes:
+def _framing_lines(fields: Fields, framing: int) -> list[bytes]:
+    if framing == CHUNKED:
+        return [b"Transfer-Encoding: chunked\r\n"]
+    if fields.length_value and framing in (LENGTH, NONE):
+        return [b"Content-Length: ", fields.length_value, b"\r\n"]
+    return []
+
+
+def request_head(method: bytes, target: bytes, fields: Fields, client_ip: bytes,
+                 upgrade: bool) -> bytes:
     """The request head sent upstream: HTTP/1.1, hop-by-hop headers dropped,
     X-Forwarded-For appended to, X-Forwarded-Proto set, body framing restated."""
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    forwarded_for = b""
-    for name, lower, value in _end_to_end(headers, connection_tokens(headers)):
-        if lower == b"x-forwarded-for":
-            forwarded_for = forwarded_for + b", " + value if forwarded_for else value
-        elif lower != b"x-forwarded-proto":
-            parts += (name, b": ", value, b"\r\n")
-    forwarded_for = forwarded_for + b", " + client_ip if forwarded_for else client_ip
-    parts += (b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: http\r\n")
-    if framing == CHUNKED:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
-    if upgrade is not None:
-        parts += (b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n")
+    forwarded_for = fields.forwarded_for + b", " + client_ip if fields.forwarded_for \
+        else client_ip
+    parts = [method, b" ", target, b" HTTP/1.1\r\n", *fields.lines,
+             *_framing_lines(fields, fields.framing),
+             b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: http\r\n"]
+    if upgrade and fields.upgrade is not None:
+        parts += (b"Connection: upgrade\r\nUpgrade: ", fields.upgrade, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
 
-def response_head(status: int, reason: bytes, headers: Headers, framing: int,
+def response_head(status: int, reason: bytes, fields: Fields, framing: int,
                   connection: bytes | None, upgrade: bytes | None = None) -> bytes:
     """The response head sent to the client, re-framed for it.
 
     ``connection`` is the Connection header to add (b"close", b"keep-alive" for
     an HTTP/1.0 client that asked for it) or None.
     """
-    parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-    for name, lower, value in _end_to_end(headers, connection_tokens(headers)):
-        if framing == CHUNKED and lower == b"content-length":
-            continue
-        parts += (name, b": ", value, b"\r\n")
-    if framing == CHUNKED:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
+    parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n", *fields.lines,
+             *_framing_lines(fields, framing)]
     if upgrade is not None:
         parts += (b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n")
     elif connection is not None:
@@ -92,11 +136,7 @@ def response_head(status: int, reason: bytes, headers: Headers, framing: int,
 
 def interim_head(status: int, reason: bytes, headers: Headers) -> bytes:
     """A 1xx response (100 Continue, 103 Early Hints), relayed as it came."""
-    parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-    for name, _, value in _end_to_end(headers, connection_tokens(headers)):
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"".join([b"HTTP/1.1 %d " % status, reason, b"\r\n", *scan(headers).lines, b"\r\n"])
 
 
 def chunk(data: bytes) -> bytes:
@@ -112,28 +152,11 @@ def last_chunk(trailers: Headers) -> bytes:
     return b"".join(parts)
 
 
-def request_framing(headers: Headers) -> tuple[int, int]:
-    """(framing, content length) of a request body; the parser has already
-    rejected conflicting or invalid Content-Length and Transfer-Encoding;
-    where a response carries both, Transfer-Encoding wins (RFC 9112 6.3)."""
-    framing, length = NONE, 0
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"transfer-encoding":
-            return CHUNKED, 0
-        if lower == b"content-length":
-            framing, length = LENGTH, int(value)
-    return framing, length
-
-
-def response_framing(headers: Headers, status: int, head_request: bool) -> tuple[int, int]:
-    """(framing, content length) of a response body as the backend sends it."""
+def response_framing(fields: Fields, status: int, head_request: bool) -> int:
+    """How the backend frames its response body (RFC 9112 section 6.3)."""
     if head_request or status < 200 or status in (204, 304):
-        return NONE, 0
-    framing, length = request_framing(headers)
-    if framing == NONE:
-        return CLOSE, 0
-    return framing, length
+        return NONE
+    return CLOSE if fields.framing == NONE else fields.framing
 
 
 def client_framing(upstream: int, client_version: str) -> int:

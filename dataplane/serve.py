@@ -9,6 +9,7 @@ channels and SIGHUP reload belong to the process-model issue.)
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -30,7 +31,8 @@ async def _run_worker(config: Config) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    worker.start()
+    await worker.start()
+    gc.freeze()   # start-up objects need no more collection passes
     log.info("listening", address=config.balancer.bind, port=config.balancer.port,
              mode=config.balancer.mode, relay=worker.relay_engine,
              backends=[b.name for b in worker.backends])

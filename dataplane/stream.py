@@ -19,6 +19,10 @@ from typing import Callable, Protocol
 from .reactor import Reactor
 
 READ_SIZE = 256 * 1024
+# One receive buffer per process: recv(n) would allocate n bytes per call, and
+# at 256 KiB that allocation costs several times the syscall itself.
+_BUFFER = bytearray(READ_SIZE)
+_VIEW = memoryview(_BUFFER)
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -60,15 +64,15 @@ class Stream:
 
     def _on_readable(self) -> None:
         try:
-            data = self.sock.recv(READ_SIZE)
+            size = self.sock.recv_into(_BUFFER)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.stop_reading()
             self.owner.on_error(exc)
             return
-        if data:
-            self.owner.on_data(data)
+        if size:
+            self.owner.on_data(_VIEW[:size].tobytes())
         else:
             self.stop_reading()
             self.owner.on_eof()

@@ -88,8 +88,8 @@ class Worker:
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
 
-    def start(self) -> None:
-        self.resolver.start()
+    async def start(self) -> None:
+        await self.resolver.start()
         self.reactor.add_reader(self.listener.fileno(), self._accept)
         self.loop.call_later(self._tick, self._sweep)
 

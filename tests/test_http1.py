@@ -8,43 +8,45 @@ from dataplane.http1 import CHUNKED, CLOSE, LENGTH, NONE
 
 def test_request_head_drops_hop_by_hop_and_adds_forwarding():
     head = http1.request_head(
-        b"GET", b"/x?y=1",
-        [(b"Host", b"example"), (b"Connection", b"keep-alive, X-Drop"), (b"X-Drop", b"1"),
+        b"GET", b"/x?y=1", http1.scan([(b"Host", b"example"), (b"Connection", b"keep-alive, X-Drop"), (b"X-Drop", b"1"),
          (b"Keep-Alive", b"timeout=5"), (b"TE", b"trailers"), (b"Proxy-Connection", b"x"),
          (b"X-Forwarded-For", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2"),
-         (b"X-Forwarded-Proto", b"https"), (b"Accept", b"*/*")],
-        b"198.18.0.2", NONE, None)
+         (b"X-Forwarded-Proto", b"https"), (b"Accept", b"*/*")]),
+        b"198.18.0.2", False)
     assert head == (b"GET /x?y=1 HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n"
                     b"X-Forwarded-For: 10.0.0.1, 10.0.0.2, 198.18.0.2\r\n"
                     b"X-Forwarded-Proto: http\r\n\r\n")
 
 
 def test_request_head_restates_chunked_and_upgrade():
-    head = http1.request_head(b"POST", b"/", [(b"Transfer-Encoding", b"chunked"),
-                                              (b"Upgrade", b"websocket")],
-                              b"1.2.3.4", CHUNKED, b"websocket")
+    head = http1.request_head(b"POST", b"/", http1.scan([(b"Transfer-Encoding", b"chunked"),
+                                                         (b"Upgrade", b"websocket")]),
+                              b"1.2.3.4", True)
     assert b"Transfer-Encoding: chunked\r\n" in head
     assert head.endswith(b"Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
     assert head.count(b"Upgrade:") == 1
 
 
 def test_response_head_reframes_for_client():
-    headers = [(b"Content-Length", b"5"), (b"Connection", b"close"), (b"X-A", b"1")]
-    assert http1.response_head(200, b"OK", headers, LENGTH, None) == (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n")
-    chunked = http1.response_head(200, b"OK", [(b"X-A", b"1")], CHUNKED, b"close")
+    fields = http1.scan([(b"Content-Length", b"5"), (b"Connection", b"close"), (b"X-A", b"1")])
+    assert http1.response_head(200, b"OK", fields, LENGTH, None) == (
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n")
+    chunked = http1.response_head(200, b"OK", http1.scan([(b"X-A", b"1")]), CHUNKED, b"close")
     assert chunked == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
 
 
 def test_framings():
-    assert http1.request_framing([(b"Content-Length", b"12")]) == (LENGTH, 12)
-    assert http1.request_framing([(b"transfer-encoding", b"chunked")]) == (CHUNKED, 0)
-    assert http1.request_framing([]) == (NONE, 0)
-    assert http1.response_framing([], 200, False) == (CLOSE, 0)
-    assert http1.response_framing([(b"Content-Length", b"3")], 200, True) == (NONE, 0)
-    assert http1.response_framing([(b"Content-Length", b"3")], 304, False) == (NONE, 0)
-    assert http1.response_framing([(b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")],
-                                  200, False) == (CHUNKED, 0)
+    scan = http1.scan
+    assert (scan([(b"Content-Length", b"12")]).framing, scan([(b"Content-Length", b"12")]).length) \
+        == (LENGTH, 12)
+    assert scan([(b"transfer-encoding", b"chunked")]).framing == CHUNKED
+    assert scan([]).framing == NONE
+    assert http1.response_framing(scan([]), 200, False) == CLOSE
+    assert http1.response_framing(scan([(b"Content-Length", b"3")]), 200, True) == NONE
+    assert http1.response_framing(scan([(b"Content-Length", b"3")]), 304, False) == NONE
+    both = scan([(b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")])
+    assert http1.response_framing(both, 200, False) == CHUNKED
+    assert http1.response_head(200, b"OK", both, CHUNKED, None).count(b"Content-Length") == 0
     assert http1.client_framing(CLOSE, "1.1") == CHUNKED
     assert http1.client_framing(CHUNKED, "1.0") == CLOSE
     assert http1.client_framing(LENGTH, "1.0") == LENGTH
