@@ -328,7 +328,7 @@ class Exchange:
     def fail(self, status: int, detail: str) -> None:
         """The backend side failed: answer with an error if nothing was sent yet."""
         self.error = detail
-        if self.backend is not None:
+        if self.backend is not None and status >= 500:
             self.backend.errors += 1
         if self.resp_started:
             self.abort(detail)

@@ -82,7 +82,8 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
         elif kind == _TRANSFER:
             fields.framing = CHUNKED     # the parser only accepts chunked as final coding
         elif kind == _CONNECTION:
-            fields.connection.update(t.strip().lower() for t in value.split(b","))
+            tokens = value.lower().split(b",")
+            fields.connection.update(tokens if len(tokens) == 1 else map(bytes.strip, tokens))
         elif kind == _UPGRADE:
             fields.upgrade = value
         elif kind == _XFF:

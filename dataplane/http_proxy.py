@@ -261,10 +261,13 @@ class ClientConnection:
     def reject_later(self, reject: Reject) -> None:
         """Answer a bad request after the requests before it are done."""
         self.input_error = reject
-        self.parsing = None
+        parsing, self.parsing = self.parsing, None
         self.stream.stop_reading()
         if self.active is None:
             self.reject_now(reject)
+        elif parsing is self.active:
+            # Its own body is broken: the backend can never get a whole request.
+            self.active.fail(reject.status, reject.detail)
 
     def reject_now(self, reject: Reject) -> None:
         self.worker.stats.rejected += 1
