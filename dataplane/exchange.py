@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httptools
 import structlog
 
-from . import http1
+from . import http1, logs
 from .http1 import CHUNKED, CLOSE, LENGTH, NONE, Reject
 from .relay import SplicePump, make_relay
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from .pool import Connect, UpstreamConnection
 
 log = structlog.get_logger("l7lb.http")
-access_log = structlog.get_logger("l7lb.access")
 
 SPLICE_MIN = 256 * 1024   # bodies with at least this much left are spliced
 
@@ -388,10 +387,12 @@ class Exchange:
         if self.status >= 500 or self.error:
             worker.stats.errors += 1
         if worker.config.log.access:
-            access_log.info(
-                "request", client=self.client.peer.decode(), method=self.method.decode(),
-                path=self.target.decode("latin-1"), status=self.status,
-                backend=self.backend.name if self.backend else None,
-                bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                ms=round((time.monotonic() - self.started) * 1000, 2),
-                **({"error": self.error} if self.error else {}))
+            fields = {
+                "client": self.client.peer.decode(), "method": self.method.decode(),
+                "path": self.target.decode("latin-1"), "status": self.status,
+                "backend": self.backend.name if self.backend else None,
+                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "ms": round((time.monotonic() - self.started) * 1000, 2)}
+            if self.error:
+                fields["error"] = self.error
+            logs.access("request", fields)

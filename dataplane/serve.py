@@ -40,6 +40,7 @@ async def _run_worker(config: Config) -> None:
     log.info("stopping", grace=config.timeouts.shutdown)
     await worker.stop(config.timeouts.shutdown)
     log.info("stopped", requests=worker.stats.requests, errors=worker.stats.errors)
+    logs.flush()
 
 
 def run_worker(config: Config) -> int:
@@ -48,6 +49,7 @@ def run_worker(config: Config) -> int:
     except OSError as exc:
         log.error("cannot start", error=f"{exc.strerror or exc}",
                   address=config.balancer.bind, port=config.balancer.port)
+        logs.flush()
         return 1
     return 0
 
@@ -57,6 +59,7 @@ def serve(config: Config) -> int:
     logs.setup(config.log)
     count = config.balancer.worker_count()
     log.info("starting", version=__version__, workers=count)
+    logs.flush()    # before any fork, or the children would repeat the buffer
     if count == 1:
         return run_worker(config)
     return _supervise(config, count)
@@ -89,5 +92,6 @@ def _supervise(config: Config, count: int) -> int:
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             log.error("worker exited", pid=pid, code=code)
+            logs.flush()
             worst = worst or (code if code > 0 else 1)
     return worst

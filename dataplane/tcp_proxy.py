@@ -4,10 +4,12 @@ byte relay (splice or copy), with half-close and resets passed through."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import structlog
 
+from . import logs
 from .pool import Connect
 from .relay import Relay, make_relay
 from .stream import reset
@@ -24,7 +26,7 @@ class TcpSession:
 
     def __init__(self, worker: "Worker", sock: socket.socket, peer: str) -> None:
         self.worker, self.sock, self.peer = worker, sock, peer
-        self.started = worker.loop.time()
+        self.started = time.monotonic()
         self.deadline = worker.clock.now + worker.config.timeouts.connect
         self.connecting: Connect | None = None
         backend = worker.balancer.pick()
@@ -62,8 +64,9 @@ class TcpSession:
         self.backend.active -= 1
         worker.stats.requests += 1
         if worker.config.log.access:
-            log.info("connection", client=self.peer, backend=self.backend.name,
-                     bytes=relay.moved, ms=round((worker.loop.time() - self.started) * 1000, 2))
+            logs.access("connection", {
+                "client": self.peer, "backend": self.backend.name, "bytes": relay.moved,
+                "ms": round((time.monotonic() - self.started) * 1000, 2)})
 
     def check(self, now: float) -> None:
         if now >= self.deadline and self.connecting is not None:

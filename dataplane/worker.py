@@ -9,6 +9,7 @@ from typing import Callable, Protocol
 
 import structlog
 
+from . import logs
 from .backends import Backend, Resolver
 from .balance import RoundRobin
 from .config import Config
@@ -122,6 +123,7 @@ class Worker:
         for conn in list(self.connections):
             conn.check(now)
         self.pool.sweep(self.backends, now)
+        logs.flush()
         self.loop.call_later(self._tick, self._sweep)
 
     async def stop(self, grace: float) -> None:

@@ -142,13 +142,13 @@ class Topology:
         return proc
 
     def wait_port(self, host: str, port: int, from_host: str, timeout: float = 10.0,
-                  proc: subprocess.Popen | None = None) -> None:
+                  proc: subprocess.Popen | None = None, address: str | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"process exited ({proc.returncode}): {self.log(proc)}")
             try:
-                self.connect(from_host, host, port, timeout=0.5).close()
+                self.connect(from_host, host, port, timeout=0.5, address=address).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -173,12 +173,13 @@ class Topology:
         with inside(self.ns(host)):
             return socket.socket(family, socket.SOCK_STREAM)
 
-    def connect(self, from_host: str, to_host: str, port: int,
-                timeout: float = 10.0) -> socket.socket:
+    def connect(self, from_host: str, to_host: str, port: int, timeout: float = 10.0,
+                address: str | None = None) -> socket.socket:
+        """Connect from one host to another's address (or ``address`` in its namespace)."""
         sock = self.socket(from_host)
         sock.settimeout(timeout)
         try:
-            sock.connect((self.hosts[to_host], port))
+            sock.connect((address or self.hosts[to_host], port))
         except BaseException:
             sock.close()
             raise
