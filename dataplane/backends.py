@@ -72,6 +72,19 @@ class Resolver:
     async def start(self) -> None:
         """Resolve every backend once (so the first requests find them), then keep
         named ones fresh in the background."""
+        named = self._assign_literals()
+        if named:
+            await asyncio.gather(*(self._resolve(b) for b in named))
+        self.on_change()
+        self._schedule(named, first_delay=self.interval)
+
+    def refresh(self) -> None:
+        """The backend list changed: literals take effect now, names soon."""
+        named = self._assign_literals()
+        self.on_change()
+        self._schedule(named, first_delay=0.0)
+
+    def _assign_literals(self) -> list[Backend]:
         named = []
         for backend in self.backends:
             literal = literal_address(backend.host, backend.port)
@@ -79,18 +92,22 @@ class Resolver:
                 backend.set_address(*literal)
             else:
                 named.append(backend)
+        return named
+
+    def _schedule(self, named: list[Backend], first_delay: float) -> None:
+        self.stop()
         if named:
-            await asyncio.gather(*(self._resolve(b) for b in named))
-            self._task = self.loop.create_task(self._refresh_forever(named))
-        self.on_change()
+            self._task = self.loop.create_task(self._refresh_forever(named, first_delay))
 
     def stop(self) -> None:
         if self._task:
             self._task.cancel()
+            self._task = None
 
-    async def _refresh_forever(self, named: list[Backend]) -> None:
+    async def _refresh_forever(self, named: list[Backend], delay: float) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(delay)
+            delay = self.interval
             results = await asyncio.gather(*(self._resolve(b) for b in named))
             if any(results):
                 self.on_change()

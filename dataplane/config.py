@@ -102,6 +102,7 @@ class Log(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access: bool = True
     format: Literal["auto", "json", "console"] = "auto"
+    summary: Duration = Duration(10)   # control process's periodic summary; 0 = off
 
 
 class Admin(Section):

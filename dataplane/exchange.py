@@ -386,13 +386,15 @@ class Exchange:
         worker.stats.requests += 1
         if self.status >= 500 or self.error:
             worker.stats.errors += 1
+        ms = round((time.monotonic() - self.started) * 1000, 2)
+        backend = self.backend.name if self.backend else ""
+        worker.record(backend, self.status, ms, self.bytes_in, self.bytes_out, self.error)
         if worker.config.log.access:
             fields = {
                 "client": self.client.peer.decode(), "method": self.method.decode(),
                 "path": self.target.decode("latin-1"), "status": self.status,
-                "backend": self.backend.name if self.backend else None,
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-                "ms": round((time.monotonic() - self.started) * 1000, 2)}
+                "backend": backend or None, "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out, "ms": ms}
             if self.error:
                 fields["error"] = self.error
             logs.access("request", fields)

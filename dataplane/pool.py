@@ -169,8 +169,9 @@ class Pool:
             while backend.idle and backend.idle[0].idle_since <= limit:
                 self.discard(backend.idle[0])
 
-    def close_idle(self, backends: list[Backend]) -> None:
-        self.closing = True
+    def close_idle(self, backends: list[Backend], for_good: bool = True) -> None:
+        """Close the idle connections; ``for_good`` also stops taking any back."""
+        self.closing = self.closing or for_good
         for backend in backends:
             while backend.idle:
                 self.discard(backend.idle[0])

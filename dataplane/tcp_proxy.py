@@ -63,10 +63,11 @@ class TcpSession:
         worker.forget(relay)
         self.backend.active -= 1
         worker.stats.requests += 1
+        ms = round((time.monotonic() - self.started) * 1000, 2)
+        worker.record(self.backend.name, 0, ms, relay.moved, 0, "")
         if worker.config.log.access:
-            logs.access("connection", {
-                "client": self.peer, "backend": self.backend.name, "bytes": relay.moved,
-                "ms": round((time.monotonic() - self.started) * 1000, 2)})
+            logs.access("connection", {"client": self.peer, "backend": self.backend.name,
+                                       "bytes": relay.moved, "ms": ms})
 
     def check(self, now: float) -> None:
         if now >= self.deadline and self.connecting is not None:

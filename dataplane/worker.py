@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 from typing import Callable, Protocol
 
@@ -11,7 +12,9 @@ import structlog
 
 from . import logs
 from .backends import Backend, Resolver
+from .channel import OUTCOMES_PER_RECORD, Ack, Counters, Link, Outcomes, Snapshot
 from .balance import RoundRobin
+from .config import Backend as BackendSpec
 from .config import Config
 from .http_proxy import ClientConnection
 from .pool import Pool
@@ -37,10 +40,10 @@ class Clock:
 
 
 class Stats:
-    __slots__ = ("requests", "errors", "rejected", "refused")
+    __slots__ = ("requests", "errors", "rejected", "refused", "accepted")
 
     def __init__(self) -> None:
-        self.requests = self.errors = self.rejected = self.refused = 0
+        self.requests = self.errors = self.rejected = self.refused = self.accepted = 0
 
 
 def sweep_interval(config: Config) -> float:
@@ -64,8 +67,12 @@ def listen(config: Config) -> socket.socket:
 
 class Worker:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 listener: socket.socket) -> None:
+                 listener: socket.socket, link: Link | None = None) -> None:
         self.config = config
+        self.link = link
+        self.slot = link.slot if link else 0
+        self.version = 0          # of the last state snapshot applied
+        self.outcomes: list[tuple[str, int, float, int, int, str]] = []
         self.loop = loop
         self.listener = listener
         self.clock = Clock(loop.time())
@@ -93,6 +100,8 @@ class Worker:
         await self.resolver.start()
         self.reactor.add_reader(self.listener.fileno(), self._accept)
         self.loop.call_later(self._tick, self._sweep)
+        if self.link is not None:
+            self.link.down.listen(self.loop, self._on_message)
 
     def _accept(self) -> None:
         limit = self.config.limits.connections
@@ -109,6 +118,7 @@ class Worker:
                 self.stats.refused += 1
                 sock.close()
                 continue
+            self.stats.accepted += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.handler(self, sock, address[0])
@@ -123,8 +133,48 @@ class Worker:
         for conn in list(self.connections):
             conn.check(now)
         self.pool.sweep(self.backends, now)
+        self.report()
         logs.flush()
         self.loop.call_later(self._tick, self._sweep)
+
+    # -- the control process -------------------------------------------
+    def record(self, backend: str, status: int, ms: float, bytes_in: int, bytes_out: int,
+               error: str) -> None:
+        """One finished request or connection, reported upward in batches."""
+        if self.link is not None:
+            self.outcomes.append((backend, status, ms, bytes_in, bytes_out, error))
+
+    def report(self) -> None:
+        """Send the batched outcomes and the counters to the control process."""
+        link = self.link
+        if link is None:
+            return
+        outcomes = self.outcomes
+        for start in range(0, len(outcomes), OUTCOMES_PER_RECORD):
+            link.up.send(Outcomes(self.slot, outcomes[start:start + OUTCOMES_PER_RECORD]))
+        outcomes.clear()
+        link.up.send(Counters(self.slot, os.getpid(), self.stats.accepted,
+                              len(self.connections), link.up.ring.dropped))
+
+    def _on_message(self, message: object) -> None:
+        if isinstance(message, Snapshot) and message.version > self.version:
+            self.apply(message)
+            self.link.up.send(Ack(self.slot, os.getpid(), message.version))
+
+    def apply(self, snapshot: Snapshot) -> None:
+        """Take a new backend set: kept backends keep their pools and counters."""
+        current = {b.name: b for b in self.backends}
+        updated = []
+        for state in snapshot.backends:
+            backend = current.pop(f"{state.host}:{state.port}", None) or Backend(
+                BackendSpec(host=state.host, port=state.port, weight=state.weight))
+            backend.weight = state.weight
+            updated.append(backend)
+        for gone in current.values():       # busy connections finish their requests
+            self.pool.close_idle([gone], for_good=False)
+        self.backends[:] = updated           # the balancer and resolver share this list
+        self.resolver.refresh()
+        self.version = snapshot.version
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""

@@ -37,7 +37,7 @@ def main(ctx: click.Context, socket_path: str) -> None:
 def run(path: str) -> None:
     """Run the balancer in the foreground until SIGTERM or Ctrl-C."""
     from dataplane.serve import serve
-    sys.exit(serve(_load_or_exit(path)))
+    sys.exit(serve(_load_or_exit(path), path))
 
 
 @main.command()

@@ -302,8 +302,9 @@ def test_one_gib_streams_with_bounded_memory(topology, relay):
     gib = 1 << 30
     topo = topology(["client", "lb", "b1"])
     topo.python_backend("b1", "b1")
-    pid = topo.balancer("lb", balancer_config(topo, ["b1"]).replace(
-        "workers: 1", f"workers: 1, relay: {relay}")).pid   # ip netns exec execs in place
+    lb = topo.balancer("lb", balancer_config(topo, ["b1"]).replace(
+        "workers: 1", f"workers: 1, relay: {relay}"))
+    [pid] = topo.worker_pids(lb)
     before = rss_kib(pid)
     peak = before
     sock = topo.connect("client", "lb", 8080, timeout=60)

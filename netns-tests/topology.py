@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -162,6 +163,18 @@ class Topology:
                 raise AssertionError(f"{text!r} not logged within {timeout}s:\n{out[-2000:]}")
             time.sleep(0.05)
         return out
+
+    def worker_pids(self, balancer: subprocess.Popen, count: int = 1) -> list[int]:
+        """Pids of the balancer's running workers, from its log."""
+        self.wait_for_log(balancer, '"event":"worker listening"')
+        deadline = time.monotonic() + 10
+        while True:
+            started = [json.loads(line)["worker_pid"] for line in self.log(balancer).splitlines()
+                       if '"event":"worker started"' in line]
+            alive = [pid for pid in started if os.path.exists(f"/proc/{pid}")]
+            if len(alive) >= count or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.05)
 
     @staticmethod
     def log(proc: subprocess.Popen) -> str:
