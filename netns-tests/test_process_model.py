@@ -1,0 +1,130 @@
+"""The control process and its workers: connections spread over SO_REUSEPORT
+workers, a killed worker is replaced, reloads reach every worker quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+from conftest import Client, balancer_config
+
+
+def events(topo, proc, name: str) -> list[dict]:
+    return [json.loads(line) for line in topo.log(proc).splitlines()
+            if f'"event":"{name}"' in line]
+
+
+def two_workers(topo, backends=("b1",), extra: str = "log: {summary: 300ms}\n"):
+    for name in backends:
+        topo.python_backend(name, name)
+    lb = topo.balancer("lb", balancer_config(topo, list(backends), extra=extra)
+                       .replace("workers: 1", "workers: 2"))
+    assert len(topo.worker_pids(lb, 2)) == 2
+    return lb
+
+
+def test_connections_land_on_both_workers(topology):
+    topo = topology(["client", "lb", "b1"])
+    lb = two_workers(topo)
+    pids = set(topo.worker_pids(lb, 2))
+    client = Client(topo)
+    for i in range(40):                     # new connection each: new source port
+        assert client.request("GET", f"/spread/{i}")[0].status == 200
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        summaries = events(topo, lb, "summary")
+        last = summaries[-1]["workers"] if summaries else {}
+        counted = {int(pid): w["connections"] for pid, w in last.items()}
+        if sum(counted.values()) >= 40:
+            break
+        time.sleep(0.1)
+    assert set(counted) == pids
+    assert all(count > 0 for count in counted.values()), counted
+    backends = events(topo, lb, "summary")[-1]["backends"]
+    assert backends[f"{topo.hosts['b1']}:8000"]["requests"] >= 40
+
+
+def test_killed_worker_is_replaced_and_service_continues(topology):
+    topo = topology(["client", "lb", "b1"])
+    lb = two_workers(topo)
+    victim, survivor = topo.worker_pids(lb, 2)
+    results: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        client = Client(topo)
+        deadline = time.monotonic() + 8
+        while not stop.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                status = client.request("GET", "/load", timeout=3)[0].status
+            except OSError:
+                status = 0
+            results.append((started, status))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(0.5)
+    os.kill(victim, signal.SIGKILL)
+    topo.wait_for_log(lb, '"event":"worker died"')
+    deadline = time.monotonic() + 5
+    while len(events(topo, lb, "worker started")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    replaced_at = time.monotonic()
+    time.sleep(1.0)
+    stop.set()
+    thread.join(10)
+    assert len(events(topo, lb, "worker started")) == 3
+    assert os.path.exists(f"/proc/{survivor}")
+    after = [status for started, status in results if started > replaced_at]
+    assert len(after) > 20 and set(after) == {200}, after
+    assert sum(1 for _, status in results if status == 200) > 0.9 * len(results)
+    lb.terminate()
+    assert lb.wait(10) == 0
+
+
+def test_reload_reaches_every_worker_within_100_ms(topology):
+    topo = topology(["client", "lb", "b1", "b2"])
+    lb = two_workers(topo, backends=("b1", "b2"))
+    config_path = topo.tmp / "balancer.yaml"
+    config_path.write_text(balancer_config(topo, ["b2"]).replace("workers: 1", "workers: 2"))
+    lb.send_signal(signal.SIGHUP)
+    topo.wait_for_log(lb, '"version":2,"workers":2')
+    applied = [e for e in events(topo, lb, "state applied") if e["version"] == 2]
+    assert applied and applied[0]["ms"] < 100, applied
+    client = Client(topo)
+    seen = {json.loads(client.request("GET", f"/r/{i}")[1])["backend"] for i in range(10)}
+    assert seen == {"b2"}
+
+
+def test_bad_reload_keeps_the_running_configuration(topology):
+    topo = topology(["client", "lb", "b1"])
+    lb = two_workers(topo)
+    (topo.tmp / "balancer.yaml").write_text("balancer: {port: nope}\n")
+    lb.send_signal(signal.SIGHUP)
+    topo.wait_for_log(lb, "reload rejected")
+    assert "balancer.port: expected `int`" in topo.log(lb)
+    assert Client(topo).request("GET", "/still")[0].status == 200
+
+
+def test_workers_dying_at_start_make_the_control_process_exit_1(topology):
+    topo = topology(["client", "lb", "b1"])
+    lb = two_workers(topo, extra="")
+    killed: set[int] = set()
+    deadline = time.monotonic() + 30
+    while lb.poll() is None and time.monotonic() < deadline:
+        for started in events(topo, lb, "worker started"):
+            pid = started["worker_pid"]
+            if pid not in killed and started["slot"] == 0:
+                killed.add(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.01)
+    assert lb.wait(10) == 1
+    assert "workers keep dying at start, giving up" in topo.log(lb)
+    assert "signal 9" in topo.log(lb)
