@@ -34,18 +34,19 @@ def test_connections_land_on_both_workers(topology):
     client = Client(topo)
     for i in range(40):                     # new connection each: new source port
         assert client.request("GET", f"/spread/{i}")[0].status == 200
+    backend = f"{topo.hosts['b1']}:8000"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         summaries = events(topo, lb, "summary")
-        last = summaries[-1]["workers"] if summaries else {}
-        counted = {int(pid): w["connections"] for pid, w in last.items()}
-        if sum(counted.values()) >= 40:
+        last = summaries[-1] if summaries else {"workers": {}, "backends": {}}
+        counted = {int(pid): w["connections"] for pid, w in last["workers"].items()}
+        requests = last["backends"].get(backend, {}).get("requests", 0)
+        if sum(counted.values()) >= 40 and requests >= 40:
             break
         time.sleep(0.1)
     assert set(counted) == pids
     assert all(count > 0 for count in counted.values()), counted
-    backends = events(topo, lb, "summary")[-1]["backends"]
-    assert backends[f"{topo.hosts['b1']}:8000"]["requests"] >= 40
+    assert requests == 40
 
 
 def test_killed_worker_is_replaced_and_service_continues(topology):
