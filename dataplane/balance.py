@@ -19,9 +19,13 @@ class RoundRobin:
         self.refresh()
 
     def refresh(self) -> None:
-        """Recompute the set of candidates; call after any up/down or weight change."""
-        self.candidates = [b for b in self.backends if b.available]
-        self.total = sum(b.weight for b in self.candidates)
+        """Recompute the set of candidates; call after any up/down or weight change.
+        The rotation restarts only when the candidates or their weights changed."""
+        candidates = [b for b in self.backends if b.available]
+        total = sum(b.weight for b in candidates)
+        if candidates == self.candidates and total == self.total:
+            return
+        self.candidates, self.total = candidates, total
         for backend in self.backends:
             backend.current_weight = 0
 

@@ -7,7 +7,7 @@ Up (worker -> control, policy: drop and count when full): acknowledgements,
 outcome batches and periodic counters.
 
 Each direction is one Ring plus an eventfd doorbell, rung by the producer only
-when the ring goes from empty to non-empty. Consumers also poll every
+when the consumer has said it may be asleep (Ring.idle). Consumers also poll every
 ``POLL`` seconds, which bounds a wake-up lost to store-load reordering (see
 ring.py). Messages are msgpack (msgspec), not pickle.
 """
@@ -83,7 +83,7 @@ class Endpoint:
             self.ring.put_or_wait(data, wait)
         elif not self.ring.put_or_drop(data):
             return False
-        if self.ring.was_empty:
+        if self.ring.wake:
             os.eventfd_write(self.bell, 1)
         return True
 
@@ -95,6 +95,7 @@ class Endpoint:
         self._timer = loop.call_later(POLL, self._poll)
 
     def _wake(self) -> None:
+        self.ring.busy()
         try:
             os.eventfd_read(self.bell)
         except BlockingIOError:
@@ -106,9 +107,13 @@ class Endpoint:
         self._timer = self._loop.call_later(POLL, self._poll)
 
     def drain(self) -> None:
+        """Handle every record, then tell producers to ring before the next."""
         ring, decode, handler = self.ring, self.decode, self._handler
-        while (record := ring.get()) is not None:
-            handler(decode(record))
+        while True:
+            while (record := ring.get()) is not None:
+                handler(decode(record))
+            if ring.idle():
+                return
 
     def stop(self) -> None:
         if self._loop is not None:

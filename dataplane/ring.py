@@ -5,13 +5,17 @@ Layout of one ring (``multiprocessing.shared_memory``)::
     0    magic "L7RING01", capacity (u64)            written once at creation
     64   head (u64): bytes consumed, written by the consumer only
     128  tail (u64): bytes produced, written by the producer only
-    192  data: ``capacity`` bytes (a power of two)
+    192  idle (u64): 1 while the consumer may be asleep, written by the consumer only
+    256  data: ``capacity`` bytes (a power of two)
 
 A record is a u32 length followed by the payload, padded to 8 bytes. A record
 never straddles the end of the data area: when it would not fit, the producer
 writes a wrap marker (length 0xFFFFFFFF) and starts again at offset 0. Head and
 tail only grow; ``position % capacity`` is the offset, ``tail - head`` the
-bytes in use.
+bytes in use. Each side keeps its own counter locally and a cached copy of
+the other side's, which it reads from shared memory only when the cache says
+full (producer) or empty (consumer): the counters' cache lines then cross
+between cores about once per batch instead of once per record.
 
 Memory ordering. The producer copies the record into the data area and only
 then stores the new tail; the consumer loads the tail, then reads records
@@ -25,10 +29,11 @@ and loads in order; CPython executes our statements in program order, each
 inside its own C call that the compiler cannot reorder around the shared
 memory. What TSO does not give is store-then-load order: a side's store may
 still sit in its store buffer when its next load reads the other counter. The
-data path does not need that order, but the doorbell does (the producer reads
-``head`` right after publishing ``tail`` to decide if the consumer may be
-asleep), so a wake-up can in theory be missed; consumers therefore also poll
-on a timer, which bounds such a miss (see channel.py). On weakly ordered CPUs
+data path does not need that order, but the doorbell does: the consumer sets
+``idle`` and then re-reads ``tail`` before it sleeps, the producer publishes
+``tail`` and then reads ``idle`` to decide whether to ring, and with both loads
+passing both stores a wake-up is missed. Consumers therefore also poll on a
+timer, which bounds such a miss (see channel.py). On weakly ordered CPUs
 (ARM, POWER) condition (2) does not hold without barriers, which Python cannot
 issue: this module is for x86-64 only, and says so at creation.
 
@@ -48,8 +53,8 @@ import time
 from multiprocessing import shared_memory
 
 MAGIC = b"L7RING01"
-HEADER = 192
-_HEAD, _TAIL = 64 // 8, 128 // 8        # indexes in the u64 view of the header
+HEADER = 256
+_HEAD, _TAIL, _IDLE = 64 // 8, 128 // 8, 192 // 8   # indexes in the u64 view of the header
 _LEN = struct.Struct("<I")
 WRAP = 0xFFFFFFFF
 
@@ -86,7 +91,10 @@ class Ring:
         self.data = buf[HEADER:HEADER + self.capacity]
         self.max_record = self.capacity // 2 - 8
         self.dropped = 0       # producer side: records refused by the drop policy
-        self.was_empty = False  # producer side: the ring was empty before the last put
+        self.wake = False      # producer side: the consumer may be asleep, ring the bell
+        # Each side's own counter, and its cache of the other side's.
+        self._tail = self._tail_seen = self.counters[_TAIL]
+        self._head = self._head_seen = self.counters[_HEAD]
 
     # -- life cycle ------------------------------------------------------
     @classmethod
@@ -132,28 +140,31 @@ class Ring:
     def put(self, record: bytes) -> bool:
         """Append a record; False (nothing written) when it does not fit now.
 
-        Returns whether the ring was empty before, in ``self.was_empty``, so the
-        caller knows to ring the doorbell.
+        Sets ``self.wake`` when the consumer said it may be asleep, so the caller
+        knows to ring the doorbell.
         """
         size = len(record)
         if size > self.max_record:
             raise ValueError(f"record of {size} bytes exceeds {self.max_record}")
         need = _padded(4 + size)
-        counters = self.counters
-        tail = counters[_TAIL]
-        head = counters[_HEAD]
+        capacity = self.capacity
+        tail = self._tail
         offset = tail & self.mask
-        skip = self.capacity - offset if need > self.capacity - offset else 0
-        if tail + skip + need - head > self.capacity:
-            return False
+        skip = capacity - offset if need > capacity - offset else 0
+        end = tail + skip + need
+        if end - self._head_seen > capacity:
+            self._head_seen = self.counters[_HEAD]
+            if end - self._head_seen > capacity:
+                return False
         data = self.data
         if skip:
             _LEN.pack_into(data, offset, WRAP)
             offset = 0
         _LEN.pack_into(data, offset, size)
         data[offset + 4:offset + 4 + size] = record
-        counters[_TAIL] = tail + skip + need      # publish: the record is complete
-        self.was_empty = counters[_HEAD] == tail
+        counters = self.counters
+        counters[_TAIL] = self._tail = end      # publish: the record is complete
+        self.wake = counters[_IDLE] != 0
         return True
 
     def put_or_drop(self, record: bytes) -> bool:
@@ -176,12 +187,13 @@ class Ring:
     # -- consumer --------------------------------------------------------
     def get(self) -> bytes | None:
         """The oldest record, or None when the ring is empty."""
-        counters = self.counters
-        head = counters[_HEAD]
-        tail = counters[_TAIL]
+        head = self._head
+        tail = self._tail_seen
         if head == tail:
-            return None
-        self._check(head, tail)
+            tail = self._tail_seen = self.counters[_TAIL]
+            if head == tail:
+                return None
+            self._check(head, tail)
         data = self.data
         offset = head & self.mask
         (size,) = _LEN.unpack_from(data, offset)
@@ -192,13 +204,26 @@ class Ring:
         if size > self.max_record or head + _padded(4 + size) > tail:
             raise RingCorrupt(f"{self.name}: record length {size} at {head} past tail {tail}")
         record = bytes(data[offset + 4:offset + 4 + size])
-        counters[_HEAD] = head + _padded(4 + size)   # publish: the slot is free
+        self.counters[_HEAD] = self._head = head + _padded(4 + size)   # publish: slot free
         return record
+
+    def idle(self) -> bool:
+        """The consumer is about to sleep: True if it may (the ring is still
+        empty after the flag is up), False if records arrived meanwhile."""
+        self.counters[_IDLE] = 1
+        if self.counters[_TAIL] == self._head:
+            return True
+        self.counters[_IDLE] = 0
+        return False
+
+    def busy(self) -> None:
+        """The consumer is awake: producers need not ring."""
+        self.counters[_IDLE] = 0
 
     def _check(self, head: int, tail: int) -> None:
         if head > tail or tail - head > self.capacity or head & 7 or tail & 7:
             raise RingCorrupt(f"{self.name}: inconsistent counters head={head} tail={tail}")
 
     def __len__(self) -> int:
-        """Bytes in use (records, padding and wrap skips)."""
+        """Bytes in use (records, padding and wrap skips), as shared memory says."""
         return self.counters[_TAIL] - self.counters[_HEAD]

@@ -98,10 +98,11 @@ class Worker:
 
     async def start(self) -> None:
         await self.resolver.start()
-        self.reactor.add_reader(self.listener.fileno(), self._accept)
-        self.loop.call_later(self._tick, self._sweep)
         if self.link is not None:
             self.link.down.listen(self.loop, self._on_message)
+            self.link.down.drain()     # the first snapshot, before any request
+        self.reactor.add_reader(self.listener.fileno(), self._accept)
+        self.loop.call_later(self._tick, self._sweep)
 
     def _accept(self) -> None:
         limit = self.config.limits.connections

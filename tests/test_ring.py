@@ -90,14 +90,18 @@ def test_wait_policy_times_out(ring):
     assert 0.04 < time.monotonic() - started < 1
 
 
-def test_doorbell_hint_only_on_empty_to_non_empty(ring):
+def test_doorbell_hint_only_while_the_consumer_is_idle(ring):
     ring.put(b"1")
-    assert ring.was_empty
+    assert not ring.wake                 # the consumer never said it sleeps
+    assert ring.get() == b"1"
+    assert ring.idle()                   # empty: it may sleep
     ring.put(b"2")
-    assert not ring.was_empty
-    ring.get(), ring.get()
+    assert ring.wake
+    ring.busy()
     ring.put(b"3")
-    assert ring.was_empty
+    assert not ring.wake
+    assert not ring.idle()               # records waiting: it must not sleep
+    assert [ring.get(), ring.get(), ring.get()] == [b"2", b"3", None]
 
 
 def _consume(name: str, count: int, conn, pause: float, seed: int) -> None:
@@ -162,7 +166,7 @@ def test_restarted_consumer_resumes_where_the_last_one_stopped(ring):
 
 def test_corrupt_counters_fail_loudly(ring):
     ring.put(b"abc")
-    ring.counters[64 // 8] = 3         # head misaligned
+    ring.counters[128 // 8] = 3        # tail misaligned
     with pytest.raises(RingCorrupt):
         Ring.attach(ring.name)
     with pytest.raises(RingCorrupt):
