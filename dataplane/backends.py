@@ -24,7 +24,7 @@ log = structlog.get_logger("l7lb.backends")
 
 class Backend:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
-                 "active", "requests", "errors", "current_weight")
+                 "active", "requests", "errors", "current_weight", "inflight")
 
     def __init__(self, spec: BackendConfig) -> None:
         self.name = spec.name
@@ -38,6 +38,7 @@ class Backend:
         self.requests = 0
         self.errors = 0
         self.current_weight = 0   # smooth weighted round robin state
+        self.inflight = 0         # requests or connections under way (this worker)
 
     @property
     def available(self) -> bool:

@@ -55,8 +55,12 @@ class Balancer(Section):
     bind: str = "0.0.0.0"
     mode: Literal["http", "tcp"] = "http"
     workers: Literal["auto"] | Annotated[int, msgspec.Meta(ge=1, le=256)] = "auto"
-    # Only round_robin is built so far; the hashing algorithms arrive with issue 4.
-    algorithm: Literal["round_robin"] = "round_robin"
+    algorithm: Literal["round_robin", "random", "least_request", "ring_hash", "maglev",
+                       "bounded_load"] = "round_robin"
+    hash_key: Annotated[str, msgspec.Meta(
+        pattern=r"^(client_ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")] = "client_ip"
+    ring_size: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] | None = None
+    balance_factor: Annotated[float, msgspec.Meta(ge=1.0, le=10.0)] = 1.25
     health_check_interval: Duration = Duration(10)
     failure_threshold: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 8.0
     relay: Literal["auto", "splice", "copy"] = "auto"

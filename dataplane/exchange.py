@@ -41,6 +41,7 @@ class Exchange:
         "resp_trailers", "resp_framing", "client_framing", "resp_remaining",
         "resp_started", "resp_complete", "interim", "out", "client_keep_alive",
         "started", "bytes_in", "bytes_out", "error", "done", "splice", "upstream_keep_alive",
+        "inflight",
     )
 
     def __init__(self, client: "ClientConnection") -> None:
@@ -79,6 +80,7 @@ class Exchange:
         self.out: list[bytes] = []     # response bytes for the client, flushed per read
         self.client_keep_alive = False
         self.upstream_keep_alive = False   # read at the head: httptools forgets it after
+        self.inflight = False              # counted in the balancer's in-flight load
         self.splice: SplicePump | None = None   # response body moving in the kernel
         self.started = time.monotonic()
         self.bytes_in = 0
@@ -130,11 +132,16 @@ class Exchange:
     # -- choosing a backend ----------------------------------------------
     def start(self) -> None:
         worker = self.worker
-        backend = worker.balancer.pick()
+        balancer = worker.balancer
+        key = worker.key_of(self.client.peer, self.target, self.headers) \
+            if balancer.hashed else None
+        backend = balancer.pick(key)
         if backend is None:
             self.fail(503, "no backend available")
             return
         self.backend = backend
+        balancer.acquire(backend)
+        self.inflight = True
         backend.requests += 1
         conn = worker.pool.acquire(backend)
         if conn is not None:
@@ -306,6 +313,7 @@ class Exchange:
         self.resp_started = True
         client.stream.write(head + tail)
         self._log()
+        self._release_backend()    # a stream, no longer a request in flight
         self.done = True
         upstream = self.upstream
         handed = []
@@ -338,6 +346,7 @@ class Exchange:
         self.out = [http1.error_response(status, detail)]
         self.client_keep_alive = False
         self.upstream_keep_alive = False   # read at the head: httptools forgets it after
+        self.inflight = False              # counted in the balancer's in-flight load
         self.resp_started = self.resp_complete = True
         self._flush()
         client.exchange_done(self, False)
@@ -363,7 +372,13 @@ class Exchange:
         self.done = True
         self._release_upstream(reuse)
 
+    def _release_backend(self) -> None:
+        if self.inflight:
+            self.inflight = False
+            self.worker.balancer.release(self.backend)
+
     def _release_upstream(self, reuse: bool) -> None:
+        self._release_backend()
         self.rparser = None   # it refers back to us: no cycle left for the GC
         if self.splice is not None:
             self.splice.stop()

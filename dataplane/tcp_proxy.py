@@ -29,11 +29,12 @@ class TcpSession:
         self.started = time.monotonic()
         self.deadline = worker.clock.now + worker.config.timeouts.connect
         self.connecting: Connect | None = None
-        backend = worker.balancer.pick()
+        backend = worker.balancer.pick(peer.encode())    # hashed by client address
         if backend is None or not worker.pool.can_open(backend):
             self._refuse("no backend available" if backend is None else "pool.max_active reached")
             return
         self.backend: Backend = backend
+        worker.balancer.acquire(backend)
         backend.requests += 1
         worker.connections.add(self)
         self.connecting = Connect(worker.pool, backend, self._connected)
@@ -50,6 +51,7 @@ class TcpSession:
         self.connecting = None
         if upstream is None:
             self.backend.errors += 1
+            worker.balancer.release(self.backend)
             self._refuse(f"connect to {self.backend.name} failed: {exc.strerror or exc}")
             return
         relay = make_relay(worker.relay_engine, worker.reactor, self.sock, upstream,
@@ -62,6 +64,7 @@ class TcpSession:
         worker = self.worker
         worker.forget(relay)
         self.backend.active -= 1
+        worker.balancer.release(self.backend)
         worker.stats.requests += 1
         ms = round((time.monotonic() - self.started) * 1000, 2)
         worker.record(self.backend.name, 0, ms, relay.moved, 0, "")
@@ -75,6 +78,7 @@ class TcpSession:
             self.connecting = None
             self.worker.forget(self)
             self.backend.errors += 1
+            self.worker.balancer.release(self.backend)
             self._refuse(f"connect to {self.backend.name} timed out")
 
     def shutdown(self) -> None:
@@ -85,5 +89,6 @@ class TcpSession:
             self.connecting.cancel()
             self.connecting = None
             self.worker.forget(self)
+            self.worker.balancer.release(self.backend)
             reset(self.sock)
             self.sock.close()

@@ -13,7 +13,7 @@ import structlog
 from . import logs
 from .backends import Backend, Resolver
 from .channel import OUTCOMES_PER_RECORD, Ack, Counters, Link, Outcomes, Snapshot
-from .balance import RoundRobin
+from .balance import build_now, key_function, make_balancer
 from .config import Backend as BackendSpec
 from .config import Config
 from .http_proxy import ClientConnection
@@ -78,7 +78,12 @@ class Worker:
         self.clock = Clock(loop.time())
         self.stats = Stats()
         self.backends = [Backend(spec) for spec in config.backends]
-        self.balancer = RoundRobin(self.backends)
+        settings = config.balancer
+        self.balancer = make_balancer(settings.algorithm, self.backends, build_now,
+                                      settings.ring_size, settings.balance_factor)
+        self.balancer.build = self._build_in_thread   # the first table is built already
+        self.key_of = key_function(settings.hash_key)
+        self._builds = 0
         self.reactor = Reactor(loop)
         self.pool = Pool(self.reactor, config.pool)
         self.resolver = Resolver(loop, self.backends, config.balancer.health_check_interval,
@@ -137,6 +142,20 @@ class Worker:
         self.report()
         logs.flush()
         self.loop.call_later(self._tick, self._sweep)
+
+    def _build_in_thread(self, make, done) -> None:
+        """Hash tables are built in a thread and swapped in by the loop; a build
+        overtaken by a newer one is dropped."""
+        self._builds += 1
+        ticket = self._builds
+
+        def finished(future) -> None:
+            if future.exception() is not None:
+                log.error("balancer table build failed", error=repr(future.exception()))
+            elif ticket == self._builds:
+                done(future.result())
+
+        self.loop.run_in_executor(None, make).add_done_callback(finished)
 
     # -- the control process -------------------------------------------
     def record(self, backend: str, status: int, ms: float, bytes_in: int, bytes_out: int,

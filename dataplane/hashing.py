@@ -1,0 +1,163 @@
+"""Consistent hashing tables, without I/O: a weighted ring with virtual nodes,
+Maglev, and consistent hashing with bounded loads.
+
+Keys and backend names are hashed with xxHash3-64 (the xxhash package):
+stable across processes and machines, unlike Python's hash(). Every worker
+and every balancer with the same backend set maps a key to the same backend.
+
+Tables are built over every backend with a positive weight, whether it is up
+or not. A backend that is down keeps its entries; a pick that lands on it
+moves on (the ring to the next point, Maglev to a re-hashed slot), so a
+backend going down or up moves only its own keys. Building is the slow part
+(tens of milliseconds for 1000 backends) and happens once per change of the
+backend set or weights; the caller swaps the new table in with one
+assignment. Picking allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect
+from typing import Callable, Sequence
+
+import xxhash
+
+_hash = xxhash.xxh3_64_intdigest
+MASK64 = (1 << 64) - 1
+MAGLEV_SIZE = 65537          # prime, per the Maglev paper's guidance (M >> N)
+RING_POINTS_PER_BACKEND = 160
+RING_MIN, RING_MAX = 1024, 8 * 1024 * 1024
+BALANCE_FACTOR = 1.25
+PROBES = 64                  # re-hashes tried before giving up on finding an up backend
+
+Up = Callable[[int], bool]   # is the backend at this index available?
+
+
+def key_hash(key: bytes) -> int:
+    return _hash(key)
+
+
+def _rehash(h: int) -> int:
+    return _hash(h.to_bytes(8, "little"))
+
+
+def ring_size_for(weights: Sequence[int], size: int | None) -> int:
+    """``size`` or, by default, 160 points per backend of average weight."""
+    if size is None:
+        size = RING_POINTS_PER_BACKEND * sum(1 for w in weights if w > 0)
+    return max(RING_MIN, min(RING_MAX, size))
+
+
+class Ring:
+    """Each backend owns points on a 64-bit circle in proportion to its weight;
+    a key goes to the owner of the first point at or after its hash."""
+
+    def __init__(self, names: Sequence[str], weights: Sequence[int],
+                 size: int | None = None) -> None:
+        self.count = len(names)
+        total = sum(w for w in weights if w > 0)
+        size = ring_size_for(weights, size)
+        points: list[tuple[int, int]] = []
+        for index, (name, weight) in enumerate(zip(names, weights)):
+            if weight <= 0:
+                continue
+            prefix = name.encode() + b"#"
+            for replica in range(max(1, round(size * weight / total))):
+                points.append((_hash(prefix + str(replica).encode()), index))
+        points.sort()
+        self.points = [p for p, _ in points]
+        self.owners = [i for _, i in points]
+
+    def pick(self, h: int, up: Up) -> int | None:
+        points = self.points
+        if not points:
+            return None
+        n = len(points)
+        start = bisect(points, h) % n
+        owners = self.owners
+        for step in range(n):                 # first point whose owner is up
+            owner = owners[(start + step) % n]
+            if up(owner):
+                return owner
+            if step > PROBES and step > 4 * self.count:
+                break
+        return None
+
+    def walk(self, h: int):
+        """Owners in ring order from the key's point (bounded-load overflow)."""
+        points, owners = self.points, self.owners
+        n = len(points)
+        start = bisect(points, h) % n if n else 0
+        for step in range(n):
+            yield owners[(start + step) % n]
+
+
+class Maglev:
+    """The Maglev lookup table: each backend fills slots in the order of its
+    own permutation of 0..M-1, taking turns in proportion to its weight."""
+
+    def __init__(self, names: Sequence[str], weights: Sequence[int],
+                 size: int = MAGLEV_SIZE) -> None:
+        self.size = size
+        live = [(i, n, w) for i, (n, w) in enumerate(zip(names, weights)) if w > 0]
+        table = [-1] * size
+        if live:
+            self._fill(table, live, size)
+        self.table = table
+
+    @staticmethod
+    def _fill(table: list[int], live: list[tuple[int, str, int]], size: int) -> None:
+        heaviest = max(w for _, _, w in live)
+        offsets, skips, nexts, shares, credits = [], [], [], [], []
+        for _, name, weight in live:
+            encoded = name.encode()
+            offsets.append(_hash(encoded + b"/offset") % size)
+            skips.append(_hash(encoded + b"/skip") % (size - 1) + 1)
+            nexts.append(0)
+            shares.append(weight / heaviest)
+            credits.append(0.0)
+        filled = 0
+        while filled < size:
+            for k, (index, _, _) in enumerate(live):
+                credits[k] += shares[k]
+                while credits[k] >= 1.0 and filled < size:
+                    credits[k] -= 1.0
+                    offset, skip, j = offsets[k], skips[k], nexts[k]
+                    slot = (offset + j * skip) % size
+                    while table[slot] >= 0:
+                        j += 1
+                        slot = (offset + j * skip) % size
+                    nexts[k] = j + 1
+                    table[slot] = index
+                    filled += 1
+
+    def pick(self, h: int, up: Up) -> int | None:
+        table, size = self.table, self.size
+        owner = table[h % size]
+        if owner < 0:
+            return None
+        probes = 0
+        while not up(owner):
+            probes += 1
+            if probes > PROBES:
+                return None
+            h = _rehash(h)
+            owner = table[h % size]
+        return owner
+
+
+def bounded_pick(ring: Ring, h: int, up: Up, load: Sequence[int], weights: Sequence[int],
+                 in_flight: int, up_weight: int, factor: float = BALANCE_FACTOR) -> int | None:
+    """Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam):
+    no backend takes more than ceil(factor x its weighted share) of the
+    in-flight requests, counting the one being placed; overflow walks the ring.
+    ``in_flight`` and ``up_weight`` are the totals over the backends that are up."""
+    if up_weight <= 0:
+        return None
+    placed = in_flight + 1
+    for owner in ring.walk(h):
+        if weights[owner] <= 0 or not up(owner):
+            continue
+        if load[owner] < math.ceil(factor * placed * weights[owner] / up_weight):
+            return owner
+    return None
