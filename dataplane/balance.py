@@ -149,9 +149,17 @@ class RingHash(_Hashed):
         return hashing.Ring(names, weights, self.size)
 
     def pick(self, key: bytes | None) -> Backend | None:
-        if self.table is None:
+        table = self.table
+        if table is None or not table.points:
             return None
-        index = self.table.pick(hashing.key_hash(key or b""), self._up)
+        h = hashing.key_hash(key or b"")
+        # Fast path: the first point's owner is up (the usual case).
+        position = bisect(table.points, h)
+        backend = self.table_backends[table.owners[position if position < len(table.points)
+                                                   else 0]]
+        if backend.address is not None and backend.weight > 0:
+            return backend
+        index = table.pick(h, self._up)
         return None if index is None else self.table_backends[index]
 
 

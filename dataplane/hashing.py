@@ -25,8 +25,8 @@ import xxhash
 _hash = xxhash.xxh3_64_intdigest
 MASK64 = (1 << 64) - 1
 MAGLEV_SIZE = 65537          # prime, per the Maglev paper's guidance (M >> N)
-RING_POINTS_PER_BACKEND = 160
-RING_MIN, RING_MAX = 1024, 8 * 1024 * 1024
+RING_POINTS_PER_BACKEND = 1024
+RING_MAX = 8 * 1024 * 1024
 BALANCE_FACTOR = 1.25
 PROBES = 64                  # re-hashes tried before giving up on finding an up backend
 
@@ -41,28 +41,33 @@ def _rehash(h: int) -> int:
     return _hash(h.to_bytes(8, "little"))
 
 
-def ring_size_for(weights: Sequence[int], size: int | None) -> int:
-    """``size`` or, by default, 160 points per backend of average weight."""
-    if size is None:
-        size = RING_POINTS_PER_BACKEND * sum(1 for w in weights if w > 0)
-    return max(RING_MIN, min(RING_MAX, size))
-
-
 class Ring:
     """Each backend owns points on a 64-bit circle in proportion to its weight;
     a key goes to the owner of the first point at or after its hash."""
 
     def __init__(self, names: Sequence[str], weights: Sequence[int],
                  size: int | None = None) -> None:
+        """``size`` None: 1024 points for the lightest backend and more in
+        proportion to weight (capped at RING_MAX in all), so with equal weights
+        a backend's points do not depend on how many others there are and
+        removing one moves only its keys. A ``size`` spreads that many points
+        in all by weight: smaller tables, but every backend's share of points
+        changes when the set does."""
         self.count = len(names)
-        total = sum(w for w in weights if w > 0)
-        size = ring_size_for(weights, size)
+        live = [w for w in weights if w > 0]
+        total = sum(live)
+        if not total:
+            per_weight = 0.0
+        elif size is None:
+            per_weight = min(RING_POINTS_PER_BACKEND / min(live), RING_MAX / total)
+        else:
+            per_weight = min(size, RING_MAX) / total
         points: list[tuple[int, int]] = []
         for index, (name, weight) in enumerate(zip(names, weights)):
             if weight <= 0:
                 continue
             prefix = name.encode() + b"#"
-            for replica in range(max(1, round(size * weight / total))):
+            for replica in range(max(1, round(per_weight * weight))):
                 points.append((_hash(prefix + str(replica).encode()), index))
         points.sort()
         self.points = [p for p, _ in points]
