@@ -191,6 +191,7 @@ class Worker:
             backend.weight = state.weight
             updated.append(backend)
         for gone in current.values():       # busy connections finish their requests
+            gone.weight = 0                  # the old hash table may still name it
             self.pool.close_idle([gone], for_good=False)
         self.backends[:] = updated           # the balancer and resolver share this list
         self.resolver.refresh()
