@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import deque
 import socket
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger("l7lb.backends")
 
 
+class PoolStats:
+    """Connection counters of one backend's pool in one worker."""
+
+    __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
+                 "connect_failures")
+
+    def __init__(self) -> None:
+        self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
+        self.queue_timeouts = self.connect_failures = 0
+
+
 class Backend:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
-                 "active", "requests", "errors", "current_weight", "inflight")
+                 "active", "requests", "errors", "current_weight", "inflight", "waiting",
+                 "pool")
 
     def __init__(self, spec: BackendConfig) -> None:
         self.name = spec.name
@@ -39,6 +52,8 @@ class Backend:
         self.errors = 0
         self.current_weight = 0   # smooth weighted round robin state
         self.inflight = 0         # requests or connections under way (this worker)
+        self.waiting: deque = deque()   # exchanges queued at pool.max_active
+        self.pool = PoolStats()
 
     @property
     def available(self) -> bool:

@@ -85,6 +85,10 @@ class Pool(Section):
     max_idle: Count = 100
     max_active: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
     idle_timeout: Duration = Duration(60)
+    max_requests_per_connection: Count = 1000     # 0 = no limit
+    connect_timeout: Duration | None = None        # unset: timeouts.connect
+    max_queue: Count = 1024                        # requests waiting per backend
+    queue_timeout: Duration = Duration(5)
 
 
 class Timeouts(Section):

@@ -28,7 +28,7 @@ log = structlog.get_logger("l7lb.http")
 SPLICE_MIN = 256 * 1024   # bodies with at least this much left are spliced
 
 # What a client connection's single deadline currently guards.
-IDLE, HEAD, CONNECT, RESPONSE, STREAM, LINGER = range(6)
+IDLE, HEAD, CONNECT, RESPONSE, STREAM, LINGER, QUEUE = range(7)
 
 
 class Exchange:
@@ -41,7 +41,7 @@ class Exchange:
         "resp_trailers", "resp_framing", "client_framing", "resp_remaining",
         "resp_started", "resp_complete", "interim", "out", "client_keep_alive",
         "started", "bytes_in", "bytes_out", "error", "done", "splice", "upstream_keep_alive",
-        "inflight",
+        "inflight", "queued", "reused", "retried", "peer_closed", "timed_out",
     )
 
     def __init__(self, client: "ClientConnection") -> None:
@@ -81,6 +81,11 @@ class Exchange:
         self.client_keep_alive = False
         self.upstream_keep_alive = False   # read at the head: httptools forgets it after
         self.inflight = False              # counted in the balancer's in-flight load
+        self.queued = False                # waiting in the backend's pool queue
+        self.reused = False                # on a pooled connection (retry candidate)
+        self.retried = False
+        self.peer_closed = False
+        self.timed_out = False             # gave up waiting in the queue
         self.splice: SplicePump | None = None   # response body moving in the kernel
         self.started = time.monotonic()
         self.bytes_in = 0
@@ -143,14 +148,37 @@ class Exchange:
         balancer.acquire(backend)
         self.inflight = True
         backend.requests += 1
-        conn = worker.pool.acquire(backend)
+        pool = worker.pool
+        conn = pool.acquire(backend)
         if conn is not None:
-            self.attach(conn)
-        elif not worker.pool.can_open(backend):
-            self.fail(503, f"backend {backend.name} at pool.max_active")
+            self.attach(conn, reused=True)
+        elif pool.can_open(backend):
+            self._open()
+        elif pool.enqueue(backend, self):
+            self.queued = True
+            self.client.arm(QUEUE, worker.config.pool.queue_timeout)
         else:
-            self.client.arm(CONNECT, worker.config.timeouts.connect)
-            self.connecting = worker.pool.connect(backend, self._connected)
+            self.fail(503, f"backend {backend.name} busy: pool.max_active and max_queue reached")
+
+    def _open(self) -> None:
+        self.client.arm(CONNECT, self.worker.connect_timeout)
+        self.connecting = self.worker.pool.connect(self.backend, self._connected)
+
+    def dequeued(self, conn: "UpstreamConnection | None") -> None:
+        """Our turn in the backend's queue: a connection, or room to open one."""
+        pool = self.worker.pool
+        if not self.queued:          # gone meanwhile: pass the turn on
+            if conn is not None:
+                pool.release(conn, self.worker.clock.now)
+            else:
+                pool._freed(self.backend)
+            return
+        self.queued = False
+        if conn is not None:
+            pool.backend_reused(conn)
+            self.attach(conn, reused=True)
+        else:
+            self._open()
 
     def _connected(self, conn: "UpstreamConnection | None", exc: OSError | None) -> None:
         self.connecting = None
@@ -159,9 +187,10 @@ class Exchange:
         elif self.done:
             self.worker.pool.discard(conn)
         else:
-            self.attach(conn)
+            self.attach(conn, reused=False)
 
-    def attach(self, conn: "UpstreamConnection") -> None:
+    def attach(self, conn: "UpstreamConnection", reused: bool) -> None:
+        self.reused = reused
         self.upstream = conn
         conn.user = self
         conn.requests += 1
@@ -293,14 +322,37 @@ class Exchange:
         self.client.exchange_done(self, self.request_complete)
 
     def on_upstream_closed(self, exc: OSError | None) -> None:
+        self.peer_closed = True
         if exc is None and self.resp_started and self.resp_framing == CLOSE:
             self._end_response()     # close-delimited body: EOF is its end
             self._flush()
             self.client.exchange_done(self, False)
+        elif self._retryable():
+            self._retry()
         elif exc is None:
             self.fail(502, "backend closed the connection early")
         else:
             self.fail(502, f"backend connection failed: {exc.strerror or exc}")
+
+    def _retryable(self) -> bool:
+        """A reused connection the backend had closed: safe to try once more on a
+        fresh one when nothing of the response came and no body was sent."""
+        return (self.reused and not self.retried and not self.resp_started
+                and self.rparser is not None and self.req_framing == NONE
+                and self.upgrade is None)
+
+    def _retry(self) -> None:
+        self.retried = True
+        upstream, self.upstream = self.upstream, None
+        self.worker.pool.discard(upstream, by_peer=True)
+        self.resp_headers = []
+        self.reason = b""
+        self.interim = False
+        self.peer_closed = False
+        if self.worker.pool.can_open(self.backend):
+            self._open()
+        else:
+            self.fail(503, f"backend {self.backend.name} at pool.max_active")
 
     def _switch_protocols(self, tail: bytes) -> None:
         """101 from the backend: both connections become one byte stream."""
@@ -347,6 +399,11 @@ class Exchange:
         self.client_keep_alive = False
         self.upstream_keep_alive = False   # read at the head: httptools forgets it after
         self.inflight = False              # counted in the balancer's in-flight load
+        self.queued = False                # waiting in the backend's pool queue
+        self.reused = False                # on a pooled connection (retry candidate)
+        self.retried = False
+        self.peer_closed = False
+        self.timed_out = False             # gave up waiting in the queue
         self.resp_started = self.resp_complete = True
         self._flush()
         client.exchange_done(self, False)
@@ -373,6 +430,9 @@ class Exchange:
         self._release_upstream(reuse)
 
     def _release_backend(self) -> None:
+        if self.queued:
+            self.queued = False
+            self.worker.pool.unqueue(self.backend, self, timed_out=self.timed_out)
         if self.inflight:
             self.inflight = False
             self.worker.balancer.release(self.backend)
@@ -392,7 +452,7 @@ class Exchange:
         if reuse and not upstream.stream.pending:
             self.worker.pool.release(upstream, self.worker.clock.now)
         else:
-            self.worker.pool.discard(upstream)
+            self.worker.pool.discard(upstream, by_peer=self.peer_closed)
 
     def _log(self) -> None:
         if self.done:

@@ -19,7 +19,7 @@ import httptools
 import structlog
 
 from . import http1
-from .exchange import CONNECT, HEAD, IDLE, LINGER, RESPONSE, STREAM, Exchange
+from .exchange import CONNECT, HEAD, IDLE, LINGER, QUEUE, RESPONSE, STREAM, Exchange
 from .http1 import Reject
 from .relay import SplicePump
 from .stream import Stream
@@ -82,6 +82,9 @@ class ClientConnection:
             self.active.fail(504, "connect to backend timed out")
         elif kind == RESPONSE:
             self.active.fail(504, "backend did not respond in time")
+        elif kind == QUEUE:
+            self.active.timed_out = True
+            self.active.fail(503, "no backend connection free within pool.queue_timeout")
         else:
             self.active.abort("no data moved within timeouts.idle") if self.active else self.close()
 

@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Callable, Protocol
 
-from .backends import Backend
+from .backends import Backend, PoolStats
 from .config import Pool as PoolSettings
 from .reactor import Reactor
 from .stream import Stream
@@ -103,6 +103,7 @@ class Connect:
             if self.waiting:
                 self.pool.reactor.remove_writer(self.sock.fileno())
             self._give_up()
+            self.pool._freed(self.backend)
 
     def _give_up(self) -> None:
         self.callback = None
@@ -110,34 +111,84 @@ class Connect:
         self.sock.close()
 
 
+class Waiter(Protocol):
+    """An exchange queued for a connection to a backend at pool.max_active."""
+    def dequeued(self, conn: UpstreamConnection | None) -> None: ...
+
+
 class Pool:
+    """Per-backend connections of one worker: ``max_active`` open at most,
+    ``max_idle`` kept idle (most recently used reused first) until
+    ``idle_timeout``, at most ``max_requests_per_connection`` requests each;
+    past ``max_active``, requests wait in a FIFO of at most ``max_queue``."""
+
     def __init__(self, reactor: Reactor, settings: PoolSettings) -> None:
         self.reactor = reactor
         self.loop = reactor.loop
         self.max_idle = settings.max_idle
         self.max_active = settings.max_active
         self.idle_timeout = settings.idle_timeout
+        self.max_requests = settings.max_requests_per_connection
+        self.max_queue = settings.max_queue
         self.closing = False
 
     def acquire(self, backend: Backend) -> UpstreamConnection | None:
-        """An idle connection to reuse, most recently used first, or None."""
+        """An idle connection to reuse, most recently used first, or None. One
+        the backend has closed (EOF or reset not yet seen by the loop) is
+        dropped here rather than failing the request."""
         idle = backend.idle
-        return idle.pop() if idle else None
+        while idle:
+            conn = idle.pop()
+            if _alive(conn.stream.sock):
+                backend.pool.reused += 1
+                return conn
+            self.discard(conn, by_peer=True)
+        return None
+
+    @staticmethod
+    def backend_reused(conn: UpstreamConnection) -> None:
+        conn.backend.pool.reused += 1
 
     def can_open(self, backend: Backend) -> bool:
         return backend.active < self.max_active
 
     def connect(self, backend: Backend, callback: Connected) -> Connect:
-        """Open a keep-alive connection for HTTP."""
-        def wrap(sock: socket.socket | None, exc: OSError | None) -> None:
-            callback(UpstreamConnection(self, backend, sock) if sock else None, exc)
-        return Connect(self, backend, wrap)
+        """Open a keep-alive connection for HTTP: the one place they are made."""
+        def opened(sock: socket.socket | None, exc: OSError | None) -> None:
+            if sock is None:
+                backend.pool.connect_failures += 1
+                self._freed(backend)
+                callback(None, exc)
+            else:
+                backend.pool.opened += 1
+                callback(UpstreamConnection(self, backend, sock), None)
+        return Connect(self, backend, opened)
+
+    def enqueue(self, backend: Backend, waiter: Waiter) -> bool:
+        """Wait for a connection; False when ``max_queue`` are waiting already."""
+        if len(backend.waiting) >= self.max_queue:
+            return False
+        backend.waiting.append(waiter)
+        return True
+
+    def unqueue(self, backend: Backend, waiter: Waiter, timed_out: bool) -> None:
+        try:
+            backend.waiting.remove(waiter)
+        except ValueError:
+            return
+        if timed_out:
+            backend.pool.queue_timeouts += 1
 
     def release(self, conn: UpstreamConnection, now: float) -> None:
         """Take back a connection whose last response was read in full."""
         conn.user = None
         backend = conn.backend
-        if self.closing or len(backend.idle) >= self.max_idle or conn.stream.closed:
+        if (self.closing or conn.stream.closed
+                or (self.max_requests and conn.requests >= self.max_requests)):
+            self.discard(conn)
+        elif backend.waiting:
+            self.loop.call_soon(backend.waiting.popleft().dequeued, conn)
+        elif len(backend.idle) >= self.max_idle:
             self.discard(conn)
         else:
             conn.idle_since = now
@@ -149,18 +200,30 @@ class Pool:
         if conn.counted:
             conn.counted = False
             conn.backend.active -= 1
+            self._freed(conn.backend)
         return conn.stream.detach()
 
-    def discard(self, conn: UpstreamConnection) -> None:
+    def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
         conn.user = None
+        backend = conn.backend
         try:
-            conn.backend.idle.remove(conn)
+            backend.idle.remove(conn)
         except ValueError:
             pass
         conn.stream.close()
         if conn.counted:
             conn.counted = False
-            conn.backend.active -= 1
+            backend.active -= 1
+            if by_peer:
+                backend.pool.closed_by_peer += 1
+            else:
+                backend.pool.closed_by_us += 1
+            self._freed(backend)
+
+    def _freed(self, backend: Backend) -> None:
+        """A connection slot opened up: the first waiter may open a connection."""
+        if backend.waiting and self.can_open(backend) and not self.closing:
+            self.loop.call_soon(backend.waiting.popleft().dequeued, None)
 
     def sweep(self, backends: list[Backend], now: float) -> None:
         """Close idle connections past idle_timeout (the oldest sit at the front)."""
@@ -175,3 +238,25 @@ class Pool:
         for backend in backends:
             while backend.idle:
                 self.discard(backend.idle[0])
+
+    @staticmethod
+    def stats(backends: list[Backend]) -> dict[str, dict[str, int]]:
+        """Per backend: what the admin socket's stats command will show."""
+        out = {}
+        for backend in backends:
+            counters = backend.pool
+            idle = len(backend.idle)
+            out[backend.name] = {
+                "idle": idle, "busy": backend.active - idle, "waiting": len(backend.waiting),
+                **{name: getattr(counters, name) for name in PoolStats.__slots__}}
+        return out
+
+
+def _alive(sock: socket.socket) -> bool:
+    """No EOF, reset or stray bytes waiting on an idle connection."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) is None
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        return False

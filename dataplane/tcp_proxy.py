@@ -27,7 +27,7 @@ class TcpSession:
     def __init__(self, worker: "Worker", sock: socket.socket, peer: str) -> None:
         self.worker, self.sock, self.peer = worker, sock, peer
         self.started = time.monotonic()
-        self.deadline = worker.clock.now + worker.config.timeouts.connect
+        self.deadline = worker.clock.now + worker.connect_timeout
         self.connecting: Connect | None = None
         backend = worker.balancer.pick(peer.encode())    # hashed by client address
         if backend is None or not worker.pool.can_open(backend):

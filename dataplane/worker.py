@@ -86,6 +86,7 @@ class Worker:
         self._builds = 0
         self.reactor = Reactor(loop)
         self.pool = Pool(self.reactor, config.pool)
+        self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
         self.resolver = Resolver(loop, self.backends, config.balancer.health_check_interval,
                                  self.balancer.refresh)
         self.connections: set[Tracked] = set()
@@ -216,3 +217,4 @@ class Worker:
             abort = getattr(conn, "abort", None)
             abort() if abort else conn.shutdown()
         self.pool.close_idle(self.backends)
+        log.info("pool stats", backends=self.pool.stats(self.backends))

@@ -6,6 +6,7 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - ``/status/N``: an empty response with that status
 - ``/slow/MS``: answer after MS milliseconds
 - ``/reset``: promise 1000 bytes, send 10, then reset the connection
+- ``/arm-reset``: answer, then drop the next request on this connection unanswered
 - ``/garbage``: answer with bytes that are not HTTP
 - ``/ws``: WebSocket echo (RFC 6455 frames, text and binary)
 - anything else: JSON with the backend's name, method, path, headers, body
@@ -37,6 +38,7 @@ PATTERN = bytes(range(256)) * 256   # 64 KiB
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "l7lb-test-backend"
+    disable_nagle_algorithm = True   # head and body go out as separate writes
     name = "backend"
 
     def log_message(self, *args: object) -> None:
@@ -79,6 +81,11 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def route(self, send_body: bool) -> None:
+        if getattr(self, "reset_next", False):     # armed by /arm-reset on this connection
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         parts = url.path.strip("/").split("/")
@@ -96,6 +103,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(int(parts[1]) / 1000)
         if parts[0] == "reset":
             return self.reset()
+        if parts[0] == "arm-reset":
+            self.reset_next = True
         if parts[0] == "garbage":
             self.wfile.write(b"this is not http\r\n\r\n")
             self.close_connection = True

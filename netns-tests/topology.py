@@ -123,12 +123,13 @@ class Topology:
         self.wait_port(host, port, from_host=host)
         return proc
 
-    def nginx_backend(self, host: str, name: str, port: int = 8000) -> subprocess.Popen:
+    def nginx_backend(self, host: str, name: str, port: int = 8000,
+                      keepalive: str = "120s") -> subprocess.Popen:
         root = self.tmp / f"nginx-{name}"
         root.mkdir()
         conf = root / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=root, address=self.hosts[host], port=port,
-                                          name=name))
+                                          name=name, keepalive=keepalive))
         proc = self.spawn(host, ["nginx", "-c", str(conf), "-e", str(root / "error.log")],
                           log_name=f"{name}.log")
         self.wait_port(host, port, from_host=host)
@@ -243,7 +244,7 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    keepalive_timeout 120s;
+    keepalive_timeout {keepalive};
     keepalive_requests 1000000;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;

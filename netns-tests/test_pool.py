@@ -1,0 +1,136 @@
+"""The upstream connection pool with real backends: reuse, backends that
+close idle connections, max_active with a FIFO queue, idle_timeout, and
+resets on reused connections."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from conftest import Client, balancer_config
+
+
+def peer(body: bytes) -> str:
+    return json.loads(body)["peer"]
+
+
+def established(topo, backend: str) -> int:
+    out = topo.run("lb", ["ss", "-Htn", "state", "established",
+                          f"dst {topo.hosts[backend]}:8000"]).stdout.decode()
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def test_sequential_requests_reuse_at_most_max_idle_connections(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"], extra="pool: {max_idle: 2}\n"))
+    client = Client(topo)
+    conn = client.connection()
+    peers = set()
+    for i in range(1000):
+        conn.request("GET", f"/seq/{i}")
+        peers.add(peer(conn.getresponse().read()))
+    conn.close()
+    for i in range(20):                        # new client connections, same pool
+        peers.add(peer(client.request("GET", f"/new/{i}")[1]))
+    assert len(peers) <= 2, peers
+
+
+def test_backend_closing_idle_connections_costs_no_request(topology):
+    topo = topology(["client", "lb", "n1"])
+    topo.nginx_backend("n1", "n1", keepalive="1s")
+    topo.balancer("lb", balancer_config(topo, ["n1"]))
+    client = Client(topo)
+    conn = client.connection()
+    for gap in (0.5, 0.9, 1.0, 1.1, 1.5, 3.0):
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"nginx n1\n"), gap
+        time.sleep(gap)
+    conn.close()
+
+
+def run_clients(topo, count: int, path: str) -> list[tuple[int, float, int, str]]:
+    """Start ``count`` clients 30 ms apart; (index, finished at, status, body)."""
+    results = []
+    lock = threading.Lock()
+
+    def one(index: int) -> None:
+        response, body = Client(topo).request("GET", path, timeout=20)
+        with lock:
+            results.append((index, time.monotonic(), response.status,
+                            response.getheader("Retry-After"), body))
+
+    threads = []
+    for index in range(count):
+        thread = threading.Thread(target=one, args=(index,))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.03)
+    for thread in threads:
+        thread.join(30)
+    return sorted(results, key=lambda r: r[1])
+
+
+def test_max_active_queues_in_order(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"], extra="pool: {max_active: 2}\n"))
+    results = run_clients(topo, 10, "/slow/400")
+    assert [status for _, _, status, _, _ in results] == [200] * 10
+    order = [index for index, *_ in results]
+    assert order == sorted(order), order        # served first come, first served
+    assert len({peer(body) for *_, body in results}) <= 2
+
+
+def test_full_queue_answers_503_with_retry_after(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"],
+                                        extra="pool: {max_active: 2, max_queue: 3}\n"))
+    results = run_clients(topo, 10, "/slow/600")
+    served = sorted(index for index, _, status, _, _ in results if status == 200)
+    refused = [(status, retry) for _, _, status, retry, _ in results if status != 200]
+    assert served == [0, 1, 2, 3, 4]
+    assert refused == [(503, "1")] * 5
+
+
+def test_queue_timeout(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(
+        topo, ["b1"], extra="pool: {max_active: 1, queue_timeout: 300ms}\n"))
+    results = run_clients(topo, 2, "/slow/1500")
+    assert [status for _, _, status, _, _ in results] == [503, 200]
+    assert b"queue_timeout" in results[0][4]
+
+
+def test_idle_timeout_closes_idle_connections_on_time(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"], extra="pool: {idle_timeout: 1s}\n"))
+    Client(topo).request("GET", "/once")
+    time.sleep(0.3)
+    assert established(topo, "b1") == 1
+    time.sleep(1.7)                              # idle_timeout plus one second at most
+    assert established(topo, "b1") == 0
+
+
+def test_reset_reused_connection_retries_safe_requests_only(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"]))
+    conn = Client(topo).connection()
+    conn.request("GET", "/arm-reset")
+    first = peer(conn.getresponse().read())
+    conn.request("GET", "/after")                 # lands on the armed connection
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200 and peer(body) != first
+    conn.request("GET", "/arm-reset")
+    conn.getresponse().read()
+    conn.request("POST", "/upload", body=b"x" * 1000)
+    response = conn.getresponse()
+    assert response.status == 502
+    conn.close()
