@@ -26,7 +26,8 @@ LBCTL = str(Path(sys.executable).parent / "lbctl")
 HOST = "127.0.0.1"
 BACKEND_HTTP, BACKEND_TCP = 18001, 18201
 PORTS = {"haproxy": (18080, 18090), "nginx": (18081, 18091),
-         "l7lb-splice": (18082, 18092), "l7lb-copy": (18083, 18093)}
+         "l7lb-splice": (18082, 18092), "l7lb-copy": (18083, 18093),
+         "l7lb-no-pool": (18084, 0)}
 
 NGINX_BACKEND = """
 daemon off; master_process off; worker_processes 1; pid {dir}/b.pid;
@@ -74,7 +75,8 @@ listen tcp
 L7LB = """
 balancer: {{port: {port}, bind: {host}, mode: {mode}, workers: {workers}, relay: {relay}}}
 backends: [{{host: {host}, port: {backend}}}]
-log: {{access: false, level: warning}}
+pool: {{max_idle: {max_idle}}}
+log: {{access: false, level: info, summary: 0}}
 """
 
 
@@ -141,13 +143,31 @@ def start_proxy(procs: Procs, name: str, workers: int) -> list[subprocess.Popen]
     if name == "nginx":
         conf = write(procs.tmp, "nginx-proxy.conf", NGINX_PROXY.format(**fields))
         return [procs.start(["nginx", "-c", conf], port, tcp_port, name=name)]
+    if name == "l7lb-no-pool":     # a new backend connection for every request
+        http = write(procs.tmp, f"{name}-http.yaml", L7LB.format(
+            **fields, mode="http", relay="auto", max_idle=0))
+        return [procs.start([LBCTL, "run", "-c", http], port, name=f"{name}-http")]
     relay = name.split("-")[1]
     http = write(procs.tmp, f"{name}-http.yaml", L7LB.format(
-        **fields, mode="http", relay="auto" if relay == "splice" else relay))
+        **fields, mode="http", relay="auto" if relay == "splice" else relay, max_idle=100))
     tcp = write(procs.tmp, f"{name}-tcp.yaml", L7LB.format(
-        **{**fields, "port": tcp_port, "backend": BACKEND_TCP}, mode="tcp", relay=relay))
+        **{**fields, "port": tcp_port, "backend": BACKEND_TCP}, mode="tcp", relay=relay,
+        max_idle=100))
     return [procs.start([LBCTL, "run", "-c", http], port, name=f"{name}-http"),
             procs.start([LBCTL, "run", "-c", tcp], tcp_port, name=f"{name}-tcp")]
+
+
+def pool_figures(log_path: Path) -> dict:
+    """Backend connections opened and reused, from the workers' pool stats at stop."""
+    opened = reused = 0
+    for line in log_path.read_text().splitlines():
+        if '"event":"pool stats"' in line:
+            for counters in json.loads(line)["backends"].values():
+                opened += counters["opened"]
+                reused += counters["reused"]
+    total = opened + reused
+    return {"backend_connections_opened": opened,
+            "reuse_ratio": reused / total if total else 0.0}
 
 
 def wrk(port: int, seconds: int, connections: int) -> dict:
@@ -223,12 +243,18 @@ def main() -> None:
             results[name] = measure(*PORTS[name], args)
             for proc in running:
                 procs.stop(proc)
+            if name.startswith("l7lb"):
+                results[name] |= pool_figures(tmp / f"{name}-http.log")
             print(f"bench: {name} done", file=sys.stderr)
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "workers": args.workers,
                "wrk_connections": args.connections, "seconds": args.seconds}
     print(f"machine: {machine}")
     print(table(results))
+    for name, row in results.items():
+        if "reuse_ratio" in row:
+            print(f"{name}: {row['backend_connections_opened']} backend connections opened, "
+                  f"reuse ratio {row['reuse_ratio']:.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 
