@@ -37,7 +37,7 @@ class PoolStats:
 class Backend:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "requests", "errors", "current_weight", "inflight", "waiting",
-                 "pool")
+                 "pool", "state")
 
     def __init__(self, spec: BackendConfig) -> None:
         self.name = spec.name
@@ -54,10 +54,11 @@ class Backend:
         self.inflight = 0         # requests or connections under way (this worker)
         self.waiting: deque = deque()   # exchanges queued at pool.max_active
         self.pool = PoolStats()
+        self.state = "ready"      # drain and maint take no new requests
 
     @property
     def available(self) -> bool:
-        return self.address is not None and self.weight > 0
+        return self.address is not None and self.weight > 0 and self.state == "ready"
 
     def set_address(self, family: int, address: tuple | None) -> None:
         self.family, self.address = family, address

@@ -32,6 +32,7 @@ class BackendState(msgspec.Struct, array_like=True):
     host: str
     port: int
     weight: int
+    state: str = "ready"      # ready | drain | maint
 
 
 class Snapshot(msgspec.Struct, tag="state", array_like=True):
@@ -57,6 +58,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     connections: int        # accepted since the worker started
     open: int               # open now
     dropped: int            # up-ring records lost to a full ring
+    backends: list[tuple[str, int, int, int]] = []   # name, open, idle, waiting
 
 
 Down = Snapshot

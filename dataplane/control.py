@@ -26,6 +26,8 @@ from collections import Counter
 import structlog
 
 from . import logs
+from .admin import AdminError, AdminServer
+from .admin_commands import admin_commands
 from .channel import STATE_WAIT, Ack, BackendState, Counters, Link, Outcomes, Snapshot
 from .config import Config, ConfigError, load
 from .worker import listen
@@ -39,8 +41,11 @@ FLUSH_EVERY = 0.25    # seconds between log flushes
 RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin")
 
 
-def snapshot_of(config: Config, version: int) -> Snapshot:
-    return Snapshot(version, [BackendState(b.host, b.port, b.weight) for b in config.backends])
+def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:
+    """Backend states from a file; a backend already known keeps its admin state."""
+    kept = {(s.host, s.port): s.state for s in previous}
+    return [BackendState(b.host, b.port, b.weight, kept.get((b.host, b.port), "ready"))
+            for b in config.backends]
 
 
 class Slot:
@@ -62,8 +67,11 @@ class Control:
         self.path = path
         self.slots: list[Slot] = []
         self.version = 1
-        self.snapshot = snapshot_of(config, self.version)
+        self.states = states_of(config)
+        self.snapshot = Snapshot(self.version, self.states)
         self.sent_at: dict[int, float] = {}
+        self.started = time.time()
+        self.admin: AdminServer | None = None
         self.stopping = False
         self.exit_code = 0
         self.requests: Counter[str] = Counter()
@@ -80,9 +88,19 @@ class Control:
             log.error("cannot listen", error=exc.strerror or str(exc),
                       address=self.config.balancer.bind, port=self.config.balancer.port)
             return 1
+        try:
+            self.admin = AdminServer(self.config.admin.socket, self.config.admin.mode,
+                                     admin_commands(self))
+            await self.admin.start()
+        except (AdminError, OSError) as exc:
+            log.error("cannot open the admin socket", path=self.config.admin.socket,
+                      error=getattr(exc, "message", None) or str(exc))
+            for slot in self.slots:
+                slot.listener.close()
+            return 1
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
         log.info("listening", address=self.config.balancer.bind, port=self.config.balancer.port,
                  mode=self.config.balancer.mode, workers=count)
         self.sent_at[self.version] = time.monotonic()
@@ -92,6 +110,7 @@ class Control:
             self.loop.call_later(self.config.log.summary, self.summarise)
         self._flush_logs()
         await self.done
+        self.admin.close()
         for slot in self.slots:
             slot.listener.close()
         log.info("stopped", code=self.exit_code)
@@ -183,28 +202,42 @@ class Control:
                 os.kill(slot.pid, signal.SIGKILL)
 
     # -- state down, reports up -----------------------------------------
-    def reload(self) -> None:
-        if self.path is None:
-            log.warning("reload ignored: this balancer has no configuration file")
-            return
+    def _reload_signal(self) -> None:
         try:
-            config = load(self.path)
+            self.reload()
+        except AdminError as exc:
+            log.error("reload rejected, keeping the running configuration", error=exc.message)
+
+    def reload(self, path: str | None = None) -> dict:
+        """Validate the file, then apply its backends to every worker (SIGHUP and
+        ``lbctl reload``); raises AdminError and changes nothing when it is bad."""
+        path = path or self.path
+        if path is None:
+            raise AdminError("no_file", "this balancer was started without a configuration file")
+        try:
+            config = load(path)
         except ConfigError as exc:
-            log.error("reload rejected, keeping the running configuration", error=str(exc))
-            return
+            raise AdminError("invalid_config", str(exc)) from None
         ignored = [key for key in RESTART_ONLY
                    if getattr(config, key) != getattr(self.config, key)]
         if ignored:
             log.warning("reload: these sections need a restart and were not applied",
                         sections=ignored)
         self.config.backends = config.backends
+        self.publish(states_of(config, self.states))
+        log.info("reload sent", version=self.version, backends=len(config.backends))
+        return {"version": self.version, "backends": len(config.backends),
+                "not_applied": ignored}
+
+    def publish(self, states: list[BackendState]) -> None:
+        """Send a new backend set to every worker as the next snapshot version."""
+        self.states = states
         self.version += 1
-        self.snapshot = snapshot_of(self.config, self.version)
+        self.snapshot = Snapshot(self.version, states)
         self.sent_at[self.version] = time.monotonic()
         for slot in self.slots:
             if slot.link is not None:
                 slot.link.down.send(self.snapshot, wait=STATE_WAIT)
-        log.info("reload sent", version=self.version, backends=len(config.backends))
 
     def on_message(self, message: object) -> None:
         if isinstance(message, Outcomes):

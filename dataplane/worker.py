@@ -175,7 +175,9 @@ class Worker:
             link.up.send(Outcomes(self.slot, outcomes[start:start + OUTCOMES_PER_RECORD]))
         outcomes.clear()
         link.up.send(Counters(self.slot, os.getpid(), self.stats.accepted,
-                              len(self.connections), link.up.ring.dropped))
+                              len(self.connections), link.up.ring.dropped,
+                              [(b.name, b.active, len(b.idle), len(b.waiting))
+                               for b in self.backends]))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:
@@ -190,6 +192,7 @@ class Worker:
             backend = current.pop(f"{state.host}:{state.port}", None) or Backend(
                 BackendSpec(host=state.host, port=state.port, weight=state.weight))
             backend.weight = state.weight
+            backend.state = state.state
             updated.append(backend)
         for gone in current.values():       # busy connections finish their requests
             gone.weight = 0                  # the old hash table may still name it

@@ -1,11 +1,20 @@
-"""The lbctl command line: run, check and demo (management commands over the
-admin socket arrive with the admin issue)."""
+"""The lbctl command line: run, check and demo, and the management commands
+that talk to a running balancer over its admin socket (docs/admin-protocol.md).
+
+Exit codes: 0 success, 1 the balancer refused (its message is printed), 2 a
+usage or configuration error, 3 the balancer cannot be reached."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from .client import CommandFailed, call
 
 from dataplane import __version__
 from dataplane.config import ConfigError, load
@@ -24,7 +33,7 @@ def _load_or_exit(path: str):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lbctl")
 @click.option("--socket", "socket_path", default="/run/l7lb/admin.sock", show_default=True,
-              help="Admin socket of a running balancer.")
+              envvar="L7LB_SOCKET", help="Admin socket of a running balancer ($L7LB_SOCKET).")
 @click.pass_context
 def main(ctx: click.Context, socket_path: str) -> None:
     """Run and manage the l7lb load balancer."""
@@ -58,6 +67,102 @@ def demo(port: int, backend_port: int) -> None:
     """Start three demo backends on loopback and the balancer in front of them."""
     from .demo import run_demo
     sys.exit(run_demo(port, backend_port))
+
+
+def _admin(ctx: click.Context, cmd: str, args: dict | None = None):
+    try:
+        return call(ctx.obj["socket"], cmd, args)
+    except CommandFailed as exc:
+        click.echo(f"lbctl: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def _table(columns: list[str], rows: list[list]) -> None:
+    table = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    # Piped output gets no terminal width: do not let rich fold the columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Version, uptime, mode, workers and listeners of the running balancer."""
+    result = _admin(ctx, "status")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"l7lb {result['version']}, up {result['uptime_s']}s, mode {result['mode']}, "
+               f"{result['algorithm']}, listening on {', '.join(result['listeners'])}, "
+               f"state version {result['state_version']}")
+    _table(["slot", "pid", "state version"],
+           [[w["slot"], w["pid"], w["state_version"]] for w in result["workers"]])
+
+
+BACKEND_COLUMNS = ["name", "state", "weight", "active", "idle", "waiting", "requests",
+                   "errors", "phi", "breaker", "cc"]
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+@click.pass_context
+def backends(ctx: click.Context, as_json: bool) -> None:
+    """One row per backend."""
+    result = _admin(ctx, "backends")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    _table(BACKEND_COLUMNS, [[row[c] for c in BACKEND_COLUMNS] for row in result])
+
+
+@main.group()
+def backend() -> None:
+    """Change one backend of the running balancer."""
+
+
+@backend.command("set")
+@click.argument("name")
+@click.argument("field", type=click.Choice(["weight", "state"]))
+@click.argument("value")
+@click.pass_context
+def backend_set(ctx: click.Context, name: str, field: str, value: str) -> None:
+    """NAME (HOST:PORT) weight N | state ready|drain|maint."""
+    if field == "weight":
+        try:
+            args = {"name": name, "weight": int(value)}
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a whole number", param_hint="VALUE")
+    else:
+        args = {"name": name, "state": value}
+    result = _admin(ctx, "backend.set", args)
+    click.echo(f"{result['name']}: weight {result['weight']}, state {result['state']}")
+
+
+@main.command()
+@click.option("-c", "--config", "path", type=click.Path(dir_okay=False),
+              help="File to load instead of the one the balancer was started with.")
+@click.pass_context
+def reload(ctx: click.Context, path: str | None) -> None:
+    """Validate the configuration file, then apply it to every worker."""
+    args = {"path": os.path.abspath(path)} if path else {}
+    result = _admin(ctx, "reload", args)
+    click.echo(f"reloaded: state version {result['version']}, {result['backends']} backends")
+    if result["not_applied"]:
+        click.echo(f"not applied (restart needed): {', '.join(result['not_applied'])}")
+
+
+@main.group("config")
+def config_group() -> None:
+    """The running configuration."""
+
+
+@config_group.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the running configuration (JSON)."""
+    click.echo(json.dumps(_admin(ctx, "config.show"), indent=2))
 
 
 if __name__ == "__main__":

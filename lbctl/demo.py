@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import click
 
@@ -22,13 +24,15 @@ backends:
   - {{host: 127.0.0.1, port: {p3}, weight: 50}}
 timeouts: {{shutdown: 2s}}
 log: {{format: console}}
+admin: {{socket: {socket}}}
 """
 
 
 def run_demo(port: int, backend_port: int) -> int:
     ports = [backend_port + i for i in range(3)]
-    config = parse(DEMO_CONFIG.format(port=port, p1=ports[0], p2=ports[1], p3=ports[2]),
-                   "<demo>")
+    socket = os.path.join(tempfile.gettempdir(), f"l7lb-demo-{port}.sock")
+    config = parse(DEMO_CONFIG.format(port=port, p1=ports[0], p2=ports[1], p3=ports[2],
+                                      socket=socket), "<demo>")
     backends = [subprocess.Popen([sys.executable, "-m", "lbctl.backend", "--name", f"demo{i + 1}",
                                   "--port", str(p)], stdout=subprocess.DEVNULL)
                 for i, p in enumerate(ports)]
@@ -38,6 +42,7 @@ l7lb demo: three backends on 127.0.0.1:{ports[0]}-{ports[2]} (weights 100, 100, 
 balancer on {url}
 
 Try, in another terminal:
+  lbctl --socket {socket} backends                 # what the balancer knows
   curl -s {url}hello | python3 -m json.tool       # which backend answered, what it saw
   for i in $(seq 10); do curl -s -o /dev/null -w '%{{http_code}} ' -D - {url} | grep -i x-backend; done
   curl -s {url}bytes/1000000?framing=chunked | wc -c

@@ -90,4 +90,5 @@ def balancer_config(topo: Topology, backends: list[str], mode: str = "http",
     """YAML for a balancer on host "lb" in front of the named hosts."""
     lines = [f"  - {{host: {topo.hosts[b]}, port: {port}}}" for b in backends]
     return (f"balancer: {{port: 8080, bind: {topo.hosts['lb']}, mode: {mode}, workers: 1}}\n"
-            "backends:\n" + "\n".join(lines) + "\n" + extra)
+            "backends:\n" + "\n".join(lines) + "\n"
+            f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n" + extra)

@@ -77,6 +77,7 @@ balancer: {{port: {port}, bind: {host}, mode: {mode}, workers: {workers}, relay:
 backends: [{{host: {host}, port: {backend}}}]
 pool: {{max_idle: {max_idle}}}
 log: {{access: false, level: info, summary: 0}}
+admin: {{socket: {dir}/admin-{port}.sock}}
 """
 
 

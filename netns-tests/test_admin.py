@@ -1,0 +1,177 @@
+"""The admin socket and lbctl's management commands against a real balancer."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import Client, balancer_config
+from topology import Topology, lbctl_path
+
+
+@pytest.fixture(scope="module")
+def site():
+    topo = Topology(["client", "lb", "b1", "b2"])
+    try:
+        topo.python_backend("b1", "b1")
+        topo.python_backend("b2", "b2")
+        topo.balancer("lb", balancer_config(topo, ["b1", "b2"]).replace("workers: 1", "workers: 2"))
+        yield topo
+    finally:
+        topo.close()
+
+
+def lbctl(topo: Topology, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([lbctl_path(), "--socket", str(topo.tmp / "admin.sock"), *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def raw(topo: Topology, payload: bytes) -> list[dict]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(topo.tmp / "admin.sock"))
+    sock.sendall(payload)
+    data = b""
+    while data.count(b"\n") < payload.count(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def names(topo: Topology, *hosts: str) -> list[str]:
+    return [f"{topo.hosts[h]}:8000" for h in hosts]
+
+
+def served_by(topo: Topology, count: int) -> list[str]:
+    return [json.loads(Client(topo).request("GET", "/who")[1])["backend"] for _ in range(count)]
+
+
+def test_status_human_and_json(site):
+    human = lbctl(site, "status")
+    assert human.returncode == 0 and "mode http" in human.stdout
+    result = json.loads(lbctl(site, "status", "--json").stdout)
+    assert result["mode"] == "http" and len(result["workers"]) == 2
+    assert result["listeners"] == [f"{site.hosts['lb']}:8080"]
+
+
+def test_backends_human_and_json(site):
+    rows = json.loads(lbctl(site, "backends", "--json").stdout)
+    assert [r["name"] for r in rows] == names(site, "b1", "b2")
+    assert all(r["state"] == "ready" and r["weight"] == 100 for r in rows)
+    human = lbctl(site, "backends").stdout
+    assert all(name in human for name in names(site, "b1", "b2")) and "weight" in human
+
+
+def test_weight_and_state_changes_steer_new_requests(site):
+    b1, b2 = names(site, "b1", "b2")
+    try:
+        assert lbctl(site, "backend", "set", b1, "weight", "0").returncode == 0
+        time.sleep(0.2)
+        assert set(served_by(site, 6)) == {"b2"}
+        lbctl(site, "backend", "set", b1, "weight", "100")
+        assert lbctl(site, "backend", "set", b2, "state", "drain").returncode == 0
+        time.sleep(0.2)
+        assert set(served_by(site, 6)) == {"b1"}
+        rows = json.loads(lbctl(site, "backends", "--json").stdout)
+        assert [r["state"] for r in rows] == ["ready", "drain"]
+    finally:
+        lbctl(site, "backend", "set", b1, "weight", "100")
+        lbctl(site, "backend", "set", b2, "state", "ready")
+    time.sleep(0.2)
+    assert set(served_by(site, 6)) == {"b1", "b2"}
+
+
+def test_refusals_exit_1_with_the_balancers_message(site):
+    result = lbctl(site, "backend", "set", "192.0.2.1:1", "weight", "5")
+    assert result.returncode == 1 and "no_such_backend" in result.stderr
+    result = lbctl(site, "backend", "set", names(site, "b1")[0], "state", "sleepy")
+    assert result.returncode == 1 and "state must be one of" in result.stderr
+    assert lbctl(site, "backend", "set", "x", "weight", "many").returncode == 2
+
+
+def test_reload_rejects_a_broken_file_and_keeps_serving(site):
+    broken = site.tmp / "broken.yaml"
+    broken.write_text("balancer: {port: 8080}\nbackends: [{host: a}]\n")
+    result = lbctl(site, "reload", "-c", str(broken))
+    assert result.returncode == 1
+    assert "invalid_config" in result.stderr and "backends[0]" in result.stderr
+    assert Client(site).request("GET", "/still")[0].status == 200
+    result = lbctl(site, "reload")
+    assert result.returncode == 0 and "reloaded" in result.stdout
+
+
+def test_config_show(site):
+    shown = json.loads(lbctl(site, "config", "show").stdout)
+    assert shown["balancer"]["workers"] == 2 and len(shown["backends"]) == 2
+
+
+def test_unreachable_balancer_exits_3(tmp_path):
+    result = subprocess.run([lbctl_path(), "--socket", str(tmp_path / "none.sock"), "status"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3 and "does not exist" in result.stderr
+
+
+def test_garbage_and_huge_lines_get_errors_and_the_socket_stays_usable(site):
+    replies = raw(site, b"not json\n" + b'{"cmd": 5}\n' + b'{"cmd": "nope"}\n'
+                  + b'{"cmd": "status", "args": []}\n' + b'{"cmd": "status"}\n')
+    assert [r.get("error", {}).get("code") for r in replies] == [
+        "bad_json", "bad_request", "unknown_command", "bad_args", None]
+    assert replies[-1]["ok"]
+    replies = raw(site, b"x" * (1 << 20) + b"\n" + b'{"cmd": "status"}\n')
+    assert replies[0]["error"]["code"] == "too_long" and replies[-1]["ok"]
+
+
+def test_garbage_flood_does_not_disturb_a_concurrent_client(site):
+    flood = threading.Thread(target=raw, args=(site, b"garbage\n" * 1000))
+    flood.start()
+    for _ in range(20):
+        assert lbctl(site, "status", "--json").returncode == 0
+    flood.join(30)
+
+
+def test_many_concurrent_clients_all_answered(site):
+    results = []
+
+    def one() -> None:
+        results.append(raw(site, b'{"cmd": "backends"}\n')[0]["ok"])
+
+    threads = [threading.Thread(target=one) for _ in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [True] * 100
+
+
+def test_other_uid_is_refused(site):
+    path = site.tmp / "admin.sock"
+    os.chmod(path, 0o666)          # let the filesystem pass it; the peer check must refuse
+    os.chmod(site.tmp, 0o755)
+    code = ("import os, socket, sys\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])\n"
+            "print(s.recv(4096).decode())")    # refused before any request
+    try:
+        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                                text=True, timeout=30)
+    finally:
+        os.chmod(path, 0o600)
+    assert json.loads(result.stdout.splitlines()[0])["error"]["code"] == "forbidden"
+
+
+def test_second_balancer_on_the_same_socket_refuses_to_start(site):
+    config = balancer_config(site, ["b1"]).replace("port: 8080", "port: 8081")
+    path = site.tmp / "second.yaml"
+    path.write_text(config)
+    result = site.run("lb", [lbctl_path(), "run", "-c", str(path)], timeout=30)
+    assert result.returncode == 1
+    assert b"held by a running balancer" in result.stdout
