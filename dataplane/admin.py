@@ -21,6 +21,7 @@ import structlog
 log = structlog.get_logger("l7lb.admin")
 
 MAX_LINE = 64 * 1024
+BACKLOG = 64        # unanswered lines per client before its input is paused
 _CRED = struct.Struct("3i")       # struct ucred: pid, uid, gid
 
 
@@ -42,20 +43,37 @@ def peer_uid(sock: socket.socket) -> int:
 
 
 class _Session(asyncio.Protocol):
+    """One client: its lines are answered in order, one at a time (a command
+    may wait, e.g. a backend draining before removal)."""
+
     def __init__(self, server: "AdminServer") -> None:
         self.server = server
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.discarding = False     # inside an over-long line, until its newline
+        self.lines: asyncio.Queue[bytes | dict] = asyncio.Queue()
+        self.worker = asyncio.get_running_loop().create_task(self._answer())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         uid = peer_uid(transport.get_extra_info("socket"))
         if uid not in self.server.allowed_uids:
             log.warning("admin client refused", uid=uid)
-            self._send({"ok": False, "error": {"code": "forbidden",
-                                               "message": f"uid {uid} may not use this socket"}})
+            transport.write(json.dumps({"ok": False, "error": {
+                "code": "forbidden", "message": f"uid {uid} may not use this socket"}}).encode()
+                + b"\n")
             transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.cancel()
+
+    async def _answer(self) -> None:
+        while True:
+            item = await self.lines.get()
+            if self.lines.qsize() < BACKLOG // 4 and self.transport is not None:
+                self.transport.resume_reading()
+            reply = item if isinstance(item, dict) else await self.server.handle_line(item)
+            self._send(reply)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -76,10 +94,12 @@ class _Session(asyncio.Protocol):
                 self._error("too_long", f"request line over {MAX_LINE} bytes")
                 continue
             if line.strip():
-                self._send(self.server.handle_line(line))
+                self.lines.put_nowait(line)
+                if self.lines.qsize() > BACKLOG:      # a client that writes, never reads
+                    self.transport.pause_reading()
 
     def _error(self, code: str, message: str) -> None:
-        self._send({"ok": False, "error": {"code": code, "message": message}})
+        self.lines.put_nowait({"ok": False, "error": {"code": code, "message": message}})
 
     def _send(self, reply: dict) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -126,7 +146,7 @@ class AdminServer:
             except FileNotFoundError:
                 pass
 
-    def handle_line(self, line: bytes) -> dict:
+    async def handle_line(self, line: bytes) -> dict:
         try:
             request = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -145,7 +165,10 @@ class AdminServer:
         if not isinstance(args, dict):
             return {"ok": False, "error": {"code": "bad_args", "message": "args must be an object"}}
         try:
-            return {"ok": True, "result": handler(args)}
+            result = handler(args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return {"ok": True, "result": result}
         except AdminError as exc:
             return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
         except Exception as exc:  # noqa: BLE001 - one bad command must not stop the server

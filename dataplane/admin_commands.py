@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from .control import Control
 
 STATES = ("ready", "drain", "maint")
+REMOVE_WAIT = 30.0      # seconds a normal removal waits for the backend to drain
 
 
 def admin_commands(control: "Control") -> dict:
@@ -28,32 +30,89 @@ def admin_commands(control: "Control") -> dict:
                         for s in control.slots if s.pid]}
 
     def backends(_: dict) -> list[dict]:
-        pools = _pool_totals(control)
+        pools = control.tally.pool_totals(control.reports())
         rows = []
         for state in control.states:
             name = f"{state.host}:{state.port}"
-            open_, idle, waiting = pools.get(name, (0, 0, 0))
+            pool = pools.get(name, {})
+            tally = control.tally.backend(name)
             rows.append({
                 "name": name, "address": name, "state": state.state, "weight": state.weight,
-                "active": open_ - idle, "idle": idle, "waiting": waiting,
-                "requests": control.requests.get(name, 0), "errors": control.errors.get(name, 0),
-                "phi": None, "breaker": None, "cc": None})
+                "active": pool.get("open", 0) - pool.get("idle", 0), "idle": pool.get("idle", 0),
+                "waiting": pool.get("waiting", 0), "requests": tally.requests,
+                "errors": tally.errors, "p50_ms": tally.percentile(0.5),
+                "p99_ms": tally.percentile(0.99), "phi": None, "breaker": None, "cc": None})
         return rows
+
+    def stats(_: dict) -> dict:
+        reports = control.reports()
+        pools = control.tally.pool_totals(reports)
+        per_backend = {}
+        for state in control.states:
+            name = f"{state.host}:{state.port}"
+            tally, pool = control.tally.backend(name), pools.get(name, {})
+            busy = pool.get("open", 0) - pool.get("idle", 0)
+            tally.max_open = max(tally.max_open, busy)
+            per_backend[name] = {
+                "sessions_current": busy, "sessions_max": tally.max_open,
+                "sessions_total": tally.requests, "bytes_in": tally.bytes_in,
+                "bytes_out": tally.bytes_out, "connect_errors": tally.connect_errors,
+                "response_errors": tally.response_errors, "retries": pool.get("retries", 0),
+                **{f"http_{k}xx": tally.statuses[k] for k in range(1, 6)},
+                "queue_current": pool.get("waiting", 0),
+                "queue_timeouts": pool.get("queue_timeouts", 0),
+                "connections_opened": pool.get("opened", 0),
+                "connections_reused": pool.get("reused", 0),
+                "last_state_change": round(tally.state_changed, 3)}
+        settings = control.config.balancer
+        listener = {
+            "sessions_current": sum(r.open for r in reports),
+            "sessions_max": control.tally.max_sessions,
+            "sessions_total": sum(r.connections for r in reports),
+            "request_errors": sum(r.rejected for r in reports),
+            "bytes_in": sum(t.bytes_in for t in control.tally.backends.values()),
+            "bytes_out": sum(t.bytes_out for t in control.tally.backends.values())}
+        return {"backends": per_backend, "listeners": {f"{settings.bind}:{settings.port}": listener}}
+
+    def backend_add(args: dict) -> dict:
+        host, port = _address(_text(args, "name"))
+        if any((s.host, s.port) == (host, port) for s in control.states):
+            raise AdminError("exists", f"backend {host}:{port} exists already")
+        weight = _weight(args.get("weight", 100))
+        if args.get("cc") is not None:
+            raise AdminError("unsupported", "per-backend congestion control is not built yet")
+        control.publish([*control.states, BackendState(host, port, weight, "ready")])
+        return {"name": f"{host}:{port}", "weight": weight, "state_version": control.version}
+
+    async def backend_remove(args: dict) -> dict:
+        name = _text(args, "name")
+        old = _find(control, name)
+        force = bool(args.get("force"))
+        timeout = args.get("timeout", REMOVE_WAIT)
+        if not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
+            raise AdminError("bad_args", "timeout must be seconds from 0 to 3600")
+        if not force:
+            drained = BackendState(old.host, old.port, old.weight, "drain")
+            control.publish([drained if s is old else s for s in control.states])
+            deadline = time.monotonic() + timeout
+            while _busy(control, name) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if _busy(control, name):
+                raise AdminError("busy", f"{name} still has requests in flight after "
+                                         f"{timeout}s; it stays in drain (use --force)")
+        control.publish([s for s in control.states if (s.host, s.port) != (old.host, old.port)])
+        return {"name": name, "removed": True, "state_version": control.version}
 
     def backend_set(args: dict) -> dict:
         name = _text(args, "name")
-        found = [s for s in control.states if f"{s.host}:{s.port}" == name]
-        if not found:
-            raise AdminError("no_such_backend", f"no backend {name}")
+        old = _find(control, name)
         weight, state = args.get("weight"), args.get("state")
         if weight is None and state is None:
             raise AdminError("bad_args", "give weight or state")
-        if weight is not None and (not isinstance(weight, int) or isinstance(weight, bool)
-                                   or not 0 <= weight <= 10000):
-            raise AdminError("bad_args", "weight must be an integer from 0 to 10000")
+        if weight is not None:
+            _weight(weight)
         if state is not None and state not in STATES:
             raise AdminError("bad_args", f"state must be one of {', '.join(STATES)}")
-        old = found[0]
         new = BackendState(old.host, old.port, old.weight if weight is None else weight,
                            old.state if state is None else state)
         control.publish([new if s is old else s for s in control.states])
@@ -69,8 +128,35 @@ def admin_commands(control: "Control") -> dict:
     def config_show(_: dict) -> Any:
         return msgspec.to_builtins(control.config, enc_hook=float)   # Duration -> seconds
 
-    return {"status": status, "backends": backends, "backend.set": backend_set,
-            "reload": reload, "config.show": config_show}
+    return {"status": status, "backends": backends, "stats": stats,
+            "backend.add": backend_add, "backend.remove": backend_remove,
+            "backend.set": backend_set, "reload": reload, "config.show": config_show}
+
+
+def _find(control: "Control", name: str) -> BackendState:
+    for state in control.states:
+        if f"{state.host}:{state.port}" == name:
+            return state
+    raise AdminError("no_such_backend", f"no backend {name}")
+
+
+def _weight(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10000:
+        raise AdminError("bad_args", "weight must be an integer from 0 to 10000")
+    return value
+
+
+def _address(name: str) -> tuple[str, int]:
+    host, _, port = name.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise AdminError("bad_args", f"{name!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _busy(control: "Control", name: str) -> bool:
+    """Requests still in flight on the backend, as the workers last reported."""
+    pool = control.tally.pool_totals(control.reports()).get(name, {})
+    return pool.get("open", 0) - pool.get("idle", 0) > 0
 
 
 def _text(args: dict, key: str) -> str:

@@ -27,11 +27,11 @@ class PoolStats:
     """Connection counters of one backend's pool in one worker."""
 
     __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
-                 "connect_failures")
+                 "connect_failures", "retries")
 
     def __init__(self) -> None:
         self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
-        self.queue_timeouts = self.connect_failures = 0
+        self.queue_timeouts = self.connect_failures = self.retries = 0
 
 
 class Backend:

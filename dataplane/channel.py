@@ -58,7 +58,8 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     connections: int        # accepted since the worker started
     open: int               # open now
     dropped: int            # up-ring records lost to a full ring
-    backends: list[tuple[str, int, int, int]] = []   # name, open, idle, waiting
+    rejected: int = 0       # requests refused before a backend (400, 408, 431...)
+    backends: dict[str, dict[str, int]] = {}   # pool figures by backend name
 
 
 Down = Snapshot

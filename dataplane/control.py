@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import time
-from collections import Counter
 
 import structlog
 
@@ -30,6 +29,7 @@ from .admin import AdminError, AdminServer
 from .admin_commands import admin_commands
 from .channel import STATE_WAIT, Ack, BackendState, Counters, Link, Outcomes, Snapshot
 from .config import Config, ConfigError, load
+from .tally import Tally
 from .worker import listen
 
 log = structlog.get_logger("l7lb.control")
@@ -74,8 +74,7 @@ class Control:
         self.admin: AdminServer | None = None
         self.stopping = False
         self.exit_code = 0
-        self.requests: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
+        self.tally = Tally()
 
     # -- running ---------------------------------------------------------
     async def run(self) -> int:
@@ -231,6 +230,10 @@ class Control:
 
     def publish(self, states: list[BackendState]) -> None:
         """Send a new backend set to every worker as the next snapshot version."""
+        before = {(s.host, s.port): s.state for s in self.states}
+        for state in states:
+            if before.get((state.host, state.port)) != state.state:
+                self.tally.backend(f"{state.host}:{state.port}").state_changed = time.time()
         self.states = states
         self.version += 1
         self.snapshot = Snapshot(self.version, states)
@@ -241,12 +244,11 @@ class Control:
 
     def on_message(self, message: object) -> None:
         if isinstance(message, Outcomes):
-            for backend, status, _ms, _in, _out, error in message.records:
-                self.requests[backend] += 1
-                if error or status >= 500:
-                    self.errors[backend] += 1
+            self.tally.outcomes(message.records)
         elif isinstance(message, Counters):
             self.slots[message.slot].counters = message
+            sessions = sum(r.open for r in self.reports())
+            self.tally.max_sessions = max(self.tally.max_sessions, sessions)
         elif isinstance(message, Ack):
             self._acked(message)
 
@@ -260,6 +262,11 @@ class Control:
             ms = (time.monotonic() - self.sent_at.pop(ack.version)) * 1000
             log.info("state applied", version=ack.version, workers=len(live), ms=round(ms, 2))
 
+    def reports(self) -> list[Counters]:
+        """The latest counters of each live worker."""
+        return [s.counters for s in self.slots
+                if s.counters is not None and s.pid and s.counters.pid == s.pid]
+
     def summarise(self) -> None:
         """Until the admin socket exists, this line is how operators see the workers."""
         workers = {}
@@ -268,8 +275,8 @@ class Control:
             if c is not None and slot.pid == c.pid:
                 workers[str(c.pid)] = {"slot": slot.index, "connections": c.connections,
                                        "open": c.open, "dropped": c.dropped}
-        backends = {name: {"requests": count, "errors": self.errors.get(name, 0)}
-                    for name, count in self.requests.items()}
+        backends = {name: {"requests": t.requests, "errors": t.errors}
+                    for name, t in self.tally.backends.items()}
         log.info("summary", workers=workers, backends=backends)
         if not self.stopping:
             self.loop.call_later(self.config.log.summary, self.summarise)

@@ -343,6 +343,7 @@ class Exchange:
 
     def _retry(self) -> None:
         self.retried = True
+        self.backend.pool.retries += 1
         upstream, self.upstream = self.upstream, None
         self.worker.pool.discard(upstream, by_peer=True)
         self.resp_headers = []

@@ -176,8 +176,7 @@ class Worker:
         outcomes.clear()
         link.up.send(Counters(self.slot, os.getpid(), self.stats.accepted,
                               len(self.connections), link.up.ring.dropped,
-                              [(b.name, b.active, len(b.idle), len(b.waiting))
-                               for b in self.backends]))
+                              self.stats.rejected, self.pool.stats(self.backends)))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:

@@ -69,9 +69,9 @@ def demo(port: int, backend_port: int) -> None:
     sys.exit(run_demo(port, backend_port))
 
 
-def _admin(ctx: click.Context, cmd: str, args: dict | None = None):
+def _admin(ctx: click.Context, cmd: str, args: dict | None = None, wait: float = 10.0):
     try:
-        return call(ctx.obj["socket"], cmd, args)
+        return call(ctx.obj["socket"], cmd, args, timeout=wait)
     except CommandFailed as exc:
         click.echo(f"lbctl: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -102,7 +102,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 BACKEND_COLUMNS = ["name", "state", "weight", "active", "idle", "waiting", "requests",
-                   "errors", "phi", "breaker", "cc"]
+                   "errors", "p50_ms", "p99_ms", "phi", "breaker", "cc"]
 
 
 @main.command()
@@ -120,6 +120,50 @@ def backends(ctx: click.Context, as_json: bool) -> None:
 @main.group()
 def backend() -> None:
     """Change one backend of the running balancer."""
+
+
+@backend.command("add")
+@click.argument("name")
+@click.option("--weight", type=click.IntRange(0, 10000), default=100, show_default=True)
+@click.option("--cc", help="Congestion control (arrives with its own issue).")
+@click.pass_context
+def backend_add(ctx: click.Context, name: str, weight: int, cc: str | None) -> None:
+    """Add backend NAME (HOST:PORT) to every worker."""
+    result = _admin(ctx, "backend.add", {"name": name, "weight": weight, "cc": cc})
+    click.echo(f"{result['name']}: added with weight {result['weight']}")
+
+
+@backend.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove at once, without draining first.")
+@click.option("--timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
+              help="Seconds to wait for the backend to drain.")
+@click.pass_context
+def backend_remove(ctx: click.Context, name: str, force: bool, timeout: float) -> None:
+    """Drain backend NAME, then remove it (refused while requests remain, unless --force)."""
+    _admin(ctx, "backend.remove", {"name": name, "force": force, "timeout": timeout},
+           wait=timeout + 10)
+    click.echo(f"{name}: removed")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counters per backend and per listener."""
+    result = _admin(ctx, "stats")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    columns = ["sessions_current", "sessions_max", "sessions_total", "bytes_in", "bytes_out",
+               "connect_errors", "response_errors", "retries", "http_2xx", "http_4xx",
+               "http_5xx", "queue_current"]
+    _table(["backend", *columns], [[name, *(row[c] for c in columns)]
+                                   for name, row in result["backends"].items()])
+    listener_columns = ["sessions_current", "sessions_max", "sessions_total",
+                        "request_errors", "bytes_in", "bytes_out"]
+    _table(["listener", *listener_columns], [[name, *(row[c] for c in listener_columns)]
+                                             for name, row in result["listeners"].items()])
 
 
 @backend.command("set")

@@ -175,3 +175,97 @@ def test_second_balancer_on_the_same_socket_refuses_to_start(site):
     result = site.run("lb", [lbctl_path(), "run", "-c", str(path)], timeout=30)
     assert result.returncode == 1
     assert b"held by a running balancer" in result.stdout
+
+
+def test_stats_human_and_json(site):
+    for _ in range(5):
+        Client(site).request("GET", "/counted")
+    time.sleep(0.5)                       # one report tick
+    result = json.loads(lbctl(site, "stats", "--json").stdout)
+    backends = result["backends"]
+    assert sum(b["http_2xx"] for b in backends.values()) >= 5
+    assert sum(b["bytes_out"] for b in backends.values()) > 0
+    listener = result["listeners"][f"{site.hosts['lb']}:8080"]
+    assert listener["sessions_total"] >= 5
+    human = lbctl(site, "stats").stdout
+    assert "sessions_total" in human and names(site, "b1")[0] in human
+    rows = json.loads(lbctl(site, "backends", "--json").stdout)
+    assert all(r["p50_ms"] is not None for r in rows)
+
+
+@pytest.fixture
+def hot(topology):
+    topo = topology(["client", "lb", "b1", "b2", "b3"])
+    for name in ("b1", "b2", "b3"):
+        topo.python_backend(name, name)
+    topo.balancer("lb", balancer_config(topo, ["b1", "b2"]).replace("workers: 1", "workers: 2"))
+    return topo
+
+
+def test_hot_changes_under_load_fail_no_request(hot):
+    b1, b2, b3 = names(hot, "b1", "b2", "b3")
+    log: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        client = Client(hot)
+        deadline = time.monotonic() + 15
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                response, body = client.request("GET", "/hot", timeout=5)
+                log.append((time.monotonic(), response.status, json.loads(body)["backend"]))
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                log.append((time.monotonic(), 0, repr(exc)))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    steps = []
+    for args in (["backend", "add", b3], ["backend", "set", b1, "state", "drain"],
+                 ["backend", "set", b2, "weight", "50"], ["backend", "remove", b1]):
+        time.sleep(1.0)
+        result = lbctl(hot, *args)
+        assert result.returncode == 0, result.stderr
+        steps.append(time.monotonic())
+    time.sleep(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert log and all(status == 200 for _, status, _ in log), [e for e in log if e[1] != 200]
+    after_add = {who for at, _, who in log if at > steps[0] + 0.5}
+    assert "b3" in after_add
+    after_drain = [who for at, _, who in log if at > steps[1] + 0.5]
+    assert "b1" not in after_drain and after_drain
+    rows = json.loads(lbctl(hot, "backends", "--json").stdout)
+    assert [r["name"] for r in rows] == [b2, b3]
+
+
+def test_drain_lets_in_flight_requests_finish(hot):
+    b1, b2 = names(hot, "b1", "b2")
+    lbctl(hot, "backend", "set", b2, "weight", "0")
+    time.sleep(0.2)
+    sock = hot.connect("client", "lb", 8080)
+    sock.sendall(b"GET /slow/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    assert lbctl(hot, "backend", "set", b1, "state", "drain").returncode == 0
+    lbctl(hot, "backend", "set", b2, "weight", "100")
+    refused = lbctl(hot, "backend", "remove", b1, "--timeout", "0.2")
+    assert refused.returncode == 1 and "busy" in refused.stderr
+    data = b""
+    while b'"backend"' not in data:
+        data += sock.recv(65536)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200") and b'"backend": "b1"' in data
+    time.sleep(0.2)
+    assert set(served_by(hot, 4)) == {"b2"}
+    assert lbctl(hot, "backend", "remove", b1, "--force").returncode == 0
+
+
+def test_stale_socket_from_a_crashed_run_is_replaced(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(topo.tmp / "admin.sock"))     # the file stays; nobody listens
+    stale.close()
+    topo.balancer("lb", balancer_config(topo, ["b1"]))
+    assert lbctl(topo, "status").returncode == 0
