@@ -11,10 +11,8 @@ import os
 import sys
 
 import click
-from rich.console import Console
-from rich.table import Table
-
 from .client import CommandFailed, call
+from .tables import console, table
 
 from dataplane import __version__
 from dataplane.config import ConfigError, load
@@ -78,11 +76,10 @@ def _admin(ctx: click.Context, cmd: str, args: dict | None = None, wait: float =
 
 
 def _table(columns: list[str], rows: list[list]) -> None:
-    table = Table(*columns, box=None, header_style="bold")
+    out = table(columns)
     for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
-    # Piped output gets no terminal width: do not let rich fold the columns.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        out.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console().print(out)
 
 
 @main.command()
@@ -164,6 +161,16 @@ def stats(ctx: click.Context, as_json: bool) -> None:
                         "request_errors", "bytes_in", "bytes_out"]
     _table(["listener", *listener_columns], [[name, *(row[c] for c in listener_columns)]
                                              for name, row in result["listeners"].items()])
+
+
+@main.command()
+@click.option("--interval", type=click.FloatRange(0.2, 60), default=1.0, show_default=True)
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@click.pass_context
+def top(ctx: click.Context, interval: float, once: bool) -> None:
+    """A live per-backend view: requests/s, errors, latency, state (q quits)."""
+    from .top import run as run_top
+    run_top(lambda cmd: _admin(ctx, cmd), interval, once)
 
 
 @backend.command("set")

@@ -269,3 +269,32 @@ def test_stale_socket_from_a_crashed_run_is_replaced(topology):
     stale.close()
     topo.balancer("lb", balancer_config(topo, ["b1"]))
     assert lbctl(topo, "status").returncode == 0
+
+
+def test_top_prints_frames_and_quits_on_q(site):
+    once = lbctl(site, "top", "--once")
+    assert once.returncode == 0 and names(site, "b1")[0] in once.stdout and "req/s" in once.stdout
+    import pty
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([lbctl_path(), "--socket", str(site.tmp / "admin.sock"), "top",
+                             "--interval", "0.2"], stdin=follower, stdout=follower,
+                            stderr=follower)
+    os.close(follower)
+    try:
+        time.sleep(1.0)
+        os.write(leader, b"q")
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+        os.close(leader)
+    assert b"req/s" in screen

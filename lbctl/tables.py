@@ -1,0 +1,17 @@
+"""Human output: rich tables that stay whole when piped."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+
+def console() -> Console:
+    # Piped output has no terminal width: do not let rich fold or cut columns.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def table(columns: list[str], title: str | None = None) -> Table:
+    return Table(*columns, title=title, box=None, header_style="bold")
