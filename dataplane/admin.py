@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import grp
 import json
 import os
 import socket
@@ -36,10 +37,10 @@ class AdminError(Exception):
 Handler = Callable[[dict], Any]
 
 
-def peer_uid(sock: socket.socket) -> int:
-    _pid, uid, _gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                   _CRED.size))
-    return uid
+def peer_ids(sock: socket.socket) -> tuple[int, int]:
+    _pid, uid, gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                  _CRED.size))
+    return uid, gid
 
 
 class _Session(asyncio.Protocol):
@@ -56,8 +57,8 @@ class _Session(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        uid = peer_uid(transport.get_extra_info("socket"))
-        if uid not in self.server.allowed_uids:
+        uid, gid = peer_ids(transport.get_extra_info("socket"))
+        if uid not in self.server.allowed_uids and gid not in self.server.allowed_gids:
             log.warning("admin client refused", uid=uid)
             transport.write(json.dumps({"ok": False, "error": {
                 "code": "forbidden", "message": f"uid {uid} may not use this socket"}}).encode()
@@ -107,11 +108,14 @@ class _Session(asyncio.Protocol):
 
 
 class AdminServer:
-    def __init__(self, path: str, mode: str, commands: dict[str, Handler]) -> None:
+    def __init__(self, path: str, mode: str, commands: dict[str, Handler],
+                 group: str | None = None) -> None:
         self.path = path
         self.mode = int(mode, 8)
         self.commands = commands
         self.allowed_uids = {0, os.getuid()}
+        self.group = grp.getgrnam(group).gr_gid if group else None   # KeyError: no such group
+        self.allowed_gids = {self.group} if self.group is not None else set()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -119,6 +123,8 @@ class AdminServer:
         self._clear_stale()
         loop = asyncio.get_running_loop()
         self.server = await loop.create_unix_server(lambda: _Session(self), self.path)
+        if self.group is not None:
+            os.chown(self.path, -1, self.group)
         os.chmod(self.path, self.mode)
         log.info("admin socket", path=self.path, mode=oct(self.mode))
 

@@ -53,13 +53,14 @@ def admin_commands(control: "Control") -> dict:
             tally, pool = control.tally.backend(name), pools.get(name, {})
             busy = pool.get("open", 0) - pool.get("idle", 0)
             tally.max_open = max(tally.max_open, busy)
+            tally.max_queue = max(tally.max_queue, pool.get("waiting", 0))
             per_backend[name] = {
                 "sessions_current": busy, "sessions_max": tally.max_open,
                 "sessions_total": tally.requests, "bytes_in": tally.bytes_in,
                 "bytes_out": tally.bytes_out, "connect_errors": tally.connect_errors,
                 "response_errors": tally.response_errors, "retries": pool.get("retries", 0),
                 **{f"http_{k}xx": tally.statuses[k] for k in range(1, 6)},
-                "queue_current": pool.get("waiting", 0),
+                "queue_current": pool.get("waiting", 0), "queue_max": tally.max_queue,
                 "queue_timeouts": pool.get("queue_timeouts", 0),
                 "connections_opened": pool.get("opened", 0),
                 "connections_reused": pool.get("reused", 0),

@@ -116,6 +116,7 @@ class Log(Section):
 class Admin(Section):
     socket: str = "/run/l7lb/admin.sock"
     mode: Annotated[str, msgspec.Meta(pattern=r"^0?[0-7]{3}$")] = "0600"
+    group: Annotated[str, msgspec.Meta(min_length=1)] | None = None   # may use the socket too
 
 
 class Config(Section):

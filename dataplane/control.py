@@ -89,8 +89,13 @@ class Control:
             return 1
         try:
             self.admin = AdminServer(self.config.admin.socket, self.config.admin.mode,
-                                     admin_commands(self))
+                                     admin_commands(self), self.config.admin.group)
             await self.admin.start()
+        except KeyError:
+            log.error("cannot open the admin socket", error=f"no group {self.config.admin.group}")
+            for slot in self.slots:
+                slot.listener.close()
+            return 1
         except (AdminError, OSError) as exc:
             log.error("cannot open the admin socket", path=self.config.admin.socket,
                       error=getattr(exc, "message", None) or str(exc))

@@ -16,14 +16,14 @@ POOL_SUMS = ("open", "idle", "waiting", "retries", "connect_failures", "queue_ti
 
 class BackendTally:
     __slots__ = ("requests", "bytes_in", "bytes_out", "statuses", "connect_errors",
-                 "response_errors", "latencies", "max_open", "state_changed")
+                 "response_errors", "latencies", "max_open", "max_queue", "state_changed")
 
     def __init__(self) -> None:
         self.requests = self.bytes_in = self.bytes_out = 0
         self.statuses = [0] * 6                 # index = status // 100
         self.connect_errors = self.response_errors = 0
         self.latencies: deque[float] = deque(maxlen=WINDOW)
-        self.max_open = 0
+        self.max_open = self.max_queue = 0
         self.state_changed = time.time()
 
     @property

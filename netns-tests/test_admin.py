@@ -298,3 +298,18 @@ def test_top_prints_frames_and_quits_on_q(site):
             screen += chunk
         os.close(leader)
     assert b"req/s" in screen
+
+
+def test_admin_group_members_are_let_in(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    os.chmod(topo.tmp, 0o755)
+    topo.balancer("lb", balancer_config(topo, ["b1"]).replace(
+        "admin: {socket:", "admin: {group: nogroup, mode: '0660', socket:"))
+    code = ("import os, socket, sys\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])\n"
+            "s.sendall(b'{\"cmd\": \"status\"}\\n'); print(s.recv(65536).decode())")
+    result = subprocess.run([sys.executable, "-c", code, str(topo.tmp / "admin.sock")],
+                            capture_output=True, text=True, timeout=30)
+    assert json.loads(result.stdout.splitlines()[0])["ok"], result.stderr
