@@ -398,13 +398,6 @@ class Exchange:
         client = self.client
         self.out = [http1.error_response(status, detail)]
         self.client_keep_alive = False
-        self.upstream_keep_alive = False   # read at the head: httptools forgets it after
-        self.inflight = False              # counted in the balancer's in-flight load
-        self.queued = False                # waiting in the backend's pool queue
-        self.reused = False                # on a pooled connection (retry candidate)
-        self.retried = False
-        self.peer_closed = False
-        self.timed_out = False             # gave up waiting in the queue
         self.resp_started = self.resp_complete = True
         self._flush()
         client.exchange_done(self, False)

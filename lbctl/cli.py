@@ -75,6 +75,13 @@ def _admin(ctx: click.Context, cmd: str, args: dict | None = None, wait: float =
         sys.exit(exc.exit_code)
 
 
+def _printed_raw(result: object, as_json: bool) -> bool:
+    """With --json the result is printed as the balancer sent it."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    return as_json
+
+
 def _table(columns: list[str], rows: list[list]) -> None:
     out = table(columns)
     for row in rows:
@@ -88,8 +95,7 @@ def _table(columns: list[str], rows: list[list]) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Version, uptime, mode, workers and listeners of the running balancer."""
     result = _admin(ctx, "status")
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if _printed_raw(result, as_json):
         return
     click.echo(f"l7lb {result['version']}, up {result['uptime_s']}s, mode {result['mode']}, "
                f"{result['algorithm']}, listening on {', '.join(result['listeners'])}, "
@@ -108,8 +114,7 @@ BACKEND_COLUMNS = ["name", "state", "weight", "active", "idle", "waiting", "requ
 def backends(ctx: click.Context, as_json: bool) -> None:
     """One row per backend."""
     result = _admin(ctx, "backends")
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if _printed_raw(result, as_json):
         return
     _table(BACKEND_COLUMNS, [[row[c] for c in BACKEND_COLUMNS] for row in result])
 
@@ -149,8 +154,7 @@ def backend_remove(ctx: click.Context, name: str, force: bool, timeout: float) -
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Counters per backend and per listener."""
     result = _admin(ctx, "stats")
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if _printed_raw(result, as_json):
         return
     columns = ["sessions_current", "sessions_max", "sessions_total", "bytes_in", "bytes_out",
                "connect_errors", "response_errors", "retries", "http_2xx", "http_4xx",

@@ -45,3 +45,16 @@ def test_down_backends_are_skipped():
     pool[0].address = None
     rr = RoundRobin(pool)
     assert {rr.pick().host for _ in range(4)} == {pool[1].host}
+
+
+def test_in_flight_accounting_returns_to_zero():
+    from dataplane.balance import LeastRequest
+    pool = backends([1, 1])
+    balancer = LeastRequest(pool)
+    picked = [balancer.pick() for _ in range(10)]
+    for backend in picked:
+        balancer.acquire(backend)
+    assert balancer.in_flight == 10
+    for backend in picked:
+        balancer.release(backend)
+    assert balancer.in_flight == 0 and all(b.inflight == 0 for b in pool)
