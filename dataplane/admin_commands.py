@@ -71,6 +71,7 @@ def admin_commands(control: "Control") -> dict:
             "sessions_max": control.tally.max_sessions,
             "sessions_total": sum(r.connections for r in reports),
             "request_errors": sum(r.rejected for r in reports),
+            "refused": sum(r.refused for r in reports),
             "bytes_in": sum(t.bytes_in for t in control.tally.backends.values()),
             "bytes_out": sum(t.bytes_out for t in control.tally.backends.values())}
         return {"backends": per_backend, "listeners": {f"{settings.bind}:{settings.port}": listener}}
@@ -166,17 +167,3 @@ def _text(args: dict, key: str) -> str:
         raise AdminError("bad_args", f"{key} must be a non-empty string")
     return value
 
-
-def _pool_totals(control: "Control") -> dict[str, tuple[int, int, int]]:
-    """Open, idle and waiting per backend, summed over the live workers' reports."""
-    totals: dict[str, list[int]] = {}
-    for slot in control.slots:
-        counters = slot.counters
-        if counters is None or counters.pid != slot.pid:
-            continue
-        for name, open_, idle, waiting in counters.backends:
-            total = totals.setdefault(name, [0, 0, 0])
-            total[0] += open_
-            total[1] += idle
-            total[2] += waiting
-    return {name: tuple(values) for name, values in totals.items()}

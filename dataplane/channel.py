@@ -59,6 +59,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     open: int               # open now
     dropped: int            # up-ring records lost to a full ring
     rejected: int = 0       # requests refused before a backend (400, 408, 431...)
+    refused: int = 0        # connections closed at accept: limits.connections reached
     backends: dict[str, dict[str, int]] = {}   # pool figures by backend name
 
 

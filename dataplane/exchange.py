@@ -37,7 +37,6 @@ class Exchange:
         "version", "keep_alive", "upgrade", "upgrade_tail", "req_framing",
         "req_remaining", "request_complete", "pending", "pending_size", "backend",
         "upstream", "connecting", "rparser", "status", "reason", "resp_headers", "fields",
-        "resp_fields",
         "resp_trailers", "resp_framing", "client_framing", "resp_remaining",
         "resp_started", "resp_complete", "interim", "out", "client_keep_alive",
         "started", "bytes_in", "bytes_out", "error", "done", "splice", "upstream_keep_alive",
@@ -51,7 +50,6 @@ class Exchange:
         self.headers: http1.Headers = []
         self.trailers: http1.Headers = []
         self.fields: http1.Fields | None = None
-        self.resp_fields: http1.Fields | None = None
         self.head_done = False
         self.method = b""
         self.version = "1.1"
@@ -235,7 +233,7 @@ class Exchange:
         if status == 101:
             return    # handled when the parser stops at the protocol switch
         head_request = self.method == b"HEAD"
-        fields = self.resp_fields = http1.scan(self.resp_headers)
+        fields = http1.scan(self.resp_headers)
         framing = http1.response_framing(fields, status, head_request)
         client_framing = http1.client_framing(framing, self.version)
         keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None

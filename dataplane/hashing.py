@@ -24,7 +24,6 @@ from typing import Callable, Sequence
 import xxhash
 
 _hash = xxhash.xxh3_64_intdigest
-MASK64 = (1 << 64) - 1
 MAGLEV_SIZE = 65537          # prime, per the Maglev paper's guidance (M >> N)
 RING_POINTS_PER_BACKEND = 1024
 RING_MAX = 8 * 1024 * 1024

@@ -6,9 +6,6 @@ from __future__ import annotations
 # Body framings
 NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-})
 # Never forwarded inside trailers: they would change how the message is framed.
 FORBIDDEN_TRAILERS = frozenset({b"content-length", b"transfer-encoding", b"host", b"trailer"})
 

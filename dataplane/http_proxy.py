@@ -288,7 +288,6 @@ class ClientConnection:
         if self.closed:
             return
         self.closing = True
-        self.input_error = self.input_error or Reject(0, "closing")
         self.stream.shutdown_write()
         self.stream.start_reading()
         self.arm(LINGER, LINGER_SECONDS)

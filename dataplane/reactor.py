@@ -85,7 +85,3 @@ class Reactor:
                 callback = writers.get(fd)
                 if callback is not None:
                     callback()
-
-    def close(self) -> None:
-        self.loop.remove_reader(self._epoll.fileno())
-        self._epoll.close()

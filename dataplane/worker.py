@@ -176,7 +176,8 @@ class Worker:
         outcomes.clear()
         link.up.send(Counters(self.slot, os.getpid(), self.stats.accepted,
                               len(self.connections), link.up.ring.dropped,
-                              self.stats.rejected, self.pool.stats(self.backends)))
+                              self.stats.rejected, self.stats.refused,
+                              self.pool.stats(self.backends)))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:
