@@ -183,27 +183,16 @@ class BoundedLoad(RingHash):
     def pick(self, key: bytes | None) -> Backend | None:
         if self.table is None:
             return None
-        backends = self.table_backends
         index = hashing.bounded_pick(self.table, hashing.key_hash(key or b""), self._up,
-                                     _Loads(backends), _Weights(backends), self.in_flight,
-                                     self.total, self.factor)
-        return None if index is None else backends[index]
+                                     self._load, self._weight, self.in_flight, self.total,
+                                     self.factor)
+        return None if index is None else self.table_backends[index]
 
+    def _load(self, index: int) -> int:
+        return self.table_backends[index].inflight
 
-class _Loads:
-    """In-flight counts by table index, read live from the backends."""
-    __slots__ = ("backends",)
-
-    def __init__(self, backends: list[Backend]) -> None:
-        self.backends = backends
-
-    def __getitem__(self, index: int) -> int:
-        return self.backends[index].inflight
-
-
-class _Weights(_Loads):
-    def __getitem__(self, index: int) -> int:
-        return self.backends[index].weight
+    def _weight(self, index: int) -> int:
+        return self.table_backends[index].weight
 
 
 ALGORITHMS: dict[str, type[Balancer]] = {

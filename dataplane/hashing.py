@@ -153,18 +153,21 @@ class Maglev:
         return owner
 
 
-def bounded_pick(ring: Ring, h: int, up: Up, load: Sequence[int], weights: Sequence[int],
-                 in_flight: int, up_weight: int, factor: float = BALANCE_FACTOR) -> int | None:
+def bounded_pick(ring: Ring, h: int, up: Up, load: Callable[[int], int],
+                 weight: Callable[[int], int], in_flight: int, up_weight: int,
+                 factor: float = BALANCE_FACTOR) -> int | None:
     """Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam):
     no backend takes more than ceil(factor x its weighted share) of the
     in-flight requests, counting the one being placed; overflow walks the ring.
-    ``in_flight`` and ``up_weight`` are the totals over the backends that are up."""
+    ``load`` and ``weight`` give a backend's figures by index; ``in_flight`` and
+    ``up_weight`` are the totals over the backends that are up."""
     if up_weight <= 0:
         return None
     placed = in_flight + 1
     for owner in ring.walk(h):
-        if weights[owner] <= 0 or not up(owner):
+        share = weight(owner)
+        if share <= 0 or not up(owner):
             continue
-        if load[owner] < math.ceil(factor * placed * weights[owner] / up_weight):
+        if load(owner) < math.ceil(factor * placed * share / up_weight):
             return owner
     return None

@@ -75,6 +75,9 @@ def _admin(ctx: click.Context, cmd: str, args: dict | None = None, wait: float =
         sys.exit(exc.exit_code)
 
 
+json_flag = click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+
+
 def _printed_raw(result: object, as_json: bool) -> bool:
     """With --json the result is printed as the balancer sent it."""
     if as_json:
@@ -90,7 +93,7 @@ def _table(columns: list[str], rows: list[list]) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+@json_flag
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Version, uptime, mode, workers and listeners of the running balancer."""
@@ -109,7 +112,7 @@ BACKEND_COLUMNS = ["name", "state", "weight", "active", "idle", "waiting", "requ
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+@json_flag
 @click.pass_context
 def backends(ctx: click.Context, as_json: bool) -> None:
     """One row per backend."""
@@ -149,7 +152,7 @@ def backend_remove(ctx: click.Context, name: str, force: bool, timeout: float) -
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the raw result.")
+@json_flag
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Counters per backend and per listener."""

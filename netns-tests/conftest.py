@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+from contextlib import contextmanager
 import shutil
 import sys
 from pathlib import Path
@@ -83,6 +84,20 @@ class Client:
             return b"".join(chunks)
         finally:
             sock.close()
+
+
+@contextmanager
+def two_backend_site(workers: int = 1):
+    """client -> lb -> {b1, b2: Python backends}, for a module's tests to share."""
+    topo = Topology(["client", "lb", "b1", "b2"])
+    try:
+        topo.python_backend("b1", "b1")
+        topo.python_backend("b2", "b2")
+        topo.balancer("lb", balancer_config(topo, ["b1", "b2"])
+                      .replace("workers: 1", f"workers: {workers}"))
+        yield topo
+    finally:
+        topo.close()
 
 
 def balancer_config(topo: Topology, backends: list[str], mode: str = "http",

@@ -11,20 +11,14 @@ import threading
 import time
 
 import pytest
-from conftest import Client, balancer_config
+from conftest import Client, balancer_config, two_backend_site
 from topology import Topology, lbctl_path
 
 
 @pytest.fixture(scope="module")
 def site():
-    topo = Topology(["client", "lb", "b1", "b2"])
-    try:
-        topo.python_backend("b1", "b1")
-        topo.python_backend("b2", "b2")
-        topo.balancer("lb", balancer_config(topo, ["b1", "b2"]).replace("workers: 1", "workers: 2"))
+    with two_backend_site(workers=2) as topo:
         yield topo
-    finally:
-        topo.close()
 
 
 def lbctl(topo: Topology, *args: str) -> subprocess.CompletedProcess:

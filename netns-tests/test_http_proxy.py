@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import time
 
 import pytest
-from conftest import Client, balancer_config
+from conftest import Client, balancer_config, two_backend_site
 from topology import Topology
 
 from lbctl.backend import PATTERN, encode_frame
@@ -17,15 +16,8 @@ from lbctl.backend import PATTERN, encode_frame
 
 @pytest.fixture(scope="module")
 def site():
-    """client -> lb -> {b1, b2: Python backends}; shared by the tests below."""
-    topo = Topology(["client", "lb", "b1", "b2"])
-    try:
-        topo.python_backend("b1", "b1")
-        topo.python_backend("b2", "b2")
-        topo.balancer("lb", balancer_config(topo, ["b1", "b2"]))
+    with two_backend_site() as topo:
         yield topo
-    finally:
-        topo.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 from conftest import Client, balancer_config
 from topology import lbctl_path
