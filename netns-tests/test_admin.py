@@ -307,3 +307,12 @@ def test_admin_group_members_are_let_in(topology):
     result = subprocess.run([sys.executable, "-c", code, str(topo.tmp / "admin.sock")],
                             capture_output=True, text=True, timeout=30)
     assert json.loads(result.stdout.splitlines()[0])["ok"], result.stderr
+
+
+def test_unknown_admin_group_stops_the_start(topology):
+    topo = topology(["client", "lb", "b1"])
+    path = topo.tmp / "nogroup.yaml"
+    path.write_text(balancer_config(topo, ["b1"]).replace(
+        "admin: {socket:", "admin: {group: no-such-group-l7lb, socket:"))
+    result = topo.run("lb", [lbctl_path(), "run", "-c", str(path)], timeout=30)
+    assert result.returncode == 1 and b"no group no-such-group-l7lb" in result.stdout

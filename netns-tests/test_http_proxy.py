@@ -183,6 +183,27 @@ def test_websocket_echo_through_upgrade(site):
     sock.close()
 
 
+def test_http10_client_gets_chunked_body_close_delimited(client):
+    raw = client.raw(b"GET /bytes/70000?framing=chunked HTTP/1.0\r\n\r\n")
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+    assert b"Transfer-Encoding" not in head
+    assert body == expected_bytes(70000)
+
+
+def test_connect_is_refused_with_405(client):
+    assert client.raw(b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"
+                      ).startswith(b"HTTP/1.1 405")
+
+
+def test_upgrade_refused_by_backend_ends_the_client_connection(client):
+    # The backend answers an ordinary 200: the response travels, then the connection closes.
+    raw = client.raw(b"GET /status/200 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: h2c\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200") and b"Connection: close" in raw
+    assert raw.count(b"HTTP/1.1 ") == 1
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -130,3 +130,18 @@ def test_workers_dying_at_start_make_the_control_process_exit_1(topology):
     assert lb.wait(10) == 1
     assert "workers keep dying at start, giving up" in topo.log(lb)
     assert "signal 9" in topo.log(lb)
+
+
+def test_connections_queued_while_the_worker_restarts_are_served(topology):
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    lb = topo.balancer("lb", balancer_config(topo, ["b1"]))
+    [worker] = topo.worker_pids(lb)
+    os.kill(worker, signal.SIGKILL)
+    # No worker accepts now; the listener stays open in the control process.
+    response, body = Client(topo).request("GET", "/during-restart", timeout=10)
+    assert response.status == 200 and json.loads(body)["path"] == "/during-restart"
+    deadline = time.monotonic() + 5          # the control process flushes its log per tick
+    while len(events(topo, lb, "worker started")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(events(topo, lb, "worker started")) == 2
