@@ -213,13 +213,23 @@ class Exchange:
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
+    def on_message_begin(self) -> None:
+        if self.resp_complete:
+            # Bytes after the whole response: never forwarded, and the connection
+            # is out of step with its requests, so it is not reused.
+            self.upstream_keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.resp_complete:
+            return
         if self.resp_started:
             self.resp_trailers.append((name, value))
         else:
             self.resp_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.resp_complete:
+            return
         status = self.rparser.get_status_code()
         if status < 200 and status != 101:
             if self.version == "1.1":
@@ -229,7 +239,8 @@ class Exchange:
             self.interim = True
             return
         self.status = status
-        self.upstream_keep_alive = self.rparser.should_keep_alive()
+        # A refused upgrade may have carried the new protocol's first bytes.
+        self.upstream_keep_alive = self.rparser.should_keep_alive() and not self.upgrade_tail
         if status == 101:
             return    # handled when the parser stops at the protocol switch
         head_request = self.method == b"HEAD"

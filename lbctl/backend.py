@@ -8,6 +8,7 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - ``/reset``: promise 1000 bytes, send 10, then reset the connection
 - ``/arm-reset``: answer, then drop the next request on this connection unanswered
 - ``/garbage``: answer with bytes that are not HTTP
+- ``/extra``: answer, and in the same write a second, unsolicited response
 - ``/ws``: WebSocket echo (RFC 6455 frames, text and binary)
 - anything else: JSON with the backend's name, method, path, headers, body
   length and SHA-256, and trailers (chunked bodies are decoded).
@@ -108,6 +109,10 @@ class Handler(BaseHTTPRequestHandler):
         if parts[0] == "garbage":
             self.wfile.write(b"this is not http\r\n\r\n")
             self.close_connection = True
+            return
+        if parts[0] == "extra":
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            self.wfile.write(answer + answer.replace(b"ok", b"no"))
             return
         report = {"backend": self.name, "peer": "%s:%d" % self.client_address[:2],
                   "method": self.command, "path": self.path,

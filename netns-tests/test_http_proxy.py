@@ -204,6 +204,16 @@ def test_upgrade_refused_by_backend_ends_the_client_connection(client):
     assert raw.count(b"HTTP/1.1 ") == 1
 
 
+def test_unsolicited_bytes_after_a_response_never_reach_a_client(client):
+    # Both answers come in one segment; the second must be dropped with its connection.
+    for _ in range(3):
+        raw = client.raw(b"GET /extra HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"GET /status/204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        first, second = raw.split(b"HTTP/1.1 204", 1)
+        assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\nok")
+        assert b"\r\n\r\nno" not in raw and b"HTTP/1.1 " not in second
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
