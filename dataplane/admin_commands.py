@@ -11,6 +11,8 @@ import msgspec
 from . import __version__
 from .admin import AdminError
 from .channel import BackendState
+from .bpf_cc import BpfError
+from .congestion import Congestion, merge_samples
 
 if TYPE_CHECKING:
     from .control import Control
@@ -41,7 +43,8 @@ def admin_commands(control: "Control") -> dict:
                 "active": pool.get("open", 0) - pool.get("idle", 0), "idle": pool.get("idle", 0),
                 "waiting": pool.get("waiting", 0), "requests": tally.requests,
                 "errors": tally.errors, "p50_ms": tally.percentile(0.5),
-                "p99_ms": tally.percentile(0.99), "phi": None, "breaker": None, "cc": None})
+                "p99_ms": tally.percentile(0.99), "phi": None, "breaker": None,
+                "cc": state.cc or None})
         return rows
 
     def stats(_: dict) -> dict:
@@ -81,10 +84,11 @@ def admin_commands(control: "Control") -> dict:
         if any((s.host, s.port) == (host, port) for s in control.states):
             raise AdminError("exists", f"backend {host}:{port} exists already")
         weight = _weight(args.get("weight", 100))
-        if args.get("cc") is not None:
-            raise AdminError("unsupported", "per-backend congestion control is not built yet")
-        control.publish([*control.states, BackendState(host, port, weight, "ready")])
-        return {"name": f"{host}:{port}", "weight": weight, "state_version": control.version}
+        cc = _algorithm(args.get("cc"))
+        control.publish([*control.states, BackendState(
+            host, port, weight, "ready", control.congestion.effective(cc), False, cc)])
+        return {"name": f"{host}:{port}", "weight": weight, "cc": cc or None,
+                "state_version": control.version}
 
     async def backend_remove(args: dict) -> dict:
         name = _text(args, "name")
@@ -94,7 +98,7 @@ def admin_commands(control: "Control") -> dict:
         if not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
             raise AdminError("bad_args", "timeout must be seconds from 0 to 3600")
         if not force:
-            drained = BackendState(old.host, old.port, old.weight, "drain")
+            drained = msgspec.structs.replace(old, state="drain")
             control.publish([drained if s is old else s for s in control.states])
             deadline = time.monotonic() + timeout
             while _busy(control, name) and time.monotonic() < deadline:
@@ -108,18 +112,40 @@ def admin_commands(control: "Control") -> dict:
     def backend_set(args: dict) -> dict:
         name = _text(args, "name")
         old = _find(control, name)
-        weight, state = args.get("weight"), args.get("state")
-        if weight is None and state is None:
-            raise AdminError("bad_args", "give weight or state")
-        if weight is not None:
-            _weight(weight)
-        if state is not None and state not in STATES:
-            raise AdminError("bad_args", f"state must be one of {', '.join(STATES)}")
-        new = BackendState(old.host, old.port, old.weight if weight is None else weight,
-                           old.state if state is None else state)
+        changes = {}
+        if "weight" in args:
+            changes["weight"] = _weight(args["weight"])
+        if "state" in args:
+            if args["state"] not in STATES:
+                raise AdminError("bad_args", f"state must be one of {', '.join(STATES)}")
+            changes["state"] = args["state"]
+        if "cc" in args:     # new connections only; "" goes back to the kernel default
+            changes["cc_wanted"] = _algorithm(args["cc"])
+            changes["cc"] = control.congestion.effective(changes["cc_wanted"])
+        if "client_side" in args:
+            if not isinstance(args["client_side"], bool):
+                raise AdminError("bad_args", "client_side must be true or false")
+            changes["client_side"] = args["client_side"]
+        if not changes:
+            raise AdminError("bad_args", "give weight, state, cc or client_side")
+        new = msgspec.structs.replace(old, **changes)
         control.publish([new if s is old else s for s in control.states])
         return {"name": name, "weight": new.weight, "state": new.state,
-                "state_version": control.version}
+                "cc": new.cc_wanted or None, "cc_in_effect": new.cc or None,
+                "client_side": new.client_side, "state_version": control.version}
+
+    def cc(_: dict) -> dict:
+        return control.congestion.describe(control.states, merge_samples(control.reports()))
+
+    def cc_set(args: dict) -> dict:
+        name, key = _text(args, "algorithm"), _text(args, "key")
+        try:
+            tunables = control.congestion.bpf.tune(name, key, args.get("value"))
+        except ValueError as exc:
+            raise AdminError("bad_args", str(exc)) from None
+        except BpfError as exc:
+            raise AdminError("unavailable", str(exc)) from None
+        return {"algorithm": name, "tunables": tunables}
 
     def reload(args: dict) -> dict:
         path = args.get("path")
@@ -132,7 +158,8 @@ def admin_commands(control: "Control") -> dict:
 
     return {"status": status, "backends": backends, "stats": stats,
             "backend.add": backend_add, "backend.remove": backend_remove,
-            "backend.set": backend_set, "reload": reload, "config.show": config_show}
+            "backend.set": backend_set, "reload": reload, "config.show": config_show,
+            "cc": cc, "cc.set": cc_set}
 
 
 def _find(control: "Control", name: str) -> BackendState:
@@ -140,6 +167,19 @@ def _find(control: "Control", name: str) -> BackendState:
         if f"{state.host}:{state.port}" == name:
             return state
     raise AdminError("no_such_backend", f"no backend {name}")
+
+
+def _algorithm(value: Any) -> str:
+    """A congestion-control name to ask for; "" (or None) is the kernel default."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise AdminError("bad_args", "cc must be a string")
+    try:
+        Congestion.check(value)
+    except ValueError as exc:
+        raise AdminError("bad_args", str(exc)) from None
+    return value
 
 
 def _weight(value: Any) -> int:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections import deque
 import socket
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING
 
 import structlog
@@ -37,7 +38,7 @@ class PoolStats:
 class Backend:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "requests", "errors", "current_weight", "inflight", "waiting",
-                 "pool", "state")
+                 "pool", "state", "cc", "client_side", "sockets")
 
     def __init__(self, spec: BackendConfig) -> None:
         self.name = spec.name
@@ -55,6 +56,10 @@ class Backend:
         self.waiting: deque = deque()   # exchanges queued at pool.max_active
         self.pool = PoolStats()
         self.state = "ready"      # drain and maint take no new requests
+        self.cc = spec.congestion_control or ""    # in effect: "" is the kernel's default
+        self.client_side = spec.client_side
+        # Every open upstream socket, for the pacer and for TCP_INFO samples.
+        self.sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     @property
     def available(self) -> bool:

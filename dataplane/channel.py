@@ -33,6 +33,9 @@ class BackendState(msgspec.Struct, array_like=True):
     port: int
     weight: int
     state: str = "ready"      # ready | drain | maint
+    cc: str = ""              # congestion control in effect; "" = the kernel's default
+    client_side: bool = False
+    cc_wanted: str = ""       # what the configuration or lbctl asked for
 
 
 class Snapshot(msgspec.Struct, tag="state", array_like=True):
@@ -61,6 +64,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     rejected: int = 0       # requests refused before a backend (400, 408, 431...)
     refused: int = 0        # connections closed at accept: limits.connections reached
     backends: dict[str, dict[str, int]] = {}   # pool figures by backend name
+    tcp: dict[str, dict] = {}                  # transport samples by backend (tcp_stats)
 
 
 Down = Snapshot

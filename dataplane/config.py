@@ -46,6 +46,29 @@ class Duration(float):
         return cls(seconds)
 
 
+class Rate(float):
+    """Bits per second, written like tc: ``50Mbit``, ``500kbit``, ``1Gbit`` or a bare number."""
+
+    _UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+    _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?bit)?\s*$", re.IGNORECASE)
+
+    @classmethod
+    def parse(cls, value: Any) -> "Rate":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            bits = float(value)
+        elif isinstance(value, str) and (match := cls._PATTERN.match(value)):
+            bits = float(match.group(1)) * cls._UNITS[(match.group(2) or "bit").lower()]
+        else:
+            raise ValueError(f"expected a rate such as 500kbit, 50Mbit or 1Gbit, got {value!r}")
+        if not 8_000 <= bits <= 1e12:
+            raise ValueError(f"rate {value!r} is out of range (8kbit to 1000Gbit)")
+        return cls(bits)
+
+    @property
+    def bytes_per_second(self) -> int:
+        return int(self / 8)
+
+
 class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
@@ -75,6 +98,9 @@ class Backend(Section):
     host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
     port: Port
     weight: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 100
+    # unset: the kernel's default; else a kernel algorithm, one of bpf/, or pacer
+    congestion_control: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,15}$")] | None = None
+    client_side: bool = False    # also set on client sockets this backend serves
 
     @property
     def name(self) -> str:
@@ -119,6 +145,23 @@ class Admin(Section):
     group: Annotated[str, msgspec.Meta(min_length=1)] | None = None   # may use the socket too
 
 
+class Pacer(Section):
+    """The pure-Python AIMD pacer (dataplane/pacer.py)."""
+    interval: Duration = Duration(0.1)      # 10ms to 10s
+    start_rate: Rate = Rate(100e6)
+    min_rate: Rate = Rate(1e6)
+    max_rate: Rate = Rate(10e9)
+    increase: Rate = Rate(10e6)        # added per interval while the path is clean
+    decrease: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.7   # factor on congestion
+    rtt_tolerance: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0  # above min RTT, as a fraction
+
+
+class Congestion(Section):
+    bpf: Literal["auto", "off"] = "auto"     # off: BPF algorithms fall back to the pacer
+    tunables: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    pacer: Pacer = msgspec.field(default_factory=Pacer)
+
+
 class Config(Section):
     balancer: Balancer = msgspec.field(default_factory=Balancer)
     backends: list[Backend] = msgspec.field(default_factory=list)
@@ -127,11 +170,12 @@ class Config(Section):
     limits: Limits = msgspec.field(default_factory=Limits)
     log: Log = msgspec.field(default_factory=Log)
     admin: Admin = msgspec.field(default_factory=Admin)
+    congestion: Congestion = msgspec.field(default_factory=Congestion)
 
 
 def _decode_hook(kind: type, value: Any) -> Any:
-    if kind is Duration:
-        return Duration.parse(value)  # msgspec adds the key path to a ValueError
+    if kind in (Duration, Rate):
+        return kind.parse(value)  # msgspec adds the key path to a ValueError
     raise NotImplementedError(kind)
 
 
@@ -217,16 +261,52 @@ def _explain(exc: msgspec.ValidationError, lines: dict, source: str) -> ConfigEr
     return ConfigError(f"{where}: {_dotted(path)}: {what}")
 
 
+def _error(lines: dict, source: str, path: tuple, what: str) -> ConfigError:
+    line = lines.get(path)
+    where = f"{source}:{line}" if line else source
+    return ConfigError(f"{where}: {_dotted(path)}: {what}")
+
+
 def _check_backends(config: Config, lines: dict, source: str) -> None:
     seen: dict[tuple[str, int], int] = {}
+    known = congestion_algorithms()
     for i, backend in enumerate(config.backends):
         key = (backend.host.lower(), backend.port)
         if key in seen:
-            line = lines.get(("backends", i))
-            where = f"{source}:{line}" if line else source
-            raise ConfigError(f"{where}: backends[{i}]: duplicate backend {backend.name} "
-                              f"(already backends[{seen[key]}])")
+            raise _error(lines, source, ("backends", i), f"duplicate backend {backend.name} "
+                         f"(already backends[{seen[key]}])")
         seen[key] = i
+        cc = backend.congestion_control
+        if cc is not None and cc not in known:
+            raise _error(lines, source, ("backends", i, "congestion_control"),
+                         f"unknown algorithm {cc!r}; available: {', '.join(known)}")
+
+
+def congestion_algorithms() -> list[str]:
+    """What ``congestion_control`` may name: the kernel's, ours from bpf/, pacer."""
+    from .bpf_cc import ALGORITHMS
+    from .tcp_info import kernel_algorithms
+    return list(dict.fromkeys([*kernel_algorithms(), *ALGORITHMS, "pacer"]))
+
+
+def _check_congestion(config: Config, lines: dict, source: str) -> None:
+    from .bpf_cc import ALGORITHMS, check_tunable
+    pacer = config.congestion.pacer
+    if not 0.01 <= pacer.interval <= 10:
+        raise _error(lines, source, ("congestion", "pacer", "interval"), "must be 10ms to 10s")
+    if not pacer.min_rate <= pacer.start_rate <= pacer.max_rate:
+        raise _error(lines, source, ("congestion", "pacer"),
+                     "needs min_rate <= start_rate <= max_rate")
+    for name, values in config.congestion.tunables.items():
+        path = ("congestion", "tunables", name)
+        if name not in ALGORITHMS:
+            raise _error(lines, source, path,
+                         f"no BPF algorithm {name!r}; ours are {', '.join(ALGORITHMS)}")
+        for key, value in values.items():
+            try:
+                check_tunable(name, key, value)
+            except ValueError as exc:
+                raise _error(lines, source, path + (key,), str(exc)) from None
 
 
 def parse(text: str, source: str = "<config>") -> Config:
@@ -251,6 +331,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     except msgspec.ValidationError as exc:
         raise _explain(exc, lines, source) from None
     _check_backends(config, lines, source)
+    _check_congestion(config, lines, source)
     return config
 
 

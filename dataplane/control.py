@@ -29,6 +29,7 @@ from .admin import AdminError, AdminServer
 from .admin_commands import admin_commands
 from .channel import STATE_WAIT, Ack, BackendState, Counters, Link, Outcomes, Snapshot
 from .config import Config, ConfigError, load
+from .congestion import Congestion
 from .tally import Tally
 from .worker import listen
 
@@ -38,13 +39,15 @@ START_GRACE = 1.0
 MAX_START_FAILURES = 5
 KILL_MARGIN = 5.0     # seconds past the shutdown grace before SIGKILL
 FLUSH_EVERY = 0.25    # seconds between log flushes
-RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin")
+RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion")
 
 
 def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:
     """Backend states from a file; a backend already known keeps its admin state."""
     kept = {(s.host, s.port): s.state for s in previous}
-    return [BackendState(b.host, b.port, b.weight, kept.get((b.host, b.port), "ready"))
+    return [BackendState(b.host, b.port, b.weight, kept.get((b.host, b.port), "ready"),
+                         Congestion.effective(b.congestion_control), b.client_side,
+                         b.congestion_control or "")
             for b in config.backends]
 
 
@@ -67,7 +70,8 @@ class Control:
         self.path = path
         self.slots: list[Slot] = []
         self.version = 1
-        self.states = states_of(config)
+        self.congestion = Congestion(config)
+        self.states: list[BackendState] = []
         self.snapshot = Snapshot(self.version, self.states)
         self.sent_at: dict[int, float] = {}
         self.started = time.time()
@@ -102,6 +106,9 @@ class Control:
             for slot in self.slots:
                 slot.listener.close()
             return 1
+        self.congestion.start()      # before the first snapshot: it names algorithms
+        self.states = states_of(self.config)
+        self.snapshot = Snapshot(self.version, self.states)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
@@ -113,7 +120,10 @@ class Control:
         if self.config.log.summary:
             self.loop.call_later(self.config.log.summary, self.summarise)
         self._flush_logs()
-        await self.done
+        try:
+            await self.done
+        finally:
+            self.congestion.stop()
         self.admin.close()
         for slot in self.slots:
             slot.listener.close()

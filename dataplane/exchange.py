@@ -192,6 +192,9 @@ class Exchange:
         self.upstream = conn
         conn.user = self
         conn.requests += 1
+        transport = self.worker.transport
+        if conn.backend.client_side or transport.clients:
+            transport.serving(self.client.stream.sock, conn.backend)
         self.rparser = httptools.HttpResponseParser(self)
         head = http1.request_head(self.method, self.target, self.fields, self.client.peer,
                                   self.upgrade is not None)

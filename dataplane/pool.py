@@ -16,6 +16,7 @@ from .backends import Backend, PoolStats
 from .config import Pool as PoolSettings
 from .reactor import Reactor
 from .stream import Stream
+from .transport import Transport
 
 
 class UpstreamUser(Protocol):
@@ -73,6 +74,7 @@ class Connect:
         self.sock = socket.socket(backend.family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pool.transport.before_connect(self.sock, backend)
         self.waiting = False
         backend.active += 1
         err = self.sock.connect_ex(backend.address)
@@ -96,6 +98,7 @@ class Connect:
             callback(None, OSError(err, os.strerror(err)))
         else:
             self.callback = None
+            self.pool.transport.connected(self.sock, self.backend)
             callback(self.sock, None)
 
     def cancel(self) -> None:
@@ -122,8 +125,9 @@ class Pool:
     ``idle_timeout``, at most ``max_requests_per_connection`` requests each;
     past ``max_active``, requests wait in a FIFO of at most ``max_queue``."""
 
-    def __init__(self, reactor: Reactor, settings: PoolSettings) -> None:
+    def __init__(self, reactor: Reactor, settings: PoolSettings, transport: Transport) -> None:
         self.reactor = reactor
+        self.transport = transport
         self.loop = reactor.loop
         self.max_idle = settings.max_idle
         self.max_active = settings.max_active

@@ -54,6 +54,8 @@ class TcpSession:
             worker.balancer.release(self.backend)
             self._refuse(f"connect to {self.backend.name} failed: {exc.strerror or exc}")
             return
+        if self.backend.client_side:
+            worker.transport.serving(self.sock, self.backend)
         relay = make_relay(worker.relay_engine, worker.reactor, self.sock, upstream,
                            self._closed, worker.config.limits.buffer)
         relay.idle_timeout = worker.config.timeouts.idle

@@ -20,6 +20,7 @@ from .http_proxy import ClientConnection
 from .pool import Pool
 from .reactor import Reactor
 from .tcp_proxy import TcpSession
+from .transport import Transport
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
@@ -85,7 +86,8 @@ class Worker:
         self.key_of = key_function(settings.hash_key)
         self._builds = 0
         self.reactor = Reactor(loop)
-        self.pool = Pool(self.reactor, config.pool)
+        self.transport = Transport(config.congestion.pacer)
+        self.pool = Pool(self.reactor, config.pool, self.transport)
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
         self.resolver = Resolver(loop, self.backends, config.balancer.health_check_interval,
                                  self.balancer.refresh)
@@ -109,6 +111,12 @@ class Worker:
             self.link.down.drain()     # the first snapshot, before any request
         self.reactor.add_reader(self.listener.fileno(), self._accept)
         self.loop.call_later(self._tick, self._sweep)
+        self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
+
+    def _pace(self) -> None:
+        self.transport.pace(self.backends)
+        if not self.stopping:
+            self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
     def _accept(self) -> None:
         limit = self.config.limits.connections
@@ -177,7 +185,8 @@ class Worker:
         link.up.send(Counters(self.slot, os.getpid(), self.stats.accepted,
                               len(self.connections), link.up.ring.dropped,
                               self.stats.rejected, self.stats.refused,
-                              self.pool.stats(self.backends)))
+                              self.pool.stats(self.backends),
+                              self.transport.summary(self.backends, self.clock.now)))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:
@@ -193,6 +202,9 @@ class Worker:
                 BackendSpec(host=state.host, port=state.port, weight=state.weight))
             backend.weight = state.weight
             backend.state = state.state
+            if backend.cc != state.cc:     # idle connections would keep the old one
+                self.pool.close_idle([backend], for_good=False)
+            backend.cc, backend.client_side = state.cc, state.client_side
             updated.append(backend)
         for gone in current.values():       # busy connections finish their requests
             gone.weight = 0                  # the old hash table may still name it

@@ -130,7 +130,7 @@ def backend() -> None:
 @backend.command("add")
 @click.argument("name")
 @click.option("--weight", type=click.IntRange(0, 10000), default=100, show_default=True)
-@click.option("--cc", help="Congestion control (arrives with its own issue).")
+@click.option("--cc", help="Congestion control for its connections (see lbctl cc).")
 @click.pass_context
 def backend_add(ctx: click.Context, name: str, weight: int, cc: str | None) -> None:
     """Add backend NAME (HOST:PORT) to every worker."""
@@ -182,20 +182,92 @@ def top(ctx: click.Context, interval: float, once: bool) -> None:
 
 @backend.command("set")
 @click.argument("name")
-@click.argument("field", type=click.Choice(["weight", "state"]))
+@click.argument("field", type=click.Choice(["weight", "state", "cc", "client_side"]))
 @click.argument("value")
 @click.pass_context
 def backend_set(ctx: click.Context, name: str, field: str, value: str) -> None:
-    """NAME (HOST:PORT) weight N | state ready|drain|maint."""
+    """NAME (HOST:PORT) weight N | state ready|drain|maint | cc ALGORITHM|default |
+    client_side on|off. A new algorithm applies to new connections."""
     if field == "weight":
         try:
             args = {"name": name, "weight": int(value)}
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a whole number", param_hint="VALUE")
+    elif field == "cc":
+        args = {"name": name, "cc": "" if value == "default" else value}
+    elif field == "client_side":
+        if value not in ("on", "off"):
+            raise click.BadParameter("must be on or off", param_hint="VALUE")
+        args = {"name": name, "client_side": value == "on"}
     else:
         args = {"name": name, "state": value}
     result = _admin(ctx, "backend.set", args)
-    click.echo(f"{result['name']}: weight {result['weight']}, state {result['state']}")
+    click.echo(f"{result['name']}: weight {result['weight']}, state {result['state']}, "
+               f"cc {result['cc'] or 'default'} (in effect: {result['cc_in_effect'] or 'default'})")
+
+
+@main.group(invoke_without_command=True)
+@json_flag
+@click.pass_context
+def cc(ctx: click.Context, as_json: bool) -> None:
+    """Congestion control per backend: algorithm, cwnd, srtt, retransmits, pacing."""
+    if ctx.invoked_subcommand is None:
+        from .cc import show
+        show(_admin(ctx, "cc"), as_json, _table)
+
+
+@cc.command("set")
+@click.argument("algorithm")
+@click.argument("key")
+@click.argument("value", type=int)
+@click.pass_context
+def cc_set(ctx: click.Context, algorithm: str, key: str, value: int) -> None:
+    """Change tunable KEY of our BPF ALGORITHM (lb_aimd, lb_delay) at once."""
+    result = _admin(ctx, "cc.set", {"algorithm": algorithm, "key": key, "value": value})
+    values = " ".join(f"{k}={v}" for k, v in result["tunables"].items())
+    click.echo(f"{result['algorithm']}: {values}")
+
+
+@main.command()
+@click.option("--seconds", type=click.FloatRange(0.1, 86400), default=3600, show_default=True,
+              help="Stop after this long.")
+@click.option("--count", type=click.IntRange(0), default=0, help="Stop after N events (0: no limit).")
+@click.option("--interval", "interval_ms", type=click.FloatRange(0, 10000), default=100,
+              show_default=True, help="Milliseconds between cwnd/srtt samples per connection.")
+@click.option("--backend", "only", multiple=True, help="Trace only this backend (repeatable).")
+@json_flag
+@click.pass_context
+def trace(ctx: click.Context, seconds: float, count: int, interval_ms: float,
+          only: tuple[str, ...], as_json: bool) -> None:
+    """Live TCP events per backend: cwnd and srtt samples, retransmits (needs bcc, root)."""
+    from .trace import TraceUnavailable, trace as run_trace
+    names = [row["name"] for row in _admin(ctx, "backends")]
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise click.BadParameter(f"no backend {', '.join(unknown)}", param_hint="--backend")
+        names = list(only)
+
+    def emit(event: dict) -> None:
+        if as_json:
+            click.echo(json.dumps(event))
+        elif event["event"] == "probe":
+            click.echo(f"{event['t']:10.3f} {event['backend']:<22} :{event['local_port']:<5} "
+                       f"probe cwnd={event['cwnd']} ssthresh={event['ssthresh']} "
+                       f"srtt_us={event['srtt_us']} snd_wnd={event['snd_wnd']}")
+        else:
+            click.echo(f"{event['t']:10.3f} {event['backend']:<22} :{event['local_port']:<5} "
+                       f"retransmit state={event['state']}")
+
+    try:
+        click.echo(f"tracing {len(names)} backends (Ctrl-C stops)", err=True)
+        seen = run_trace(names, emit, seconds, count, interval_ms)
+    except TraceUnavailable as exc:
+        click.echo(f"lbctl: trace unavailable: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        return
+    click.echo(f"{seen} events", err=True)
 
 
 @main.command()

@@ -57,6 +57,7 @@ class Topology:
         self.prefix = f"l7t{os.getpid() % 100000}x{next(_counter)}"
         self.switch = f"{self.prefix}-sw"
         self.hosts: dict[str, str] = {}      # host -> address
+        self.ports: dict[str, str] = {}      # host -> its switch port (traffic towards it)
         self.procs: list[subprocess.Popen] = []
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self._made: list[str] = []
@@ -100,6 +101,7 @@ class Topology:
                     ipr.link("set", index=eth, state="up")
                     ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
                 self.hosts[host] = address
+                self.ports[host] = port
 
     # -- processes -------------------------------------------------------
     def spawn(self, host: str, argv: list[str], log_name: str | None = None,
@@ -203,6 +205,47 @@ class Topology:
             **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.ns(host), *argv],
                               capture_output=True, timeout=timeout, **kwargs)
+
+    # -- impairments ----------------------------------------------------
+    def shape(self, host: str, rate: str, queue: str = "100ms") -> None:
+        """A bottleneck: traffic towards ``host`` leaves the switch at ``rate``
+        (tbf), with room for ``queue`` of backlog."""
+        subprocess.run(["ip", "netns", "exec", self.switch, "tc", "qdisc", "replace", "dev",
+                        self.ports[host], "root", "tbf", "rate", rate, "burst", "32kbit",
+                        "latency", queue], check=True, capture_output=True)
+
+    def lose(self, host: str, percent: int) -> None:
+        """Drop ``percent`` % of the TCP segments arriving at ``host`` (0: none)."""
+        script = "flush ruleset\n"
+        if percent:
+            script += ("table inet impair {\n chain in {\n"
+                       "  type filter hook input priority 0;\n"
+                       f"  meta l4proto tcp numgen random mod 100 < {percent} drop\n }}\n}}\n")
+        subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"],
+                       input=script.encode(), check=True, capture_output=True)
+
+    def tcp_sockets(self, host: str, peer: str, port: int) -> list[dict[str, str]]:
+        """What ``ss -tin`` says of the host's connections to peer:port, per
+        socket: "algorithm", the key:value fields (rtt, cwnd, retrans...) and
+        the pacing rates."""
+        out = self.run(host, ["ss", "-tinH", "state", "established", "dst",
+                              f"{self.hosts[peer]}:{port}"], text=True).stdout
+        sockets: list[dict[str, str]] = []
+        for line in out.splitlines():
+            if not line[:1].isspace():
+                sockets.append({})      # the address line; its details follow
+                continue
+            words, info = line.split(), sockets[-1]
+            if words and ":" not in words[0]:
+                info["algorithm"] = words[0]
+            for key, value in zip(words, words[1:]):
+                if key.endswith("pacing_rate"):
+                    info[key] = value
+            for word in words:
+                key, sep, value = word.partition(":")
+                if sep:
+                    info.setdefault(key, value)
+        return sockets
 
     # -- teardown --------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0
+/* lb_delay: delay-based control in the manner of Vegas and Swift. Once per
+ * round trip it compares the smallest RTT of that round with the smallest RTT
+ * ever seen (the path without queues). Above that base by more than target_us,
+ * a queue is building: cwnd is cut in proportion to the excess, at most
+ * max_decrease percent per round trip. Otherwise cwnd grows as in Reno.
+ * target_us: queueing delay tolerated (default 1000 us)
+ * increase: segments added per RTT below the target (default 1)
+ * max_decrease: percent cut per RTT at most, on delay (default 30)
+ * loss_decrease: percent cut on loss (default 30)
+ */
+#include "lb_cc.h"
+
+char _license[] SEC("license") = "GPL";
+
+struct delay_tunables {
+	__u32 target_us;
+	__u32 increase;
+	__u32 max_decrease;
+	__u32 loss_decrease;
+};
+
+TUNABLES(lb_delay_tunables, struct delay_tunables);
+
+/* Per-socket state, kept in the socket's icsk_ca_priv area. */
+struct delay_state {
+	__u32 base_rtt;      /* smallest RTT seen, us */
+	__u32 round_rtt;     /* smallest RTT in the current round, us */
+	__u32 round_end;     /* snd_nxt when the round began */
+	__u32 backing_off;   /* cut at the last round's end: no growth this round */
+};
+
+static __always_inline struct delay_state *state(struct sock *sk)
+{
+	return (struct delay_state *)((struct inet_connection_sock *)sk)->icsk_ca_priv;
+}
+
+static __always_inline struct delay_tunables *tunables(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&lb_delay_tunables, &zero);
+}
+
+SEC("struct_ops/lb_delay_init")
+void BPF_PROG(lb_delay_init, struct sock *sk)
+{
+	struct delay_state *st = state(sk);
+
+	st->base_rtt = ~0U;
+	st->round_rtt = ~0U;
+	st->round_end = tcp_sk(sk)->snd_nxt;
+	st->backing_off = 0;
+}
+
+SEC("struct_ops/lb_delay_pkts_acked")
+void BPF_PROG(lb_delay_pkts_acked, struct sock *sk, const struct ack_sample *sample)
+{
+	struct delay_state *st = state(sk);
+	__s32 rtt = sample->rtt_us;
+
+	if (rtt <= 0)
+		return;
+	if ((__u32)rtt < st->base_rtt)
+		st->base_rtt = rtt;
+	if ((__u32)rtt < st->round_rtt)
+		st->round_rtt = rtt;
+}
+
+/* At a round's end: cut cwnd when its queueing delay exceeded the target. */
+static __always_inline void end_round(struct tcp_sock *tp, struct delay_state *st,
+				      struct delay_tunables *t)
+{
+	__u32 target = t ? t->target_us : 1000;
+	__u32 most = t ? t->max_decrease : 30;
+	__u32 rtt = st->round_rtt, excess, percent;
+
+	st->round_end = tp->snd_nxt;
+	st->round_rtt = ~0U;
+	st->backing_off = 0;
+	if (rtt == ~0U || rtt <= st->base_rtt + target)
+		return;
+	excess = rtt - st->base_rtt - target;
+	percent = excess * 100 / rtt;
+	tp->snd_cwnd = cut(tp->snd_cwnd, percent < most ? percent : most);
+	/* Leave slow start for good: the path has shown its queue. */
+	tp->snd_ssthresh = tp->snd_cwnd;
+	st->backing_off = 1;
+}
+
+SEC("struct_ops/lb_delay_cong_avoid")
+void BPF_PROG(lb_delay_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
+{
+	struct tcp_sock *tp = tcp_sk(sk);
+	struct delay_state *st = state(sk);
+	struct delay_tunables *t = tunables();
+
+	if (seq_after(ack, st->round_end))
+		end_round(tp, st, t);
+	if (!st->backing_off)
+		grow(tp, acked, t ? t->increase : 1);
+}
+
+SEC("struct_ops/lb_delay_ssthresh")
+__u32 BPF_PROG(lb_delay_ssthresh, struct sock *sk)
+{
+	struct delay_tunables *t = tunables();
+
+	return cut(tcp_sk(sk)->snd_cwnd, t ? t->loss_decrease : 30);
+}
+
+SEC("struct_ops/lb_delay_undo_cwnd")
+__u32 BPF_PROG(lb_delay_undo_cwnd, struct sock *sk)
+{
+	return tcp_reno_undo_cwnd(sk);
+}
+
+SEC(".struct_ops")
+struct tcp_congestion_ops lb_delay = {
+	.init = (void *)lb_delay_init,
+	.pkts_acked = (void *)lb_delay_pkts_acked,
+	.cong_avoid = (void *)lb_delay_cong_avoid,
+	.ssthresh = (void *)lb_delay_ssthresh,
+	.undo_cwnd = (void *)lb_delay_undo_cwnd,
+	.name = "lb_delay",
+};

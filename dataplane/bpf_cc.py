@@ -1,0 +1,248 @@
+"""Our BPF congestion-control algorithms (bpf/*.bpf.c): loading them with
+libbpf (through ctypes over libbpf.so.1), registering them with the kernel as
+struct_ops, tuning them through their tunables map, unregistering them.
+
+Only one balancer on a machine owns them (the kernel's list of algorithms is
+global): the owner holds an flock on LOCK_PATH. Registrations outlive a crashed
+owner, so the next owner first removes any struct_ops map of the same name.
+A balancer that finds the lock held uses the algorithms the owner registered,
+by name, and cannot tune them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+import structlog
+
+from .tcp_info import kernel_algorithms
+
+log = structlog.get_logger("l7lb.bpf")
+
+# Tunables of each algorithm, in the order of its C struct, with defaults.
+ALGORITHMS: dict[str, dict[str, int]] = {
+    "lb_aimd": {"increase": 1, "decrease": 50},
+    "lb_delay": {"target_us": 1000, "increase": 1, "max_decrease": 30, "loss_decrease": 30},
+}
+LIMITS: dict[str, tuple[int, int]] = {
+    "increase": (1, 1000), "decrease": (1, 99), "target_us": (1, 10_000_000),
+    "max_decrease": (1, 99), "loss_decrease": (1, 99)}
+OBJECT_DIR = Path(__file__).resolve().parent.parent / "bpf" / "build"
+LOCK_PATH = "/run/l7lb-bpf.lock"
+_STRUCT_OPS_MAP = 26          # BPF_MAP_TYPE_STRUCT_OPS
+_MAP_INFO_SIZE = 96           # struct bpf_map_info, enough for type, id and name
+
+
+class BpfError(Exception):
+    """BPF cannot be used here; the message says why and what would fix it."""
+
+
+def check_tunable(name: str, key: str, value: object) -> int:
+    """A tunable value as the map stores it, or ValueError saying what is allowed."""
+    if key not in ALGORITHMS[name]:
+        raise ValueError(f"{name} has no tunable {key!r}; it has {', '.join(ALGORITHMS[name])}")
+    low, high = LIMITS[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{name}.{key} must be an integer from {low} to {high}")
+    return value
+
+
+class _Libbpf:
+    """The few libbpf calls we need, typed."""
+
+    def __init__(self) -> None:
+        try:
+            lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+        except OSError:
+            raise BpfError("libbpf.so.1 not found (apt install libbpf1)") from None
+        vp, cp, i, u32p = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)
+        for name, result, args in (
+                ("bpf_object__open_file", vp, [cp, vp]),
+                ("bpf_object__load", i, [vp]),
+                ("bpf_object__close", None, [vp]),
+                ("bpf_object__find_map_by_name", vp, [vp, cp]),
+                ("bpf_map__attach_struct_ops", vp, [vp]),
+                ("bpf_map__fd", i, [vp]),
+                ("bpf_link__destroy", i, [vp]),
+                ("bpf_map_update_elem", i, [i, vp, vp, ctypes.c_uint64]),
+                ("bpf_map_delete_elem", i, [i, vp]),
+                ("bpf_map_get_next_id", i, [ctypes.c_uint32, u32p]),
+                ("bpf_map_get_fd_by_id", i, [ctypes.c_uint32]),
+                ("bpf_obj_get_info_by_fd", i, [i, vp, u32p]),
+                ("libbpf_set_print", vp, [vp])):
+            function = getattr(lib, name)
+            function.restype, function.argtypes = result, args
+            setattr(self, name, function)
+        lib.libbpf_set_print(None)    # failures are reported by us, with errno
+
+    @staticmethod
+    def failed(what: str) -> BpfError:
+        code = ctypes.get_errno()
+        hint = " (needs CAP_BPF and CAP_NET_ADMIN: run as root)" if code in (
+            errno.EPERM, errno.EACCES) else ""
+        return BpfError(f"{what}: {os.strerror(code) if code else 'failed'}{hint}")
+
+
+class Algorithm:
+    """One loaded and registered algorithm."""
+
+    def __init__(self, lib: _Libbpf, name: str, path: Path, tunables: dict[str, int]) -> None:
+        self.lib, self.name = lib, name
+        self.obj = lib.bpf_object__open_file(str(path).encode(), None)
+        if not self.obj:
+            raise lib.failed(f"cannot open {path}")
+        self.link = None
+        try:
+            if lib.bpf_object__load(self.obj) != 0:
+                raise lib.failed(f"kernel refused {name} (no struct_ops for TCP?)")
+            tunables_map = lib.bpf_object__find_map_by_name(self.obj, f"{name}_tunables".encode())
+            self.tunables_fd = lib.bpf_map__fd(tunables_map)
+            self.tunables = dict(ALGORITHMS[name])
+            for key, value in tunables.items():
+                self.tunables[key] = value
+            self._write_tunables()
+            ops = lib.bpf_object__find_map_by_name(self.obj, name.encode())
+            self.link = lib.bpf_map__attach_struct_ops(ops)
+            if not self.link:
+                raise lib.failed(f"cannot register {name}")
+        except BaseException:
+            lib.bpf_object__close(self.obj)
+            raise
+
+    def _write_tunables(self) -> None:
+        values = (ctypes.c_uint32 * len(self.tunables))(*self.tunables.values())
+        zero = ctypes.c_uint32(0)
+        if self.lib.bpf_map_update_elem(self.tunables_fd, ctypes.byref(zero),
+                                        ctypes.byref(values), 0) != 0:
+            raise self.lib.failed(f"cannot write {self.name} tunables")
+
+    def tune(self, key: str, value: int) -> None:
+        old = self.tunables[key]
+        self.tunables[key] = value
+        try:
+            self._write_tunables()
+        except BpfError:
+            self.tunables[key] = old
+            raise
+
+    def unregister(self) -> None:
+        if self.link:
+            self.lib.bpf_link__destroy(self.link)    # deletes the struct_ops registration
+            self.link = None
+        self.lib.bpf_object__close(self.obj)
+
+
+class BpfAlgorithms:
+    """The BPF side of congestion control for one balancer."""
+
+    def __init__(self, enabled: bool, tunables: dict[str, dict[str, int]],
+                 directory: Path = OBJECT_DIR) -> None:
+        self.enabled = enabled
+        self.tunables = tunables
+        self.directory = directory
+        self.loaded: dict[str, Algorithm] = {}
+        self.reason: str | None = None     # why BPF is not in use, when it is not
+        self.owner = False
+        self._lock_fd = -1
+
+    def start(self) -> None:
+        """Register every algorithm; on any failure record why and register none."""
+        if not self.enabled:
+            self.reason = "disabled by congestion.bpf: off"
+            return
+        try:
+            self._start()
+        except BpfError as exc:
+            self.stop()
+            self.reason = str(exc)
+
+    def _start(self) -> None:
+        if not os.path.exists("/sys/kernel/btf/vmlinux"):
+            raise BpfError("the kernel has no BTF (/sys/kernel/btf/vmlinux)")
+        missing = [n for n in ALGORITHMS if not (self.directory / f"{n}.bpf.o").exists()]
+        if missing:
+            raise BpfError(f"{', '.join(missing)} not built in {self.directory}: "
+                           f"run scripts/build-bpf")
+        lib = _Libbpf()
+        if not self._take_lock():
+            return
+        for name in ALGORITHMS:
+            self._clear_stale(lib, name)
+            self.loaded[name] = Algorithm(lib, name, self.directory / f"{name}.bpf.o",
+                                          self.tunables.get(name, {}))
+        log.info("bpf congestion control registered", algorithms=list(self.loaded))
+
+    def _take_lock(self) -> bool:
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = Path(LOCK_PATH).read_text().strip() or "?"
+            log.warning("bpf algorithms are owned by another balancer; using its registrations",
+                        owner_pid=holder)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd, self.owner = fd, True
+        return True
+
+    @staticmethod
+    def _clear_stale(lib: _Libbpf, name: str) -> None:
+        """Delete a registration of ``name`` left by an owner that died."""
+        next_id = ctypes.c_uint32(0)
+        info = ctypes.create_string_buffer(_MAP_INFO_SIZE)
+        size = ctypes.c_uint32(_MAP_INFO_SIZE)
+        while lib.bpf_map_get_next_id(next_id.value, ctypes.byref(next_id)) == 0:
+            fd = lib.bpf_map_get_fd_by_id(next_id.value)
+            if fd < 0:
+                continue
+            try:
+                size.value = _MAP_INFO_SIZE
+                ctypes.memset(info, 0, _MAP_INFO_SIZE)
+                if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+                    continue
+                kind = int.from_bytes(info.raw[0:4], "little")
+                map_name = info.raw[24:40].split(b"\0", 1)[0].decode(errors="replace")
+                if kind == _STRUCT_OPS_MAP and map_name == name:
+                    zero = ctypes.c_uint32(0)
+                    lib.bpf_map_delete_elem(fd, ctypes.byref(zero))
+                    log.warning("removed a stale registration", algorithm=name, map_id=next_id.value)
+            finally:
+                os.close(fd)
+
+    def tune(self, name: str, key: str, value: object) -> dict[str, int]:
+        """Change one tunable; ValueError for a bad name, key or value, BpfError
+        when this balancer does not own the algorithm."""
+        if name not in ALGORITHMS:
+            raise ValueError(f"no BPF algorithm {name!r}; ours are {', '.join(ALGORITHMS)}")
+        value = check_tunable(name, key, value)
+        algorithm = self.loaded.get(name)
+        if algorithm is None:
+            raise BpfError(self.reason or f"{name} is registered by another balancer")
+        algorithm.tune(key, value)
+        log.info("bpf tunable changed", algorithm=name, key=key, value=value)
+        return dict(algorithm.tunables)
+
+    def describe(self) -> dict:
+        registered = set(kernel_algorithms())
+        return {"usable": set(ALGORITHMS) <= registered, "owner": self.owner,
+                "reason": self.reason,
+                "algorithms": {name: {"registered": name in registered,
+                                      "tunables": dict(a.tunables) if (a := self.loaded.get(name))
+                                      else {**ALGORITHMS[name], **self.tunables.get(name, {})}}
+                               for name in ALGORITHMS}}
+
+    def stop(self) -> None:
+        for algorithm in self.loaded.values():
+            algorithm.unregister()
+        if self.loaded:
+            log.info("bpf congestion control unregistered", algorithms=list(self.loaded))
+        self.loaded.clear()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd, self.owner = -1, False

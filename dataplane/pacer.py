@@ -1,0 +1,72 @@
+"""The pure-Python AIMD pacer: congestion control for kernels or machines
+where our BPF algorithms cannot run, or where ``pacer`` is chosen.
+
+Every ``congestion.pacer.interval`` it samples TCP_INFO of each connection it
+paces and moves that connection's SO_MAX_PACING_RATE cap: up by ``increase``
+while the path looks clean, down by the factor ``decrease`` when it does not,
+within [min_rate, max_rate]. The path is clean over an interval when no segment
+was retransmitted and the smoothed RTT stayed within ``rtt_tolerance`` (a
+fraction) of the kernel's minimum RTT, plus one millisecond of jitter. An
+interval in which nothing was acknowledged leaves the rate as it is.
+"""
+
+from __future__ import annotations
+
+import socket
+import weakref
+from typing import Iterable
+
+from .config import Pacer as PacerSettings
+from .tcp_info import TcpSample, sample, set_pacing_cap
+
+JITTER_US = 1000
+
+
+class Flow:
+    __slots__ = ("rate", "retrans", "acked")
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.retrans = 0
+        self.acked = 0
+
+
+class Pacer:
+    def __init__(self, settings: PacerSettings) -> None:
+        self.settings = settings
+        self.start = settings.start_rate.bytes_per_second
+        self.low = settings.min_rate.bytes_per_second
+        self.high = settings.max_rate.bytes_per_second
+        self.step = settings.increase.bytes_per_second
+        self.flows: weakref.WeakKeyDictionary[socket.socket, Flow] = weakref.WeakKeyDictionary()
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Pace a new connection, starting at ``start_rate``."""
+        flow = self.flows[sock] = Flow(self.start)
+        set_pacing_cap(sock, flow.rate)
+
+    def tick(self, sockets: Iterable[socket.socket]) -> None:
+        """One interval: adjust every paced connection among ``sockets``."""
+        flows = self.flows
+        for sock in sockets:
+            flow = flows.get(sock)
+            if flow is None or sock.fileno() < 0:
+                continue
+            now = sample(sock)
+            if now is not None and self._adjust(flow, now):
+                set_pacing_cap(sock, flow.rate)
+
+    def _adjust(self, flow: Flow, now: TcpSample) -> bool:
+        """Move the rate for one interval; True when it changed."""
+        lost = now.total_retrans > flow.retrans
+        moved = now.bytes_acked > flow.acked
+        flow.retrans, flow.acked = now.total_retrans, now.bytes_acked
+        if not (moved or lost):
+            return False
+        queued = now.rtt_us > now.min_rtt_us * (1 + self.settings.rtt_tolerance) + JITTER_US
+        old = flow.rate
+        if lost or queued:
+            flow.rate = max(self.low, int(flow.rate * self.settings.decrease))
+        else:
+            flow.rate = min(self.high, flow.rate + self.step)
+        return flow.rate != old
