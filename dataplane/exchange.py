@@ -124,8 +124,11 @@ class Exchange:
             self.pending_size += len(data)
 
     def splice_request_body(self) -> bool:
-        """Start splicing the rest of a large Content-Length body; True if started."""
+        """Start splicing the rest of a large Content-Length body; True if started.
+        Never while the parser is still handing over bytes it has read: those
+        come first, and the count to splice is known only after them."""
         if (self.req_framing != LENGTH or self.request_complete or self.upstream is None
+                or self.client.feeding
                 or self.req_remaining < SPLICE_MIN or not self.worker.splice_bodies
                 or self.client.splice is not None):
             return False

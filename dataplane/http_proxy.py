@@ -47,6 +47,7 @@ class ClientConnection:
         self.closing = False          # no further requests: close after the current one
         self.closed = False
         self.upgrading = False
+        self.feeding = False          # inside parser.feed_data: bytes of it may follow
         self.input_error: Reject | None = None  # answered once the active exchange is done
         self.splice: SplicePump | None = None     # request body moving in the kernel
         self.spliced_seen = 0
@@ -100,6 +101,7 @@ class ClientConnection:
         self.last_io = self.worker.clock.now
         if self.input_error is not None or self.closing and self.active is None:
             return   # lingering: discard what the client still sends
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -108,6 +110,8 @@ class ClientConnection:
         except httptools.HttpParserError as exc:
             self._input_failed(exc)
             return
+        finally:
+            self.feeding = False
         self._after_input()
 
     def _input_failed(self, exc: httptools.HttpParserError) -> None:

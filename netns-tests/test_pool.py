@@ -4,7 +4,9 @@ resets on reused connections."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 import time
 
@@ -134,3 +136,20 @@ def test_reset_reused_connection_retries_safe_requests_only(topology):
     response = conn.getresponse()
     assert response.status == 502
     conn.close()
+
+
+def test_large_body_on_a_reused_connection_arrives_whole_behind_a_bottleneck(topology):
+    # Reuse attaches the request to its backend while its head is being parsed;
+    # body bytes read with the head must go first, the kernel splice after them.
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"]))
+    topo.shape("b1", "50mbit")
+    client = Client(topo)
+    for _ in range(3):
+        first = peer(client.request("GET", "/warm")[1])
+        body = os.urandom(1_500_000)
+        response, data = client.request("POST", "/upload", body=body, timeout=20)
+        report = json.loads(data)
+        assert response.status == 200 and report["peer"] == first      # reused
+        assert report["body_sha256"] == hashlib.sha256(body).hexdigest()
