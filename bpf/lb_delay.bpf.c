@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* lb_delay: delay-based control in the manner of Vegas and Swift. Once per
- * round trip it compares the smallest RTT of that round with the smallest RTT
- * ever seen (the path without queues). Above that base by more than target_us,
- * a queue is building: cwnd is cut in proportion to the excess, at most
- * max_decrease percent per round trip. Otherwise cwnd grows as in Reno.
+ * round trip it compares the smallest RTT of that round with the base RTT of
+ * the path (the smallest RTT any connection to the same backend address saw
+ * in the last BASE_AGE_NS). Above that base by more than target_us, a queue is
+ * building: cwnd is cut in proportion to the excess, at most max_decrease
+ * percent per round trip. Otherwise cwnd grows as in Reno.
+ *
+ * The base is shared per destination because a connection that starts while
+ * others have filled the queue would otherwise take the queue for the path,
+ * and push harder than they do (Vegas's late-comer unfairness).
  * target_us: queueing delay tolerated (default 1000 us)
  * increase: segments added per RTT below the target (default 1)
  * max_decrease: percent cut per RTT at most, on delay (default 30)
@@ -22,9 +27,25 @@ struct delay_tunables {
 
 TUNABLES(lb_delay_tunables, struct delay_tunables);
 
+#define BASE_AGE_NS (10ULL * 1000 * 1000 * 1000)
+
+/* Base RTT per destination address. */
+struct path_base {
+	__u32 rtt_us;
+	__u32 pad;
+	__u64 seen_ns;   /* when rtt_us was last confirmed or lowered */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct path_base);
+} lb_delay_paths SEC(".maps");
+
 /* Per-socket state, kept in the socket's icsk_ca_priv area. */
 struct delay_state {
-	__u32 base_rtt;      /* smallest RTT seen, us */
+	__u32 base_rtt;      /* the path's base RTT at the last sample, us */
 	__u32 round_rtt;     /* smallest RTT in the current round, us */
 	__u32 round_end;     /* snd_nxt when the round began */
 	__u32 backing_off;   /* cut at the last round's end: no growth this round */
@@ -53,6 +74,37 @@ void BPF_PROG(lb_delay_init, struct sock *sk)
 	st->backing_off = 0;
 }
 
+/* The destination's key: its IPv4 address, or an IPv6 address folded. */
+static __always_inline __u32 path_key(struct sock *sk)
+{
+	__u32 *v6 = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32;
+
+	if (sk->__sk_common.skc_family == 10 /* AF_INET6 */)
+		return v6[0] ^ v6[1] ^ v6[2] ^ v6[3];
+	return sk->__sk_common.skc_daddr;
+}
+
+/* Fold one RTT sample into the destination's base; return the base. */
+static __always_inline __u32 path_base(struct sock *sk, __u32 rtt)
+{
+	__u32 daddr = path_key(sk);
+	__u64 now = bpf_ktime_get_ns();
+	struct path_base *base = bpf_map_lookup_elem(&lb_delay_paths, &daddr);
+	struct path_base fresh = {.rtt_us = rtt, .seen_ns = now};
+
+	if (!base) {
+		bpf_map_update_elem(&lb_delay_paths, &daddr, &fresh, BPF_ANY);
+		return rtt;
+	}
+	if (rtt <= base->rtt_us || now - base->seen_ns > BASE_AGE_NS) {
+		base->rtt_us = rtt;      /* a lower RTT, or the old base has aged out */
+		base->seen_ns = now;
+	} else if (rtt <= base->rtt_us + base->rtt_us / 8) {
+		base->seen_ns = now;     /* the base still holds */
+	}
+	return base->rtt_us;
+}
+
 SEC("struct_ops/lb_delay_pkts_acked")
 void BPF_PROG(lb_delay_pkts_acked, struct sock *sk, const struct ack_sample *sample)
 {
@@ -61,8 +113,7 @@ void BPF_PROG(lb_delay_pkts_acked, struct sock *sk, const struct ack_sample *sam
 
 	if (rtt <= 0)
 		return;
-	if ((__u32)rtt < st->base_rtt)
-		st->base_rtt = rtt;
+	st->base_rtt = path_base(sk, rtt);
 	if ((__u32)rtt < st->round_rtt)
 		st->round_rtt = rtt;
 }

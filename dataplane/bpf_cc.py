@@ -15,6 +15,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import time
 from pathlib import Path
 
 import structlog
@@ -33,12 +34,17 @@ LIMITS: dict[str, tuple[int, int]] = {
     "max_decrease": (1, 99), "loss_decrease": (1, 99)}
 OBJECT_DIR = Path(__file__).resolve().parent.parent / "bpf" / "build"
 LOCK_PATH = "/run/l7lb-bpf.lock"
+REGISTER_WAIT = 2.0           # seconds to wait out a registration the kernel is freeing
 _STRUCT_OPS_MAP = 26          # BPF_MAP_TYPE_STRUCT_OPS
 _MAP_INFO_SIZE = 96           # struct bpf_map_info, enough for type, id and name
 
 
 class BpfError(Exception):
     """BPF cannot be used here; the message says why and what would fix it."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def check_tunable(name: str, key: str, value: object) -> int:
@@ -49,6 +55,20 @@ def check_tunable(name: str, key: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ValueError(f"{name}.{key} must be an integer from {low} to {high}")
     return value
+
+
+def clear_orphans() -> None:
+    """Remove registrations of ours that no running balancer owns (what a
+    crashed one left); nothing when a balancer holds the lock."""
+    probe = BpfAlgorithms(True, {})
+    try:
+        lib = _Libbpf()
+    except BpfError:
+        return
+    if probe._take_lock(quiet=True):
+        for name in ALGORITHMS:
+            probe._clear_stale(lib, name)
+        probe.stop()
 
 
 class _Libbpf:
@@ -84,7 +104,7 @@ class _Libbpf:
         code = ctypes.get_errno()
         hint = " (needs CAP_BPF and CAP_NET_ADMIN: run as root)" if code in (
             errno.EPERM, errno.EACCES) else ""
-        return BpfError(f"{what}: {os.strerror(code) if code else 'failed'}{hint}")
+        return BpfError(f"{what}: {os.strerror(code) if code else 'failed'}{hint}", code)
 
 
 class Algorithm:
@@ -171,20 +191,34 @@ class BpfAlgorithms:
         if not self._take_lock():
             return
         for name in ALGORITHMS:
-            self._clear_stale(lib, name)
-            self.loaded[name] = Algorithm(lib, name, self.directory / f"{name}.bpf.o",
-                                          self.tunables.get(name, {}))
+            self.loaded[name] = self._register(lib, name)
         log.info("bpf congestion control registered", algorithms=list(self.loaded))
 
-    def _take_lock(self) -> bool:
+    def _register(self, lib: _Libbpf, name: str) -> Algorithm:
+        """Register ``name``, first removing a stale registration. The kernel
+        frees a dead owner's registration lazily: while it is going, its map is
+        no longer listed but its name is still taken (EEXIST), so retry a while."""
+        deadline = time.monotonic() + REGISTER_WAIT
+        while True:
+            self._clear_stale(lib, name)
+            try:
+                return Algorithm(lib, name, self.directory / f"{name}.bpf.o",
+                                 self.tunables.get(name, {}))
+            except BpfError as exc:
+                if exc.code != errno.EEXIST or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+    def _take_lock(self, quiet: bool = False) -> bool:
         fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             holder = Path(LOCK_PATH).read_text().strip() or "?"
-            log.warning("bpf algorithms are owned by another balancer; using its registrations",
-                        owner_pid=holder)
+            if not quiet:
+                log.warning("bpf algorithms are owned by another balancer; using its registrations",
+                            owner_pid=holder)
             return False
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

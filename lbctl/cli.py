@@ -259,9 +259,11 @@ def trace(ctx: click.Context, seconds: float, count: int, interval_ms: float,
             click.echo(f"{event['t']:10.3f} {event['backend']:<22} :{event['local_port']:<5} "
                        f"retransmit state={event['state']}")
 
+    def ready(addresses: int) -> None:
+        click.echo(f"tracing {addresses} backend addresses (Ctrl-C stops)", err=True)
+
     try:
-        click.echo(f"tracing {len(names)} backends (Ctrl-C stops)", err=True)
-        seen = run_trace(names, emit, seconds, count, interval_ms)
+        seen = run_trace(names, emit, seconds, count, interval_ms, ready)
     except TraceUnavailable as exc:
         click.echo(f"lbctl: trace unavailable: {exc}", err=True)
         sys.exit(1)

@@ -135,9 +135,10 @@ def ipv4_targets(names: list[str]) -> list[tuple[str, str, int]]:
 
 
 def trace(names: list[str], emit: Callable[[dict], None], seconds: float, count: int,
-          interval_ms: float) -> int:
-    """Stream events to ``emit`` until ``count`` were seen or ``seconds`` passed;
-    return how many were seen."""
+          interval_ms: float, ready: Callable[[int], None]) -> int:
+    """Stream events to ``emit`` until ``count`` were seen or ``seconds`` passed
+    (``ready`` is told how many addresses are traced once the probes are
+    attached); return how many events were seen."""
     bcc = _bcc()
     _check_machine()
     targets = ipv4_targets(names)
@@ -169,6 +170,7 @@ def trace(names: list[str], emit: Callable[[dict], None], seconds: float, count:
         emit(event)
 
     program["events"].open_perf_buffer(handle, page_cnt=64)
+    ready(len(targets))
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline and (not count or seen < count):

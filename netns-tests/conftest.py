@@ -29,6 +29,14 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_bpf_left_behind():
+    """Balancers killed by a test leave their BPF registrations: remove them."""
+    yield
+    from dataplane.bpf_cc import clear_orphans
+    clear_orphans()
+
+
 @pytest.fixture
 def topology():
     """Factory: topology(["client", "lb", "b1"]) builds one; all are removed at the end."""

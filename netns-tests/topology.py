@@ -226,14 +226,14 @@ class Topology:
 
     def tcp_sockets(self, host: str, peer: str, port: int) -> list[dict[str, str]]:
         """What ``ss -tin`` says of the host's connections to peer:port, per
-        socket: "algorithm", the key:value fields (rtt, cwnd, retrans...) and
-        the pacing rates."""
+        socket: "local" (address:port), "algorithm", the key:value fields
+        (rtt, cwnd, retrans, bytes_acked...) and the pacing rates."""
         out = self.run(host, ["ss", "-tinH", "state", "established", "dst",
                               f"{self.hosts[peer]}:{port}"], text=True).stdout
         sockets: list[dict[str, str]] = []
         for line in out.splitlines():
-            if not line[:1].isspace():
-                sockets.append({})      # the address line; its details follow
+            if not line[:1].isspace():   # Recv-Q Send-Q Local Peer; details follow
+                sockets.append({"local": line.split()[2]})
                 continue
             words, info = line.split(), sockets[-1]
             if words and ":" not in words[0]:

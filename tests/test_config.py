@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.config import ConfigError, Duration, load, parse
+from dataplane.config import ConfigError, Duration, Rate, load, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +48,22 @@ def test_defaults():
     ("backends:\n  - {host: a, port: 1, weight: -5}\n", "f.yaml:2: backends[0].weight: expected `int` >= 0"),
     ("balancer: {port: 1}\nbalancer: {port: 2}\n", "f.yaml:2: balancer: duplicate key"),
     ("- just\n- a list\n", "f.yaml: (top level): expected a mapping of sections"),
+    ("backends:\n  - {host: a, port: 1, congestion_control: vegas9}\n",
+     "f.yaml:2: backends[0].congestion_control: unknown algorithm 'vegas9'; available: "),
+    ("congestion:\n  tunables:\n    lb_aimd: {speed: 2}\n",
+     "f.yaml:3: congestion.tunables.lb_aimd.speed: lb_aimd has no tunable 'speed'"),
+    ("congestion:\n  tunables:\n    lb_delay: {max_decrease: 100}\n",
+     "f.yaml:3: congestion.tunables.lb_delay.max_decrease: lb_delay.max_decrease must be an "
+     "integer from 1 to 99"),
+    ("congestion:\n  tunables:\n    cubic: {x: 1}\n",
+     "f.yaml:3: congestion.tunables.cubic: no BPF algorithm 'cubic'; ours are lb_aimd, lb_delay"),
+    ("congestion: {pacer: {min_rate: 10Mbit, start_rate: 1Mbit}}\n",
+     "f.yaml:1: congestion.pacer: needs min_rate <= start_rate <= max_rate"),
+    ("congestion: {pacer: {max_rate: fast}}\n",
+     "f.yaml:1: congestion.pacer.max_rate: expected a rate such as 500kbit, 50Mbit or 1Gbit"),
+    ("congestion: {pacer: {interval: 5ms}}\n",
+     "f.yaml:1: congestion.pacer.interval: must be 10ms to 10s"),
+    ("congestion: {bpf: maybe}\n", "f.yaml:1: congestion.bpf: expected one of auto, off"),
 ])
 def test_errors_name_key_and_line(text, message):
     with pytest.raises(ConfigError) as caught:
@@ -59,6 +75,21 @@ def test_errors_name_key_and_line(text, message):
     ("250ms", 0.25), ("10s", 10.0), ("2m", 120.0), ("1.5s", 1.5), (3, 3.0), ("7", 7.0)])
 def test_duration_units(text, seconds):
     assert Duration.parse(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text, bits", [
+    ("50Mbit", 50e6), ("500kbit", 500e3), ("1.5Gbit", 1.5e9), ("64000", 64e3), (1e6, 1e6)])
+def test_rate_units(text, bits):
+    assert Rate.parse(text) == pytest.approx(bits)
+
+
+def test_congestion_choices_load():
+    config = parse("backends:\n  - {host: a, port: 1, congestion_control: lb_delay, "
+                   "client_side: true}\n  - {host: b, port: 1, congestion_control: pacer}\n"
+                   "congestion: {tunables: {lb_delay: {target_us: 500}}, "
+                   "pacer: {start_rate: 20Mbit}}\n")
+    assert [b.congestion_control for b in config.backends] == ["lb_delay", "pacer"]
+    assert config.congestion.pacer.start_rate.bytes_per_second == 2_500_000
 
 
 @given(st.text(max_size=12))
