@@ -80,8 +80,9 @@ class Transport:
         for backend in backends:
             if backend.cc == PACER:
                 self.pacer.tick(list(backend.sockets))
-        if self.clients:
-            self.pacer.tick([s for s, name in self.clients.items() if name == PACER])
+        for sock, name in list(self.clients.items()):
+            if name == PACER:
+                self.pacer.tick([sock])       # clients are different paths
 
     def summary(self, backends: list[Backend], now: float) -> dict[str, dict]:
         """Per backend, from TCP_INFO of its open upstream sockets (refreshed at
