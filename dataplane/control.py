@@ -7,6 +7,9 @@ first fork and kept open here: a replacement worker inherits the very same
 socket, so connections queued on it while its worker was down are served, not
 reset. Each worker incarnation gets a fresh pair of rings (channel.Link).
 
+Workers get SIGTERM when the control process dies (PR_SET_PDEATHSIG), so a
+crashed control process leaves no unsupervised workers behind.
+
 Signals: SIGTERM/SIGINT drain the workers (each finishes in-flight requests
 within ``timeouts.shutdown``) and exit 0; SIGHUP reloads the file. A worker
 that dies is restarted after a backoff (0.1 s doubling to 5 s while it keeps
@@ -17,6 +20,7 @@ in a row the control process stops everything and exits 1.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -35,6 +39,8 @@ from .worker import listen
 
 log = structlog.get_logger("l7lb.control")
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
 START_GRACE = 1.0
 MAX_START_FAILURES = 5
 KILL_MARGIN = 5.0     # seconds past the shutdown grace before SIGKILL
@@ -141,16 +147,17 @@ class Control:
         slot.link = Link(slot.index)
         slot.link.down.send(self.snapshot, wait=STATE_WAIT)
         logs.flush()          # the child would write our buffered lines again
+        control_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._become_worker(slot)
+            self._become_worker(slot, control_pid)
         slot.pid, slot.started, slot.version = pid, time.monotonic(), 0
         slot.pidfd = os.pidfd_open(pid)
         self.loop.add_reader(slot.pidfd, self.reap, slot)
         slot.link.up.listen(self.loop, self.on_message)
         log.info("worker started", slot=slot.index, worker_pid=pid)
 
-    def _become_worker(self, slot: Slot) -> None:
+    def _become_worker(self, slot: Slot, control_pid: int) -> None:
         """In the child: drop what belongs to the control process, run, exit."""
         from .serve import run_worker
         code = 1
@@ -158,6 +165,11 @@ class Control:
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
+            # A control process killed outright takes its workers along (they
+            # drain as on SIGTERM) instead of leaving them serving unsupervised.
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != control_pid:
+                os._exit(1)       # it died before prctl took effect
             signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reload is the control's job
             for other in self.slots:
                 if other is not slot:
