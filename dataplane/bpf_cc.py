@@ -179,6 +179,9 @@ class BpfAlgorithms:
         except BpfError as exc:
             self.stop()
             self.reason = str(exc)
+        except OSError as exc:      # the lock file: /run not writable (not root)
+            self.stop()
+            self.reason = f"cannot use {LOCK_PATH}: {exc.strerror} (run as root)"
 
     def _start(self) -> None:
         if not os.path.exists("/sys/kernel/btf/vmlinux"):
