@@ -21,7 +21,7 @@ balancer:
 backends:
   - {{host: 127.0.0.1, port: {p1}, weight: 100}}
   - {{host: 127.0.0.1, port: {p2}, weight: 100}}
-  - {{host: 127.0.0.1, port: {p3}, weight: 50}}
+  - {{host: 127.0.0.1, port: {p3}, weight: 50, congestion_control: lb_delay}}
 timeouts: {{shutdown: 2s}}
 log: {{format: console}}
 admin: {{socket: {socket}}}
@@ -38,11 +38,14 @@ def run_demo(port: int, backend_port: int) -> int:
                 for i, p in enumerate(ports)]
     url = f"http://127.0.0.1:{port}/"
     click.echo(f"""
-l7lb demo: three backends on 127.0.0.1:{ports[0]}-{ports[2]} (weights 100, 100, 50),
+l7lb demo: three backends on 127.0.0.1:{ports[0]}-{ports[2]} (weights 100, 100, 50;
+the third's connections use lb_delay, our BPF algorithm, or the pacer without BPF),
 balancer on {url}
 
 Try, in another terminal:
   lbctl --socket {socket} backends                 # what the balancer knows
+  lbctl --socket {socket} cc                       # congestion control per backend
+  lbctl --socket {socket} backend set 127.0.0.1:{ports[0]} cc bbr
   curl -s {url}hello | python3 -m json.tool       # which backend answered, what it saw
   for i in $(seq 10); do curl -s -o /dev/null -w '%{{http_code}} ' -D - {url} | grep -i x-backend; done
   curl -s {url}bytes/1000000?framing=chunked | wc -c
