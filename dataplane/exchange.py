@@ -150,7 +150,7 @@ class Exchange:
         self.inflight = True
         backend.requests += 1
         pool = worker.pool
-        conn = pool.acquire(backend)
+        conn = pool.acquire(backend, worker.clock.now)
         if conn is not None:
             self.attach(conn, reused=True)
         elif pool.can_open(backend):

@@ -18,6 +18,8 @@ from .reactor import Reactor
 from .stream import Stream
 from .transport import Transport
 
+FRESH = 1.0     # seconds idle under which a pooled connection is reused unchecked
+
 
 class UpstreamUser(Protocol):
     """What an upstream connection reports to the exchange using it."""
@@ -136,14 +138,18 @@ class Pool:
         self.max_queue = settings.max_queue
         self.closing = False
 
-    def acquire(self, backend: Backend) -> UpstreamConnection | None:
+    def acquire(self, backend: Backend, now: float) -> UpstreamConnection | None:
         """An idle connection to reuse, most recently used first, or None. One
-        the backend has closed (EOF or reset not yet seen by the loop) is
-        dropped here rather than failing the request."""
+        idle for over FRESH seconds that the backend has closed (EOF or reset
+        not yet seen by the loop) is dropped here rather than failing the
+        request; a fresher one is taken without that check (a syscall per
+        request under load), since backends close idle connections on timers
+        of seconds, and the one retry covers what slips through."""
         idle = backend.idle
+        stale = now - FRESH
         while idle:
             conn = idle.pop()
-            if _alive(conn.stream.sock):
+            if conn.idle_since > stale or _alive(conn.stream.sock):
                 backend.pool.reused += 1
                 return conn
             self.discard(conn, by_peer=True)
