@@ -21,10 +21,22 @@ import pytest
 from conftest import Client, balancer_config
 from topology import Topology, lbctl_path
 
+from dataplane.bpf_cc import OBJECT_DIR
 from dataplane.tcp_info import kernel_algorithms
 
 OURS = {"lb_aimd", "lb_delay"}
 UPLOAD = 6_000_000
+
+
+def _bpf_missing() -> str | None:
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "the kernel has no BTF"
+    missing = [n for n in OURS if not (OBJECT_DIR / f"{n}.bpf.o").exists()]
+    return f"{', '.join(missing)} not built (scripts/build-bpf)" if missing else None
+
+
+needs_bpf = pytest.mark.skipif(_bpf_missing() is not None,
+                               reason=f"our BPF algorithms cannot load here: {_bpf_missing()}")
 
 
 def lbctl(topo: Topology, *args: str) -> subprocess.CompletedProcess:
@@ -91,6 +103,7 @@ def streaming_upload(topo: Topology, seconds: float):
         thread.join(10)
 
 
+@needs_bpf
 def test_each_algorithm_is_the_one_the_upstream_socket_uses(topology):
     topo, b1 = site(topology, "reno")
     for algorithm in ["reno", "bbr", "cubic", "lb_aimd", "lb_delay"]:
@@ -125,6 +138,7 @@ def test_unknown_algorithms_and_tunables_are_refused_clearly(topology):
     assert Client(topo).request("GET", "/who")[0].status == 200
 
 
+@needs_bpf
 def test_cc_set_changes_the_tunables_map_in_the_kernel(topology):
     topo, _ = site(topology, "lb_aimd")
     changed = lbctl(topo, "cc", "set", "lb_aimd", "increase", "7")
@@ -136,6 +150,7 @@ def test_cc_set_changes_the_tunables_map_in_the_kernel(topology):
     upload(topo, 1_000_000)
 
 
+@needs_bpf
 def test_bpf_registration_outlives_a_crash_and_ends_with_a_clean_stop(topology):
     topo, _ = site(topology, "lb_delay")
     assert OURS <= set(kernel_algorithms())
@@ -188,6 +203,7 @@ def test_pacer_stands_in_for_bpf_and_follows_aimd(topology):
     assert recovered > lossy + 50e6              # grew again once the loss stopped
 
 
+@needs_bpf
 def test_bottleneck_uploads_complete_and_delay_based_keeps_the_queue_short(topology):
     topo, b1 = site(topology, "cubic")
     topo.shape("b1", "50mbit", queue="100ms")
