@@ -57,6 +57,11 @@ def check_tunable(name: str, key: str, value: object) -> int:
     return value
 
 
+def with_defaults(name: str, tunables: dict[str, int]) -> dict[str, int]:
+    """All of an algorithm's tunables, in its C struct's order."""
+    return {**ALGORITHMS[name], **tunables}
+
+
 def clear_orphans() -> None:
     """Remove registrations of ours that no running balancer owns (what a
     crashed one left); nothing when a balancer holds the lock."""
@@ -121,9 +126,7 @@ class Algorithm:
                 raise lib.failed(f"kernel refused {name} (no struct_ops for TCP?)")
             tunables_map = lib.bpf_object__find_map_by_name(self.obj, f"{name}_tunables".encode())
             self.tunables_fd = lib.bpf_map__fd(tunables_map)
-            self.tunables = dict(ALGORITHMS[name])
-            for key, value in tunables.items():
-                self.tunables[key] = value
+            self.tunables = with_defaults(name, tunables)
             self._write_tunables()
             ops = lib.bpf_object__find_map_by_name(self.obj, name.encode())
             self.link = lib.bpf_map__attach_struct_ops(ops)
@@ -265,13 +268,17 @@ class BpfAlgorithms:
         log.info("bpf tunable changed", algorithm=name, key=key, value=value)
         return dict(algorithm.tunables)
 
+    @staticmethod
+    def usable() -> bool:
+        """Ours are registered, by this balancer or by the one that owns them."""
+        return set(ALGORITHMS) <= set(kernel_algorithms())
+
     def describe(self) -> dict:
         registered = set(kernel_algorithms())
-        return {"usable": set(ALGORITHMS) <= registered, "owner": self.owner,
-                "reason": self.reason,
+        return {"usable": self.usable(), "owner": self.owner, "reason": self.reason,
                 "algorithms": {name: {"registered": name in registered,
                                       "tunables": dict(a.tunables) if (a := self.loaded.get(name))
-                                      else {**ALGORITHMS[name], **self.tunables.get(name, {})}}
+                                      else with_defaults(name, self.tunables.get(name, {}))}
                                for name in ALGORITHMS}}
 
     def stop(self) -> None:

@@ -10,6 +10,7 @@ once which path is active and why.
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 
 from .bpf_cc import ALGORITHMS, BpfAlgorithms
@@ -27,7 +28,7 @@ class Congestion:
 
     def start(self) -> None:
         self.bpf.start()
-        if set(ALGORITHMS) <= set(kernel_algorithms()):
+        if self.bpf.usable():
             log.info("congestion control: BPF algorithms in use", algorithms=list(ALGORITHMS),
                      owner=self.bpf.owner)
         else:
@@ -54,36 +55,30 @@ class Congestion:
             raise ValueError(f"unknown algorithm {requested!r}; available: {', '.join(known)}")
 
     def describe(self, states: list, samples: dict[str, dict]) -> dict:
-        pacer = self.settings.pacer
         return {
             "available": congestion_algorithms(), "bpf": self.bpf.describe(),
-            "pacer": {"interval_s": pacer.interval, "start_rate": pacer.start_rate,
-                      "min_rate": pacer.min_rate, "max_rate": pacer.max_rate,
-                      "increase": pacer.increase, "decrease": pacer.decrease,
-                      "rtt_tolerance": pacer.rtt_tolerance},
+            "pacer": msgspec.to_builtins(self.settings.pacer, enc_hook=float),
             "backends": [{"name": f"{s.host}:{s.port}", "requested": s.cc_wanted or None,
                           "in_effect": s.cc or None, "client_side": s.client_side,
                           **samples.get(f"{s.host}:{s.port}", {})} for s in states]}
 
 
 def merge_samples(reports: list) -> dict[str, dict]:
-    """Per-backend TCP_INFO summaries of all workers, combined."""
-    merged: dict[str, dict] = {}
+    """Per-backend TCP_INFO figures of all workers: their sums added up, then
+    made means (max_pacing_rate over the capped connections only)."""
+    totals: dict[str, dict] = {}
     for report in reports:
         for name, s in report.tcp.items():
-            m = merged.get(name)
-            if m is None:
-                merged[name] = dict(s)
-                continue
-            n, k = m["connections"], s["connections"]
-            for key in ("cwnd", "srtt_us", "pacing_rate"):
-                m[key] = (m[key] * n + s[key] * k) // (n + k)
-            if s["max_pacing_rate"] is not None:
-                old = m["max_pacing_rate"]
-                m["max_pacing_rate"] = s["max_pacing_rate"] if old is None else (
-                    old + s["max_pacing_rate"]) // 2
-            m["srtt_max_us"] = max(m["srtt_max_us"], s["srtt_max_us"])
-            m["retransmits"] += s["retransmits"]
-            m["algorithms"] = sorted(set(m["algorithms"]) | set(s["algorithms"]))
-            m["connections"] = n + k
-    return merged
+            t = totals.setdefault(name, {"algorithms": set(), "srtt_max_us": 0})
+            t["algorithms"].update(s["algorithms"])
+            t["srtt_max_us"] = max(t["srtt_max_us"], s["srtt_max_us"])
+            for key in ("connections", "cwnd", "srtt_us", "retransmits", "pacing_rate",
+                        "capped", "max_pacing_rate"):
+                t[key] = t.get(key, 0) + s[key]
+    for t in totals.values():
+        n, capped = t["connections"], t.pop("capped")
+        t["algorithms"] = sorted(t["algorithms"])
+        for key in ("cwnd", "srtt_us", "pacing_rate"):
+            t[key] //= n
+        t["max_pacing_rate"] = t["max_pacing_rate"] // capped if capped else None
+    return totals

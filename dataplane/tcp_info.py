@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 SO_MAX_PACING_RATE = 47        # not in Python's socket module
 NO_PACING_CAP = (1 << 64) - 1   # what the kernel reports when no cap is set
-_INFO_SIZE = 168
+_INFO_SIZE = 152
 _AVAILABLE = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
 
@@ -25,7 +25,6 @@ class TcpSample(NamedTuple):
     pacing_rate: int       # bytes/s the kernel paces at now
     max_pacing_rate: int   # bytes/s cap set with SO_MAX_PACING_RATE (NO_PACING_CAP: none)
     bytes_acked: int
-    delivery_rate: int     # bytes/s
 
 
 def sample(sock: socket.socket) -> TcpSample | None:
@@ -40,8 +39,7 @@ def sample(sock: socket.socket) -> TcpSample | None:
     retrans, = struct.unpack_from("I", raw, 100)
     pacing, cap, acked = struct.unpack_from("QQQ", raw, 104)
     min_rtt, = struct.unpack_from("I", raw, 148)
-    delivery, = struct.unpack_from("Q", raw, 160)
-    return TcpSample(rtt, min_rtt, cwnd, retrans, pacing, cap, acked, delivery)
+    return TcpSample(rtt, min_rtt, cwnd, retrans, pacing, cap, acked)
 
 
 def algorithm(sock: socket.socket) -> str | None:

@@ -95,6 +95,7 @@ class Transport:
 
 
 def _summarise(backend: Backend) -> dict | None:
+    """Sums, so that the control process can add up the workers' figures."""
     rows, names = [], set()
     for sock in list(backend.sockets)[:MAX_SAMPLED]:
         info = sample(sock)
@@ -106,9 +107,8 @@ def _summarise(backend: Backend) -> dict | None:
         return None
     caps = [r.max_pacing_rate for r in rows if r.max_pacing_rate != NO_PACING_CAP]
     return {"connections": len(rows), "algorithms": sorted(names),
-            "cwnd": sum(r.cwnd for r in rows) // len(rows),
-            "srtt_us": sum(r.rtt_us for r in rows) // len(rows),
+            "cwnd": sum(r.cwnd for r in rows), "srtt_us": sum(r.rtt_us for r in rows),
             "srtt_max_us": max(r.rtt_us for r in rows),
             "retransmits": sum(r.total_retrans for r in rows),
-            "pacing_rate": sum(r.pacing_rate for r in rows) // len(rows),
-            "max_pacing_rate": sum(caps) // len(caps) if caps else None}
+            "pacing_rate": sum(r.pacing_rate for r in rows),
+            "capped": len(caps), "max_pacing_rate": sum(caps)}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 CC_COLUMNS = ["backend", "requested", "in effect", "in use", "conns", "cwnd", "srtt_ms",
@@ -21,10 +19,7 @@ def rate(bytes_per_second: float | None) -> str | None:
     return f"{bits:.0f}bit"
 
 
-def show(result: dict, as_json: bool, print_table) -> None:
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
+def show(result: dict, print_table) -> None:
     bpf = result["bpf"]
     if bpf["usable"]:
         owner = "" if bpf["owner"] else " (registered by another balancer)"
@@ -47,7 +42,7 @@ def show(result: dict, as_json: bool, print_table) -> None:
         state = "registered" if algorithm["registered"] else "not registered"
         click.echo(f"{name} ({state}): {values}")
     p = result["pacer"]
-    click.echo(f"pacer: every {p['interval_s'] * 1000:g}ms, start {rate(p['start_rate'] / 8)}, "
+    click.echo(f"pacer: every {p['interval'] * 1000:g}ms, start {rate(p['start_rate'] / 8)}, "
                f"+{rate(p['increase'] / 8)} while clean, x{p['decrease']} on loss or queueing "
                f"(rtt above min by {p['rtt_tolerance']:.0%}), within "
                f"{rate(p['min_rate'] / 8)}..{rate(p['max_rate'] / 8)}")

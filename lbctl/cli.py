@@ -213,7 +213,9 @@ def cc(ctx: click.Context, as_json: bool) -> None:
     """Congestion control per backend: algorithm, cwnd, srtt, retransmits, pacing."""
     if ctx.invoked_subcommand is None:
         from .cc import show
-        show(_admin(ctx, "cc"), as_json, _table)
+        result = _admin(ctx, "cc")
+        if not _printed_raw(result, as_json):
+            show(result, _table)
 
 
 @cc.command("set")

@@ -119,6 +119,16 @@ def _check_machine() -> None:
             raise TraceUnavailable(f"tracefs is not mounted at {TRACEFS} and cannot be")
 
 
+def unavailable() -> str | None:
+    """Why lbctl trace cannot run here, or None."""
+    try:
+        _bcc()
+        _check_machine()
+    except TraceUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def ipv4_targets(names: list[str]) -> list[tuple[str, str, int]]:
     """(backend name, IPv4 address, port) for each backend that has one."""
     out = []

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import http.client
 import os
-from contextlib import contextmanager
 import shutil
+import socket
+import struct
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -115,3 +119,30 @@ def balancer_config(topo: Topology, backends: list[str], mode: str = "http",
     return (f"balancer: {{port: 8080, bind: {topo.hosts['lb']}, mode: {mode}, workers: 1}}\n"
             "backends:\n" + "\n".join(lines) + "\n"
             f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n" + extra)
+
+
+@contextmanager
+def streaming_upload(topo: Topology, seconds: float):
+    """An upload that keeps sending until the block ends (or ``seconds`` pass)."""
+    stop = threading.Event()
+    sock = topo.connect("client", "lb", 8080, timeout=5)
+    sock.sendall(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
+    chunk = b"u" * 65536
+
+    def send() -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()            # reset: the balancer drops what it holds of the body
+        thread.join(10)

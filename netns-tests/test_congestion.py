@@ -9,20 +9,18 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
-from conftest import Client, balancer_config
+from conftest import Client, balancer_config, streaming_upload
 from topology import Topology, lbctl_path
 
 from dataplane.bpf_cc import OBJECT_DIR
 from dataplane.tcp_info import kernel_algorithms
+from lbctl.trace import unavailable
 
 OURS = {"lb_aimd", "lb_delay"}
 UPLOAD = 6_000_000
@@ -74,33 +72,6 @@ def bits_per_second(text: str) -> float:
     """ss's rate words: 12345bps, 1.2Kbps, 50Mbps, 1.5Gbps."""
     number, unit = re.fullmatch(r"([\d.]+)([KMG]?)bps", text).groups()
     return float(number) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[unit]
-
-
-@contextmanager
-def streaming_upload(topo: Topology, seconds: float):
-    """An upload that keeps sending until the block ends (or ``seconds`` pass)."""
-    stop = threading.Event()
-    sock = topo.connect("client", "lb", 8080, timeout=5)
-    sock.sendall(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
-    chunk = b"u" * 65536
-
-    def send() -> None:
-        deadline = time.monotonic() + seconds
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                sock.sendall(chunk)
-            except OSError:
-                return
-
-    thread = threading.Thread(target=send)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()            # reset: the balancer drops what it holds of the body
-        thread.join(10)
 
 
 @needs_bpf
@@ -231,26 +202,14 @@ def test_client_side_algorithm_is_set_on_the_client_socket(topology):
     try:
         sock.sendall(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        out = topo.run("lb", ["ss", "-tinH", "state", "established", "src",
-                              f"{topo.hosts['lb']}:8080"], text=True).stdout
-        details = [line.split()[0] for line in out.splitlines() if line[:1].isspace()]
-        assert details == ["bbr"]
+        towards_clients = topo.tcp_sockets("lb", "lb", 8080, side="src")
+        assert [s.get("algorithm") for s in towards_clients] == ["bbr"]
     finally:
         sock.close()
 
 
-def _bcc_missing() -> str | None:
-    from lbctl.trace import TraceUnavailable, _bcc, _check_machine
-    try:
-        _bcc()
-        _check_machine()
-    except TraceUnavailable as exc:
-        return str(exc)
-    return None
-
-
 def test_lbctl_trace_prints_events_of_a_transfer(topology):
-    missing = _bcc_missing()
+    missing = unavailable()
     if missing:
         pytest.skip(f"bcc cannot run on this machine: {missing}")
     topo, b1 = site(topology, "cubic")

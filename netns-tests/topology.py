@@ -224,11 +224,13 @@ class Topology:
         subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"],
                        input=script.encode(), check=True, capture_output=True)
 
-    def tcp_sockets(self, host: str, peer: str, port: int) -> list[dict[str, str]]:
-        """What ``ss -tin`` says of the host's connections to peer:port, per
-        socket: "local" (address:port), "algorithm", the key:value fields
-        (rtt, cwnd, retrans, bytes_acked...) and the pacing rates."""
-        out = self.run(host, ["ss", "-tinH", "state", "established", "dst",
+    def tcp_sockets(self, host: str, peer: str, port: int,
+                    side: str = "dst") -> list[dict[str, str]]:
+        """What ``ss -tin`` says of the host's connections to peer:port (with
+        side="src": from it), per socket: "local" (address:port), "algorithm",
+        the key:value fields (rtt, cwnd, retrans, bytes_acked...) and the
+        pacing rates."""
+        out = self.run(host, ["ss", "-tinH", "state", "established", side,
                               f"{self.hosts[peer]}:{port}"], text=True).stdout
         sockets: list[dict[str, str]] = []
         for line in out.splitlines():

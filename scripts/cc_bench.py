@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "netns-tests"))
 
-from conftest import Client, balancer_config  # noqa: E402
+from conftest import Client, balancer_config, streaming_upload  # noqa: E402
 from topology import Topology, lbctl_path  # noqa: E402
 
 ALGORITHMS = ["cubic", "bbr", "reno", "lb_aimd", "lb_delay", "pacer"]
@@ -75,34 +74,13 @@ def single(topo: Topology, size: int) -> dict:
 
 
 def fairness(topo: Topology, seconds: float) -> dict:
-    stop = threading.Event()
-    socks = []
-    for _ in range(FLOWS):
-        sock = topo.connect("client", "lb", 8080)
-        sock.sendall(b"POST /flow HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
-        socks.append(sock)
-
-    def send(sock) -> None:
-        chunk = b"f" * 65536
-        while not stop.is_set():
-            try:
-                sock.sendall(chunk)
-            except OSError:
-                return
-
-    threads = [threading.Thread(target=send, args=(s,)) for s in socks]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)                       # past slow start
-    first = {s["local"]: int(s.get("bytes_acked", 0)) for s in upstream(topo)}
-    time.sleep(seconds)
-    last = {s["local"]: int(s.get("bytes_acked", 0)) for s in upstream(topo)}
-    stop.set()
-    for s in socks:     # a reset, so the balancer drops what it still holds of them
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.close()
-    for t in threads:
-        t.join(10)
+    with ExitStack() as flows:
+        for _ in range(FLOWS):
+            flows.enter_context(streaming_upload(topo, seconds + 30))
+        time.sleep(1.0)                   # past slow start
+        first = {s["local"]: int(s.get("bytes_acked", 0)) for s in upstream(topo)}
+        time.sleep(seconds)
+        last = {s["local"]: int(s.get("bytes_acked", 0)) for s in upstream(topo)}
     deadline = time.monotonic() + 15      # what was in pipes and buffers drains first
     while upstream(topo) and time.monotonic() < deadline:
         time.sleep(0.1)

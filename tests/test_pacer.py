@@ -12,7 +12,7 @@ SETTINGS = PacerSettings(start_rate=Rate(80e6), min_rate=Rate(8e6), max_rate=Rat
 
 
 def info(rtt_us: int = 100, retrans: int = 0, acked: int = 0) -> TcpSample:
-    return TcpSample(rtt_us, 100, 10, retrans, 0, 0, acked, 0)
+    return TcpSample(rtt_us, 100, 10, retrans, 0, 0, acked)
 
 
 def run(samples: list[TcpSample], queued: bool = False) -> list[int]:
