@@ -142,6 +142,31 @@ def test_bpf_registration_outlives_a_crash_and_ends_with_a_clean_stop(topology):
     assert not OURS & set(kernel_algorithms())
 
 
+@needs_bpf
+def test_a_second_balancer_uses_the_owners_algorithms_and_survives_their_loss(topology):
+    topo, _ = site(topology, "lb_aimd")
+    first = topo.procs[-1]
+    config = topo.tmp / "second.yaml"
+    config.write_text((topo.tmp / "balancer.yaml").read_text()
+                      .replace("port: 8080", "port: 8081").replace("admin.sock", "second.sock")
+                      + "pool: {max_idle: 0}\n")        # a new backend connection per request
+    second = topo.spawn("lb", [lbctl_path(), "run", "-c", str(config)], log_name="second.log")
+    topo.wait_port("lb", 8081, from_host="lb", proc=second)
+    log = topo.wait_for_log(second, '"event":"worker listening"')
+    assert "owned by another balancer; using its registrations" in log and '"owner":false' in log
+    refused = subprocess.run([lbctl_path(), "--socket", str(topo.tmp / "second.sock"), "cc", "set",
+                              "lb_aimd", "increase", "2"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "lb_aimd is registered by another balancer" in refused.stderr
+    first.terminate()
+    assert first.wait(15) == 0 and "lb_aimd" not in kernel_algorithms()
+    # The second balancer's new connections cannot get lb_aimd any more: they
+    # use the kernel default, and it says so once.
+    for _ in range(3):
+        assert Client(topo, port=8081).request("GET", "/who")[0].status == 200
+    log = topo.wait_for_log(second, "congestion control not available; kernel default used")
+    assert log.count("congestion control not available") == 1
+
+
 def test_pacer_stands_in_for_bpf_and_follows_aimd(topology):
     topo, b1 = site(topology, "lb_aimd", extra="congestion: {bpf: 'off'}\n")
     log = Topology.log(topo.procs[-1])
