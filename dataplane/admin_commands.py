@@ -12,7 +12,8 @@ from . import __version__
 from .admin import AdminError
 from .channel import BackendState
 from .bpf_cc import BpfError
-from .congestion import Congestion, merge_samples
+from .config import check_algorithm
+from .congestion import merge_samples
 
 if TYPE_CHECKING:
     from .control import Control
@@ -176,7 +177,7 @@ def _algorithm(value: Any) -> str:
     if not isinstance(value, str):
         raise AdminError("bad_args", "cc must be a string")
     try:
-        Congestion.check(value)
+        check_algorithm(value)
     except ValueError as exc:
         raise AdminError("bad_args", str(exc)) from None
     return value

@@ -269,17 +269,25 @@ def _error(lines: dict, source: str, path: tuple, what: str) -> ConfigError:
 
 def _check_backends(config: Config, lines: dict, source: str) -> None:
     seen: dict[tuple[str, int], int] = {}
-    known = congestion_algorithms()
     for i, backend in enumerate(config.backends):
         key = (backend.host.lower(), backend.port)
         if key in seen:
             raise _error(lines, source, ("backends", i), f"duplicate backend {backend.name} "
                          f"(already backends[{seen[key]}])")
         seen[key] = i
-        cc = backend.congestion_control
-        if cc is not None and cc not in known:
-            raise _error(lines, source, ("backends", i, "congestion_control"),
-                         f"unknown algorithm {cc!r}; available: {', '.join(known)}")
+        if backend.congestion_control is not None:
+            try:
+                check_algorithm(backend.congestion_control)
+            except ValueError as exc:
+                raise _error(lines, source, ("backends", i, "congestion_control"),
+                             str(exc)) from None
+
+
+def check_algorithm(name: str) -> None:
+    """ValueError, listing what is available, unless a backend may ask for ``name``."""
+    known = congestion_algorithms()
+    if name not in known:
+        raise ValueError(f"unknown algorithm {name!r}; available: {', '.join(known)}")
 
 
 def congestion_algorithms() -> list[str]:

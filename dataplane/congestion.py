@@ -47,13 +47,6 @@ class Congestion:
             return PACER
         return requested
 
-    @staticmethod
-    def check(requested: str) -> None:
-        """ValueError unless ``requested`` can be asked for."""
-        known = congestion_algorithms()
-        if requested not in known:
-            raise ValueError(f"unknown algorithm {requested!r}; available: {', '.join(known)}")
-
     def describe(self, states: list, samples: dict[str, dict]) -> dict:
         return {
             "available": congestion_algorithms(), "bpf": self.bpf.describe(),
