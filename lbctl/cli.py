@@ -253,13 +253,10 @@ def trace(ctx: click.Context, seconds: float, count: int, interval_ms: float,
     def emit(event: dict) -> None:
         if as_json:
             click.echo(json.dumps(event))
-        elif event["event"] == "probe":
-            click.echo(f"{event['t']:10.3f} {event['backend']:<22} :{event['local_port']:<5} "
-                       f"probe cwnd={event['cwnd']} ssthresh={event['ssthresh']} "
-                       f"srtt_us={event['srtt_us']} snd_wnd={event['snd_wnd']}")
         else:
-            click.echo(f"{event['t']:10.3f} {event['backend']:<22} :{event['local_port']:<5} "
-                       f"retransmit state={event['state']}")
+            t, backend, port, kind = (event.pop(k) for k in ("t", "backend", "local_port", "event"))
+            fields = " ".join(f"{k}={v}" for k, v in event.items())
+            click.echo(f"{t:10.3f} {backend:<22} :{port:<5} {kind} {fields}")
 
     def ready(addresses: int) -> None:
         click.echo(f"tracing {addresses} backend addresses (Ctrl-C stops)", err=True)
