@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from topology import Topology  # noqa: E402
+from topology import Topology, lbctl_path  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -110,6 +111,12 @@ def two_backend_site(workers: int = 1):
         yield topo
     finally:
         topo.close()
+
+
+def lbctl(topo: Topology, *args: str, socket: str = "admin.sock") -> subprocess.CompletedProcess:
+    """lbctl as a user runs it, against a balancer of the topology."""
+    return subprocess.run([lbctl_path(), "--socket", str(topo.tmp / socket), *args],
+                          capture_output=True, text=True, timeout=30)
 
 
 def balancer_config(topo: Topology, backends: list[str], mode: str = "http",

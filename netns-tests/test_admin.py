@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import Client, balancer_config, two_backend_site
+from conftest import Client, balancer_config, lbctl, two_backend_site
 from topology import Topology, lbctl_path
 
 
@@ -19,11 +19,6 @@ from topology import Topology, lbctl_path
 def site():
     with two_backend_site(workers=2) as topo:
         yield topo
-
-
-def lbctl(topo: Topology, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([lbctl_path(), "--socket", str(topo.tmp / "admin.sock"), *args],
-                          capture_output=True, text=True, timeout=30)
 
 
 def raw(topo: Topology, payload: bytes) -> list[dict]:

@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from conftest import Client, balancer_config, streaming_upload
+from conftest import Client, balancer_config, lbctl, streaming_upload
 from topology import Topology, lbctl_path
 
 from dataplane.bpf_cc import OBJECT_DIR
@@ -35,11 +35,6 @@ def _bpf_missing() -> str | None:
 
 needs_bpf = pytest.mark.skipif(_bpf_missing() is not None,
                                reason=f"our BPF algorithms cannot load here: {_bpf_missing()}")
-
-
-def lbctl(topo: Topology, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([lbctl_path(), "--socket", str(topo.tmp / "admin.sock"), *args],
-                          capture_output=True, text=True, timeout=30)
 
 
 def site(topology, cc: str, extra: str = "", client_side: bool = False) -> tuple[Topology, str]:
@@ -154,8 +149,7 @@ def test_a_second_balancer_uses_the_owners_algorithms_and_survives_their_loss(to
     topo.wait_port("lb", 8081, from_host="lb", proc=second)
     log = topo.wait_for_log(second, '"event":"worker listening"')
     assert "owned by another balancer; using its registrations" in log and '"owner":false' in log
-    refused = subprocess.run([lbctl_path(), "--socket", str(topo.tmp / "second.sock"), "cc", "set",
-                              "lb_aimd", "increase", "2"], capture_output=True, text=True, timeout=30)
+    refused = lbctl(topo, "cc", "set", "lb_aimd", "increase", "2", socket="second.sock")
     assert refused.returncode == 1 and "lb_aimd is registered by another balancer" in refused.stderr
     first.terminate()
     assert first.wait(15) == 0 and "lb_aimd" not in kernel_algorithms()

@@ -18,9 +18,7 @@ def peer(body: bytes) -> str:
 
 
 def established(topo, backend: str) -> int:
-    out = topo.run("lb", ["ss", "-Htn", "state", "established",
-                          f"dst {topo.hosts[backend]}:8000"]).stdout.decode()
-    return len([line for line in out.splitlines() if line.strip()])
+    return len(topo.tcp_sockets("lb", backend, 8000))
 
 
 def test_sequential_requests_reuse_at_most_max_idle_connections(topology):

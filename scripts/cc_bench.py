@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "netns-tests"))
 
-from conftest import Client, balancer_config, streaming_upload  # noqa: E402
-from topology import Topology, lbctl_path  # noqa: E402
+from conftest import Client, balancer_config, lbctl, streaming_upload  # noqa: E402
+from topology import Topology  # noqa: E402
 
 ALGORITHMS = ["cubic", "bbr", "reno", "lb_aimd", "lb_delay", "pacer"]
 FLOWS = 4
@@ -108,15 +107,13 @@ def main() -> None:
         topo.wait_for_log(lb, '"event":"worker listening"')
         topo.shape("b1", args.rate, queue=args.queue)
         name = f"{topo.hosts['b1']}:8000"
-        lbctl = [lbctl_path(), "--socket", str(topo.tmp / "admin.sock")]
         for tune in args.tune:
             target, _, value = tune.partition("=")
             algorithm, _, key = target.partition(".")
-            subprocess.run([*lbctl, "cc", "set", algorithm, key, value], check=True)
+            lbctl(topo, "cc", "set", algorithm, key, value).check_returncode()
         rows = {}
         for algorithm in args.algorithms.split(","):
-            subprocess.run([*lbctl, "backend", "set", name, "cc", algorithm], check=True,
-                           capture_output=True)
+            lbctl(topo, "backend", "set", name, "cc", algorithm).check_returncode()
             time.sleep(0.3)               # applied, old connections gone
             rows[algorithm] = {**single(topo, args.size), **fairness(topo, args.seconds)}
             print(algorithm, json.dumps(rows[algorithm]), flush=True)
