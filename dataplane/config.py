@@ -83,8 +83,10 @@ class Balancer(Section):
     hash_key: Annotated[str, msgspec.Meta(
         pattern=r"^(client_ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")] = "client_ip"
     ring_size: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] | None = None
+    maglev_table_size: Annotated[int, msgspec.Meta(ge=251, le=5_000_011)] = 65537  # prime
     balance_factor: Annotated[float, msgspec.Meta(ge=1.0, le=10.0)] = 1.25
-    health_check_interval: Duration = Duration(10)
+    health_check_interval: Duration = Duration(10)    # the probe interval (health checks)
+    resolve_interval: Duration = Duration(30)         # host names are looked up again
     failure_threshold: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 8.0
     relay: Literal["auto", "splice", "copy"] = "auto"
 
@@ -267,6 +269,19 @@ def _error(lines: dict, source: str, path: tuple, what: str) -> ConfigError:
     return ConfigError(f"{where}: {_dotted(path)}: {what}")
 
 
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
+
+
+def _check_balancer(config: Config, lines: dict, source: str) -> None:
+    settings = config.balancer
+    if not _is_prime(settings.maglev_table_size):
+        raise _error(lines, source, ("balancer", "maglev_table_size"),
+                     f"{settings.maglev_table_size} is not prime (65537, 655373 and 5000011 are)")
+    if settings.resolve_interval < 1:
+        raise _error(lines, source, ("balancer", "resolve_interval"), "must be at least 1s")
+
+
 def _check_backends(config: Config, lines: dict, source: str) -> None:
     seen: dict[tuple[str, int], int] = {}
     for i, backend in enumerate(config.backends):
@@ -292,13 +307,13 @@ def check_algorithm(name: str) -> None:
 
 def congestion_algorithms() -> list[str]:
     """What ``congestion_control`` may name: the kernel's, ours from bpf/, pacer."""
-    from .bpf_cc import ALGORITHMS
-    from .tcp_info import kernel_algorithms
+    from .kernel.bpf_cc import ALGORITHMS
+    from .kernel.tcp_info import kernel_algorithms
     return list(dict.fromkeys([*kernel_algorithms(), *ALGORITHMS, "pacer"]))
 
 
 def _check_congestion(config: Config, lines: dict, source: str) -> None:
-    from .bpf_cc import ALGORITHMS, check_tunable
+    from .kernel.bpf_cc import ALGORITHMS, check_tunable
     pacer = config.congestion.pacer
     if not 0.01 <= pacer.interval <= 10:
         raise _error(lines, source, ("congestion", "pacer", "interval"), "must be 10ms to 10s")
@@ -338,6 +353,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         config = msgspec.convert(data, Config, dec_hook=_decode_hook)
     except msgspec.ValidationError as exc:
         raise _explain(exc, lines, source) from None
+    _check_balancer(config, lines, source)
     _check_backends(config, lines, source)
     _check_congestion(config, lines, source)
     return config

@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config, items):
 def no_bpf_left_behind():
     """Balancers killed by a test leave their BPF registrations: remove them."""
     yield
-    from dataplane.bpf_cc import clear_orphans
+    from dataplane.kernel.bpf_cc import clear_orphans
     clear_orphans()
 
 

@@ -18,8 +18,8 @@ import pytest
 from conftest import Client, balancer_config, lbctl, streaming_upload
 from topology import Topology, lbctl_path
 
-from dataplane.bpf_cc import OBJECT_DIR
-from dataplane.tcp_info import kernel_algorithms
+from dataplane.kernel.bpf_cc import OBJECT_DIR
+from dataplane.kernel.tcp_info import kernel_algorithms
 from lbctl.trace import unavailable
 
 OURS = {"lb_aimd", "lb_delay"}

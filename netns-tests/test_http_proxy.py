@@ -11,7 +11,7 @@ import pytest
 from conftest import Client, balancer_config, two_backend_site
 from topology import Topology
 
-from lbctl.backend import PATTERN, encode_frame
+from dataplane.testing.backend import PATTERN, encode_frame
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ class Topology:
 
     def python_backend(self, host: str, name: str, port: int = 8000,
                        tcp: bool = False) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "lbctl.backend", "--name", name,
+        argv = [sys.executable, "-m", "dataplane.testing.backend", "--name", name,
                 "--host", self.hosts[host], "--port", str(port)] + (["--tcp"] if tcp else [])
         proc = self.spawn(host, argv, log_name=f"{name}.log")
         self.wait_port(host, port, from_host=host)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataplane.ring import Ring  # noqa: E402
+from dataplane.channel.ring import Ring  # noqa: E402
 
 STAMP = struct.Struct("<q")
 DONE = b"done"

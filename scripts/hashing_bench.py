@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataplane.backends import Backend  # noqa: E402
-from dataplane.balance import make_balancer  # noqa: E402
+from dataplane.upstream.host import Backend  # noqa: E402
+from dataplane.upstream.choice import make_balancer  # noqa: E402
 from dataplane.config import Backend as Spec  # noqa: E402
 
 HASHED = ("ring_hash", "maglev", "bounded_load")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.bpf_cc import BpfAlgorithms
-from dataplane.congestion import Congestion
+from dataplane.kernel.bpf_cc import BpfAlgorithms
+from dataplane.control.congestion import Congestion
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_switched_off_by_configuration():
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                     reason="needs root to run a check as an unprivileged user")
 def test_an_unprivileged_user_gets_a_reason_not_a_crash():
-    script = ("from dataplane.bpf_cc import BpfAlgorithms; b = BpfAlgorithms(True, {}); "
+    script = ("from dataplane.kernel.bpf_cc import BpfAlgorithms; b = BpfAlgorithms(True, {}); "
               "b.start(); print(b.reason)")
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                              sys.executable, "-c", script], capture_output=True, text=True,
@@ -44,7 +44,7 @@ def test_an_unprivileged_user_gets_a_reason_not_a_crash():
 
 def test_bpf_names_map_to_the_pacer_when_not_registered():
     # Only while nothing registered them: a running balancer may own them.
-    from dataplane.tcp_info import kernel_algorithms
+    from dataplane.kernel.tcp_info import kernel_algorithms
     if "lb_aimd" in kernel_algorithms():
         pytest.skip("lb_aimd is registered on this machine right now")
     assert Congestion.effective("lb_aimd") == "pacer"

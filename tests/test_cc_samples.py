@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataplane.channel import Counters
-from dataplane.congestion import merge_samples
+from dataplane.channel.messages import Counters
+from dataplane.control.congestion import merge_samples
 
 
 def sums(connections, cwnd, srtt, capped, cap, algorithms=("cubic",)) -> dict:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.hashing import Maglev, Ring, bounded_pick, key_hash
+from dataplane.upstream.hashing import Maglev, Ring, bounded_pick, key_hash
 
 KEYS = [key_hash(b"key-%d" % i) for i in range(20000)]
 
@@ -114,7 +114,7 @@ def test_bounded_load_is_plain_consistent_hashing_when_load_is_even():
 def test_same_key_same_backend_in_another_process():
     names = names_for(50)
     here = [Maglev(names, [100] * 50).pick(key_hash(b"user-%d" % i), always_up) for i in range(50)]
-    code = ("from dataplane.hashing import Maglev, key_hash\n"
+    code = ("from dataplane.upstream.hashing import Maglev, key_hash\n"
             f"names = {names!r}\n"
             "t = Maglev(names, [100] * 50)\n"
             "print([t.pick(key_hash(b'user-%d' % i), lambda i: True) for i in range(50)])")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataplane import http1
-from dataplane.http1 import CHUNKED, CLOSE, LENGTH, NONE
+from dataplane.http import rules as http1
+from dataplane.http.rules import CHUNKED, CLOSE, LENGTH, NONE
 
 
 def test_request_head_drops_hop_by_hop_and_adds_forwarding():

@@ -4,8 +4,8 @@ queueing, hold when idle, stay within bounds."""
 from __future__ import annotations
 
 from dataplane.config import Pacer as PacerSettings, Rate
-from dataplane.pacer import Flow, Pacer
-from dataplane.tcp_info import TcpSample
+from dataplane.kernel.pacer import Flow, Pacer
+from dataplane.kernel.tcp_info import TcpSample
 
 SETTINGS = PacerSettings(start_rate=Rate(80e6), min_rate=Rate(8e6), max_rate=Rate(160e6),
                          increase=Rate(8e6), decrease=0.5, rtt_tolerance=1.0)

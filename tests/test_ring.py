@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.ring import HEADER, Ring, RingCorrupt, RingFull
+from dataplane.channel.ring import HEADER, Ring, RingCorrupt, RingFull
 
 records = st.binary(min_size=0, max_size=100)
 operations = st.lists(st.one_of(st.tuples(st.just("put"), records), st.just(("get", None))),

@@ -12,11 +12,11 @@ import os
 import socket
 from typing import Callable, Protocol
 
-from .backends import Backend, PoolStats
-from .config import Pool as PoolSettings
-from .reactor import Reactor
-from .stream import Stream
-from .transport import Transport
+from .host import Host, PoolStats
+from ..config import Pool as PoolSettings
+from ..io.reactor import Reactor
+from ..io.stream import Stream
+from ..kernel.transport import Transport
 
 FRESH = 1.0     # seconds idle under which a pooled connection is reused unchecked
 
@@ -30,7 +30,7 @@ class UpstreamUser(Protocol):
 class UpstreamConnection:
     __slots__ = ("pool", "backend", "stream", "user", "requests", "idle_since", "counted")
 
-    def __init__(self, pool: "Pool", backend: Backend, sock: socket.socket) -> None:
+    def __init__(self, pool: "Pool", backend: Host, sock: socket.socket) -> None:
         self.pool = pool
         self.backend = backend
         self.stream = Stream(pool.reactor, sock, self)
@@ -70,7 +70,7 @@ class Connect:
     __slots__ = ("pool", "backend", "sock", "callback", "waiting")
     callback: "SocketConnected | None"
 
-    def __init__(self, pool: "Pool", backend: Backend, callback: SocketConnected) -> None:
+    def __init__(self, pool: "Pool", backend: Host, callback: SocketConnected) -> None:
         self.pool, self.backend = pool, backend
         self.callback = callback
         self.sock = socket.socket(backend.family, socket.SOCK_STREAM)
@@ -108,7 +108,7 @@ class Connect:
             if self.waiting:
                 self.pool.reactor.remove_writer(self.sock.fileno())
             self._give_up()
-            self.pool._freed(self.backend)
+            self.pool.pass_turn(self.backend)
 
     def _give_up(self) -> None:
         self.callback = None
@@ -138,7 +138,7 @@ class Pool:
         self.max_queue = settings.max_queue
         self.closing = False
 
-    def acquire(self, backend: Backend, now: float) -> UpstreamConnection | None:
+    def acquire(self, backend: Host, now: float) -> UpstreamConnection | None:
         """An idle connection to reuse, most recently used first, or None. One
         idle for over FRESH seconds that the backend has closed (EOF or reset
         not yet seen by the loop) is dropped here rather than failing the
@@ -159,29 +159,34 @@ class Pool:
     def backend_reused(conn: UpstreamConnection) -> None:
         conn.backend.pool.reused += 1
 
-    def can_open(self, backend: Backend) -> bool:
+    @staticmethod
+    def count_retry(backend: Host) -> None:
+        """A request retried on a fresh connection after a reused one failed."""
+        backend.pool.retries += 1
+
+    def can_open(self, backend: Host) -> bool:
         return backend.active < self.max_active
 
-    def connect(self, backend: Backend, callback: Connected) -> Connect:
+    def connect(self, backend: Host, callback: Connected) -> Connect:
         """Open a keep-alive connection for HTTP: the one place they are made."""
         def opened(sock: socket.socket | None, exc: OSError | None) -> None:
             if sock is None:
                 backend.pool.connect_failures += 1
-                self._freed(backend)
+                self.pass_turn(backend)
                 callback(None, exc)
             else:
                 backend.pool.opened += 1
                 callback(UpstreamConnection(self, backend, sock), None)
         return Connect(self, backend, opened)
 
-    def enqueue(self, backend: Backend, waiter: Waiter) -> bool:
+    def enqueue(self, backend: Host, waiter: Waiter) -> bool:
         """Wait for a connection; False when ``max_queue`` are waiting already."""
         if len(backend.waiting) >= self.max_queue:
             return False
         backend.waiting.append(waiter)
         return True
 
-    def unqueue(self, backend: Backend, waiter: Waiter, timed_out: bool) -> None:
+    def unqueue(self, backend: Host, waiter: Waiter, timed_out: bool) -> None:
         try:
             backend.waiting.remove(waiter)
         except ValueError:
@@ -204,13 +209,22 @@ class Pool:
             conn.idle_since = now
             backend.idle.append(conn)
 
+    def connect_socket(self, backend: Host, callback: SocketConnected) -> Connect:
+        """Open a connection whose socket leaves the pool at once (TCP mode): it
+        holds one of ``backend.active`` until ``socket_closed``."""
+        return Connect(self, backend, callback)
+
+    def socket_closed(self, backend: Host) -> None:
+        backend.active -= 1
+        self.pass_turn(backend)
+
     def detach(self, conn: UpstreamConnection) -> socket.socket:
         """Take a connection out of the pool's accounting for good (an upgrade)."""
         conn.user = None
         if conn.counted:
             conn.counted = False
             conn.backend.active -= 1
-            self._freed(conn.backend)
+            self.pass_turn(conn.backend)
         return conn.stream.detach()
 
     def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
@@ -228,21 +242,22 @@ class Pool:
                 backend.pool.closed_by_peer += 1
             else:
                 backend.pool.closed_by_us += 1
-            self._freed(backend)
+            self.pass_turn(backend)
 
-    def _freed(self, backend: Backend) -> None:
-        """A connection slot opened up: the first waiter may open a connection."""
+    def pass_turn(self, backend: Host) -> None:
+        """A connection slot opened up (or a waiter gave up its turn): the first
+        waiter may open a connection."""
         if backend.waiting and self.can_open(backend) and not self.closing:
             self.loop.call_soon(backend.waiting.popleft().dequeued, None)
 
-    def sweep(self, backends: list[Backend], now: float) -> None:
+    def sweep(self, backends: list[Host], now: float) -> None:
         """Close idle connections past idle_timeout (the oldest sit at the front)."""
         limit = now - self.idle_timeout
         for backend in backends:
             while backend.idle and backend.idle[0].idle_since <= limit:
                 self.discard(backend.idle[0])
 
-    def close_idle(self, backends: list[Backend], for_good: bool = True) -> None:
+    def close_idle(self, backends: list[Host], for_good: bool = True) -> None:
         """Close the idle connections; ``for_good`` also stops taking any back."""
         self.closing = self.closing or for_good
         for backend in backends:
@@ -250,7 +265,7 @@ class Pool:
                 self.discard(backend.idle[0])
 
     @staticmethod
-    def stats(backends: list[Backend]) -> dict[str, dict[str, int]]:
+    def stats(backends: list[Host]) -> dict[str, dict[str, int]]:
         """Per backend: what the admin socket's stats command will show."""
         out = {}
         for backend in backends:

@@ -1,4 +1,4 @@
-"""Messages between the control process and the workers, over rings.
+"""A worker's link to the control process: two rings with doorbells.
 
 Down (control -> worker, policy: wait up to 1 s when full): versioned state
 snapshots; a worker applies a newer one between requests (messages are handled
@@ -16,59 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Callable, Union
+from typing import Callable
 
 import msgspec
 
+from .messages import Down, Up
 from .ring import Ring
 
 POLL = 0.05
 STATE_WAIT = 1.0          # seconds the control process waits for room for a snapshot
 RING_SIZE = 1 << 20
-OUTCOMES_PER_RECORD = 512
-
-
-class BackendState(msgspec.Struct, array_like=True):
-    host: str
-    port: int
-    weight: int
-    state: str = "ready"      # ready | drain | maint
-    cc: str = ""              # congestion control in effect; "" = the kernel's default
-    client_side: bool = False
-    cc_wanted: str = ""       # what the configuration or lbctl asked for
-
-
-class Snapshot(msgspec.Struct, tag="state", array_like=True):
-    version: int
-    backends: list[BackendState]
-
-
-class Ack(msgspec.Struct, tag="ack", array_like=True):
-    slot: int
-    pid: int
-    version: int
-
-
-class Outcomes(msgspec.Struct, tag="outcomes", array_like=True):
-    """(backend name, status, ms, bytes in, bytes out, error) per finished request."""
-    slot: int
-    records: list[tuple[str, int, float, int, int, str]]
-
-
-class Counters(msgspec.Struct, tag="counters", array_like=True):
-    slot: int
-    pid: int
-    connections: int        # accepted since the worker started
-    open: int               # open now
-    dropped: int            # up-ring records lost to a full ring
-    rejected: int = 0       # requests refused before a backend (400, 408, 431...)
-    refused: int = 0        # connections closed at accept: limits.connections reached
-    backends: dict[str, dict[str, int]] = {}   # pool figures by backend name
-    tcp: dict[str, dict] = {}                  # transport samples by backend (tcp_stats)
-
-
-Down = Snapshot
-Up = Union[Ack, Outcomes, Counters]
 
 
 class Endpoint:

@@ -3,20 +3,19 @@ totals, status classes, error kinds, and a recent latency window."""
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
-from .channel import Counters
+from ..channel.messages import Counters
+from ..upstream.outcome import ErrorKind, Outcome
 
 WINDOW = 1000            # latencies kept per backend for p50/p99
-CONNECT_ERRORS = ("cannot connect", "connect to backend timed out")
 POOL_SUMS = ("open", "idle", "waiting", "retries", "connect_failures", "queue_timeouts",
              "opened", "reused")
 
 
 class BackendTally:
     __slots__ = ("requests", "bytes_in", "bytes_out", "statuses", "connect_errors",
-                 "response_errors", "latencies", "max_open", "max_queue", "state_changed")
+                 "response_errors", "latencies", "max_open", "max_queue")
 
     def __init__(self) -> None:
         self.requests = self.bytes_in = self.bytes_out = 0
@@ -24,7 +23,6 @@ class BackendTally:
         self.connect_errors = self.response_errors = 0
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         self.max_open = self.max_queue = 0
-        self.state_changed = time.time()
 
     @property
     def errors(self) -> int:
@@ -48,31 +46,37 @@ class Tally:
             tally = self.backends[name] = BackendTally()
         return tally
 
-    def outcomes(self, records: list) -> None:
-        for name, status, ms, bytes_in, bytes_out, error in records:
-            if not name:
+    def outcomes(self, records: list[Outcome]) -> None:
+        for outcome in records:
+            if not outcome.backend:
                 continue           # answered by the balancer before choosing a backend
-            tally = self.backend(name)
+            tally = self.backend(outcome.backend)
             tally.requests += 1
-            tally.bytes_in += bytes_in
-            tally.bytes_out += bytes_out
+            tally.bytes_in += outcome.bytes_in
+            tally.bytes_out += outcome.bytes_out
+            status = outcome.status
             if 100 <= status < 600:
                 tally.statuses[status // 100] += 1
-            if error:
-                if error.startswith(CONNECT_ERRORS):
-                    tally.connect_errors += 1
-                else:
-                    tally.response_errors += 1
+            if outcome.error is ErrorKind.NONE:
+                tally.latencies.append(outcome.ms)
+            elif outcome.error.connect:
+                tally.connect_errors += 1
             else:
-                tally.latencies.append(ms)
+                tally.response_errors += 1
 
     @staticmethod
     def pool_totals(reports: list[Counters]) -> dict[str, dict[str, int]]:
         totals: dict[str, dict[str, int]] = {}
         for report in reports:
-            for name, figures in report.backends.items():
+            for name, figures in _hosts(report):
                 into = totals.setdefault(name, dict.fromkeys(POOL_SUMS, 0))
                 figures = {**figures, "open": figures["idle"] + figures["busy"]}
                 for key in POOL_SUMS:
                     into[key] += figures.get(key, 0)
         return totals
+
+
+def _hosts(report: Counters):
+    """(backend name, pool figures) over every cluster of a worker's report."""
+    for hosts in report.clusters.values():
+        yield from hosts.items()

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import __version__
+from .. import __version__
 from .admin import AdminError
-from .channel import BackendState
-from .bpf_cc import BpfError
-from .config import check_algorithm
+from ..channel.messages import BackendState
+from ..kernel.bpf_cc import BpfError
+from ..config import check_algorithm
 from .congestion import merge_samples
 
 if TYPE_CHECKING:
@@ -28,14 +28,14 @@ def admin_commands(control: "Control") -> dict:
         return {
             "version": __version__, "uptime_s": round(time.time() - control.started, 1),
             "mode": settings.mode, "listeners": [f"{settings.bind}:{settings.port}"],
-            "algorithm": settings.algorithm, "state_version": control.version,
+            "algorithm": settings.algorithm, "state_version": control.state.version,
             "workers": [{"slot": s.index, "pid": s.pid, "state_version": s.version}
-                        for s in control.slots if s.pid]}
+                        for s in control.supervisor.live()]}
 
     def backends(_: dict) -> list[dict]:
         pools = control.tally.pool_totals(control.reports())
         rows = []
-        for state in control.states:
+        for state in control.state.backends:
             name = f"{state.host}:{state.port}"
             pool = pools.get(name, {})
             tally = control.tally.backend(name)
@@ -52,7 +52,7 @@ def admin_commands(control: "Control") -> dict:
         reports = control.reports()
         pools = control.tally.pool_totals(reports)
         per_backend = {}
-        for state in control.states:
+        for state in control.state.backends:
             name = f"{state.host}:{state.port}"
             tally, pool = control.tally.backend(name), pools.get(name, {})
             busy = pool.get("open", 0) - pool.get("idle", 0)
@@ -68,7 +68,7 @@ def admin_commands(control: "Control") -> dict:
                 "queue_timeouts": pool.get("queue_timeouts", 0),
                 "connections_opened": pool.get("opened", 0),
                 "connections_reused": pool.get("reused", 0),
-                "last_state_change": round(tally.state_changed, 3)}
+                "last_state_change": round(control.state.state_changed.get(name, 0.0), 3)}
         settings = control.config.balancer
         listener = {
             "sessions_current": sum(r.open for r in reports),
@@ -82,14 +82,14 @@ def admin_commands(control: "Control") -> dict:
 
     def backend_add(args: dict) -> dict:
         host, port = _address(_text(args, "name"))
-        if any((s.host, s.port) == (host, port) for s in control.states):
+        if control.state.find(f"{host}:{port}") is not None:
             raise AdminError("exists", f"backend {host}:{port} exists already")
         weight = _weight(args.get("weight", 100))
         cc = _algorithm(args.get("cc"))
-        control.publish([*control.states, BackendState(
+        control.state.publish([*control.state.backends, BackendState(
             host, port, weight, "ready", control.congestion.effective(cc), False, cc)])
         return {"name": f"{host}:{port}", "weight": weight, "cc": cc or None,
-                "state_version": control.version}
+                "state_version": control.state.version}
 
     async def backend_remove(args: dict) -> dict:
         name = _text(args, "name")
@@ -100,15 +100,15 @@ def admin_commands(control: "Control") -> dict:
             raise AdminError("bad_args", "timeout must be seconds from 0 to 3600")
         if not force:
             drained = msgspec.structs.replace(old, state="drain")
-            control.publish([drained if s is old else s for s in control.states])
+            control.state.publish([drained if s is old else s for s in control.state.backends])
             deadline = time.monotonic() + timeout
             while _busy(control, name) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             if _busy(control, name):
                 raise AdminError("busy", f"{name} still has requests in flight after "
                                          f"{timeout}s; it stays in drain (use --force)")
-        control.publish([s for s in control.states if (s.host, s.port) != (old.host, old.port)])
-        return {"name": name, "removed": True, "state_version": control.version}
+        control.state.publish([s for s in control.state.backends if s is not _find(control, name)])
+        return {"name": name, "removed": True, "state_version": control.state.version}
 
     def backend_set(args: dict) -> dict:
         name = _text(args, "name")
@@ -130,13 +130,14 @@ def admin_commands(control: "Control") -> dict:
         if not changes:
             raise AdminError("bad_args", "give weight, state, cc or client_side")
         new = msgspec.structs.replace(old, **changes)
-        control.publish([new if s is old else s for s in control.states])
+        control.state.publish([new if s is old else s for s in control.state.backends])
         return {"name": name, "weight": new.weight, "state": new.state,
                 "cc": new.cc_wanted or None, "cc_in_effect": new.cc or None,
-                "client_side": new.client_side, "state_version": control.version}
+                "client_side": new.client_side, "state_version": control.state.version}
 
     def cc(_: dict) -> dict:
-        return control.congestion.describe(control.states, merge_samples(control.reports()))
+        return control.congestion.describe(control.state.backends,
+                                           merge_samples(control.reports()))
 
     def cc_set(args: dict) -> dict:
         name, key = _text(args, "algorithm"), _text(args, "key")
@@ -164,7 +165,7 @@ def admin_commands(control: "Control") -> dict:
 
 
 def _find(control: "Control", name: str) -> BackendState:
-    for state in control.states:
+    for state in control.state.backends:
         if f"{state.host}:{state.port}" == name:
             return state
     raise AdminError("no_such_backend", f"no backend {name}")

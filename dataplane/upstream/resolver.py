@@ -1,8 +1,7 @@
-"""Runtime state of each backend: resolved address, weight, counters, idle pool.
+"""Host names resolved off the hot path.
 
-Hosts are resolved off the hot path. A host that does not resolve is not a
-configuration error: the backend stays down and is retried every
-``balancer.health_check_interval``.
+A host that does not resolve is not a configuration error: it stays down and
+is retried every ``balancer.resolve_interval`` (default 30s).
 """
 
 from __future__ import annotations
@@ -10,63 +9,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import weakref
-from collections import deque
-from typing import TYPE_CHECKING
 
 import structlog
 
-from .config import Backend as BackendConfig
+from .host import Host
 
-if TYPE_CHECKING:
-    from .upstream import UpstreamConnection
-
-log = structlog.get_logger("l7lb.backends")
-
-
-class PoolStats:
-    """Connection counters of one backend's pool in one worker."""
-
-    __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
-                 "connect_failures", "retries")
-
-    def __init__(self) -> None:
-        self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
-        self.queue_timeouts = self.connect_failures = self.retries = 0
-
-
-class Backend:
-    __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
-                 "active", "requests", "errors", "current_weight", "inflight", "waiting",
-                 "pool", "state", "cc", "client_side", "sockets")
-
-    def __init__(self, spec: BackendConfig) -> None:
-        self.name = spec.name
-        self.host = spec.host
-        self.port = spec.port
-        self.weight = spec.weight
-        self.address: tuple | None = None   # sockaddr once resolved
-        self.family = socket.AF_INET
-        self.idle: list[UpstreamConnection] = []   # most recently used last
-        self.active = 0        # open connections, busy or idle
-        self.requests = 0
-        self.errors = 0
-        self.current_weight = 0   # smooth weighted round robin state
-        self.inflight = 0         # requests or connections under way (this worker)
-        self.waiting: deque = deque()   # exchanges queued at pool.max_active
-        self.pool = PoolStats()
-        self.state = "ready"      # drain and maint take no new requests
-        self.cc = spec.congestion_control or ""    # in effect: "" is the kernel's default
-        self.client_side = spec.client_side
-        # Every open upstream socket, for the pacer and for TCP_INFO samples.
-        self.sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-
-    @property
-    def available(self) -> bool:
-        return self.address is not None and self.weight > 0 and self.state == "ready"
-
-    def set_address(self, family: int, address: tuple | None) -> None:
-        self.family, self.address = family, address
+log = structlog.get_logger("l7lb.resolver")
 
 
 def literal_address(host: str, port: int) -> tuple[int, tuple] | None:
@@ -83,11 +31,11 @@ def literal_address(host: str, port: int) -> tuple[int, tuple] | None:
 class Resolver:
     """Keeps every named backend's address current, marking it down when it fails."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, backends: list[Backend],
+    def __init__(self, loop: asyncio.AbstractEventLoop, backends: list[Host],
                  interval: float, on_change) -> None:
         self.loop = loop
         self.backends = backends
-        self.interval = max(interval, 1.0)
+        self.interval = interval
         self.on_change = on_change
         self._task: asyncio.Task | None = None
 
@@ -106,7 +54,7 @@ class Resolver:
         self.on_change()
         self._schedule(named, first_delay=0.0)
 
-    def _assign_literals(self) -> list[Backend]:
+    def _assign_literals(self) -> list[Host]:
         named = []
         for backend in self.backends:
             literal = literal_address(backend.host, backend.port)
@@ -116,7 +64,7 @@ class Resolver:
                 named.append(backend)
         return named
 
-    def _schedule(self, named: list[Backend], first_delay: float) -> None:
+    def _schedule(self, named: list[Host], first_delay: float) -> None:
         self.stop()
         if named:
             self._task = self.loop.create_task(self._refresh_forever(named, first_delay))
@@ -126,7 +74,7 @@ class Resolver:
             self._task.cancel()
             self._task = None
 
-    async def _refresh_forever(self, named: list[Backend], delay: float) -> None:
+    async def _refresh_forever(self, named: list[Host], delay: float) -> None:
         while True:
             await asyncio.sleep(delay)
             delay = self.interval
@@ -134,7 +82,7 @@ class Resolver:
             if any(results):
                 self.on_change()
 
-    async def _resolve(self, backend: Backend) -> bool:
+    async def _resolve(self, backend: Host) -> bool:
         """Resolve one host; return True when its address changed."""
         try:
             infos = await self.loop.getaddrinfo(backend.host, backend.port,

@@ -3,20 +3,22 @@ upstream sockets (and on client sockets for ``client_side`` backends), the
 pacer's timer, and the TCP_INFO summaries that ``lbctl cc`` shows.
 
 The control process decides which algorithm is in effect for each backend
-(congestion.py) and sends it down in the state snapshot as ``Backend.cc``.
+(control/congestion.py) and sends it down in the state snapshot as ``Backend.cc``.
 """
 
 from __future__ import annotations
 
 import socket
 import weakref
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from .backends import Backend
-from .config import Pacer as PacerSettings
 from .pacer import Pacer
 from .tcp_info import NO_PACING_CAP, algorithm, sample, set_algorithm, set_pacing_cap
+
+if TYPE_CHECKING:
+    from ..config import Pacer as PacerSettings
 
 log = structlog.get_logger("l7lb.transport")
 PACER = "pacer"
@@ -24,8 +26,16 @@ SAMPLE_EVERY = 1.0        # seconds between TCP_INFO summaries sent upward
 MAX_SAMPLED = 256         # connections sampled per backend and summary
 
 
+class Backend(Protocol):
+    """What tuning needs of a backend (upstream.host.Host has it)."""
+    name: str
+    cc: str                  # algorithm in effect; "" is the kernel's default
+    client_side: bool
+    sockets: "weakref.WeakSet[socket.socket]"   # its open upstream sockets
+
+
 class Transport:
-    def __init__(self, settings: PacerSettings) -> None:
+    def __init__(self, settings: "PacerSettings") -> None:
         self.pacer = Pacer(settings)
         with socket.socket() as probe:      # this namespace's default
             self.default = algorithm(probe) or ""

@@ -32,7 +32,7 @@ ALGORITHMS: dict[str, dict[str, int]] = {
 LIMITS: dict[str, tuple[int, int]] = {
     "increase": (1, 1000), "decrease": (1, 99), "target_us": (1, 10_000_000),
     "max_decrease": (1, 99), "loss_decrease": (1, 99)}
-OBJECT_DIR = Path(__file__).resolve().parent.parent / "bpf" / "build"
+OBJECT_DIR = Path(__file__).resolve().parents[2] / "bpf" / "build"
 LOCK_PATH = "/run/l7lb-bpf.lock"
 REGISTER_WAIT = 2.0           # seconds to wait out a registration the kernel is freeing
 _STRUCT_OPS_MAP = 26          # BPF_MAP_TYPE_STRUCT_OPS

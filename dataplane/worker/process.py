@@ -1,4 +1,6 @@
-"""A worker: one event loop, its listener, its connections and their timers."""
+"""A worker: one event loop, its listener, its clusters, its connections and
+their timers. It applies the control process's state snapshots and reports
+outcomes and counters back."""
 
 from __future__ import annotations
 
@@ -6,45 +8,25 @@ import asyncio
 import errno
 import os
 import socket
-from typing import Callable, Protocol
+from typing import Callable
 
 import structlog
 
-from . import logs
-from .backends import Backend, Resolver
-from .channel import OUTCOMES_PER_RECORD, Ack, Counters, Link, Outcomes, Snapshot
-from .balance import build_now, key_function, make_balancer
-from .config import Backend as BackendSpec
-from .config import Config
-from .http_proxy import ClientConnection
-from .pool import Pool
-from .reactor import Reactor
-from .tcp_proxy import TcpSession
-from .transport import Transport
+from .. import logs
+from ..channel.link import Link
+from ..channel.messages import OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot
+from ..config import Config
+from ..http.client import ClientConnection
+from ..io.reactor import Reactor
+from ..kernel.transport import Transport
+from ..site import Clock, Stats, Tracked
+from ..tcp.session import TcpSession
+from ..upstream.cluster import Cluster
+from ..upstream.outcome import Outcome
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
-
-
-class Tracked(Protocol):
-    """Anything the worker times out and shuts down: connections, sessions, relays."""
-    def check(self, now: float) -> None: ...
-    def shutdown(self) -> None: ...
-
-
-class Clock:
-    """Loop time, refreshed by the timer sweep: cheap to read on the hot path."""
-    __slots__ = ("now",)
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-
-class Stats:
-    __slots__ = ("requests", "errors", "rejected", "refused", "accepted")
-
-    def __init__(self) -> None:
-        self.requests = self.errors = self.rejected = self.refused = self.accepted = 0
+DEFAULT = "default"      # the cluster of the top-level backends
 
 
 def sweep_interval(config: Config) -> float:
@@ -54,43 +36,25 @@ def sweep_interval(config: Config) -> float:
     return min(0.25, max(0.01, shortest / 10))
 
 
-def listen(config: Config) -> socket.socket:
-    """A listening socket; SO_REUSEPORT lets every worker have its own."""
-    family = socket.AF_INET6 if ":" in config.balancer.bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((config.balancer.bind, config.balancer.port))
-    sock.listen(socket.SOMAXCONN)
-    sock.setblocking(False)
-    return sock
-
-
 class Worker:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 listener: socket.socket, link: Link | None = None) -> None:
+                 listener: socket.socket, link: Link) -> None:
         self.config = config
         self.link = link
-        self.slot = link.slot if link else 0
         self.version = 0          # of the last state snapshot applied
-        self.outcomes: list[tuple[str, int, float, int, int, str]] = []
+        self.outcomes: list[Outcome] = []
         self.loop = loop
         self.listener = listener
         self.clock = Clock(loop.time())
         self.stats = Stats()
-        self.backends = [Backend(spec) for spec in config.backends]
-        settings = config.balancer
-        self.balancer = make_balancer(settings.algorithm, self.backends, build_now,
-                                      settings.ring_size, settings.balance_factor)
-        self.balancer.build = self._build_in_thread   # the first table is built already
-        self.key_of = key_function(settings.hash_key)
-        self._builds = 0
         self.reactor = Reactor(loop)
         self.transport = Transport(config.congestion.pacer)
-        self.pool = Pool(self.reactor, config.pool, self.transport)
+        self._builds = 0
+        self.clusters = {DEFAULT: Cluster(DEFAULT, config.balancer, config.pool, self.reactor,
+                                          self.transport, self.outcomes.append,
+                                          self._build_in_thread)}
+        self.default = self.clusters[DEFAULT]
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
-        self.resolver = Resolver(loop, self.backends, config.balancer.health_check_interval,
-                                 self.balancer.refresh)
         self.connections: set[Tracked] = set()
         relay = config.balancer.relay
         # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
@@ -104,17 +68,24 @@ class Worker:
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
 
+    def cluster_for(self, target: bytes, headers: list) -> Cluster:
+        """The cluster a request goes to (routes come with a later issue)."""
+        return self.default
+
+    def hosts(self):
+        for cluster in self.clusters.values():
+            yield from cluster.hosts
+
     async def start(self) -> None:
-        await self.resolver.start()
-        if self.link is not None:
-            self.link.down.listen(self.loop, self._on_message)
-            self.link.down.drain()     # the first snapshot, before any request
+        self.link.down.listen(self.loop, self._on_message)
+        self.link.down.drain()     # the first snapshot, before any request
+        await asyncio.gather(*(c.start() for c in self.clusters.values()))
         self.reactor.add_reader(self.listener.fileno(), self._accept)
         self.loop.call_later(self._tick, self._sweep)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
     def _pace(self) -> None:
-        self.transport.pace(self.backends)
+        self.transport.pace(list(self.hosts()))
         if not self.stopping:
             self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
@@ -138,6 +109,9 @@ class Worker:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.handler(self, sock, address[0])
 
+    def track(self, conn: Tracked) -> None:
+        self.connections.add(conn)
+
     def forget(self, conn: Tracked) -> None:
         self.connections.discard(conn)
         if self.stopping and not self.connections and not self.stopped.done():
@@ -147,7 +121,8 @@ class Worker:
         now = self.clock.now = self.loop.time()
         for conn in list(self.connections):
             conn.check(now)
-        self.pool.sweep(self.backends, now)
+        for cluster in self.clusters.values():
+            cluster.sweep(now)
         self.report()
         logs.flush()
         self.loop.call_later(self._tick, self._sweep)
@@ -167,50 +142,30 @@ class Worker:
         self.loop.run_in_executor(None, make).add_done_callback(finished)
 
     # -- the control process -------------------------------------------
-    def record(self, backend: str, status: int, ms: float, bytes_in: int, bytes_out: int,
-               error: str) -> None:
-        """One finished request or connection, reported upward in batches."""
-        if self.link is not None:
-            self.outcomes.append((backend, status, ms, bytes_in, bytes_out, error))
-
     def report(self) -> None:
         """Send the batched outcomes and the counters to the control process."""
         link = self.link
-        if link is None:
-            return
         outcomes = self.outcomes
         for start in range(0, len(outcomes), OUTCOMES_PER_RECORD):
-            link.up.send(Outcomes(self.slot, outcomes[start:start + OUTCOMES_PER_RECORD]))
+            link.up.send(Outcomes(link.slot, outcomes[start:start + OUTCOMES_PER_RECORD]))
         outcomes.clear()
-        link.up.send(Counters(self.slot, os.getpid(), self.stats.accepted,
+        hosts = list(self.hosts())
+        link.up.send(Counters(link.slot, os.getpid(), self.stats.accepted,
                               len(self.connections), link.up.ring.dropped,
                               self.stats.rejected, self.stats.refused,
-                              self.pool.stats(self.backends),
-                              self.transport.summary(self.backends, self.clock.now)))
+                              {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
+                              self.transport.summary(hosts, self.clock.now)))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:
             self.apply(message)
-            self.link.up.send(Ack(self.slot, os.getpid(), message.version))
+            self.link.up.send(Ack(self.link.slot, os.getpid(), message.version))
 
     def apply(self, snapshot: Snapshot) -> None:
-        """Take a new backend set: kept backends keep their pools and counters."""
-        current = {b.name: b for b in self.backends}
-        updated = []
-        for state in snapshot.backends:
-            backend = current.pop(f"{state.host}:{state.port}", None) or Backend(
-                BackendSpec(host=state.host, port=state.port, weight=state.weight))
-            backend.weight = state.weight
-            backend.state = state.state
-            if backend.cc != state.cc:     # idle connections would keep the old one
-                self.pool.close_idle([backend], for_good=False)
-            backend.cc, backend.client_side = state.cc, state.client_side
-            updated.append(backend)
-        for gone in current.values():       # busy connections finish their requests
-            gone.weight = 0                  # the old hash table may still name it
-            self.pool.close_idle([gone], for_good=False)
-        self.backends[:] = updated           # the balancer and resolver share this list
-        self.resolver.refresh()
+        """Take a new state: each cluster its own hosts."""
+        for name, cluster in self.clusters.items():
+            cluster.update([s for s in snapshot.backends if s.cluster == name],
+                           resolve=self.version > 0)
         self.version = snapshot.version
 
     async def stop(self, grace: float) -> None:
@@ -218,8 +173,8 @@ class Worker:
         self.stopping = True
         self.reactor.remove_reader(self.listener.fileno())
         self.listener.close()
-        self.resolver.stop()
-        self.pool.close_idle(self.backends)
+        for cluster in self.clusters.values():
+            cluster.close()
         for conn in list(self.connections):
             conn.shutdown()
         if self.connections:
@@ -231,5 +186,8 @@ class Worker:
         for conn in list(self.connections):
             abort = getattr(conn, "abort", None)
             abort() if abort else conn.shutdown()
-        self.pool.close_idle(self.backends)
-        log.info("pool stats", backends=self.pool.stats(self.backends))
+        for cluster in self.clusters.values():
+            cluster.close()
+        log.info("pool stats", clusters={name: c.pool.stats(c.hosts)
+                                         for name, c in self.clusters.items()})
+

@@ -21,10 +21,12 @@ from __future__ import annotations
 import socket
 import statistics
 import weakref
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from .config import Pacer as PacerSettings
 from .tcp_info import TcpSample, sample, set_pacing_cap
+
+if TYPE_CHECKING:
+    from ..config import Pacer as PacerSettings
 
 JITTER_US = 1000
 
@@ -39,7 +41,7 @@ class Flow:
 
 
 class Pacer:
-    def __init__(self, settings: PacerSettings) -> None:
+    def __init__(self, settings: "PacerSettings") -> None:
         self.settings = settings
         self.start = settings.start_rate.bytes_per_second
         self.low = settings.min_rate.bytes_per_second

@@ -1,4 +1,4 @@
-"""Backend choice: ``balancer.algorithm`` and ``balancer.hash_key``.
+"""Choosing a host: ``balancer.algorithm`` and ``balancer.hash_key``.
 
 - ``round_robin``: smooth weighted round robin (nginx's): each pick adds every
   backend's weight to its current weight, takes the largest and subtracts the
@@ -9,9 +9,11 @@
 - ``ring_hash``, ``maglev``, ``bounded_load``: consistent hashing of the
   request's key (hashing.py).
 
-Down or weight-0 backends are never picked. Hash tables are rebuilt when the
-backend set or a weight changes, through ``build`` (a thread in the worker),
-and swapped in whole.
+A host the cluster does not admit (``admits``: unresolved, weight 0, drain,
+maint, and later health and breaker state) is never picked, by any algorithm.
+Hash tables are rebuilt when the host set or a weight changes, through
+``build`` (a thread in the worker), and swapped in whole; a host that stops
+being admitted keeps its table entries, so only its own keys move.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from __future__ import annotations
 import random
 from bisect import bisect
 from typing import Callable
-from urllib.parse import parse_qsl
 
 from . import hashing
-from .backends import Backend
+from .host import Host
 
+Admits = Callable[[Host], bool]
 Build = Callable[[Callable[[], object], Callable[[object], None]], None]
 
 
@@ -31,40 +33,36 @@ def build_now(make: Callable[[], object], done: Callable[[object], None]) -> Non
     done(make())
 
 
-class Balancer:
-    """Base: keeps the candidate list; subclasses pick."""
+class Choice:
+    """Base: keeps the list of admitted candidates; subclasses pick.
+
+    ``in_flight`` (requests or connections under way over all hosts) is kept
+    by the cluster, which counts them."""
 
     hashed = False
 
-    def __init__(self, backends: list[Backend], build: Build = build_now) -> None:
+    def __init__(self, backends: list[Host], admits: Admits, build: Build = build_now) -> None:
         self.backends = backends
+        self.admits = admits
         self.build = build
-        self.candidates: list[Backend] = []
+        self.candidates: list[Host] = []
         self.total = 0
         self.in_flight = 0      # requests (HTTP) or connections (TCP) under way
         self.refresh()
 
     def refresh(self) -> None:
         """Call after any up/down or weight change."""
-        self.candidates = [b for b in self.backends if b.available]
+        self.candidates = [b for b in self.backends if self.admits(b)]
         self.total = sum(b.weight for b in self.candidates)
 
-    def pick(self, key: bytes | None) -> Backend | None:
+    def pick(self, key: bytes | None) -> Host | None:
         raise NotImplementedError
 
-    def acquire(self, backend: Backend) -> None:
-        backend.inflight += 1
-        self.in_flight += 1
 
-    def release(self, backend: Backend) -> None:
-        backend.inflight -= 1
-        self.in_flight -= 1
-
-
-class RoundRobin(Balancer):
+class RoundRobin(Choice):
     def refresh(self) -> None:
         """The rotation restarts only when the candidates or their weights changed."""
-        candidates = [b for b in self.backends if b.available]
+        candidates = [b for b in self.backends if self.admits(b)]
         total = sum(b.weight for b in candidates)
         if candidates == self.candidates and total == self.total:
             return
@@ -72,8 +70,8 @@ class RoundRobin(Balancer):
         for backend in self.backends:
             backend.current_weight = 0
 
-    def pick(self, key: bytes | None = None) -> Backend | None:
-        best: Backend | None = None
+    def pick(self, key: bytes | None = None) -> Host | None:
+        best: Host | None = None
         best_weight = -1 << 62
         for backend in self.candidates:
             backend.current_weight += backend.weight
@@ -84,7 +82,7 @@ class RoundRobin(Balancer):
         return best
 
 
-class Random(Balancer):
+class Random(Choice):
     def refresh(self) -> None:
         super().refresh()
         running, self.cumulative = 0, []
@@ -92,17 +90,17 @@ class Random(Balancer):
             running += backend.weight
             self.cumulative.append(running)
 
-    def _weighted(self) -> Backend | None:
+    def _weighted(self) -> Host | None:
         if not self.total:
             return None
         return self.candidates[bisect(self.cumulative, random.randrange(self.total))]
 
-    def pick(self, key: bytes | None = None) -> Backend | None:
+    def pick(self, key: bytes | None = None) -> Host | None:
         return self._weighted()
 
 
 class LeastRequest(Random):
-    def pick(self, key: bytes | None = None) -> Backend | None:
+    def pick(self, key: bytes | None = None) -> Host | None:
         first, second = self._weighted(), self._weighted()
         if first is None or second is None:
             return first
@@ -111,18 +109,19 @@ class LeastRequest(Random):
             else first
 
 
-class _Hashed(Balancer):
+class _Hashed(Choice):
     """Common part of the consistent-hashing balancers: the table over all
     positive-weight backends, rebuilt (off the hot path) when it changes."""
 
     hashed = True
 
-    def __init__(self, backends, build: Build = build_now, size: int | None = None) -> None:
+    def __init__(self, backends: list[Host], admits: Admits, build: Build = build_now,
+                 size: int | None = None) -> None:
         self.size = size
         self.table = None
-        self.table_backends: list[Backend] = []
+        self.table_backends: list[Host] = []
         self.signature: tuple = ()
-        super().__init__(backends, build)
+        super().__init__(backends, admits, build)
 
     def refresh(self) -> None:
         super().refresh()
@@ -141,14 +140,14 @@ class _Hashed(Balancer):
         raise NotImplementedError
 
     def _up(self, index: int) -> bool:
-        return self.table_backends[index].available
+        return self.admits(self.table_backends[index])
 
 
 class RingHash(_Hashed):
     def make_table(self, names, weights):
         return hashing.Ring(names, weights, self.size)
 
-    def pick(self, key: bytes | None) -> Backend | None:
+    def pick(self, key: bytes | None) -> Host | None:
         table = self.table
         if table is None or not table.points:
             return None
@@ -157,7 +156,7 @@ class RingHash(_Hashed):
         position = bisect(table.points, h)
         backend = self.table_backends[table.owners[position if position < len(table.points)
                                                    else 0]]
-        if backend.address is not None and backend.weight > 0:
+        if self.admits(backend):
             return backend
         index = table.pick(h, self._up)
         return None if index is None else self.table_backends[index]
@@ -167,7 +166,7 @@ class Maglev(_Hashed):
     def make_table(self, names, weights):
         return hashing.Maglev(names, weights, self.size or hashing.MAGLEV_SIZE)
 
-    def pick(self, key: bytes | None) -> Backend | None:
+    def pick(self, key: bytes | None) -> Host | None:
         if self.table is None:
             return None
         index = self.table.pick(hashing.key_hash(key or b""), self._up)
@@ -175,12 +174,12 @@ class Maglev(_Hashed):
 
 
 class BoundedLoad(RingHash):
-    def __init__(self, backends, build: Build = build_now, size: int | None = None,
-                 factor: float = hashing.BALANCE_FACTOR) -> None:
+    def __init__(self, backends: list[Host], admits: Admits, build: Build = build_now,
+                 size: int | None = None, factor: float = hashing.BALANCE_FACTOR) -> None:
         self.factor = factor
-        super().__init__(backends, build, size)
+        super().__init__(backends, admits, build, size)
 
-    def pick(self, key: bytes | None) -> Backend | None:
+    def pick(self, key: bytes | None) -> Host | None:
         if self.table is None:
             return None
         index = hashing.bounded_pick(self.table, hashing.key_hash(key or b""), self._up,
@@ -195,59 +194,20 @@ class BoundedLoad(RingHash):
         return self.table_backends[index].weight
 
 
-ALGORITHMS: dict[str, type[Balancer]] = {
+ALGORITHMS: dict[str, type[Choice]] = {
     "round_robin": RoundRobin, "random": Random, "least_request": LeastRequest,
     "ring_hash": RingHash, "maglev": Maglev, "bounded_load": BoundedLoad,
 }
 
 
-def make_balancer(algorithm: str, backends: list[Backend], build: Build = build_now,
-                  ring_size: int | None = None, balance_factor: float = 1.25) -> Balancer:
+def make_choice(algorithm: str, backends: list[Host], admits: Admits,
+                build: Build = build_now, ring_size: int | None = None,
+                maglev_size: int | None = None, balance_factor: float = 1.25) -> Choice:
     kind = ALGORITHMS[algorithm]
     if kind is BoundedLoad:
-        return BoundedLoad(backends, build, ring_size, balance_factor)
+        return BoundedLoad(backends, admits, build, ring_size, balance_factor)
     if kind is RingHash:
-        return RingHash(backends, build, ring_size)
+        return RingHash(backends, admits, build, ring_size)
     if kind is Maglev:
-        return Maglev(backends, build, ring_size)
-    return kind(backends, build)
-
-
-# -- hash keys -----------------------------------------------------------
-KeyOf = Callable[[bytes, bytes, list], bytes]   # (client ip, target, headers) -> key
-
-
-def key_function(spec: str) -> KeyOf:
-    """What a request is hashed by; when that part is absent, the client IP."""
-    kind, _, name = spec.partition(":")
-    wanted = name.lower().encode()
-    if kind == "client_ip":
-        return lambda ip, target, headers: ip
-    if kind == "path":
-        return lambda ip, target, headers: target.split(b"?", 1)[0]
-    if kind == "header":
-        def by_header(ip: bytes, target: bytes, headers: list) -> bytes:
-            for header, value in headers:
-                if header.lower() == wanted:
-                    return value
-            return ip
-        return by_header
-    if kind == "cookie":
-        def by_cookie(ip: bytes, target: bytes, headers: list) -> bytes:
-            for header, value in headers:
-                if header.lower() == b"cookie":
-                    for pair in value.split(b";"):
-                        cookie, _, content = pair.strip().partition(b"=")
-                        if cookie.lower() == wanted:
-                            return content
-            return ip
-        return by_cookie
-    if kind == "query":
-        def by_query(ip: bytes, target: bytes, headers: list) -> bytes:
-            _, _, query = target.partition(b"?")
-            for parameter, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-                if parameter.lower().encode() == wanted:
-                    return value.encode("latin-1")
-            return ip
-        return by_query
-    raise ValueError(f"unknown hash_key {spec!r}")
+        return Maglev(backends, admits, build, maglev_size)
+    return kind(backends, admits, build)

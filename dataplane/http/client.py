@@ -2,7 +2,7 @@
 
 It parses requests with httptools, queues pipelined ones (answered in order,
 one at a time), enforces head limits and timeouts, and hands each request to
-an Exchange (exchange.py) that carries it to a backend and the response back.
+an Exchange (exchange.py) that carries it to a host and the response back.
 
 Memory stays bounded: reading from the client stops while a pipelined request
 waits, while the upstream write buffer is over ``limits.buffer``, or while a
@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING
 import httptools
 import structlog
 
-from . import http1
-from .exchange import CONNECT, HEAD, IDLE, LINGER, QUEUE, RESPONSE, STREAM, Exchange
-from .http1 import Reject
-from .relay import SplicePump
-from .stream import Stream
+from ..io.relay import SplicePump
+from ..io.stream import Stream
+from ..upstream.outcome import ErrorKind
+from . import rules
+from .deadline import CONNECT, HEAD, IDLE, LINGER, QUEUE, RESPONSE, STREAM
+from .exchange import Exchange
+from .rules import Reject
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from ..io.stream import Stream as UpstreamStream
+    from ..site import Site
 
 log = structlog.get_logger("l7lb.http")
 
@@ -33,15 +36,16 @@ LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
 
 
 class ClientConnection:
-    def __init__(self, worker: "Worker", sock: socket.socket, peer: str) -> None:
-        self.worker = worker
-        self.loop = worker.loop
-        self.limits = worker.config.limits
-        self.stream = Stream(worker.reactor, sock, self)
+    def __init__(self, site: "Site", sock: socket.socket, peer: str) -> None:
+        self.site = site
+        self.limits = site.config.limits
+        self.stream = Stream(site.reactor, sock, self)
         self.parser = httptools.HttpRequestParser(self)
         self.peer = peer.encode()
         self.queue: deque[Exchange] = deque()   # head-complete requests; [0] is active
         self.parsing: Exchange | None = None    # the request being parsed
+        self.in_trailers = False                # its head is done: fields are trailers
+        self.trailers: rules.Headers = []
         self.active: Exchange | None = None
         self.head_bytes = 0
         self.closing = False          # no further requests: close after the current one
@@ -52,23 +56,40 @@ class ClientConnection:
         self.splice: SplicePump | None = None     # request body moving in the kernel
         self.spliced_seen = 0
         self.awaiting_drain = False
-        self.last_io = worker.clock.now
+        self.last_io = site.clock.now
         self.deadline = 0.0
         self.deadline_kind = HEAD
-        self.arm(HEAD, worker.config.timeouts.header)
-        worker.connections.add(self)
+        self.arm(HEAD, site.config.timeouts.header)
+        site.track(self)
         self.stream.start_reading()
+
+    # -- what its exchanges may ask --------------------------------------
+    def is_active(self, exchange: Exchange) -> bool:
+        """Is ``exchange`` the one being answered (not a pipelined one behind it)?"""
+        return self.active is exchange
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def may_splice_request(self) -> bool:
+        """No splice is running and the parser is not inside a feed (bytes it has
+        read must reach the backend first)."""
+        return not self.feeding and self.splice is None
+
+    def touch(self) -> None:
+        """Bytes moved for this connection: it is not idle."""
+        self.last_io = self.site.clock.now
 
     # -- deadlines -------------------------------------------------------
     def arm(self, kind: int, seconds: float) -> None:
         self.deadline_kind = kind
-        self.deadline = self.worker.clock.now + seconds
+        self.deadline = self.site.clock.now + seconds
 
     def check(self, now: float) -> None:
         """Called by the worker's timer sweep."""
         if now < self.deadline:
             return
-        kind, idle = self.deadline_kind, self.worker.config.timeouts.idle
+        kind, idle = self.deadline_kind, self.site.config.timeouts.idle
         if kind == STREAM and self._spliced() != self.spliced_seen:
             self.spliced_seen = self._spliced()
             self.last_io = now
@@ -80,14 +101,15 @@ class ClientConnection:
             self.reject_now(Reject(408, "request head not received in time")) \
                 if self.parsing is not None else self.close()
         elif kind == CONNECT:
-            self.active.fail(504, "connect to backend timed out")
+            self.active.fail(504, ErrorKind.CONNECT_TIMEOUT, "connect to backend timed out")
         elif kind == RESPONSE:
-            self.active.fail(504, "backend did not respond in time")
+            self.active.fail(504, ErrorKind.RESPONSE_TIMEOUT, "backend did not respond in time")
         elif kind == QUEUE:
-            self.active.timed_out = True
-            self.active.fail(503, "no backend connection free within pool.queue_timeout")
+            self.active.queue_timed_out()
+        elif self.active is not None:
+            self.active.abort(ErrorKind.RESPONSE_TIMEOUT, "no data moved within timeouts.idle")
         else:
-            self.active.abort("no data moved within timeouts.idle") if self.active else self.close()
+            self.close()
 
     def _spliced(self) -> int:
         """Bytes moved by splice so far, which count as activity."""
@@ -98,7 +120,7 @@ class ClientConnection:
 
     # -- input -----------------------------------------------------------
     def on_data(self, data: bytes) -> None:
-        self.last_io = self.worker.clock.now
+        self.last_io = self.site.clock.now
         if self.input_error is not None or self.closing and self.active is None:
             return   # lingering: discard what the client still sends
         self.feeding = True
@@ -134,7 +156,7 @@ class ClientConnection:
     def on_eof(self) -> None:
         active = self.active
         if active is not None and not active.request_complete:
-            active.abort("client closed before sending the whole request")
+            active.abort(ErrorKind.CLIENT_ABORTED, "client closed before sending the whole request")
         elif active is None:
             self.close()
         else:
@@ -142,7 +164,8 @@ class ClientConnection:
 
     def on_error(self, exc: OSError) -> None:
         if self.active is not None:
-            self.active.abort(f"client connection failed: {exc.strerror or exc}")
+            self.active.abort(ErrorKind.CLIENT_ABORTED,
+                              f"client connection failed: {exc.strerror or exc}")
         else:
             self.close()
 
@@ -172,9 +195,11 @@ class ClientConnection:
     # -- httptools callbacks --------------------------------------------
     def on_message_begin(self) -> None:
         self.parsing = Exchange(self)
+        self.in_trailers = False
+        self.trailers = []
         self.head_bytes = 0
         if self.active is None:
-            self.arm(HEAD, self.worker.config.timeouts.header)
+            self.arm(HEAD, self.site.config.timeouts.header)
 
     def on_url(self, url: bytes) -> None:
         self.parsing.target += url
@@ -185,8 +210,8 @@ class ClientConnection:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         exchange = self.parsing
-        if exchange.head_done:
-            exchange.trailers.append((name, value))
+        if self.in_trailers:
+            self.trailers.append((name, value))
             return
         self.head_bytes += len(name) + len(value) + 4
         exchange.headers.append((name, value))
@@ -198,7 +223,7 @@ class ClientConnection:
     def on_headers_complete(self) -> None:
         exchange = self.parsing
         parser = self.parser
-        exchange.head_done = True
+        self.in_trailers = True
         exchange.method = parser.get_method()
         exchange.version = parser.get_http_version()
         exchange.keep_alive = parser.should_keep_alive() and not self.closing
@@ -214,7 +239,7 @@ class ClientConnection:
 
     def on_message_complete(self) -> None:
         exchange, self.parsing = self.parsing, None
-        exchange.request_end()
+        exchange.request_end(self.trailers)
 
     # -- exchanges -------------------------------------------------------
     def activate(self, exchange: Exchange) -> None:
@@ -231,7 +256,7 @@ class ClientConnection:
             self.closing = True
         self.queue.popleft()
         self.active = None
-        if not exchange.client_keep_alive or self.closing or self.worker.stopping:
+        if not exchange.client_keep_alive or self.closing or self.site.stopping:
             self.close_gracefully()
             return
         if self.queue:
@@ -240,28 +265,31 @@ class ClientConnection:
             self.reject_now(self.input_error)
             return
         else:
-            self.arm(IDLE if self.parsing is None else HEAD,
-                     self.worker.config.timeouts.idle if self.parsing is None
-                     else self.worker.config.timeouts.header)
+            timeouts = self.site.config.timeouts
+            if self.parsing is None:
+                self.arm(IDLE, timeouts.idle)
+            else:
+                self.arm(HEAD, timeouts.header)
         self.update_reading()
 
-    def start_request_splice(self, exchange: Exchange, count: int) -> None:
+    def start_request_splice(self, exchange: Exchange, upstream: "UpstreamStream",
+                             count: int) -> None:
         """Move the rest of a large request body to the backend in the kernel."""
         self.stream.stop_reading()
-        self.splice = SplicePump(self.worker.reactor, self.stream.fd, exchange.upstream.stream.fd,
-                                 count, lambda error: self._request_spliced(exchange, error))
-        exchange.upstream.stream.when_drained(self.splice.start)
+        self.splice = SplicePump(self.site.reactor, self.stream.fd, upstream.fd, count,
+                                 lambda error: self._request_spliced(exchange, error))
+        upstream.when_drained(self.splice.start)
 
     def _request_spliced(self, exchange: Exchange, error: OSError | None) -> None:
         exchange.bytes_in += self.splice.moved
         self.splice = None
         if error is not None:
-            exchange.abort(f"request body relay failed: {error}")
+            exchange.abort(ErrorKind.RELAY_FAILED, f"request body relay failed: {error}")
             return
         # The parser still expects body bytes it never saw: start a fresh one.
         self.parser = httptools.HttpRequestParser(self)
         self.parsing = None
-        exchange.request_end()
+        exchange.request_end([])
         self.update_reading()
 
     # -- errors and closing ---------------------------------------------
@@ -274,13 +302,13 @@ class ClientConnection:
             self.reject_now(reject)
         elif parsing is self.active:
             # Its own body is broken: the backend can never get a whole request.
-            self.active.fail(reject.status, reject.detail)
+            self.active.fail(reject.status, ErrorKind.CLIENT_ABORTED, reject.detail)
 
     def reject_now(self, reject: Reject) -> None:
-        self.worker.stats.rejected += 1
+        self.site.stats.rejected += 1
         log.info("request rejected", client=self.peer.decode(), status=reject.status,
                  reason=reject.detail)
-        self.stream.write(http1.error_response(reject.status, reject.detail))
+        self.stream.write(rules.error_response(reject.status, reject.detail))
         self.close_gracefully()
 
     def close_gracefully(self) -> None:
@@ -314,7 +342,7 @@ class ClientConnection:
             self.splice.stop()
             self.splice = None
         self.stream.close()
-        self.worker.forget(self)
+        self.site.forget(self)
 
     def abort(self) -> None:
         self.stream.abort()
@@ -323,5 +351,5 @@ class ClientConnection:
     def upgraded(self) -> socket.socket:
         """Hand the client socket to a byte relay after a 101 response."""
         self.closed = True
-        self.worker.forget(self)
+        self.site.forget(self)
         return self.stream.detach()

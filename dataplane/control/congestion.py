@@ -13,9 +13,9 @@ from __future__ import annotations
 import msgspec
 import structlog
 
-from .bpf_cc import ALGORITHMS, BpfAlgorithms
-from .config import Config, congestion_algorithms
-from .tcp_info import kernel_algorithms
+from ..kernel.bpf_cc import ALGORITHMS, BpfAlgorithms
+from ..config import Config, congestion_algorithms
+from ..kernel.tcp_info import kernel_algorithms
 
 log = structlog.get_logger("l7lb.congestion")
 PACER = "pacer"

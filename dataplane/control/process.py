@@ -1,0 +1,184 @@
+"""The control process: owns the configuration and the listeners, runs the
+supervisor (worker processes) and the state holder (snapshots), serves the
+admin socket and gathers what the workers report. It never proxies.
+
+Signals: SIGTERM/SIGINT drain the workers (each finishes in-flight requests
+within ``timeouts.shutdown``) and exit 0; SIGHUP reloads the file. Workers
+that keep dying at start make it stop everything and exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import structlog
+
+from .. import logs
+from ..channel.messages import Ack, Counters, Outcomes, Snapshot
+from ..config import Config, ConfigError, load
+from ..io.listener import listen
+from .admin import AdminError, AdminServer
+from .commands import admin_commands
+from .congestion import Congestion
+from .counters import Tally
+from .state import State
+from .supervisor import Supervisor
+
+log = structlog.get_logger("l7lb.control")
+
+FLUSH_EVERY = 0.25    # seconds between log flushes
+RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion")
+
+
+class Control:
+    def __init__(self, config: Config, path: str | None) -> None:
+        self.config = config
+        self.path = path
+        self.congestion = Congestion(config)
+        self.state = State()
+        self.state.on_publish(self._sent)
+        self.sent_at: dict[int, float] = {}
+        self.started = time.time()
+        self.admin: AdminServer | None = None
+        self.supervisor: Supervisor | None = None
+        self.exit_code = 0
+        self.tally = Tally()
+
+    # -- running ---------------------------------------------------------
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        settings = self.config.balancer
+        count = settings.worker_count()
+        try:
+            listeners = [listen(settings.bind, settings.port) for _ in range(count)]
+        except OSError as exc:
+            log.error("cannot listen", error=exc.strerror or str(exc),
+                      address=settings.bind, port=settings.port)
+            return 1
+        self.supervisor = Supervisor(self.config, self.loop, listeners, lambda: self.state.snapshot,
+                                     self.on_message, lambda: self.stop(exit_code=1),
+                                     self._all_stopped)
+        self.state.on_publish(self.supervisor.send)
+        if not await self._open_admin():
+            self.supervisor.close()
+            return 1
+        self.congestion.start()      # before the first snapshot: it names algorithms
+        self.state.start(self.config)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
+        log.info("listening", address=settings.bind, port=settings.port,
+                 mode=settings.mode, workers=count)
+        self._sent(self.state.snapshot)
+        self.supervisor.start()
+        if self.config.log.summary:
+            self.loop.call_later(self.config.log.summary, self.summarise)
+        self._flush_logs()
+        try:
+            await self.done
+        finally:
+            self.congestion.stop()
+        self.admin.close()
+        self.supervisor.close()
+        log.info("stopped", code=self.exit_code)
+        return self.exit_code
+
+    async def _open_admin(self) -> bool:
+        admin = self.config.admin
+        try:
+            self.admin = AdminServer(admin.socket, admin.mode, admin_commands(self), admin.group)
+            await self.admin.start()
+        except KeyError:
+            log.error("cannot open the admin socket", error=f"no group {admin.group}")
+            return False
+        except (AdminError, OSError) as exc:
+            log.error("cannot open the admin socket", path=admin.socket,
+                      error=getattr(exc, "message", None) or str(exc))
+            return False
+        return True
+
+    def _flush_logs(self) -> None:
+        logs.flush()
+        if not self.done.done():
+            self.loop.call_later(FLUSH_EVERY, self._flush_logs)
+
+    def stop(self, exit_code: int = 0) -> None:
+        if self.supervisor.stopping:
+            return
+        self.exit_code = exit_code
+        log.info("stopping", grace=self.config.timeouts.shutdown)
+        self.supervisor.stop()
+
+    def _all_stopped(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # -- state down, reports up -----------------------------------------
+    def _reload_signal(self) -> None:
+        try:
+            self.reload()
+        except AdminError as exc:
+            log.error("reload rejected, keeping the running configuration", error=exc.message)
+
+    def reload(self, path: str | None = None) -> dict:
+        """Validate the file, then apply its backends to every worker (SIGHUP and
+        ``lbctl reload``); raises AdminError and changes nothing when it is bad."""
+        path = path or self.path
+        if path is None:
+            raise AdminError("no_file", "this balancer was started without a configuration file")
+        try:
+            config = load(path)
+        except ConfigError as exc:
+            raise AdminError("invalid_config", str(exc)) from None
+        ignored = [key for key in RESTART_ONLY
+                   if getattr(config, key) != getattr(self.config, key)]
+        if ignored:
+            log.warning("reload: these sections need a restart and were not applied",
+                        sections=ignored)
+        self.config.backends = config.backends
+        self.state.load(config)
+        log.info("reload sent", version=self.state.version, backends=len(config.backends))
+        return {"version": self.state.version, "backends": len(config.backends),
+                "not_applied": ignored}
+
+    def _sent(self, snapshot: Snapshot) -> None:
+        self.sent_at[snapshot.version] = time.monotonic()
+
+    def on_message(self, message: object) -> None:
+        if isinstance(message, Outcomes):
+            self.tally.outcomes(message.records)
+        elif isinstance(message, Counters):
+            self.supervisor.slots[message.slot].counters = message
+            sessions = sum(r.open for r in self.reports())
+            self.tally.max_sessions = max(self.tally.max_sessions, sessions)
+        elif isinstance(message, Ack):
+            self._acked(message)
+
+    def _acked(self, ack: Ack) -> None:
+        slot = self.supervisor.slots[ack.slot]
+        if slot.pid != ack.pid:
+            return     # from a worker already replaced
+        slot.version = ack.version
+        live = self.supervisor.live()
+        if all(s.version >= ack.version for s in live) and ack.version in self.sent_at:
+            ms = (time.monotonic() - self.sent_at.pop(ack.version)) * 1000
+            log.info("state applied", version=ack.version, workers=len(live), ms=round(ms, 2))
+
+    def reports(self) -> list[Counters]:
+        """The latest counters of each live worker."""
+        return [s.counters for s in self.supervisor.live()
+                if s.counters is not None and s.counters.pid == s.pid]
+
+    def summarise(self) -> None:
+        """A periodic log line with what the workers report (``log.summary``)."""
+        workers = {str(c.pid): {"slot": c.slot, "connections": c.connections,
+                                "open": c.open, "dropped": c.dropped}
+                   for c in self.reports()}
+        backends = {name: {"requests": t.requests, "errors": t.errors}
+                    for name, t in self.tally.backends.items()}
+        log.info("summary", workers=workers, backends=backends)
+        if not self.supervisor.stopping:
+            self.loop.call_later(self.config.log.summary, self.summarise)

@@ -1,0 +1,74 @@
+"""The state the workers route by, held by the control process: the backend
+set with weights, admin states and congestion choice, published as versioned
+snapshots.
+
+Every producer of backend state (the configuration file, admin commands, and
+later health checks and peers) changes it through ``publish``; whoever sends
+snapshots to the workers subscribes with ``on_publish``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from ..channel.messages import BackendState, Snapshot
+from ..config import Config
+from .congestion import Congestion
+
+DEFAULT = "default"      # the group of the top-level backends
+
+
+def name_of(state: BackendState) -> str:
+    return f"{state.host}:{state.port}"
+
+
+def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:
+    """Backend states from a file; a backend already known keeps its admin state."""
+    kept = {(s.cluster, s.host, s.port): s.state for s in previous}
+    return [BackendState(b.host, b.port, b.weight, kept.get((DEFAULT, b.host, b.port), "ready"),
+                         Congestion.effective(b.congestion_control), b.client_side,
+                         b.congestion_control or "", DEFAULT)
+            for b in config.backends]
+
+
+class State:
+    def __init__(self) -> None:
+        self.version = 1
+        self.backends: list[BackendState] = []
+        self.snapshot = Snapshot(self.version, self.backends)
+        self.state_changed: dict[str, float] = {}    # backend name -> when its state changed
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+
+    def on_publish(self, subscriber: Callable[[Snapshot], None]) -> None:
+        self._subscribers.append(subscriber)
+
+    def start(self, config: Config) -> None:
+        """The first snapshot, from the file, before any worker runs."""
+        self.backends = states_of(config)
+        self.snapshot = Snapshot(self.version, self.backends)
+        now = time.time()
+        self.state_changed = {name_of(s): now for s in self.backends}
+
+    def load(self, config: Config) -> None:
+        """A reloaded file: its backends, keeping admin states of known ones."""
+        self.publish(states_of(config, self.backends))
+
+    def find(self, name: str) -> BackendState | None:
+        for state in self.backends:
+            if name_of(state) == name:
+                return state
+        return None
+
+    def publish(self, backends: list[BackendState]) -> None:
+        """Make ``backends`` the next snapshot version and hand it to subscribers."""
+        before = {name_of(s): s.state for s in self.backends}
+        now = time.time()
+        for state in backends:
+            if before.get(name_of(state)) != state.state:
+                self.state_changed[name_of(state)] = now
+        self.backends = backends
+        self.version += 1
+        self.snapshot = Snapshot(self.version, backends)
+        for subscriber in self._subscribers:
+            subscriber(self.snapshot)

@@ -1,0 +1,166 @@
+"""Worker processes: forking them, reaping them, restarting the ones that die,
+stopping them all.
+
+Each worker slot has its own SO_REUSEPORT listener, created before the first
+fork and kept open here: a replacement worker inherits the very same socket,
+so connections queued on it while its worker was down are served, not reset.
+Each worker incarnation gets a fresh pair of rings (channel.link.Link) and the
+current snapshot before it starts.
+
+Workers get SIGTERM when the control process dies (PR_SET_PDEATHSIG), so a
+crashed control process leaves no unsupervised workers behind. A worker that
+dies is restarted after a backoff (0.1 s doubling to 5 s while it keeps dying
+within START_GRACE of its start); after MAX_START_FAILURES such deaths in a
+row the supervisor gives up (``on_give_up``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import time
+from typing import Callable
+
+import structlog
+
+from .. import logs
+from ..channel.link import STATE_WAIT, Link
+from ..channel.messages import Counters, Snapshot
+from ..config import Config
+from ..worker.run import run_worker
+
+log = structlog.get_logger("l7lb.control")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+START_GRACE = 1.0
+MAX_START_FAILURES = 5
+KILL_MARGIN = 5.0     # seconds past the shutdown grace before SIGKILL
+
+
+class Slot:
+    def __init__(self, index: int, listener: socket.socket) -> None:
+        self.index = index
+        self.listener = listener
+        self.link: Link | None = None
+        self.pid = 0
+        self.pidfd = -1
+        self.started = 0.0
+        self.failures = 0
+        self.version = 0          # last state acknowledged
+        self.counters: Counters | None = None
+
+
+class Supervisor:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
+                 listeners: list[socket.socket], snapshot: Callable[[], Snapshot],
+                 on_message: Callable[[object], None],
+                 on_give_up: Callable[[], None], on_all_stopped: Callable[[], None]) -> None:
+        self.config = config
+        self.loop = loop
+        self.slots = [Slot(i, sock) for i, sock in enumerate(listeners)]
+        self.snapshot = snapshot
+        self.on_message = on_message
+        self.on_give_up = on_give_up
+        self.on_all_stopped = on_all_stopped
+        self.stopping = False
+
+    def start(self) -> None:
+        for slot in self.slots:
+            self.spawn(slot)
+
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots if s.pid]
+
+    def send(self, snapshot: Snapshot) -> None:
+        for slot in self.slots:
+            if slot.link is not None:
+                slot.link.down.send(snapshot, wait=STATE_WAIT)
+
+    def spawn(self, slot: Slot) -> None:
+        if self.stopping:
+            return
+        slot.link = Link(slot.index)
+        slot.link.down.send(self.snapshot(), wait=STATE_WAIT)
+        logs.flush()          # the child would write our buffered lines again
+        control_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(slot, control_pid)
+        slot.pid, slot.started, slot.version = pid, time.monotonic(), 0
+        slot.pidfd = os.pidfd_open(pid)
+        self.loop.add_reader(slot.pidfd, self.reap, slot)
+        slot.link.up.listen(self.loop, self.on_message)
+        log.info("worker started", slot=slot.index, worker_pid=pid)
+
+    def _become_worker(self, slot: Slot, control_pid: int) -> None:
+        """In the child: drop what belongs to the control process, run, exit."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            # A control process killed outright takes its workers along (they
+            # drain as on SIGTERM) instead of leaving them serving unsupervised.
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != control_pid:
+                os._exit(1)       # it died before prctl took effect
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reload is the control's job
+            for other in self.slots:
+                if other is not slot:
+                    other.listener.close()
+            code = run_worker(self.config, slot.listener, slot.link)
+        except BaseException as exc:  # noqa: BLE001 - report anything, then leave
+            log.error("worker failed", error=repr(exc), exc_info=True)
+        finally:
+            logs.flush()
+            os._exit(code)
+
+    def reap(self, slot: Slot) -> None:
+        self.loop.remove_reader(slot.pidfd)
+        os.close(slot.pidfd)
+        _, status = os.waitpid(slot.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        slot.link.up.drain()
+        slot.link.close()
+        slot.link = None
+        ran = time.monotonic() - slot.started
+        slot.pid = 0
+        if self.stopping:
+            log.info("worker stopped", slot=slot.index, code=code)
+            if not self.live():
+                self.on_all_stopped()
+            return
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        slot.failures = slot.failures + 1 if ran < START_GRACE else 0
+        log.error("worker died", slot=slot.index, reason=how, ran_s=round(ran, 3))
+        if slot.failures >= MAX_START_FAILURES:
+            log.error("workers keep dying at start, giving up", reason=how,
+                      attempts=slot.failures)
+            self.on_give_up()
+            return
+        delay = min(0.1 * 2 ** slot.failures, 5.0)
+        self.loop.call_later(delay, self.spawn, slot)
+
+    def stop(self) -> None:
+        """SIGTERM every worker (they drain), SIGKILL the ones still there after
+        the shutdown grace; ``on_all_stopped`` once none is left."""
+        self.stopping = True
+        for slot in self.live():
+            os.kill(slot.pid, signal.SIGTERM)
+        if not self.live():
+            self.on_all_stopped()
+            return
+        self.loop.call_later(self.config.timeouts.shutdown + KILL_MARGIN, self._kill_stragglers)
+
+    def _kill_stragglers(self) -> None:
+        for slot in self.live():
+            log.warning("worker did not stop in time, killing", slot=slot.index)
+            os.kill(slot.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.listener.close()

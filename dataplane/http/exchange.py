@@ -1,0 +1,415 @@
+"""One request and its response, carried between a client and a host.
+
+An Exchange asks its cluster for a host and a connection (pooled, new, or a
+turn in the host's queue), writes the rewritten request head and streams the
+body, then reads the response (response.py) and streams it to the client.
+Large bodies of known length move by splice(2). Its progress is one State;
+the request side's only independent fact is whether the whole request has
+been read from the client (``request_complete``). When it ends it reports a
+typed Outcome to the cluster.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import TYPE_CHECKING
+
+import httptools
+import structlog
+
+from .. import logs
+from ..io.relay import SplicePump, make_relay
+from ..upstream.cluster import FULL, OPEN, QUEUED, Cluster
+from ..upstream.outcome import ErrorKind, Outcome, connect_error
+from . import rules
+from .deadline import CONNECT, QUEUE, RESPONSE, STREAM
+from .response import ResponseReader
+from .rules import CHUNKED, LENGTH, NONE, Reject
+
+if TYPE_CHECKING:
+    from ..upstream.host import Host
+    from ..upstream.pool import Connect, UpstreamConnection
+    from .client import ClientConnection
+
+log = structlog.get_logger("l7lb.http")
+
+SPLICE_MIN = 256 * 1024   # bodies with at least this much left are spliced
+
+
+class State(enum.Enum):
+    PENDING = "pending"          # parsed; behind an earlier request on its connection
+    QUEUED = "queued"            # waiting for a connection to the host (pool.max_active)
+    CONNECTING = "connecting"
+    SENT = "sent"                # request head written; no response head yet
+    RESPONDING = "responding"    # response head passed to the client; body streaming
+    SPLICING = "splicing"        # the rest of the response body moves in the kernel
+    DONE = "done"                # finished, failed, cancelled or upgraded
+
+
+class Exchange:
+    __slots__ = (
+        "client", "site", "cluster", "state", "target", "headers", "method", "version",
+        "keep_alive", "upgrade", "upgrade_tail", "fields", "req_framing", "req_remaining",
+        "request_complete", "pending", "pending_size", "host", "upstream", "connecting",
+        "response", "splice", "reused", "attempts", "started", "bytes_in", "status",
+        "error", "kind")
+
+    def __init__(self, client: "ClientConnection") -> None:
+        self.client = client
+        self.site = client.site
+        self.cluster: Cluster | None = None
+        self.state = State.PENDING
+        self.target = b""
+        self.headers: rules.Headers = []
+        self.fields: rules.Fields | None = None
+        self.method = b""
+        self.version = "1.1"
+        self.keep_alive = True
+        self.upgrade: bytes | None = None
+        self.upgrade_tail = b""
+        self.req_framing = NONE
+        self.req_remaining = 0
+        self.request_complete = False
+        self.pending: list[bytes] = []      # request bytes waiting for a connection
+        self.pending_size = 0
+        self.host: Host | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.connecting: Connect | None = None
+        self.response: ResponseReader | None = None
+        self.splice: SplicePump | None = None   # response body moving in the kernel
+        self.reused = False                # on a pooled connection (retry candidate)
+        self.attempts = 0
+        self.started = time.monotonic()
+        self.bytes_in = 0
+        self.status = 0                    # set when the balancer answers itself
+        self.error = ""
+        self.kind = ErrorKind.NONE
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.DONE
+
+    @property
+    def client_keep_alive(self) -> bool:
+        """The client connection may carry another request after this one."""
+        return not self.error and self.response is not None and self.response.client_keep_alive
+
+    @property
+    def responding(self) -> bool:
+        """The response head went to the client: an error can only cut it."""
+        return self.state in (State.RESPONDING, State.SPLICING)
+
+    # -- request ---------------------------------------------------------
+    def inspect_request_headers(self, upgrade: bool) -> None:
+        fields = self.fields = rules.scan(self.headers)
+        if self.version == "1.1" and not fields.host:
+            raise Reject(400, "HTTP/1.1 request without Host header")
+        if upgrade:
+            self.upgrade = fields.upgrade
+        self.req_framing, self.req_remaining = fields.framing, fields.length
+
+    def request_body(self, body: bytes) -> None:
+        self.bytes_in += len(body)
+        if self.req_framing == CHUNKED:
+            self._send(rules.chunk(body))
+        else:
+            self.req_remaining -= len(body)
+            self._send(body)
+
+    def request_end(self, trailers: rules.Headers) -> None:
+        self.request_complete = True
+        if self.req_framing == CHUNKED:
+            self._send(rules.last_chunk(trailers))
+        if self.state is State.SENT and self.client.is_active(self):
+            self.client.arm(RESPONSE, self.site.config.timeouts.request)
+
+    def _send(self, data: bytes) -> None:
+        if self.upstream is not None and self.client.is_active(self):
+            self.upstream.stream.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+
+    def splice_request_body(self) -> bool:
+        """Start splicing the rest of a large Content-Length body; True if started.
+        Never while the parser is still handing over bytes it has read: those
+        come first, and the count to splice is known only after them."""
+        if (self.req_framing != LENGTH or self.request_complete or self.upstream is None
+                or self.req_remaining < SPLICE_MIN or not self.site.splice_bodies
+                or not self.client.may_splice_request()):
+            return False
+        self.client.start_request_splice(self, self.upstream.stream, self.req_remaining)
+        return True
+
+    # -- choosing a host and a connection ----------------------------------
+    def start(self) -> None:
+        site = self.site
+        cluster = self.cluster = site.cluster_for(self.target, self.headers)
+        key = cluster.key_of(self.client.peer, self.target, self.headers) \
+            if cluster.hashed else None
+        host = cluster.choose(key)
+        if host is None:
+            self.fail(503, ErrorKind.NO_HOST, "no backend available")
+            return
+        self.host = host
+        cluster.begin(host)
+        got = cluster.connection(host, self, site.clock.now)
+        if got is OPEN:
+            self._open()
+        elif got is QUEUED:
+            self.state = State.QUEUED
+            self.client.arm(QUEUE, site.config.pool.queue_timeout)
+        elif got is FULL:
+            self.fail(503, ErrorKind.POOL_FULL,
+                      f"backend {host.name} busy: pool.max_active and max_queue reached")
+        else:
+            self.attach(got, reused=True)
+
+    def _open(self) -> None:
+        self.state = State.CONNECTING
+        self.client.arm(CONNECT, self.site.connect_timeout)
+        self.connecting = self.cluster.pool.connect(self.host, self._connected)
+
+    def dequeued(self, conn: "UpstreamConnection | None") -> None:
+        """Our turn in the host's queue: a connection, or room to open one."""
+        pool = self.cluster.pool
+        if self.state is not State.QUEUED:          # gone meanwhile: pass the turn on
+            if conn is not None:
+                pool.release(conn, self.site.clock.now)
+            else:
+                pool.pass_turn(self.host)
+            return
+        if conn is not None:
+            pool.backend_reused(conn)
+            self.attach(conn, reused=True)
+        else:
+            self._open()
+
+    def queue_timed_out(self) -> None:
+        self.cluster.pool.unqueue(self.host, self, timed_out=True)
+        self.fail(503, ErrorKind.QUEUE_TIMEOUT,
+                  "no backend connection free within pool.queue_timeout")
+
+    def _connected(self, conn: "UpstreamConnection | None", exc: OSError | None) -> None:
+        self.connecting = None
+        if conn is None:
+            self.fail(502, connect_error(exc), f"cannot connect to backend: {exc.strerror or exc}")
+        elif self.done:
+            self.cluster.pool.discard(conn)
+        else:
+            self.attach(conn, reused=False)
+
+    def attach(self, conn: "UpstreamConnection", reused: bool) -> None:
+        self.state = State.SENT
+        self.reused = reused
+        self.attempts += 1
+        self.upstream = conn
+        conn.user = self
+        conn.requests += 1
+        site, client = self.site, self.client
+        transport = site.transport
+        if conn.backend.client_side or transport.clients:
+            transport.serving(client.stream.sock, conn.backend)
+        # A refused upgrade may have carried the new protocol's first bytes.
+        self.response = ResponseReader(self.method, self.version, self.keep_alive,
+                                       self.upgrade, bool(self.upgrade_tail),
+                                       client.is_closing)
+        head = rules.request_head(self.method, self.target, self.fields, client.peer,
+                                  self.upgrade is not None)
+        if self.pending:
+            head = b"".join([head, *self.pending])
+            self.pending.clear()
+            self.pending_size = 0
+        conn.stream.write(head)
+        if self.upgrade_tail:
+            conn.stream.write(self.upgrade_tail)
+        if self.request_complete:
+            client.arm(RESPONSE, site.config.timeouts.request)
+        else:
+            client.arm(STREAM, site.config.timeouts.idle)
+            if not self.splice_request_body():
+                client.update_reading()
+
+    # -- response ----------------------------------------------------------
+    def on_upstream_data(self, data: bytes) -> None:
+        client, response = self.client, self.response
+        client.touch()
+        try:
+            response.feed(data)
+        except httptools.HttpParserUpgrade as switch:
+            self._switch_protocols(data[switch.args[0]:])
+            return
+        except httptools.HttpParserError as exc:
+            self.fail(502, ErrorKind.BAD_RESPONSE, f"invalid response from backend: {exc}")
+            return
+        if response.started and self.state is State.SENT:
+            self.state = State.RESPONDING
+            client.arm(STREAM, self.site.config.timeouts.idle)
+        if response.out:
+            client.stream.write(response.take())
+        if response.complete:
+            client.exchange_done(self, self.request_complete and response.upstream_keep_alive)
+        elif response.may_splice(SPLICE_MIN) and self.site.splice_bodies:
+            self._splice_response()
+        elif client.stream.pending >= client.limits.buffer:
+            upstream = self.upstream.stream
+            upstream.stop_reading()
+            client.stream.when_drained(lambda: self.done or upstream.start_reading())
+
+    def _splice_response(self) -> None:
+        self.state = State.SPLICING
+        upstream = self.upstream
+        upstream.stream.stop_reading()
+        self.splice = SplicePump(self.site.reactor, upstream.stream.fd, self.client.stream.fd,
+                                 self.response.remaining, self._response_spliced)
+        self.client.stream.when_drained(self.splice.start)
+
+    def _response_spliced(self, error: OSError | None) -> None:
+        pump, self.splice = self.splice, None
+        if self.done:
+            return
+        if error is not None:
+            self.abort(ErrorKind.RELAY_FAILED, f"response body relay failed: {error}")
+            return
+        self.response.spliced(pump.moved)
+        self.state = State.RESPONDING
+        self.upstream.stream.start_reading()
+        self.client.exchange_done(self, self.request_complete)
+
+    def on_upstream_closed(self, exc: OSError | None) -> None:
+        upstream, self.upstream = self.upstream, None
+        self.cluster.pool.discard(upstream, by_peer=True)
+        response = self.response
+        if exc is None and response.end_at_eof():     # close-delimited body: EOF ends it
+            self.client.stream.write(response.take())
+            self.client.exchange_done(self, False)
+        elif self._retryable():
+            self._retry()
+        elif self.responding:
+            self.abort(ErrorKind.RESET_MID_RESPONSE,
+                       "backend closed mid-response" if exc is None
+                       else f"backend connection failed: {exc.strerror or exc}")
+        elif exc is None:
+            self.fail(502, ErrorKind.CLOSED_BEFORE_RESPONSE, "backend closed the connection early")
+        else:
+            self.fail(502, ErrorKind.RESET_BEFORE_RESPONSE,
+                      f"backend connection failed: {exc.strerror or exc}")
+
+    def _retryable(self) -> bool:
+        """A reused connection the backend had closed: safe to try once more on a
+        fresh one when nothing of the response came and no body was sent."""
+        return (self.reused and self.attempts == 1 and self.state is State.SENT
+                and self.req_framing == NONE and self.upgrade is None)
+
+    def _retry(self) -> None:
+        self.cluster.pool.count_retry(self.host)
+        if self.cluster.pool.can_open(self.host):
+            self._open()
+        else:
+            self.fail(503, ErrorKind.POOL_FULL, f"backend {self.host.name} at pool.max_active")
+
+    def _switch_protocols(self, tail: bytes) -> None:
+        """101 from the backend: both connections become one byte stream."""
+        client, site = self.client, self.site
+        if self.upgrade is None:
+            self.fail(502, ErrorKind.BAD_RESPONSE, "backend switched protocols unasked")
+            return
+        self.state = State.RESPONDING
+        client.stream.write(self.response.switch_head() + tail)
+        self._report()
+        self.cluster.release(self.host)    # a stream, no longer a request in flight
+        self.state = State.DONE
+        self.response.close()
+        upstream, pool = self.upstream, self.cluster.pool
+        handed = []
+
+        def hand_over() -> None:
+            if handed or client.stream.pending or upstream.stream.pending:
+                return      # called again by the other stream's drain
+            handed.append(True)
+            relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
+                               pool.detach(upstream), site.forget, site.config.limits.buffer)
+            site.track(relay)
+            relay.start()
+
+        client.stream.when_drained(hand_over)
+        upstream.stream.when_drained(hand_over)
+
+    # -- endings ---------------------------------------------------------
+    def fail(self, status: int, kind: ErrorKind, detail: str) -> None:
+        """The backend side failed: answer with an error if nothing was sent yet."""
+        if self.responding:
+            self.abort(kind, detail)
+            return
+        self.status, self.error, self.kind = status, detail, kind
+        self.client.stream.write(rules.error_response(status, detail))
+        self.client.exchange_done(self, False)
+
+    def abort(self, kind: ErrorKind, detail: str) -> None:
+        """Give up mid-stream: the client sees its connection reset."""
+        if not self.error:
+            self.error, self.kind = detail, kind
+        log.warning("exchange aborted", client=self.client.peer.decode(), reason=detail,
+                    backend=self.host.name if self.host else None)
+        self.finish(False)
+        self.client.abort()
+
+    def cancel(self) -> None:
+        """The client went away: drop the backend side."""
+        self._release(False)
+
+    def finish(self, reuse: bool) -> None:
+        if not self.done:
+            self._report()
+            self._release(reuse)
+
+    def _release(self, reuse: bool) -> None:
+        """Give back the host's in-flight slot and the connection; the end."""
+        if self.done:
+            return
+        if self.state is State.QUEUED:
+            self.cluster.pool.unqueue(self.host, self, timed_out=False)
+        if self.host is not None:
+            self.cluster.release(self.host)
+        self.state = State.DONE
+        if self.response is not None:
+            self.response.close()
+        if self.splice is not None:
+            self.splice.stop()
+            self.splice = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is None:
+            return
+        if reuse and not upstream.stream.pending:
+            self.cluster.pool.release(upstream, self.site.clock.now)
+        else:
+            self.cluster.pool.discard(upstream)
+
+    def _report(self) -> None:
+        """The outcome to the cluster (and so to the control process), and the
+        access log line."""
+        site = self.site
+        response = self.response
+        status = self.status or (response.status if response is not None else 0)
+        bytes_out = response.body_bytes if response is not None else 0
+        site.stats.requests += 1
+        if status >= 500 or self.error:
+            site.stats.errors += 1
+        ms = round((time.monotonic() - self.started) * 1000, 2)
+        host = self.host.name if self.host else ""
+        if self.cluster is not None:
+            self.cluster.report(Outcome(self.cluster.name, host, status, ms, self.bytes_in,
+                                        bytes_out, self.kind, self.reused))
+        if site.config.log.access:
+            fields = {
+                "client": self.client.peer.decode(), "method": self.method.decode(),
+                "path": self.target.decode("latin-1"), "status": status,
+                "backend": host or None, "bytes_in": self.bytes_in,
+                "bytes_out": bytes_out, "ms": ms}
+            if self.error:
+                fields["error"] = self.error
+            logs.access("request", fields)

@@ -1,0 +1,155 @@
+"""One backend response read and re-framed for the client, without I/O.
+
+The reader is httptools' callback object: fed the backend's bytes, it
+collects what the client must receive (relayed 1xx heads, the rewritten
+response head, the body re-chunked or not, the last chunk with trailers) in
+``out``, and knows when the response is complete. Framing decisions are
+rules.py's; the exchange does the I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import httptools
+
+from . import rules
+from .rules import CHUNKED, CLOSE, LENGTH, NONE
+
+
+class ResponseReader:
+    __slots__ = ("parser", "head_request", "version", "keep_alive", "upgrade", "closing",
+                 "reuse_forbidden", "status", "reason", "headers", "trailers", "framing",
+                 "client_framing", "remaining", "started", "complete", "interim",
+                 "upstream_keep_alive", "client_keep_alive", "out", "body_bytes")
+
+    def __init__(self, method: bytes, version: str, keep_alive: bool, upgrade: bytes | None,
+                 reuse_forbidden: bool, closing: Callable[[], bool]) -> None:
+        """``keep_alive``: the client asked to keep its connection;
+        ``reuse_forbidden``: the upstream connection must not be reused whatever
+        the backend says (it may have read bytes of a refused upgrade);
+        ``closing``: whether the client connection is closing by now."""
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_request = method == b"HEAD"
+        self.version = version
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self.closing = closing
+        self.reuse_forbidden = reuse_forbidden
+        self.status = 0
+        self.reason = b""
+        self.headers: rules.Headers = []
+        self.trailers: rules.Headers = []
+        self.framing = self.client_framing = NONE
+        self.remaining = 0            # body bytes still to come (LENGTH framing)
+        self.started = False          # the response head is in ``out`` (or sent)
+        self.complete = False
+        self.interim = False          # inside a 1xx response
+        self.upstream_keep_alive = False   # read at the head: httptools forgets it after
+        self.client_keep_alive = False
+        self.out: list[bytes] = []    # bytes for the client, taken by the exchange
+        self.body_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Raises httptools.HttpParserUpgrade at a 101 (its argument: where the
+        new protocol's bytes start) and HttpParserError on a broken response."""
+        self.parser.feed_data(data)
+
+    def close(self) -> None:
+        """Done with it: the parser refers back to us, so break the cycle rather
+        than leave it to the garbage collector."""
+        self.parser = None
+
+    def take(self) -> bytes:
+        out = self.out
+        data = b"".join(out) if len(out) > 1 else out[0] if out else b""
+        out.clear()
+        return data
+
+    def switch_head(self) -> bytes:
+        """The 101 head for the client once the backend switched protocols."""
+        return rules.response_head(101, self.reason, rules.scan(self.headers), NONE, None,
+                                   upgrade=self.upgrade)
+
+    def end_at_eof(self) -> bool:
+        """The backend closed: True when that ends a close-delimited body."""
+        if self.started and not self.complete and self.framing == CLOSE:
+            self._end()
+            return True
+        return False
+
+    def spliced(self, moved: int) -> None:
+        """The rest of the body went by splice."""
+        self.body_bytes += moved
+        self.complete = True
+
+    def may_splice(self, minimum: int) -> bool:
+        return (self.framing == LENGTH and self.client_framing == LENGTH
+                and self.remaining >= minimum)
+
+    # -- httptools callbacks ---------------------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # Bytes after the whole response: never forwarded, and the connection
+            # is out of step with its requests, so it is not reused.
+            self.upstream_keep_alive = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
+        (self.trailers if self.started else self.headers).append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            if self.version == "1.1":
+                self.out.append(rules.interim_head(status, self.reason, self.headers))
+            self.headers = []
+            self.reason = b""
+            self.interim = True
+            return
+        self.status = status
+        self.upstream_keep_alive = self.parser.should_keep_alive() and not self.reuse_forbidden
+        if status == 101:
+            return    # the parser stops at the protocol switch
+        fields = rules.scan(self.headers)
+        framing = rules.response_framing(fields, status, self.head_request)
+        client_framing = rules.client_framing(framing, self.version)
+        keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None
+                      and not self.closing())
+        if keep_alive:
+            connection = b"keep-alive" if self.version == "1.0" else None
+        else:
+            connection = b"close"
+        self.client_keep_alive = keep_alive
+        self.framing, self.remaining = framing, fields.length
+        self.client_framing = client_framing
+        self.out.append(rules.response_head(status, self.reason, fields, client_framing,
+                                            connection))
+        self.started = True
+        if self.head_request:
+            self.complete = True    # httptools cannot know a HEAD response has no body
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
+        self.body_bytes += len(body)
+        if self.framing == LENGTH:
+            self.remaining -= len(body)
+        self.out.append(rules.chunk(body) if self.client_framing == CHUNKED else body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+        elif not self.complete and self.status != 101:
+            self._end()
+
+    def _end(self) -> None:
+        self.complete = True
+        if self.client_framing == CHUNKED:
+            self.out.append(rules.last_chunk(self.trailers))

@@ -1,0 +1,52 @@
+"""What a connection handler (http.client, tcp.session) may use of the worker
+that accepted it: a Protocol, so that those folders never import the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .io.reactor import Reactor
+    from .kernel.transport import Transport
+    from .upstream.cluster import Cluster
+
+
+class Clock:
+    """Loop time, refreshed by the worker's timer sweep: cheap to read on the hot path."""
+    __slots__ = ("now",)
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+
+class Stats:
+    """Per-worker counters of what happened before or beside any backend."""
+    __slots__ = ("requests", "errors", "rejected", "refused", "accepted")
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.rejected = self.refused = self.accepted = 0
+
+
+class Tracked(Protocol):
+    """Anything the worker times out and shuts down: connections, sessions, relays."""
+    def check(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+class Site(Protocol):
+    config: "Config"
+    loop: asyncio.AbstractEventLoop
+    clock: Clock
+    stats: Stats
+    reactor: "Reactor"
+    transport: "Transport"
+    relay_engine: str          # for upgraded HTTP streams and TCP mode
+    splice_bodies: bool        # large bodies of known length move by splice
+    connect_timeout: float
+    stopping: bool
+
+    def cluster_for(self, target: bytes, headers: list) -> "Cluster": ...
+    def track(self, conn: Tracked) -> None: ...
+    def forget(self, conn: Tracked) -> None: ...

@@ -1,0 +1,106 @@
+"""TCP mode: each accepted connection is joined to a host's connection by a
+byte relay (splice or copy), with half-close and resets passed through."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from .. import logs
+from ..io.relay import Relay, make_relay
+from ..io.stream import reset
+from ..upstream.outcome import ErrorKind, Outcome, connect_error
+
+if TYPE_CHECKING:
+    from ..site import Site
+    from ..upstream.cluster import Cluster
+    from ..upstream.host import Host
+    from ..upstream.pool import Connect
+
+log = structlog.get_logger("l7lb.tcp")
+
+
+class TcpSession:
+    """From accept until the relay takes over: pick a host and connect."""
+
+    def __init__(self, site: "Site", sock: socket.socket, peer: str) -> None:
+        self.site, self.sock, self.peer = site, sock, peer
+        self.started = time.monotonic()
+        self.deadline = site.clock.now + site.connect_timeout
+        self.connecting: Connect | None = None
+        cluster: Cluster = site.cluster_for(b"", [])
+        self.cluster = cluster
+        host = cluster.choose(peer.encode())    # hashed by client address
+        if host is None or not cluster.pool.can_open(host):
+            self._refuse("no backend available" if host is None else "pool.max_active reached")
+            return
+        self.host: Host = host
+        cluster.begin(host)
+        site.track(self)
+        self.connecting = cluster.pool.connect_socket(host, self._connected)
+
+    def _refuse(self, why: str) -> None:
+        self.site.stats.errors += 1
+        log.warning("tcp connection refused", client=self.peer, reason=why)
+        reset(self.sock)
+        self.sock.close()
+
+    def _failed(self, kind: ErrorKind, why: str) -> None:
+        """The connect to the host failed: the client is reset."""
+        self.cluster.release(self.host)
+        self._report(0, kind)
+        self._refuse(why)
+
+    def _connected(self, upstream: socket.socket | None, exc: OSError | None) -> None:
+        site = self.site
+        site.forget(self)
+        self.connecting = None
+        if upstream is None:
+            self._failed(connect_error(exc),
+                         f"connect to {self.host.name} failed: {exc.strerror or exc}")
+            return
+        if self.host.client_side:
+            site.transport.serving(self.sock, self.host)
+        relay = make_relay(site.relay_engine, site.reactor, self.sock, upstream,
+                           self._closed, site.config.limits.buffer)
+        relay.idle_timeout = site.config.timeouts.idle
+        site.track(relay)
+        relay.start()
+
+    def _closed(self, relay: Relay) -> None:
+        site = self.site
+        site.forget(relay)
+        self.cluster.pool.socket_closed(self.host)
+        self.cluster.release(self.host)
+        site.stats.requests += 1
+        ms = self._report(relay.moved, ErrorKind.NONE)
+        if site.config.log.access:
+            logs.access("connection", {"client": self.peer, "backend": self.host.name,
+                                       "bytes": relay.moved, "ms": ms})
+
+    def _report(self, moved: int, kind: ErrorKind) -> float:
+        ms = round((time.monotonic() - self.started) * 1000, 2)
+        self.cluster.report(Outcome(self.cluster.name, self.host.name, 0, ms, moved, 0, kind))
+        return ms
+
+    def check(self, now: float) -> None:
+        if now >= self.deadline and self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+            self.site.forget(self)
+            self._failed(ErrorKind.CONNECT_TIMEOUT, f"connect to {self.host.name} timed out")
+
+    def shutdown(self) -> None:
+        """Stopping: a connect in progress may finish; its relay then runs out the grace."""
+
+    def abort(self) -> None:
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+            self.site.forget(self)
+            self.cluster.release(self.host)
+            reset(self.sock)
+            self.sock.close()

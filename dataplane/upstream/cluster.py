@@ -1,0 +1,126 @@
+"""A cluster: one backend group as one worker sees it (Envoy's cluster,
+HAProxy's backend section).
+
+It owns the hosts, the choice among them, their connection pool with its
+admission queue, and the resolver of their names, and it is the one place
+that answers "may this host take a request now" (``admits``: resolved,
+weight above 0, admin state ``ready``; health and breaker state join here).
+Exchanges ask it for a host (``choose``), for a connection (``connection``),
+and report the typed Outcome when done (``report``); it keeps the in-flight
+counts and passes outcomes on to whoever listens (the worker's batch for the
+control process).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+from ..config import Balancer as BalancerSettings
+from ..config import Pool as PoolSettings
+from ..io.reactor import Reactor
+from ..kernel.transport import Transport
+from .choice import Build, build_now, make_choice
+from .host import Host
+from .keys import key_function
+from .outcome import Outcome
+from .pool import Pool, UpstreamConnection, Waiter
+from .resolver import Resolver
+
+# What ``connection`` answers when it has no pooled connection to hand out.
+OPEN = "open"          # a connection slot is yours: open one
+QUEUED = "queued"      # wait: the waiter's ``dequeued`` is called with your turn
+FULL = "full"          # pool.max_active and pool.max_queue reached
+
+
+class HostSpec(Protocol):
+    """What a snapshot says of one host (control's BackendState has this shape)."""
+    host: str
+    port: int
+    weight: int
+    state: str
+    cc: str
+    client_side: bool
+
+
+class Cluster:
+    def __init__(self, name: str, settings: BalancerSettings, pool: PoolSettings,
+                 reactor: Reactor, transport: Transport,
+                 report: Callable[[Outcome], None], build: Build = build_now) -> None:
+        self.name = name
+        self.hosts: list[Host] = []
+        self.choice = make_choice(settings.algorithm, self.hosts, self.admits, build_now,
+                                  settings.ring_size, settings.maglev_table_size,
+                                  settings.balance_factor)
+        self._build_later = build
+        self.hashed = self.choice.hashed
+        self.key_of = key_function(settings.hash_key)
+        self.pool = Pool(reactor, pool, transport)
+        self.resolver = Resolver(reactor.loop, self.hosts, settings.resolve_interval,
+                                 self.choice.refresh)
+        self._report = report
+
+    # -- admission ---------------------------------------------------------
+    @staticmethod
+    def admits(host: Host) -> bool:
+        """May this host take a new request now?"""
+        return host.address is not None and host.weight > 0 and host.state == "ready"
+
+    def choose(self, key: bytes | None) -> Host | None:
+        """The host for a request hashed by ``key`` (ignored by unhashed choices)."""
+        return self.choice.pick(key)
+
+    def begin(self, host: Host) -> None:
+        """A request (or TCP connection) goes to ``host``."""
+        host.inflight += 1
+        self.choice.in_flight += 1
+
+    def release(self, host: Host) -> None:
+        """It is no longer under way on ``host`` (finished, failed or upgraded)."""
+        host.inflight -= 1
+        self.choice.in_flight -= 1
+
+    def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | str:
+        """A pooled connection to reuse, or OPEN, QUEUED or FULL."""
+        pool = self.pool
+        conn = pool.acquire(host, now)
+        if conn is not None:
+            return conn
+        if pool.can_open(host):
+            return OPEN
+        return QUEUED if pool.enqueue(host, waiter) else FULL
+
+    def report(self, outcome: Outcome) -> None:
+        self._report(outcome)
+
+    # -- the host set ------------------------------------------------------
+    async def start(self) -> None:
+        """Resolve the hosts and build the first table before any request; later
+        tables are built with ``build`` (off the event loop)."""
+        await self.resolver.start()
+        self.choice.build = self._build_later
+
+    def update(self, specs: Sequence[HostSpec], resolve: bool = True) -> None:
+        """Take a new host set: hosts kept keep their pools and counters."""
+        current = {h.name: h for h in self.hosts}
+        updated = []
+        for spec in specs:
+            host = current.pop(f"{spec.host}:{spec.port}", None) or Host(spec.host, spec.port)
+            host.weight, host.state = spec.weight, spec.state
+            if host.cc != spec.cc:      # idle connections would keep the old algorithm
+                self.pool.close_idle([host], for_good=False)
+            host.cc, host.client_side = spec.cc, spec.client_side
+            updated.append(host)
+        for gone in current.values():   # busy connections finish their requests
+            gone.weight = 0              # the old hash table may still name it
+            self.pool.close_idle([gone], for_good=False)
+        self.hosts[:] = updated          # the choice and the resolver share this list
+        if resolve:
+            self.resolver.refresh()
+
+    def sweep(self, now: float) -> None:
+        self.pool.sweep(self.hosts, now)
+
+    def close(self) -> None:
+        """Stopping: no more lookups; idle connections closed, none taken back."""
+        self.resolver.stop()
+        self.pool.close_idle(self.hosts)

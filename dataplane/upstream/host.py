@@ -1,0 +1,59 @@
+"""One backend of a cluster as a worker sees it: where it is, how much it may
+take, and the counters of its traffic in this worker.
+
+Who writes what: the Cluster writes admission state and the in-flight count
+(``weight``, ``state``, ``inflight``); the Pool
+writes the connection fields (``idle``, ``active``, ``waiting``, ``pool``);
+the Resolver writes the address; the snapshot writes ``cc`` and
+``client_side``. Everyone else only reads.
+"""
+
+from __future__ import annotations
+
+import socket
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pool import UpstreamConnection
+
+
+class PoolStats:
+    """Connection counters of one host's pool in one worker."""
+
+    __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
+                 "connect_failures", "retries")
+
+    def __init__(self) -> None:
+        self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
+        self.queue_timeouts = self.connect_failures = self.retries = 0
+
+
+class Host:
+    __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
+                 "active", "current_weight", "inflight", "waiting",
+                 "pool", "state", "cc", "client_side", "sockets")
+
+    def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
+                 client_side: bool = False) -> None:
+        self.name = f"{host}:{port}"
+        self.host = host
+        self.port = port
+        self.weight = weight
+        self.address: tuple | None = None   # sockaddr once resolved
+        self.family = socket.AF_INET
+        self.idle: list[UpstreamConnection] = []   # most recently used last
+        self.active = 0        # open connections, busy or idle
+        self.current_weight = 0   # smooth weighted round robin state
+        self.inflight = 0         # requests or connections under way (this worker)
+        self.waiting: deque = deque()   # exchanges queued at pool.max_active
+        self.pool = PoolStats()
+        self.state = "ready"      # admin state: drain and maint take no new requests
+        self.cc = cc              # congestion control in effect: "" is the kernel's default
+        self.client_side = client_side
+        # Every open upstream socket, for the pacer and for TCP_INFO samples.
+        self.sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+    def set_address(self, family: int, address: tuple | None) -> None:
+        self.family, self.address = family, address

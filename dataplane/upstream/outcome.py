@@ -1,0 +1,67 @@
+"""What became of one request (HTTP) or connection (TCP) on a host: the typed
+record a worker reports to its cluster and, batched, to the control process.
+Counters, health detection and circuit breakers read exactly this.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+
+import msgspec
+
+
+class ErrorKind(enum.Enum):
+    """Why an exchange failed; NONE when the backend's answer reached the client."""
+    NONE = "none"
+    CONNECT_REFUSED = "connect_refused"        # RST to our SYN
+    CONNECT_TIMEOUT = "connect_timeout"        # no answer within timeouts.connect
+    CONNECT_ERROR = "connect_error"            # any other connect failure (unreachable...)
+    RESET_BEFORE_RESPONSE = "reset_before_response"   # reset before any response byte
+    CLOSED_BEFORE_RESPONSE = "closed_before_response"  # clean close before any response byte
+    RESET_MID_RESPONSE = "reset_mid_response"  # reset or close inside the response body
+    RESPONSE_TIMEOUT = "response_timeout"      # no response head within timeouts.request
+    BAD_RESPONSE = "bad_response"              # not valid HTTP/1.x, or a 101 not asked for
+    QUEUE_TIMEOUT = "queue_timeout"            # no connection free within pool.queue_timeout
+    POOL_FULL = "pool_full"                    # max_active and max_queue reached
+    NO_HOST = "no_host"                        # no host admitted a request
+    CLIENT_ABORTED = "client_aborted"          # the client went away or broke the request
+    RELAY_FAILED = "relay_failed"              # a kernel splice failed mid-body
+
+    @property
+    def connect(self) -> bool:
+        """Failed before the backend saw anything of the request."""
+        return self in _CONNECT
+
+    @property
+    def backend_fault(self) -> bool:
+        """Counts against the host (health, breaker), not against the client
+        or the balancer's own limits."""
+        return self not in _NOT_BACKEND
+
+
+_CONNECT = frozenset({ErrorKind.CONNECT_REFUSED, ErrorKind.CONNECT_TIMEOUT,
+                      ErrorKind.CONNECT_ERROR})
+_NOT_BACKEND = frozenset({ErrorKind.NONE, ErrorKind.QUEUE_TIMEOUT, ErrorKind.POOL_FULL,
+                          ErrorKind.NO_HOST, ErrorKind.CLIENT_ABORTED})
+
+
+class Outcome(msgspec.Struct, array_like=True, gc=False):
+    """One finished request or TCP connection."""
+    cluster: str
+    backend: str          # HOST:PORT; "" when no host was chosen
+    status: int           # HTTP status sent to the client; 0 in TCP mode
+    ms: float             # from the request head (or accept) to the end
+    bytes_in: int         # request body bytes (TCP: all bytes moved)
+    bytes_out: int        # response body bytes
+    error: ErrorKind = ErrorKind.NONE
+    reused: bool = False  # on a pooled keep-alive connection
+
+
+def connect_error(exc: OSError | None) -> ErrorKind:
+    """The kind of a failed connect, from its errno."""
+    if exc is not None and exc.errno == errno.ECONNREFUSED:
+        return ErrorKind.CONNECT_REFUSED
+    if exc is not None and exc.errno == errno.ETIMEDOUT:
+        return ErrorKind.CONNECT_TIMEOUT
+    return ErrorKind.CONNECT_ERROR
