@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 import httptools
 import structlog
 
-from .. import logs
-from ..io.relay import SplicePump, make_relay
+from ..io.relay import SplicePump
 from ..upstream.cluster import FULL, OPEN, QUEUED, Cluster
 from ..upstream.outcome import ErrorKind, Outcome, connect_error
 from . import rules
+from .access import access_line
 from .deadline import CONNECT, QUEUE, RESPONSE, STREAM
 from .response import ResponseReader
+from .upgrade import join_streams
 from .rules import CHUNKED, LENGTH, NONE, Reject
 
 if TYPE_CHECKING:
@@ -311,30 +312,16 @@ class Exchange:
 
     def _switch_protocols(self, tail: bytes) -> None:
         """101 from the backend: both connections become one byte stream."""
-        client, site = self.client, self.site
         if self.upgrade is None:
             self.fail(502, ErrorKind.BAD_RESPONSE, "backend switched protocols unasked")
             return
         self.state = State.RESPONDING
-        client.stream.write(self.response.switch_head() + tail)
+        self.client.stream.write(self.response.switch_head() + tail)
         self._report()
         self.cluster.release(self.host)    # a stream, no longer a request in flight
         self.state = State.DONE
         self.response.close()
-        upstream, pool = self.upstream, self.cluster.pool
-        handed = []
-
-        def hand_over() -> None:
-            if handed or client.stream.pending or upstream.stream.pending:
-                return      # called again by the other stream's drain
-            handed.append(True)
-            relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
-                               pool.detach(upstream), site.forget, site.config.limits.buffer)
-            site.track(relay)
-            relay.start()
-
-        client.stream.when_drained(hand_over)
-        upstream.stream.when_drained(hand_over)
+        join_streams(self.site, self.client, self.upstream, self.cluster.pool)
 
     # -- endings ---------------------------------------------------------
     def fail(self, status: int, kind: ErrorKind, detail: str) -> None:
@@ -392,8 +379,7 @@ class Exchange:
     def _report(self) -> None:
         """The outcome to the cluster (and so to the control process), and the
         access log line."""
-        site = self.site
-        response = self.response
+        site, response = self.site, self.response
         status = self.status or (response.status if response is not None else 0)
         bytes_out = response.body_bytes if response is not None else 0
         site.stats.requests += 1
@@ -401,15 +387,8 @@ class Exchange:
             site.stats.errors += 1
         ms = round((time.monotonic() - self.started) * 1000, 2)
         host = self.host.name if self.host else ""
-        if self.cluster is not None:
-            self.cluster.report(Outcome(self.cluster.name, host, status, ms, self.bytes_in,
-                                        bytes_out, self.kind, self.reused))
+        self.cluster.report(Outcome(self.cluster.name, host, status, ms, self.bytes_in,
+                                    bytes_out, self.kind, self.reused))
         if site.config.log.access:
-            fields = {
-                "client": self.client.peer.decode(), "method": self.method.decode(),
-                "path": self.target.decode("latin-1"), "status": status,
-                "backend": host or None, "bytes_in": self.bytes_in,
-                "bytes_out": bytes_out, "ms": ms}
-            if self.error:
-                fields["error"] = self.error
-            logs.access("request", fields)
+            access_line(self.client.peer, self.method, self.target, status, host,
+                        self.bytes_in, bytes_out, ms, self.error)

@@ -1,0 +1,32 @@
+"""After a 101 Switching Protocols: the client's and the backend's connections
+become one byte stream, moved by a relay once both sides have drained what the
+HTTP layer had queued for them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..io.relay import make_relay
+
+if TYPE_CHECKING:
+    from ..site import Site
+    from ..upstream.pool import Pool, UpstreamConnection
+    from .client import ClientConnection
+
+
+def join_streams(site: "Site", client: "ClientConnection", upstream: "UpstreamConnection",
+                 pool: "Pool") -> None:
+    """Hand both sockets to a relay; the upstream one leaves the pool for good."""
+    handed = []
+
+    def hand_over() -> None:
+        if handed or client.stream.pending or upstream.stream.pending:
+            return      # called again by the other stream's drain
+        handed.append(True)
+        relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
+                           pool.detach(upstream), site.forget, site.config.limits.buffer)
+        site.track(relay)
+        relay.start()
+
+    client.stream.when_drained(hand_over)
+    upstream.stream.when_drained(hand_over)
