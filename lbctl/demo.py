@@ -33,8 +33,9 @@ def run_demo(port: int, backend_port: int) -> int:
     socket = os.path.join(tempfile.gettempdir(), f"l7lb-demo-{port}.sock")
     config = parse(DEMO_CONFIG.format(port=port, p1=ports[0], p2=ports[1], p3=ports[2],
                                       socket=socket), "<demo>")
-    backends = [subprocess.Popen([sys.executable, "-m", "dataplane.testing.backend", "--name", f"demo{i + 1}",
-                                  "--port", str(p)], stdout=subprocess.DEVNULL)
+    backends = [subprocess.Popen([sys.executable, "-m", "dataplane.testing.backend",
+                                  "--name", f"demo{i + 1}", "--port", str(p)],
+                                 stdout=subprocess.DEVNULL)
                 for i, p in enumerate(ports)]
     url = f"http://127.0.0.1:{port}/"
     click.echo(f"""

@@ -163,9 +163,10 @@ def pool_figures(log_path: Path) -> dict:
     opened = reused = 0
     for line in log_path.read_text().splitlines():
         if '"event":"pool stats"' in line:
-            for counters in json.loads(line)["backends"].values():
-                opened += counters["opened"]
-                reused += counters["reused"]
+            for hosts in json.loads(line)["clusters"].values():
+                for counters in hosts.values():
+                    opened += counters["opened"]
+                    reused += counters["reused"]
     total = opened + reused
     return {"backend_connections_opened": opened,
             "reuse_ratio": reused / total if total else 0.0}

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.upstream.hashing import Maglev, Ring, bounded_pick, key_hash
+from dataplane.upstream.hashing import Maglev, HashRing, bounded_pick, key_hash
 
 KEYS = [key_hash(b"key-%d" % i) for i in range(20000)]
 
@@ -28,7 +28,7 @@ def names_for(n: int) -> list[str]:
     return [f"10.1.{i // 250}.{i % 250}:8080" for i in range(n)]
 
 
-@pytest.mark.parametrize("kind", [Ring, Maglev])
+@pytest.mark.parametrize("kind", [HashRing, Maglev])
 @settings(max_examples=10, deadline=None)
 @given(n=st.integers(min_value=2, max_value=30), victim=st.integers(min_value=0, max_value=29))
 def test_removing_a_backend_moves_only_its_keys(kind, n, victim):
@@ -38,7 +38,7 @@ def test_removing_a_backend_moves_only_its_keys(kind, n, victim):
     rest = names[:victim] + names[victim + 1:]
     after = assignment(kind(rest, [100] * (n - 1)), rest)
     moved = [(b, a) for b, a in zip(before, after) if b != a]
-    if kind is Ring:
+    if kind is HashRing:
         assert all(b == names[victim] for b, _ in moved)        # exactly its keys
     else:
         # Maglev trades a little extra disruption for balance (paper, section 5.3).
@@ -47,7 +47,7 @@ def test_removing_a_backend_moves_only_its_keys(kind, n, victim):
     assert all(a != names[victim] for _, a in moved)
 
 
-@pytest.mark.parametrize("kind, slack", [(Ring, 1.05), (Maglev, 1.15)])
+@pytest.mark.parametrize("kind, slack", [(HashRing, 1.05), (Maglev, 1.15)])
 def test_adding_a_backend_moves_about_one_in_n_plus_one(kind, slack):
     n = 20
     names = names_for(n + 1)
@@ -57,7 +57,7 @@ def test_adding_a_backend_moves_about_one_in_n_plus_one(kind, slack):
     assert moved <= slack * (1 / (n + 1)) + 0.01
 
 
-@pytest.mark.parametrize("kind", [Ring, Maglev])
+@pytest.mark.parametrize("kind", [HashRing, Maglev])
 def test_down_backend_loses_only_its_keys(kind):
     names = names_for(10)
     table = kind(names, [100] * 10)
@@ -67,7 +67,7 @@ def test_down_backend_loses_only_its_keys(kind):
     assert names[3] not in after
 
 
-@pytest.mark.parametrize("kind", [Ring, Maglev])
+@pytest.mark.parametrize("kind", [HashRing, Maglev])
 def test_weights_are_honoured_within_5_percent_over_1m_keys(kind):
     names = names_for(4)
     weights = [100, 200, 300, 400]
@@ -81,7 +81,7 @@ def test_weights_are_honoured_within_5_percent_over_1m_keys(kind):
 
 def test_weight_zero_gets_nothing():
     names = names_for(3)
-    for kind in (Ring, Maglev):
+    for kind in (HashRing, Maglev):
         table = kind(names, [100, 0, 100])
         assert names[1] not in assignment(table, names)
 
@@ -91,7 +91,7 @@ def test_weight_zero_gets_nothing():
        st.lists(st.integers(min_value=0, max_value=2**63), min_size=1, max_size=200))
 def test_bounded_load_never_exceeds_its_bound(initial, keys):
     names = names_for(5)
-    ring = Ring(names, [100] * 5)
+    ring = HashRing(names, [100] * 5)
     load = list(initial)
     for h in keys:
         placed = sum(load) + 1
@@ -104,7 +104,7 @@ def test_bounded_load_never_exceeds_its_bound(initial, keys):
 
 def test_bounded_load_is_plain_consistent_hashing_when_load_is_even():
     names = names_for(8)
-    ring = Ring(names, [100] * 8)
+    ring = HashRing(names, [100] * 8)
     load = [10] * 8
     for h in KEYS[:2000]:
         assert bounded_pick(ring, h, always_up, load.__getitem__, lambda i: 100, 80, 800) \

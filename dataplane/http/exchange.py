@@ -19,7 +19,7 @@ import httptools
 import structlog
 
 from ..io.relay import SplicePump
-from ..upstream.cluster import FULL, OPEN, QUEUED, Cluster
+from ..upstream.cluster import IN_QUEUE, MAY_OPEN, NO_ROOM, Cluster
 from ..upstream.outcome import ErrorKind, Outcome, connect_error
 from . import rules
 from .access import access_line
@@ -48,6 +48,11 @@ class State(enum.Enum):
     DONE = "done"                # finished, failed, cancelled or upgraded
 
 
+# Module-level names: a global is read ten times faster than an enum member.
+PENDING, QUEUED, CONNECTING, SENT, RESPONDING, SPLICING, DONE = State
+NO_ERROR = ErrorKind.NONE
+
+
 class Exchange:
     __slots__ = (
         "client", "site", "cluster", "state", "target", "headers", "method", "version",
@@ -60,7 +65,7 @@ class Exchange:
         self.client = client
         self.site = client.site
         self.cluster: Cluster | None = None
-        self.state = State.PENDING
+        self.state = PENDING
         self.target = b""
         self.headers: rules.Headers = []
         self.fields: rules.Fields | None = None
@@ -85,11 +90,11 @@ class Exchange:
         self.bytes_in = 0
         self.status = 0                    # set when the balancer answers itself
         self.error = ""
-        self.kind = ErrorKind.NONE
+        self.kind = NO_ERROR
 
     @property
     def done(self) -> bool:
-        return self.state is State.DONE
+        return self.state is DONE
 
     @property
     def client_keep_alive(self) -> bool:
@@ -99,7 +104,7 @@ class Exchange:
     @property
     def responding(self) -> bool:
         """The response head went to the client: an error can only cut it."""
-        return self.state in (State.RESPONDING, State.SPLICING)
+        return self.state in (RESPONDING, SPLICING)
 
     # -- request ---------------------------------------------------------
     def inspect_request_headers(self, upgrade: bool) -> None:
@@ -122,7 +127,7 @@ class Exchange:
         self.request_complete = True
         if self.req_framing == CHUNKED:
             self._send(rules.last_chunk(trailers))
-        if self.state is State.SENT and self.client.is_active(self):
+        if self.state is SENT and self.client.is_active(self):
             self.client.arm(RESPONSE, self.site.config.timeouts.request)
 
     def _send(self, data: bytes) -> None:
@@ -156,26 +161,26 @@ class Exchange:
         self.host = host
         cluster.begin(host)
         got = cluster.connection(host, self, site.clock.now)
-        if got is OPEN:
+        if got is MAY_OPEN:
             self._open()
-        elif got is QUEUED:
-            self.state = State.QUEUED
+        elif got is IN_QUEUE:
+            self.state = QUEUED
             self.client.arm(QUEUE, site.config.pool.queue_timeout)
-        elif got is FULL:
+        elif got is NO_ROOM:
             self.fail(503, ErrorKind.POOL_FULL,
                       f"backend {host.name} busy: pool.max_active and max_queue reached")
         else:
             self.attach(got, reused=True)
 
     def _open(self) -> None:
-        self.state = State.CONNECTING
+        self.state = CONNECTING
         self.client.arm(CONNECT, self.site.connect_timeout)
         self.connecting = self.cluster.pool.connect(self.host, self._connected)
 
     def dequeued(self, conn: "UpstreamConnection | None") -> None:
         """Our turn in the host's queue: a connection, or room to open one."""
         pool = self.cluster.pool
-        if self.state is not State.QUEUED:          # gone meanwhile: pass the turn on
+        if self.state is not QUEUED:          # gone meanwhile: pass the turn on
             if conn is not None:
                 pool.release(conn, self.site.clock.now)
             else:
@@ -202,7 +207,7 @@ class Exchange:
             self.attach(conn, reused=False)
 
     def attach(self, conn: "UpstreamConnection", reused: bool) -> None:
-        self.state = State.SENT
+        self.state = SENT
         self.reused = reused
         self.attempts += 1
         self.upstream = conn
@@ -210,8 +215,8 @@ class Exchange:
         conn.requests += 1
         site, client = self.site, self.client
         transport = site.transport
-        if conn.backend.client_side or transport.clients:
-            transport.serving(client.stream.sock, conn.backend)
+        if conn.host.client_side or transport.clients:
+            transport.serving(client.stream.sock, conn.host)
         # A refused upgrade may have carried the new protocol's first bytes.
         self.response = ResponseReader(self.method, self.version, self.keep_alive,
                                        self.upgrade, bool(self.upgrade_tail),
@@ -244,8 +249,8 @@ class Exchange:
         except httptools.HttpParserError as exc:
             self.fail(502, ErrorKind.BAD_RESPONSE, f"invalid response from backend: {exc}")
             return
-        if response.started and self.state is State.SENT:
-            self.state = State.RESPONDING
+        if response.started and self.state is SENT:
+            self.state = RESPONDING
             client.arm(STREAM, self.site.config.timeouts.idle)
         if response.out:
             client.stream.write(response.take())
@@ -259,7 +264,7 @@ class Exchange:
             client.stream.when_drained(lambda: self.done or upstream.start_reading())
 
     def _splice_response(self) -> None:
-        self.state = State.SPLICING
+        self.state = SPLICING
         upstream = self.upstream
         upstream.stream.stop_reading()
         self.splice = SplicePump(self.site.reactor, upstream.stream.fd, self.client.stream.fd,
@@ -274,7 +279,7 @@ class Exchange:
             self.abort(ErrorKind.RELAY_FAILED, f"response body relay failed: {error}")
             return
         self.response.spliced(pump.moved)
-        self.state = State.RESPONDING
+        self.state = RESPONDING
         self.upstream.stream.start_reading()
         self.client.exchange_done(self, self.request_complete)
 
@@ -300,7 +305,7 @@ class Exchange:
     def _retryable(self) -> bool:
         """A reused connection the backend had closed: safe to try once more on a
         fresh one when nothing of the response came and no body was sent."""
-        return (self.reused and self.attempts == 1 and self.state is State.SENT
+        return (self.reused and self.attempts == 1 and self.state is SENT
                 and self.req_framing == NONE and self.upgrade is None)
 
     def _retry(self) -> None:
@@ -315,11 +320,11 @@ class Exchange:
         if self.upgrade is None:
             self.fail(502, ErrorKind.BAD_RESPONSE, "backend switched protocols unasked")
             return
-        self.state = State.RESPONDING
+        self.state = RESPONDING
         self.client.stream.write(self.response.switch_head() + tail)
         self._report()
         self.cluster.release(self.host)    # a stream, no longer a request in flight
-        self.state = State.DONE
+        self.state = DONE
         self.response.close()
         join_streams(self.site, self.client, self.upstream, self.cluster.pool)
 
@@ -347,19 +352,19 @@ class Exchange:
         self._release(False)
 
     def finish(self, reuse: bool) -> None:
-        if not self.done:
+        if self.state is not DONE:
             self._report()
             self._release(reuse)
 
     def _release(self, reuse: bool) -> None:
         """Give back the host's in-flight slot and the connection; the end."""
-        if self.done:
+        if self.state is DONE:
             return
-        if self.state is State.QUEUED:
+        if self.state is QUEUED:
             self.cluster.pool.unqueue(self.host, self, timed_out=False)
         if self.host is not None:
             self.cluster.release(self.host)
-        self.state = State.DONE
+        self.state = DONE
         if self.response is not None:
             self.response.close()
         if self.splice is not None:

@@ -18,7 +18,7 @@ from .rules import CHUNKED, CLOSE, LENGTH, NONE
 
 
 class ResponseReader:
-    __slots__ = ("parser", "head_request", "version", "keep_alive", "upgrade", "closing",
+    __slots__ = ("parser", "feed", "head_request", "version", "keep_alive", "upgrade", "closing",
                  "reuse_forbidden", "status", "reason", "headers", "trailers", "framing",
                  "client_framing", "remaining", "started", "complete", "interim",
                  "upstream_keep_alive", "client_keep_alive", "out", "body_bytes")
@@ -30,6 +30,9 @@ class ResponseReader:
         the backend says (it may have read bytes of a refused upgrade);
         ``closing``: whether the client connection is closing by now."""
         self.parser = httptools.HttpResponseParser(self)
+        # Raises httptools.HttpParserUpgrade at a 101 (its argument: where the
+        # new protocol's bytes start) and HttpParserError on a broken response.
+        self.feed = self.parser.feed_data
         self.head_request = method == b"HEAD"
         self.version = version
         self.keep_alive = keep_alive
@@ -50,15 +53,10 @@ class ResponseReader:
         self.out: list[bytes] = []    # bytes for the client, taken by the exchange
         self.body_bytes = 0
 
-    def feed(self, data: bytes) -> None:
-        """Raises httptools.HttpParserUpgrade at a 101 (its argument: where the
-        new protocol's bytes start) and HttpParserError on a broken response."""
-        self.parser.feed_data(data)
-
     def close(self) -> None:
         """Done with it: the parser refers back to us, so break the cycle rather
         than leave it to the garbage collector."""
-        self.parser = None
+        self.parser = self.feed = None
 
     def take(self) -> bytes:
         out = self.out

@@ -145,7 +145,7 @@ class _Hashed(Choice):
 
 class RingHash(_Hashed):
     def make_table(self, names, weights):
-        return hashing.Ring(names, weights, self.size)
+        return hashing.HashRing(names, weights, self.size)
 
     def pick(self, key: bytes | None) -> Host | None:
         table = self.table

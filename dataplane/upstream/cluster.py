@@ -5,8 +5,9 @@ It owns the hosts, the choice among them, their connection pool with its
 admission queue, and the resolver of their names, and it is the one place
 that answers "may this host take a request now" (``admits``: resolved,
 weight above 0, admin state ``ready``; health and breaker state join here).
-Exchanges ask it for a host (``choose``), for a connection (``connection``),
-and report the typed Outcome when done (``report``); it keeps the in-flight
+Exchanges ask it for a host (``choose(key)``: the key is ignored by unhashed
+choices), for a connection (``connection``), and report the typed Outcome
+when done (``report``); it keeps the in-flight
 counts and passes outcomes on to whoever listens (the worker's batch for the
 control process).
 """
@@ -27,9 +28,9 @@ from .pool import Pool, UpstreamConnection, Waiter
 from .resolver import Resolver
 
 # What ``connection`` answers when it has no pooled connection to hand out.
-OPEN = "open"          # a connection slot is yours: open one
-QUEUED = "queued"      # wait: the waiter's ``dequeued`` is called with your turn
-FULL = "full"          # pool.max_active and pool.max_queue reached
+MAY_OPEN = "may_open"  # a connection slot is yours: open one
+IN_QUEUE = "in_queue"  # wait: the waiter's ``dequeued`` is called with your turn
+NO_ROOM = "no_room"    # pool.max_active and pool.max_queue reached
 
 
 class HostSpec(Protocol):
@@ -52,22 +53,20 @@ class Cluster:
                                   settings.ring_size, settings.maglev_table_size,
                                   settings.balance_factor)
         self._build_later = build
+        # Called per request: bound once here rather than wrapped in a method.
+        self.choose: Callable[[bytes | None], Host | None] = self.choice.pick
+        self.report: Callable[[Outcome], None] = report
         self.hashed = self.choice.hashed
         self.key_of = key_function(settings.hash_key)
         self.pool = Pool(reactor, pool, transport)
         self.resolver = Resolver(reactor.loop, self.hosts, settings.resolve_interval,
                                  self.choice.refresh)
-        self._report = report
 
     # -- admission ---------------------------------------------------------
     @staticmethod
     def admits(host: Host) -> bool:
         """May this host take a new request now?"""
         return host.address is not None and host.weight > 0 and host.state == "ready"
-
-    def choose(self, key: bytes | None) -> Host | None:
-        """The host for a request hashed by ``key`` (ignored by unhashed choices)."""
-        return self.choice.pick(key)
 
     def begin(self, host: Host) -> None:
         """A request (or TCP connection) goes to ``host``."""
@@ -80,17 +79,14 @@ class Cluster:
         self.choice.in_flight -= 1
 
     def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | str:
-        """A pooled connection to reuse, or OPEN, QUEUED or FULL."""
+        """A pooled connection to reuse, or MAY_OPEN, IN_QUEUE or NO_ROOM."""
         pool = self.pool
         conn = pool.acquire(host, now)
         if conn is not None:
             return conn
         if pool.can_open(host):
-            return OPEN
-        return QUEUED if pool.enqueue(host, waiter) else FULL
-
-    def report(self, outcome: Outcome) -> None:
-        self._report(outcome)
+            return MAY_OPEN
+        return IN_QUEUE if pool.enqueue(host, waiter) else NO_ROOM
 
     # -- the host set ------------------------------------------------------
     async def start(self) -> None:

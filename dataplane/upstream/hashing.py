@@ -41,7 +41,7 @@ def _rehash(h: int) -> int:
     return _hash(h.to_bytes(8, "little"))
 
 
-class Ring:
+class HashRing:
     """Each backend owns points on a 64-bit circle in proportion to its weight;
     a key goes to the owner of the first point at or after its hash."""
 
@@ -153,7 +153,7 @@ class Maglev:
         return owner
 
 
-def bounded_pick(ring: Ring, h: int, up: Up, load: Callable[[int], int],
+def bounded_pick(ring: HashRing, h: int, up: Up, load: Callable[[int], int],
                  weight: Callable[[int], int], in_flight: int, up_weight: int,
                  factor: float = BALANCE_FACTOR) -> int | None:
     """Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam):

@@ -3,7 +3,7 @@ take, and the counters of its traffic in this worker.
 
 Who writes what: the Cluster writes admission state and the in-flight count
 (``weight``, ``state``, ``inflight``); the Pool
-writes the connection fields (``idle``, ``active``, ``waiting``, ``pool``);
+writes the connection fields (``idle``, ``active``, ``waiting``, ``conn_stats``);
 the Resolver writes the address; the snapshot writes ``cc`` and
 ``client_side``. Everyone else only reads.
 """
@@ -33,7 +33,7 @@ class PoolStats:
 class Host:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "current_weight", "inflight", "waiting",
-                 "pool", "state", "cc", "client_side", "sockets")
+                 "conn_stats", "state", "cc", "client_side", "sockets")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -48,7 +48,7 @@ class Host:
         self.current_weight = 0   # smooth weighted round robin state
         self.inflight = 0         # requests or connections under way (this worker)
         self.waiting: deque = deque()   # exchanges queued at pool.max_active
-        self.pool = PoolStats()
+        self.conn_stats = PoolStats()
         self.state = "ready"      # admin state: drain and maint take no new requests
         self.cc = cc              # congestion control in effect: "" is the kernel's default
         self.client_side = client_side

@@ -1,7 +1,7 @@
 """Upstream connections: opening them (non-blocking connect) and keeping idle
-keep-alive ones per backend for reuse, most recently used first.
+keep-alive ones per host for reuse, most recently used first.
 
-Limits: ``pool.max_active`` connections per backend (busy + idle + connecting),
+Limits: ``pool.max_active`` connections per host (busy + idle + connecting),
 ``pool.max_idle`` idle ones kept, idle ones closed after ``pool.idle_timeout``.
 """
 
@@ -28,17 +28,17 @@ class UpstreamUser(Protocol):
 
 
 class UpstreamConnection:
-    __slots__ = ("pool", "backend", "stream", "user", "requests", "idle_since", "counted")
+    __slots__ = ("pool", "host", "stream", "user", "requests", "idle_since", "counted")
 
-    def __init__(self, pool: "Pool", backend: Host, sock: socket.socket) -> None:
+    def __init__(self, pool: "Pool", host: Host, sock: socket.socket) -> None:
         self.pool = pool
-        self.backend = backend
+        self.host = host
         self.stream = Stream(pool.reactor, sock, self)
         self.user: UpstreamUser | None = None
         self.requests = 0
         self.idle_since = 0.0
-        self.counted = True    # holds one of backend.active
-        # Reading stays on while idle, so a backend's close is seen at once.
+        self.counted = True    # holds one of host.active
+        # Reading stays on while idle, so a host's close is seen at once.
         self.stream.start_reading()
 
     def on_data(self, data: bytes) -> None:
@@ -64,22 +64,22 @@ SocketConnected = Callable[[socket.socket | None, OSError | None], None]
 class Connect:
     """One non-blocking connect in progress; ``cancel`` abandons it.
 
-    It holds one of ``backend.active`` from the start; whoever receives the
+    It holds one of ``host.active`` from the start; whoever receives the
     socket takes that over."""
 
-    __slots__ = ("pool", "backend", "sock", "callback", "waiting")
+    __slots__ = ("pool", "host", "sock", "callback", "waiting")
     callback: "SocketConnected | None"
 
-    def __init__(self, pool: "Pool", backend: Host, callback: SocketConnected) -> None:
-        self.pool, self.backend = pool, backend
+    def __init__(self, pool: "Pool", host: Host, callback: SocketConnected) -> None:
+        self.pool, self.host = pool, host
         self.callback = callback
-        self.sock = socket.socket(backend.family, socket.SOCK_STREAM)
+        self.sock = socket.socket(host.family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pool.transport.before_connect(self.sock, backend)
+        pool.transport.before_connect(self.sock, host)
         self.waiting = False
-        backend.active += 1
-        err = self.sock.connect_ex(backend.address)
+        host.active += 1
+        err = self.sock.connect_ex(host.address)
         if err == errno.EINPROGRESS:
             self.waiting = True
             pool.reactor.add_writer(self.sock.fileno(), self._writable)
@@ -100,7 +100,7 @@ class Connect:
             callback(None, OSError(err, os.strerror(err)))
         else:
             self.callback = None
-            self.pool.transport.connected(self.sock, self.backend)
+            self.pool.transport.connected(self.sock, self.host)
             callback(self.sock, None)
 
     def cancel(self) -> None:
@@ -108,21 +108,21 @@ class Connect:
             if self.waiting:
                 self.pool.reactor.remove_writer(self.sock.fileno())
             self._give_up()
-            self.pool.pass_turn(self.backend)
+            self.pool.pass_turn(self.host)
 
     def _give_up(self) -> None:
         self.callback = None
-        self.backend.active -= 1
+        self.host.active -= 1
         self.sock.close()
 
 
 class Waiter(Protocol):
-    """An exchange queued for a connection to a backend at pool.max_active."""
+    """An exchange queued for a connection to a host at pool.max_active."""
     def dequeued(self, conn: UpstreamConnection | None) -> None: ...
 
 
 class Pool:
-    """Per-backend connections of one worker: ``max_active`` open at most,
+    """Per-host connections of one worker: ``max_active`` open at most,
     ``max_idle`` kept idle (most recently used reused first) until
     ``idle_timeout``, at most ``max_requests_per_connection`` requests each;
     past ``max_active``, requests wait in a FIFO of at most ``max_queue``."""
@@ -138,141 +138,141 @@ class Pool:
         self.max_queue = settings.max_queue
         self.closing = False
 
-    def acquire(self, backend: Host, now: float) -> UpstreamConnection | None:
+    def acquire(self, host: Host, now: float) -> UpstreamConnection | None:
         """An idle connection to reuse, most recently used first, or None. One
-        idle for over FRESH seconds that the backend has closed (EOF or reset
+        idle for over FRESH seconds that the host has closed (EOF or reset
         not yet seen by the loop) is dropped here rather than failing the
         request; a fresher one is taken without that check (a syscall per
-        request under load), since backends close idle connections on timers
+        request under load), since hosts close idle connections on timers
         of seconds, and the one retry covers what slips through."""
-        idle = backend.idle
+        idle = host.idle
         stale = now - FRESH
         while idle:
             conn = idle.pop()
             if conn.idle_since > stale or _alive(conn.stream.sock):
-                backend.pool.reused += 1
+                host.conn_stats.reused += 1
                 return conn
             self.discard(conn, by_peer=True)
         return None
 
     @staticmethod
     def backend_reused(conn: UpstreamConnection) -> None:
-        conn.backend.pool.reused += 1
+        conn.host.conn_stats.reused += 1
 
     @staticmethod
-    def count_retry(backend: Host) -> None:
+    def count_retry(host: Host) -> None:
         """A request retried on a fresh connection after a reused one failed."""
-        backend.pool.retries += 1
+        host.conn_stats.retries += 1
 
-    def can_open(self, backend: Host) -> bool:
-        return backend.active < self.max_active
+    def can_open(self, host: Host) -> bool:
+        return host.active < self.max_active
 
-    def connect(self, backend: Host, callback: Connected) -> Connect:
+    def connect(self, host: Host, callback: Connected) -> Connect:
         """Open a keep-alive connection for HTTP: the one place they are made."""
         def opened(sock: socket.socket | None, exc: OSError | None) -> None:
             if sock is None:
-                backend.pool.connect_failures += 1
-                self.pass_turn(backend)
+                host.conn_stats.connect_failures += 1
+                self.pass_turn(host)
                 callback(None, exc)
             else:
-                backend.pool.opened += 1
-                callback(UpstreamConnection(self, backend, sock), None)
-        return Connect(self, backend, opened)
+                host.conn_stats.opened += 1
+                callback(UpstreamConnection(self, host, sock), None)
+        return Connect(self, host, opened)
 
-    def enqueue(self, backend: Host, waiter: Waiter) -> bool:
+    def enqueue(self, host: Host, waiter: Waiter) -> bool:
         """Wait for a connection; False when ``max_queue`` are waiting already."""
-        if len(backend.waiting) >= self.max_queue:
+        if len(host.waiting) >= self.max_queue:
             return False
-        backend.waiting.append(waiter)
+        host.waiting.append(waiter)
         return True
 
-    def unqueue(self, backend: Host, waiter: Waiter, timed_out: bool) -> None:
+    def unqueue(self, host: Host, waiter: Waiter, timed_out: bool) -> None:
         try:
-            backend.waiting.remove(waiter)
+            host.waiting.remove(waiter)
         except ValueError:
             return
         if timed_out:
-            backend.pool.queue_timeouts += 1
+            host.conn_stats.queue_timeouts += 1
 
     def release(self, conn: UpstreamConnection, now: float) -> None:
         """Take back a connection whose last response was read in full."""
         conn.user = None
-        backend = conn.backend
+        host = conn.host
         if (self.closing or conn.stream.closed
                 or (self.max_requests and conn.requests >= self.max_requests)):
             self.discard(conn)
-        elif backend.waiting:
-            self.loop.call_soon(backend.waiting.popleft().dequeued, conn)
-        elif len(backend.idle) >= self.max_idle:
+        elif host.waiting:
+            self.loop.call_soon(host.waiting.popleft().dequeued, conn)
+        elif len(host.idle) >= self.max_idle:
             self.discard(conn)
         else:
             conn.idle_since = now
-            backend.idle.append(conn)
+            host.idle.append(conn)
 
-    def connect_socket(self, backend: Host, callback: SocketConnected) -> Connect:
+    def connect_socket(self, host: Host, callback: SocketConnected) -> Connect:
         """Open a connection whose socket leaves the pool at once (TCP mode): it
-        holds one of ``backend.active`` until ``socket_closed``."""
-        return Connect(self, backend, callback)
+        holds one of ``host.active`` until ``socket_closed``."""
+        return Connect(self, host, callback)
 
-    def socket_closed(self, backend: Host) -> None:
-        backend.active -= 1
-        self.pass_turn(backend)
+    def socket_closed(self, host: Host) -> None:
+        host.active -= 1
+        self.pass_turn(host)
 
     def detach(self, conn: UpstreamConnection) -> socket.socket:
         """Take a connection out of the pool's accounting for good (an upgrade)."""
         conn.user = None
         if conn.counted:
             conn.counted = False
-            conn.backend.active -= 1
-            self.pass_turn(conn.backend)
+            conn.host.active -= 1
+            self.pass_turn(conn.host)
         return conn.stream.detach()
 
     def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
         conn.user = None
-        backend = conn.backend
+        host = conn.host
         try:
-            backend.idle.remove(conn)
+            host.idle.remove(conn)
         except ValueError:
             pass
         conn.stream.close()
         if conn.counted:
             conn.counted = False
-            backend.active -= 1
+            host.active -= 1
             if by_peer:
-                backend.pool.closed_by_peer += 1
+                host.conn_stats.closed_by_peer += 1
             else:
-                backend.pool.closed_by_us += 1
-            self.pass_turn(backend)
+                host.conn_stats.closed_by_us += 1
+            self.pass_turn(host)
 
-    def pass_turn(self, backend: Host) -> None:
+    def pass_turn(self, host: Host) -> None:
         """A connection slot opened up (or a waiter gave up its turn): the first
         waiter may open a connection."""
-        if backend.waiting and self.can_open(backend) and not self.closing:
-            self.loop.call_soon(backend.waiting.popleft().dequeued, None)
+        if host.waiting and self.can_open(host) and not self.closing:
+            self.loop.call_soon(host.waiting.popleft().dequeued, None)
 
-    def sweep(self, backends: list[Host], now: float) -> None:
+    def sweep(self, hosts: list[Host], now: float) -> None:
         """Close idle connections past idle_timeout (the oldest sit at the front)."""
         limit = now - self.idle_timeout
-        for backend in backends:
-            while backend.idle and backend.idle[0].idle_since <= limit:
-                self.discard(backend.idle[0])
+        for host in hosts:
+            while host.idle and host.idle[0].idle_since <= limit:
+                self.discard(host.idle[0])
 
-    def close_idle(self, backends: list[Host], for_good: bool = True) -> None:
+    def close_idle(self, hosts: list[Host], for_good: bool = True) -> None:
         """Close the idle connections; ``for_good`` also stops taking any back."""
         self.closing = self.closing or for_good
-        for backend in backends:
-            while backend.idle:
-                self.discard(backend.idle[0])
+        for host in hosts:
+            while host.idle:
+                self.discard(host.idle[0])
 
     @staticmethod
-    def stats(backends: list[Host]) -> dict[str, dict[str, int]]:
-        """Per backend: what the admin socket's stats command will show."""
+    def stats(hosts: list[Host]) -> dict[str, dict[str, int]]:
+        """Per host: what the admin socket's stats command will show."""
         out = {}
-        for backend in backends:
-            counters = backend.pool
-            idle = len(backend.idle)
-            out[backend.name] = {
-                "idle": idle, "busy": backend.active - idle, "waiting": len(backend.waiting),
+        for host in hosts:
+            counters = host.conn_stats
+            idle = len(host.idle)
+            out[host.name] = {
+                "idle": idle, "busy": host.active - idle, "waiting": len(host.waiting),
                 **{name: getattr(counters, name) for name in PoolStats.__slots__}}
         return out
 
