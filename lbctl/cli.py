@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import click
 from .client import CommandFailed, call
@@ -107,7 +108,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
            [[w["slot"], w["pid"], w["state_version"]] for w in result["workers"]])
 
 
-BACKEND_COLUMNS = ["name", "state", "weight", "active", "idle", "waiting", "requests",
+BACKEND_COLUMNS = ["name", "state", "health", "weight", "active", "idle", "waiting", "requests",
                    "errors", "p50_ms", "p99_ms", "phi", "breaker", "cc"]
 
 
@@ -120,6 +121,33 @@ def backends(ctx: click.Context, as_json: bool) -> None:
     if _printed_raw(result, as_json):
         return
     _table(BACKEND_COLUMNS, [[row[c] for c in BACKEND_COLUMNS] for row in result])
+
+
+@main.command()
+@click.argument("name", required=False)
+@json_flag
+@click.pass_context
+def health(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Health per backend: state, phi, the detector's window, last probes and transitions."""
+    result = _admin(ctx, "health", {"name": name} if name else {})
+    if _printed_raw(result, as_json):
+        return
+    _table(["name", "health", "phi", "samples", "mean_ms", "std_ms", "weight %", "transitions"],
+           [[r["name"], r["health"], r["phi"], r["window"]["samples"], r["window"]["mean_ms"],
+             r["window"]["std_ms"], r["weight_percent"], r["transitions_total"]]
+            for r in result])
+    if name is None:
+        return
+    for row in result:
+        _table(["probe at", "ok", "ms", "detail"],
+               [[_clock(p["at"]), p["ok"], p["ms"], p["detail"]] for p in row["probes"][-10:]])
+        _table(["changed at", "from", "to", "phi", "reason"],
+               [[_clock(t["at"]), t["from"], t["to"], t["phi"], t["reason"]]
+                for t in row["transitions"][-10:]])
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
 
 
 @main.group()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.config import Balancer, Pool
-from dataplane.config import Pacer
+from dataplane.config import Balancer, Health, Pacer, Pool
 from dataplane.io.reactor import Reactor
 from dataplane.kernel.transport import Transport
 from dataplane.upstream import hashing
@@ -21,7 +21,9 @@ from dataplane.upstream.choice import ALGORITHMS, RoundRobin, make_choice
 from dataplane.upstream.cluster import Cluster
 from dataplane.upstream.host import Host
 
-admits = Cluster.admits
+def admits(host: Host) -> bool:
+    """The cluster's rule, outside panic."""
+    return Cluster.admits(SimpleNamespace(panic=False), host)
 
 
 def hosts(weights: list[int]) -> list[Host]:
@@ -113,8 +115,9 @@ def test_a_host_out_of_rotation_gets_nothing_new(algorithm, state):
 def test_in_flight_accounting_returns_to_zero():
     loop = asyncio.new_event_loop()
     try:
-        cluster = Cluster("default", Balancer(algorithm="least_request"), Pool(),
-                          Reactor(loop), Transport(Pacer()), lambda outcome: None)
+        cluster = Cluster("default", Balancer(algorithm="least_request"), Pool(), Health(),
+                          Reactor(loop), Transport(Pacer()), lambda outcome: None,
+                          lambda cluster, host, reason: None)
         pool = hosts([1, 1])
         cluster.hosts[:] = pool
         cluster.choice.refresh()

@@ -26,6 +26,8 @@ class BackendState(msgspec.Struct, array_like=True):
     client_side: bool = False
     cc_wanted: str = ""       # what the configuration or lbctl asked for
     cluster: str = "default"  # the backend group
+    health: str = "unknown"   # unknown | up | down | slow_start (control/health.py)
+    weight_percent: int = 100  # effective weight during slow start
 
 
 class Snapshot(msgspec.Struct, tag="state", array_like=True):
@@ -45,6 +47,14 @@ class Outcomes(msgspec.Struct, tag="outcomes", array_like=True):
     records: list[Outcome]
 
 
+class Verdict(msgspec.Struct, tag="verdict", array_like=True):
+    """A worker's passive health verdict: it saw this backend fail (sent at once)."""
+    slot: int
+    cluster: str
+    backend: str
+    reason: str
+
+
 class Counters(msgspec.Struct, tag="counters", array_like=True):
     slot: int
     pid: int
@@ -58,6 +68,6 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
 
 
 Down = Snapshot
-Up = Union[Ack, Outcomes, Counters]
+Up = Union[Ack, Outcomes, Verdict, Counters]
 
 

@@ -44,9 +44,16 @@ def admin_commands(control: "Control") -> dict:
                 "active": pool.get("open", 0) - pool.get("idle", 0), "idle": pool.get("idle", 0),
                 "waiting": pool.get("waiting", 0), "requests": tally.requests,
                 "errors": tally.errors, "p50_ms": tally.percentile(0.5),
-                "p99_ms": tally.percentile(0.99), "phi": None, "breaker": None,
-                "cc": state.cc or None})
+                "p99_ms": tally.percentile(0.99), "health": state.health,
+                "phi": control.health.phi(name), "breaker": None, "cc": state.cc or None})
         return rows
+
+    def health(args: dict) -> list[dict]:
+        name = args.get("name")
+        if name is not None:
+            _find(control, _text(args, "name"))
+        names = [name] if name else [f"{s.host}:{s.port}" for s in control.state.backends]
+        return [row for n in names if (row := control.health.describe(n)) is not None]
 
     def stats(_: dict) -> dict:
         reports = control.reports()
@@ -161,7 +168,7 @@ def admin_commands(control: "Control") -> dict:
     return {"status": status, "backends": backends, "stats": stats,
             "backend.add": backend_add, "backend.remove": backend_remove,
             "backend.set": backend_set, "reload": reload, "config.show": config_show,
-            "cc": cc, "cc.set": cc_set}
+            "cc": cc, "cc.set": cc_set, "health": health}
 
 
 def _find(control: "Control", name: str) -> BackendState:

@@ -16,15 +16,19 @@ import time
 import structlog
 
 from .. import logs
-from ..channel.messages import Ack, Counters, Outcomes, Snapshot
+from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Verdict
 from ..config import Config, ConfigError, load
 from ..io.listener import listen
+from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
 from .commands import admin_commands
 from .congestion import Congestion
 from .counters import Tally
+from .health import HealthMonitor
 from .state import State
 from .supervisor import Supervisor
+
+NO_ERROR = ErrorKind.NONE
 
 log = structlog.get_logger("l7lb.control")
 
@@ -39,6 +43,7 @@ class Control:
         self.congestion = Congestion(config)
         self.state = State()
         self.state.on_publish(self._sent)
+        self.health = HealthMonitor(config, self.state)
         self.sent_at: dict[int, float] = {}
         self.started = time.time()
         self.admin: AdminServer | None = None
@@ -67,6 +72,7 @@ class Control:
             return 1
         self.congestion.start()      # before the first snapshot: it names algorithms
         self.state.start(self.config)
+        self.health.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
@@ -80,6 +86,7 @@ class Control:
         try:
             await self.done
         finally:
+            self.health.stop()
             self.congestion.stop()
         self.admin.close()
         self.supervisor.close()
@@ -150,6 +157,11 @@ class Control:
     def on_message(self, message: object) -> None:
         if isinstance(message, Outcomes):
             self.tally.outcomes(message.records)
+            for outcome in message.records:
+                if outcome.error is NO_ERROR and outcome.backend:
+                    self.health.alive(outcome.backend)
+        elif isinstance(message, Verdict):
+            self.health.passive_down(message.backend, f"passive: {message.reason}")
         elif isinstance(message, Counters):
             self.supervisor.slots[message.slot].counters = message
             sessions = sum(r.open for r in self.reports())

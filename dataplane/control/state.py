@@ -24,12 +24,18 @@ def name_of(state: BackendState) -> str:
 
 
 def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:
-    """Backend states from a file; a backend already known keeps its admin state."""
-    kept = {(s.cluster, s.host, s.port): s.state for s in previous}
-    return [BackendState(b.host, b.port, b.weight, kept.get((DEFAULT, b.host, b.port), "ready"),
-                         Congestion.effective(b.congestion_control), b.client_side,
-                         b.congestion_control or "", DEFAULT)
-            for b in config.backends]
+    """Backend states from a file; a backend already known keeps its admin state
+    and its health."""
+    kept = {(s.cluster, s.host, s.port): s for s in previous}
+    out = []
+    for b in config.backends:
+        old = kept.get((DEFAULT, b.host, b.port))
+        out.append(BackendState(
+            b.host, b.port, b.weight, old.state if old else "ready",
+            Congestion.effective(b.congestion_control), b.client_side,
+            b.congestion_control or "", DEFAULT, old.health if old else "unknown",
+            old.weight_percent if old else 100))
+    return out
 
 
 class State:

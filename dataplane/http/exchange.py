@@ -392,8 +392,8 @@ class Exchange:
             site.stats.errors += 1
         ms = round((time.monotonic() - self.started) * 1000, 2)
         host = self.host.name if self.host else ""
-        self.cluster.report(Outcome(self.cluster.name, host, status, ms, self.bytes_in,
-                                    bytes_out, self.kind, self.reused))
+        self.cluster.report(self.host, Outcome(self.cluster.name, host, status, ms,
+                                               self.bytes_in, bytes_out, self.kind, self.reused))
         if site.config.log.access:
             access_line(self.client.peer, self.method, self.target, status, host,
                         self.bytes_in, bytes_out, ms, self.error)

@@ -83,7 +83,8 @@ class TcpSession:
 
     def _report(self, moved: int, kind: ErrorKind) -> float:
         ms = round((time.monotonic() - self.started) * 1000, 2)
-        self.cluster.report(Outcome(self.cluster.name, self.host.name, 0, ms, moved, 0, kind))
+        self.cluster.report(self.host, Outcome(self.cluster.name, self.host.name, 0, ms, moved,
+                                               0, kind))
         return ms
 
     def check(self, now: float) -> None:

@@ -4,7 +4,19 @@ HAProxy's backend section).
 It owns the hosts, the choice among them, their connection pool with its
 admission queue, and the resolver of their names, and it is the one place
 that answers "may this host take a request now" (``admits``: resolved,
-weight above 0, admin state ``ready``; health and breaker state join here).
+weight above 0, admin state ``ready``, and not ``down`` by health unless the
+cluster is in panic; breaker state joins here).
+
+Panic (Envoy's): when some but fewer than ``health.panic_threshold`` percent
+of the weight of the hosts not in ``maint`` is healthy, health is ignored and
+traffic spreads over all of them rather than crushing the few survivors.
+With none healthy there is no host to choose: the request gets a 503 at once.
+
+Passive health: a refused connect on a new connection marks the host down in
+this worker at once; ``health.passive_errors`` connect timeouts, resets or
+closes before any response byte in a row do too. Errors on a reused pooled
+connection do not count (keep-alive races). The verdict goes to the control
+process at once (``verdict``), which tells every worker.
 Exchanges ask it for a host (``choose(key)``: the key is ignored by unhashed
 choices), for a connection (``connection``), and report the typed Outcome
 when done (``report``); it keeps the in-flight
@@ -17,13 +29,14 @@ from __future__ import annotations
 from typing import Callable, Protocol, Sequence
 
 from ..config import Balancer as BalancerSettings
+from ..config import Health as HealthSettings
 from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from .choice import Build, build_now, make_choice
 from .host import Host
 from .keys import key_function
-from .outcome import Outcome
+from .outcome import ErrorKind, Outcome
 from .pool import Pool, UpstreamConnection, Waiter
 from .resolver import Resolver
 
@@ -31,6 +44,13 @@ from .resolver import Resolver
 MAY_OPEN = "may_open"  # a connection slot is yours: open one
 IN_QUEUE = "in_queue"  # wait: the waiter's ``dequeued`` is called with your turn
 NO_ROOM = "no_room"    # pool.max_active and pool.max_queue reached
+
+
+NO_ERROR = ErrorKind.NONE
+# Passive signals: errors that count toward health.passive_errors.
+COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,
+                     ErrorKind.RESET_BEFORE_RESPONSE, ErrorKind.CLOSED_BEFORE_RESPONSE})
+Verdict = Callable[[str, str, str], None]     # (cluster, host name, reason)
 
 
 class HostSpec(Protocol):
@@ -41,21 +61,28 @@ class HostSpec(Protocol):
     state: str
     cc: str
     client_side: bool
+    health: str
+    weight_percent: int
 
 
 class Cluster:
     def __init__(self, name: str, settings: BalancerSettings, pool: PoolSettings,
-                 reactor: Reactor, transport: Transport,
-                 report: Callable[[Outcome], None], build: Build = build_now) -> None:
+                 health: HealthSettings, reactor: Reactor, transport: Transport,
+                 batch: Callable[[Outcome], None], verdict: Verdict,
+                 build: Build = build_now) -> None:
         self.name = name
         self.hosts: list[Host] = []
+        self.panic = False
+        self.panic_threshold = health.panic_threshold
+        self.passive_errors = health.passive_errors if health.passive else 0
+        self._batch = batch
+        self._verdict = verdict
         self.choice = make_choice(settings.algorithm, self.hosts, self.admits, build_now,
                                   settings.ring_size, settings.maglev_table_size,
                                   settings.balance_factor)
         self._build_later = build
         # Called per request: bound once here rather than wrapped in a method.
         self.choose: Callable[[bytes | None], Host | None] = self.choice.pick
-        self.report: Callable[[Outcome], None] = report
         self.hashed = self.choice.hashed
         self.key_of = key_function(settings.hash_key)
         self.pool = Pool(reactor, pool, transport)
@@ -63,10 +90,10 @@ class Cluster:
                                  self.choice.refresh)
 
     # -- admission ---------------------------------------------------------
-    @staticmethod
-    def admits(host: Host) -> bool:
+    def admits(self, host: Host) -> bool:
         """May this host take a new request now?"""
-        return host.address is not None and host.weight > 0 and host.state == "ready"
+        return (host.address is not None and host.weight > 0 and host.state == "ready"
+                and (host.health != "down" or self.panic))
 
     def begin(self, host: Host) -> None:
         """A request (or TCP connection) goes to ``host``."""
@@ -88,6 +115,40 @@ class Cluster:
             return MAY_OPEN
         return IN_QUEUE if pool.enqueue(host, waiter) else NO_ROOM
 
+    def report(self, host: Host | None, outcome: Outcome) -> None:
+        """A request (or TCP connection) ended: batch its outcome for the control
+        process, and read it as a passive health signal."""
+        self._batch(outcome)
+        if outcome.error is NO_ERROR:
+            if host.failures:
+                host.failures = 0
+        elif self.passive_errors and host is not None and not outcome.reused:
+            self._passive(host, outcome.error)
+
+    def _passive(self, host: Host, error: ErrorKind) -> None:
+        if error is ErrorKind.CONNECT_REFUSED:
+            self._down(host, "connect refused")
+        elif error in COUNTED:
+            host.failures += 1
+            if host.failures >= self.passive_errors:
+                self._down(host, f"{host.failures} errors in a row, the last {error.value}")
+
+    def _down(self, host: Host, reason: str) -> None:
+        host.failures = 0
+        if host.health != "down":
+            host.health = "down"
+            self._judge_panic()
+            self.choice.refresh()
+            self._verdict(self.name, host.name, reason)
+
+    def _judge_panic(self) -> None:
+        """Panic when some, but too little, of the weight is healthy."""
+        weights = [(h.weight, h.health != "down") for h in self.hosts
+                   if h.state != "maint" and h.weight > 0]
+        total = sum(w for w, _ in weights)
+        healthy = sum(w for w, up in weights if up)
+        self.panic = 0 < healthy < total * self.panic_threshold / 100
+
     # -- the host set ------------------------------------------------------
     async def start(self) -> None:
         """Resolve the hosts and build the first table before any request; later
@@ -101,7 +162,7 @@ class Cluster:
         updated = []
         for spec in specs:
             host = current.pop(f"{spec.host}:{spec.port}", None) or Host(spec.host, spec.port)
-            host.weight, host.state = spec.weight, spec.state
+            host.weight, host.state, host.health = self._weight(spec), spec.state, spec.health
             if host.cc != spec.cc:      # idle connections would keep the old algorithm
                 self.pool.close_idle([host], for_good=False)
             host.cc, host.client_side = spec.cc, spec.client_side
@@ -110,8 +171,16 @@ class Cluster:
             gone.weight = 0              # the old hash table may still name it
             self.pool.close_idle([gone], for_good=False)
         self.hosts[:] = updated          # the choice and the resolver share this list
+        self._judge_panic()
         if resolve:
             self.resolver.refresh()
+
+    def _weight(self, spec: HostSpec) -> int:
+        """Slow start scales the weight, except for hashed choices: their tables
+        would be rebuilt at every step, moving keys (Envoy does the same)."""
+        if self.hashed or spec.weight_percent >= 100 or spec.weight == 0:
+            return spec.weight
+        return max(1, spec.weight * spec.weight_percent // 100)
 
     def sweep(self, now: float) -> None:
         self.pool.sweep(self.hosts, now)

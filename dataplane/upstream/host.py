@@ -1,8 +1,8 @@
 """One backend of a cluster as a worker sees it: where it is, how much it may
 take, and the counters of its traffic in this worker.
 
-Who writes what: the Cluster writes admission state and the in-flight count
-(``weight``, ``state``, ``inflight``); the Pool
+Who writes what: the Cluster writes admission state, the in-flight count and the passive
+error count (``weight``, ``state``, ``health``, ``inflight``, ``failures``); the Pool
 writes the connection fields (``idle``, ``active``, ``waiting``, ``conn_stats``);
 the Resolver writes the address; the snapshot writes ``cc`` and
 ``client_side``. Everyone else only reads.
@@ -33,7 +33,7 @@ class PoolStats:
 class Host:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "current_weight", "inflight", "waiting",
-                 "conn_stats", "state", "cc", "client_side", "sockets")
+                 "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -50,6 +50,8 @@ class Host:
         self.waiting: deque = deque()   # exchanges queued at pool.max_active
         self.conn_stats = PoolStats()
         self.state = "ready"      # admin state: drain and maint take no new requests
+        self.health = "unknown"   # unknown | up | down | slow_start, from the control process
+        self.failures = 0         # passive: connect errors in a row seen by this worker
         self.cc = cc              # congestion control in effect: "" is the kernel's default
         self.client_side = client_side
         # Every open upstream socket, for the pacer and for TCP_INFO samples.

@@ -14,7 +14,7 @@ import structlog
 
 from .. import logs
 from ..channel.link import Link
-from ..channel.messages import OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot
+from ..channel.messages import OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Verdict
 from ..config import Config
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
@@ -50,9 +50,9 @@ class Worker:
         self.reactor = Reactor(loop)
         self.transport = Transport(config.congestion.pacer)
         self._builds = 0
-        self.clusters = {DEFAULT: Cluster(DEFAULT, config.balancer, config.pool, self.reactor,
-                                          self.transport, self.outcomes.append,
-                                          self._build_in_thread)}
+        self.clusters = {DEFAULT: Cluster(DEFAULT, config.balancer, config.pool, config.health,
+                                          self.reactor, self.transport, self.outcomes.append,
+                                          self._verdict, self._build_in_thread)}
         self.default = self.clusters[DEFAULT]
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
         self.connections: set[Tracked] = set()
@@ -155,6 +155,11 @@ class Worker:
                               self.stats.rejected, self.stats.refused,
                               {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
                               self.transport.summary(hosts, self.clock.now)))
+
+    def _verdict(self, cluster: str, backend: str, reason: str) -> None:
+        """A passive health verdict goes up at once, not with the batches."""
+        log.warning("backend failing, taken out in this worker", backend=backend, reason=reason)
+        self.link.up.send(Verdict(self.link.slot, cluster, backend, reason))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:

@@ -1,0 +1,67 @@
+"""Configuration: the YAML schema (schema.py), its defaults, and validation
+with clear errors (errors.py, checks.py).
+
+A file is checked as a whole before anything starts. Every problem is reported
+as one line, ``FILE:LINE: key.path: what is wrong``, and callers exit with
+code 2 (see ``lbctl check``). Defaults and limits are listed in docs/config.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import yaml
+
+from .checks import check_algorithm, congestion_algorithms, run_checks
+from .errors import ConfigError, DuplicateKey, StrictLoader, explain, line_index
+from .schema import (Admin, Backend, Balancer, Config, Congestion, Health, Limits, Log, Pacer,
+                     Pool, Retries, Timeouts)
+from .units import Duration, Rate
+
+__all__ = ["Admin", "Backend", "Balancer", "Config", "ConfigError", "Congestion", "Duration",
+           "Health", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
+           "check_algorithm", "congestion_algorithms", "load", "parse"]
+
+
+def _decode_hook(kind: type, value: Any) -> Any:
+    if kind in (Duration, Rate):
+        return kind.parse(value)  # msgspec adds the key path to a ValueError
+    raise NotImplementedError(kind)
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text and return the configuration, or raise ConfigError."""
+    try:
+        node = yaml.compose(text, Loader=StrictLoader)
+        data = yaml.load(text, Loader=StrictLoader)
+    except DuplicateKey as exc:
+        raise ConfigError(f"{source}:{exc.line}: {exc.key}: duplicate key") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    lines = line_index(node)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (top level): expected a mapping of sections")
+    try:
+        config = msgspec.convert(data, Config, dec_hook=_decode_hook)
+    except msgspec.ValidationError as exc:
+        raise explain(exc, lines, source) from None
+    run_checks(config, lines, source)
+    return config
+
+
+def load(path: str) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse(text, path)

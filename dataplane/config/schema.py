@@ -1,0 +1,158 @@
+"""The configuration's sections, keys and defaults (docs/config.md lists them)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+import msgspec
+
+from .units import Duration, Rate
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+Bytes = Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)]
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Balancer(Section):
+    port: Port = 8080
+    bind: str = "0.0.0.0"
+    mode: Literal["http", "tcp"] = "http"
+    workers: Literal["auto"] | Annotated[int, msgspec.Meta(ge=1, le=256)] = "auto"
+    algorithm: Literal["round_robin", "random", "least_request", "ring_hash", "maglev",
+                       "bounded_load"] = "round_robin"
+    hash_key: Annotated[str, msgspec.Meta(
+        pattern=r"^(client_ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")] = "client_ip"
+    ring_size: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] | None = None
+    maglev_table_size: Annotated[int, msgspec.Meta(ge=251, le=5_000_011)] = 65537  # prime
+    balance_factor: Annotated[float, msgspec.Meta(ge=1.0, le=10.0)] = 1.25
+    health_check_interval: Duration = Duration(10)    # the probe interval (health checks)
+    resolve_interval: Duration = Duration(30)         # host names are looked up again
+    failure_threshold: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 8.0
+    relay: Literal["auto", "splice", "copy"] = "auto"
+
+    def worker_count(self) -> int:
+        if self.workers == "auto":
+            return os.cpu_count() or 1
+        return int(self.workers)
+
+
+class Backend(Section):
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
+    port: Port
+    weight: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 100
+    # unset: the kernel's default; else a kernel algorithm, one of bpf/, or pacer
+    congestion_control: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,15}$")] | None = None
+    client_side: bool = False    # also set on client sockets this backend serves
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Pool(Section):
+    max_idle: Count = 100
+    max_active: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    idle_timeout: Duration = Duration(60)
+    max_requests_per_connection: Count = 1000     # 0 = no limit
+    connect_timeout: Duration | None = None        # unset: timeouts.connect
+    max_queue: Count = 1024                        # requests waiting per backend
+    queue_timeout: Duration = Duration(5)
+
+
+class Timeouts(Section):
+    connect: Duration = Duration(2)   # TCP connect to a backend
+    header: Duration = Duration(10)   # client must send a whole request head
+    idle: Duration = Duration(60)     # no byte moved on a connection either way
+    request: Duration = Duration(30)  # backend must start its response
+    shutdown: Duration = Duration(30)  # grace for in-flight work after SIGTERM
+
+
+class Limits(Section):
+    header_bytes: Bytes = 64 * 1024      # request line + headers, per request
+    headers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    buffer: Bytes = 256 * 1024           # per direction, per connection
+    connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000  # per worker
+
+
+class Log(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access: bool = True
+    format: Literal["auto", "json", "console"] = "auto"
+    summary: Duration = Duration(10)   # control process's periodic summary; 0 = off
+
+
+class Admin(Section):
+    socket: str = "/run/l7lb/admin.sock"
+    mode: Annotated[str, msgspec.Meta(pattern=r"^0?[0-7]{3}$")] = "0600"
+    group: Annotated[str, msgspec.Meta(min_length=1)] | None = None   # may use the socket too
+
+
+class Pacer(Section):
+    """The pure-Python AIMD pacer (dataplane/pacer.py)."""
+    interval: Duration = Duration(0.1)      # 10ms to 10s
+    start_rate: Rate = Rate(100e6)
+    min_rate: Rate = Rate(1e6)
+    max_rate: Rate = Rate(10e9)
+    increase: Rate = Rate(10e6)        # added per interval while the path is clean
+    decrease: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.7   # factor on congestion
+    rtt_tolerance: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0  # above min RTT, as a fraction
+
+
+class Congestion(Section):
+    bpf: Literal["auto", "off"] = "auto"     # off: BPF algorithms fall back to the pacer
+    tunables: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    pacer: Pacer = msgspec.field(default_factory=Pacer)
+
+
+class Health(Section):
+    """Active probes, passive signals and the phi-accrual detector (docs/health.md)."""
+    type: Literal["http", "tcp"] | None = None    # unset: http in http mode, tcp in tcp mode
+    path: Annotated[str, msgspec.Meta(pattern=r"^/[!-~]*$", max_length=2048)] = "/"
+    host: Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,255}$")] | None = None  # Host header
+    expect: Annotated[str, msgspec.Meta(
+        pattern=r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")] = "200-399"
+    interval: Duration | None = None          # unset: balancer.health_check_interval
+    fast_interval: Duration | None = None     # unset: the interval, at most 1s
+    timeout: Duration = Duration(1)
+    rise: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
+    fall: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    slow_start: Duration = Duration(30)       # 0 = off
+    panic_threshold: Annotated[float, msgspec.Meta(ge=0, le=100)] = 50.0
+    window: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 1000
+    min_std_deviation: Duration = Duration(0.1)
+    acceptable_pause: Duration = Duration(0)
+    passive: bool = True
+    passive_errors: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+
+    def expect_ranges(self) -> tuple[tuple[int, int], ...]:
+        ranges = []
+        for part in self.expect.split(","):
+            low, _, high = part.partition("-")
+            ranges.append((int(low), int(high or low)))
+        return tuple(ranges)
+
+
+class Retries(Section):
+    """Retries on another backend (docs/health.md)."""
+    attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    per_try_timeout: Duration | None = None   # unset: timeouts.request
+    budget_percent: Annotated[float, msgspec.Meta(ge=0, le=100)] = 20.0
+    min_concurrent: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 3
+
+
+class Config(Section):
+    balancer: Balancer = msgspec.field(default_factory=Balancer)
+    backends: list[Backend] = msgspec.field(default_factory=list)
+    pool: Pool = msgspec.field(default_factory=Pool)
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    log: Log = msgspec.field(default_factory=Log)
+    admin: Admin = msgspec.field(default_factory=Admin)
+    congestion: Congestion = msgspec.field(default_factory=Congestion)
+    health: Health = msgspec.field(default_factory=Health)
+    retries: Retries = msgspec.field(default_factory=Retries)

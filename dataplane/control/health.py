@@ -1,0 +1,188 @@
+"""Health checking in the control process: the probes' results, the workers'
+passive verdicts and successful requests go into each backend's HostHealth
+(dataplane/health/); a change of state goes to every worker as a new
+snapshot through State.publish, and is logged and counted.
+
+A timer every ``TICK`` seconds lets phi convict silent backends, ends slow
+starts, republishes slow-start weights as they grow, and feeds the pause
+guard (the control process's own stalls excuse the silences they create).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import msgspec
+import structlog
+
+from ..channel.messages import BackendState
+from ..config import Config
+from ..health.pause import PauseGuard
+from ..health.phi import PhiDetector
+from ..health.verdict import Health, HostHealth, Rules, Transition
+from .prober import ProbeSpec, Prober, Target
+from .state import State, name_of
+
+log = structlog.get_logger("l7lb.health")
+TICK = 0.1
+
+
+def probe_spec(config: Config) -> ProbeSpec:
+    health = config.health
+    interval = health.interval or config.balancer.health_check_interval
+    kind = health.type or ("tcp" if config.balancer.mode == "tcp" else "http")
+    fast = health.fast_interval if health.fast_interval is not None else min(interval, 1.0)
+    return ProbeSpec(kind, health.path, health.host, health.expect_ranges(), health.timeout,
+                     interval, fast)
+
+
+class HealthMonitor:
+    def __init__(self, config: Config, state: State) -> None:
+        settings = config.health
+        self.config = config
+        self.state = state
+        self.rules = Rules(config.balancer.failure_threshold, settings.rise, settings.fall,
+                           settings.slow_start)
+        self.hosts: dict[str, HostHealth] = {}
+        self.marks: dict[str, float] = {}      # pause-guard total at each last sign of life
+        self.transitions: Counter[str] = Counter()
+        self.guard = PauseGuard(TICK)
+        self.prober: Prober | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._percent: dict[str, int] = {}     # slow-start weights last published
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.prober = Prober(loop, probe_spec(self.config), self._probed)
+        self.state.on_publish(lambda snapshot: self._sync(snapshot.backends))
+        self._sync(self.state.backends)
+        self._tick()
+
+    def stop(self) -> None:
+        if self.prober is not None:
+            self.prober.stop()
+
+    # -- the backend set ---------------------------------------------------
+    def _sync(self, backends: list[BackendState]) -> None:
+        """Probe what the state names; forget what it no longer does."""
+        now = time.monotonic()
+        names = set()
+        for backend in backends:
+            name = name_of(backend)
+            names.add(name)
+            if name not in self.hosts:
+                settings = self.config.health
+                self.hosts[name] = HostHealth(self.rules, PhiDetector(
+                    settings.window, settings.min_std_deviation, settings.acceptable_pause), now)
+                self.marks[name] = self.guard.total
+            self.prober.watch(Target(name, backend.host, backend.port, backend.cc,
+                                     backend.state == "maint"))
+        for gone in set(self.hosts) - names:
+            del self.hosts[gone], self.marks[gone]
+            self._percent.pop(gone, None)
+            self.prober.forget(gone)
+
+    # -- evidence ------------------------------------------------------------
+    def _probed(self, name: str, outcome: str, ms: float | None, detail: str) -> None:
+        host = self.hosts.get(name)
+        if host is None:
+            return
+        now = time.monotonic()
+        if outcome in ("pass", "late"):
+            self.marks[name] = self.guard.total
+            self._apply(name, host.probe_passed(now, ms, detail))
+        elif outcome == "timeout":
+            self._apply(name, host.probe_timed_out(now))
+        else:
+            self._apply(name, host.probe_failed(now, detail, ms))
+
+    def passive_down(self, name: str, reason: str) -> None:
+        host = self.hosts.get(name)
+        if host is not None:
+            self._apply(name, host.passive_down(time.monotonic(), reason))
+
+    def alive(self, name: str) -> None:
+        host = self.hosts.get(name)
+        if host is not None:
+            host.alive(time.monotonic())
+            self.marks[name] = self.guard.total
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        stall = self.guard.tick(now)
+        if stall:
+            log.warning("control process stalled; no backend is judged on it",
+                        stall_s=round(stall, 3))
+        for name, host in list(self.hosts.items()):
+            self._apply(name, host.check(now, self.guard.since(self.marks[name])))
+        self._republish_ramps(now)
+        self.loop.call_later(TICK, self._tick)
+
+    # -- consequences --------------------------------------------------------
+    def _apply(self, name: str, transition: Transition | None) -> None:
+        if transition is None:
+            return
+        self.transitions[name] += 1
+        log.info("backend health", backend=name, old=transition.old.value,
+                 new=transition.new.value, reason=transition.reason,
+                 phi=round(transition.phi, 2))
+        self._publish()
+
+    def _republish_ramps(self, now: float) -> None:
+        """Slow-start weights reach the workers in steps of 10%."""
+        if any(_step(host, now) != self._percent.get(name, 100)
+               for name, host in self.hosts.items()):
+            self._publish()
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        updated, changed = [], False
+        for backend in self.state.backends:
+            name = name_of(backend)
+            host = self.hosts.get(name)
+            if host is None:
+                updated.append(backend)
+                continue
+            health, percent = host.state.value, _step(host, now)
+            self._percent[name] = percent
+            if (health, percent) != (backend.health, backend.weight_percent):
+                backend = msgspec.structs.replace(backend, health=health, weight_percent=percent)
+                changed = True
+            updated.append(backend)
+        if changed:
+            self.state.publish(updated)
+
+    # -- what lbctl shows ----------------------------------------------------
+    def phi(self, name: str) -> float | None:
+        host = self.hosts.get(name)
+        if host is None or not host.detector.ready:
+            return None
+        return round(host.detector.phi(time.monotonic(),
+                                       self.guard.since(self.marks[name])), 3)
+
+    def describe(self, name: str) -> dict | None:
+        host = self.hosts.get(name)
+        if host is None:
+            return None
+        now, wall = time.monotonic(), time.time()
+        detector = host.detector
+        return {
+            "name": name, "health": host.state.value, "phi": self.phi(name),
+            "since": round(wall - (now - host.since), 3),
+            "window": {"samples": len(detector.intervals),
+                       "mean_ms": round(detector.mean() * 1000, 2),
+                       "std_ms": round(detector.std() * 1000, 2)},
+            "weight_percent": host.weight_percent(now),
+            "transitions_total": self.transitions[name],
+            "probes": [{"at": round(wall - (now - p.at), 3), "ok": p.ok, "ms": p.ms,
+                        "detail": p.detail} for p in host.probes],
+            "transitions": [{"at": round(wall - (now - t.at), 3), "from": t.old.value,
+                             "to": t.new.value, "reason": t.reason, "phi": round(t.phi, 2)}
+                            for t in host.transitions]}
+
+
+def _step(host: HostHealth, now: float) -> int:
+    """The effective weight in percent, in steps of 10 (each step is a snapshot)."""
+    return host.weight_percent(now) // 10 * 10 if host.state is Health.SLOW_START else 100
