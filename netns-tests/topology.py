@@ -215,12 +215,14 @@ class Topology:
                         "latency", queue], check=True, capture_output=True)
 
     def lose(self, host: str, percent: int) -> None:
-        """Drop ``percent`` % of the TCP segments arriving at ``host`` (0: none)."""
+        """Drop ``percent`` % of the TCP segments arriving at ``host`` (0: none;
+        100: a black hole, nothing answers, not even a reset)."""
         script = "flush ruleset\n"
         if percent:
+            chance = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
             script += ("table inet impair {\n chain in {\n"
                        "  type filter hook input priority 0;\n"
-                       f"  meta l4proto tcp numgen random mod 100 < {percent} drop\n }}\n}}\n")
+                       f"  meta l4proto tcp {chance}drop\n }}\n}}\n")
         subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"],
                        input=script.encode(), check=True, capture_output=True)
 

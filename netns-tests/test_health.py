@@ -1,0 +1,155 @@
+"""Health checking end to end: real backends die, go silent, answer errors and
+come back; the balancer (lbctl run) must notice within the documented times."""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import threading
+import time
+from datetime import datetime
+
+import pytest
+from conftest import Client, balancer_config, lbctl
+
+
+def site(topology, backends=("b1", "b2", "b3"), health="interval: 100ms, slow_start: 2s",
+         workers=2):
+    topo = topology(["client", "lb", *backends])
+    procs = {name: topo.python_backend(name, name) for name in backends}
+    config = balancer_config(topo, list(backends), extra=f"health: {{{health}}}\n")
+    lb = topo.balancer("lb", config.replace("workers: 1", f"workers: {workers}"))
+    return topo, procs, lb
+
+
+def address(topo, name: str) -> str:
+    return f"{topo.hosts[name]}:8000"
+
+
+def rows(topo) -> dict[str, dict]:
+    result = lbctl(topo, "backends", "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def wait_health(topo, name: str, wanted: str, timeout: float) -> float:
+    """Seconds until ``lbctl backends`` shows ``wanted`` for the backend."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if rows(topo)[address(topo, name)]["health"] == wanted:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"{name} not {wanted} within {timeout}s: {rows(topo)}")
+
+
+def access_lines(lb) -> list[dict]:
+    out = []
+    for line in open(lb.log_path, errors="replace"):
+        if '"event":"request"' in line:
+            out.append(json.loads(line))
+    return out
+
+
+def at(line: dict) -> float:
+    return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+class Load:
+    """Clients sending GETs on fresh connections until stopped (bounded)."""
+
+    def __init__(self, topo, clients: int = 4, seconds: float = 20.0) -> None:
+        self.client = Client(topo)
+        self.stop = threading.Event()
+        self.statuses: list[int] = []
+        self.deadline = time.monotonic() + seconds
+        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                response, _ = self.client.request("GET", "/", timeout=5)
+                self.statuses.append(response.status)
+            except OSError:
+                self.statuses.append(0)
+            time.sleep(0.005)
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+def test_a_killed_backend_gets_no_requests_after_300ms(topology):
+    topo, procs, lb = site(topology)
+    b2 = address(topo, "b2")
+    wait_health(topo, "b2", "up", 5)
+    with Load(topo):
+        time.sleep(1.0)
+        killed = time.time()
+        procs["b2"].send_signal(signal.SIGKILL)
+        time.sleep(2.0)
+    sent_after = [at(line) for line in access_lines(lb)
+                  if line["backend"] == b2 and at(line) > killed]
+    assert max(sent_after, default=killed) - killed < 0.3, sorted(sent_after)[-5:]
+    assert rows(topo)[b2]["health"] == "down"
+    reasons = [t["reason"] for t in json.loads(lbctl(topo, "health", b2, "--json").stdout)[0]
+               ["transitions"]]
+    assert reasons[-1].startswith(("probe failed", "passive")), reasons
+
+
+def test_a_black_holed_backend_is_down_within_1_5s(topology):
+    topo, procs, lb = site(topology)
+    wait_health(topo, "b2", "up", 5)
+    time.sleep(1.0)                      # some heartbeat history for phi
+    topo.lose("b2", 100)                 # every segment to it dropped: no RST
+    took = wait_health(topo, "b2", "down", 3.0)
+    assert took < 1.5
+    detail = json.loads(lbctl(topo, "health", address(topo, "b2"), "--json").stdout)[0]
+    assert detail["transitions"][-1]["reason"].startswith("phi")
+    topo.lose("b2", 0)
+    wait_health(topo, "b2", "slow_start", 3.0)
+    assert 10 <= json.loads(lbctl(topo, "health", "--json").stdout)[1]["weight_percent"] < 100
+    wait_health(topo, "b2", "up", 4.0)
+
+
+def test_a_bad_status_on_the_probe_path_is_down_at_once(topology):
+    topo, procs, lb = site(topology, backends=("b1", "b2"),
+                           health="interval: 100ms, path: /status/503")
+    took = wait_health(topo, "b1", "down", 3.0)
+    assert took < 1.0
+    detail = json.loads(lbctl(topo, "health", address(topo, "b1"), "--json").stdout)[0]
+    assert detail["transitions"][-1]["reason"] == "probe failed: 503"
+    assert [p["detail"] for p in detail["probes"]][-1] == "503"
+
+
+def test_all_backends_down_get_503_at_once(topology):
+    topo, procs, lb = site(topology, backends=("b1", "b2"))
+    for proc in procs.values():
+        proc.send_signal(signal.SIGKILL)
+    wait_health(topo, "b1", "down", 3.0)
+    wait_health(topo, "b2", "down", 3.0)
+    client = Client(topo)
+    took = []
+    for _ in range(10):
+        started = time.monotonic()
+        response, body = client.request("GET", "/")
+        took.append(time.monotonic() - started)
+        assert response.status == 503 and b"no backend available" in body
+    assert statistics.median(took) < 0.01 and max(took) < 0.05, took
+
+
+def test_human_health_output(topology):
+    topo, procs, lb = site(topology, backends=("b1",))
+    wait_health(topo, "b1", "up", 5)
+    out = lbctl(topo, "health").stdout
+    assert "phi" in out and address(topo, "b1") in out and " up " in out
+    detail = lbctl(topo, "health", address(topo, "b1")).stdout
+    assert "first probe answered" in detail and "200" in detail
+    bad = lbctl(topo, "health", "198.18.0.250:1")
+    assert bad.returncode == 1 and "no backend" in bad.stderr
