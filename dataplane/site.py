@@ -45,6 +45,7 @@ class Site(Protocol):
     relay_engine: str          # for upgraded HTTP streams and TCP mode
     splice_bodies: bool        # large bodies of known length move by splice
     connect_timeout: float
+    response_timeout: float    # per try: retries.per_try_timeout or timeouts.request
     stopping: bool
 
     def cluster_for(self, target: bytes, headers: list) -> "Cluster": ...

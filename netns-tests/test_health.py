@@ -10,7 +10,6 @@ import threading
 import time
 from datetime import datetime
 
-import pytest
 from conftest import Client, balancer_config, lbctl
 
 
@@ -153,3 +152,72 @@ def test_human_health_output(topology):
     assert "first probe answered" in detail and "200" in detail
     bad = lbctl(topo, "health", "198.18.0.250:1")
     assert bad.returncode == 1 and "no backend" in bad.stderr
+
+
+def dropped(topo, names) -> list[str]:
+    """What the backends printed for requests they reset without answering."""
+    return [line for name in names for line in (topo.tmp / f"{name}.log").read_text().splitlines()
+            if " dropped " in line]
+
+
+def test_a_reset_post_is_not_replayed_and_a_get_is(topology):
+    topo, procs, lb = site(topology, backends=("b1", "b2"))
+    client = Client(topo)
+    response, body = client.request("POST", "/drop", body=b"x" * 5000)
+    assert response.status == 502
+    assert len(dropped(topo, ("b1", "b2"))) == 1          # sent exactly once
+    response, body = client.request("GET", "/drop")
+    assert response.status == 502
+    lines = dropped(topo, ("b1", "b2"))
+    gets = [line for line in lines if "GET" in line]
+    assert sorted(line.split()[0] for line in gets) == ["b1", "b2"]   # tried on each once
+
+
+def test_no_idempotent_request_fails_when_a_backend_is_killed(topology):
+    topo, procs, lb = site(topology)
+    wait_health(topo, "b2", "up", 5)
+    with Load(topo, clients=6) as load:
+        time.sleep(1.0)
+        procs["b2"].send_signal(signal.SIGKILL)
+        time.sleep(1.5)
+    assert len(load.statuses) > 100
+    # The only failure allowed: a response the backend had begun when it died
+    # (it cannot be replayed; the balancer resets that client and logs it).
+    failed = [s for s in load.statuses if s != 200]
+    cut = [line for line in topo.log(lb).splitlines() if '"exchange aborted"' in line]
+    assert len(failed) <= len(cut) <= 2, (failed, cut)
+
+
+def test_the_retry_budget_stops_a_retry_storm(topology):
+    """Every backend passes its probes but resets every request: retries stay
+    within the budget instead of tripling the load."""
+    # The default 10 s probe interval: the storm starves these Python backends
+    # of CPU, and a 100 ms phi detector would rightly take them down.
+    topo, procs, lb = site(topology, health="passive: false")
+    for name in ("b1", "b2", "b3"):
+        wait_health(topo, name, "up", 5)
+    sent = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 3.0
+    client = Client(topo)
+
+    def storm() -> None:
+        while time.monotonic() < deadline:
+            try:
+                client.request("GET", "/drop", timeout=5)
+            except OSError:
+                pass
+            with lock:
+                sent.append(1)
+
+    threads = [threading.Thread(target=storm) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    reached = len(dropped(topo, ("b1", "b2", "b3")))
+    assert len(sent) > 200
+    assert reached <= 1.3 * len(sent), (reached, len(sent))
+    time.sleep(0.5)                       # the workers' next counters
+    stats = json.loads(lbctl(topo, "stats", "--json").stdout)["backends"]
+    assert sum(row["retries_budget_exhausted"] for row in stats.values()) > 0

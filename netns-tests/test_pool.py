@@ -51,8 +51,9 @@ def test_backend_closing_idle_connections_costs_no_request(topology):
     conn.close()
 
 
-def run_clients(topo, count: int, path: str) -> list[tuple[int, float, int, str]]:
-    """Start ``count`` clients 30 ms apart; (index, finished at, status, body)."""
+def run_clients(topo, count: int, path: str,
+                spacing: float = 0.03) -> list[tuple[int, float, int, str]]:
+    """Start ``count`` clients ``spacing`` apart; (index, finished at, status, body)."""
     results = []
     lock = threading.Lock()
 
@@ -67,7 +68,7 @@ def run_clients(topo, count: int, path: str) -> list[tuple[int, float, int, str]
         thread = threading.Thread(target=one, args=(index,))
         thread.start()
         threads.append(thread)
-        time.sleep(0.03)
+        time.sleep(spacing)
     for thread in threads:
         thread.join(30)
     return sorted(results, key=lambda r: r[1])
@@ -77,7 +78,8 @@ def test_max_active_queues_in_order(topology):
     topo = topology(["client", "lb", "b1"])
     topo.python_backend("b1", "b1")
     topo.balancer("lb", balancer_config(topo, ["b1"], extra="pool: {max_active: 2}\n"))
-    results = run_clients(topo, 10, "/slow/400")
+    # 100 ms apart: arrival order survives a client thread that starts late.
+    results = run_clients(topo, 10, "/slow/400", spacing=0.1)
     assert [status for _, _, status, _, _ in results] == [200] * 10
     order = [index for index, *_ in results]
     assert order == sorted(order), order        # served first come, first served

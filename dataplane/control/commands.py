@@ -70,6 +70,7 @@ def admin_commands(control: "Control") -> dict:
                 "sessions_total": tally.requests, "bytes_in": tally.bytes_in,
                 "bytes_out": tally.bytes_out, "connect_errors": tally.connect_errors,
                 "response_errors": tally.response_errors, "retries": pool.get("retries", 0),
+                "retries_budget_exhausted": pool.get("retries_budget_exhausted", 0),
                 **{f"http_{k}xx": tally.statuses[k] for k in range(1, 6)},
                 "queue_current": pool.get("waiting", 0), "queue_max": tally.max_queue,
                 "queue_timeouts": pool.get("queue_timeouts", 0),

@@ -9,8 +9,8 @@ from ..channel.messages import Counters
 from ..upstream.outcome import ErrorKind, Outcome
 
 WINDOW = 1000            # latencies kept per backend for p50/p99
-POOL_SUMS = ("open", "idle", "waiting", "retries", "connect_failures", "queue_timeouts",
-             "opened", "reused")
+POOL_SUMS = ("open", "idle", "waiting", "retries", "retries_budget_exhausted",
+             "connect_failures", "queue_timeouts", "opened", "reused")
 
 
 class BackendTally:

@@ -101,9 +101,11 @@ class ClientConnection:
             self.reject_now(Reject(408, "request head not received in time")) \
                 if self.parsing is not None else self.close()
         elif kind == CONNECT:
-            self.active.fail(504, ErrorKind.CONNECT_TIMEOUT, "connect to backend timed out")
+            self.active.attempt_failed(504, ErrorKind.CONNECT_TIMEOUT,
+                                       "connect to backend timed out")
         elif kind == RESPONSE:
-            self.active.fail(504, ErrorKind.RESPONSE_TIMEOUT, "backend did not respond in time")
+            self.active.attempt_failed(504, ErrorKind.RESPONSE_TIMEOUT,
+                                       "backend did not respond in time")
         elif kind == QUEUE:
             self.active.queue_timed_out()
         elif self.active is not None:

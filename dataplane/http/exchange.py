@@ -25,8 +25,10 @@ from . import rules
 from .access import access_line
 from .deadline import CONNECT, QUEUE, RESPONSE, STREAM
 from .response import ResponseReader
+from .request import SPLICE_MIN, RequestSide
+from .retry import Retries
 from .upgrade import join_streams
-from .rules import CHUNKED, LENGTH, NONE, Reject
+from .rules import NONE
 
 if TYPE_CHECKING:
     from ..upstream.host import Host
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
     from .client import ClientConnection
 
 log = structlog.get_logger("l7lb.http")
-
-SPLICE_MIN = 256 * 1024   # bodies with at least this much left are spliced
 
 
 class State(enum.Enum):
@@ -53,13 +53,13 @@ PENDING, QUEUED, CONNECTING, SENT, RESPONDING, SPLICING, DONE = State
 NO_ERROR = ErrorKind.NONE
 
 
-class Exchange:
+class Exchange(RequestSide, Retries):
     __slots__ = (
         "client", "site", "cluster", "state", "target", "headers", "method", "version",
         "keep_alive", "upgrade", "upgrade_tail", "fields", "req_framing", "req_remaining",
         "request_complete", "pending", "pending_size", "host", "upstream", "connecting",
         "response", "splice", "reused", "attempts", "started", "bytes_in", "status",
-        "error", "kind")
+        "error", "kind", "key", "tried")
 
     def __init__(self, client: "ClientConnection") -> None:
         self.client = client
@@ -91,6 +91,8 @@ class Exchange:
         self.status = 0                    # set when the balancer answers itself
         self.error = ""
         self.kind = NO_ERROR
+        self.key: bytes | None = None       # the hash key, kept for a retry elsewhere
+        self.tried: set[Host] | None = None  # hosts failed over from (retries elsewhere)
 
     @property
     def done(self) -> bool:
@@ -102,62 +104,33 @@ class Exchange:
         return not self.error and self.response is not None and self.response.client_keep_alive
 
     @property
+    def written(self) -> bool:
+        """The request head went to this attempt's host; no response head yet."""
+        return self.state is SENT
+
+    @property
     def responding(self) -> bool:
         """The response head went to the client: an error can only cut it."""
         return self.state in (RESPONDING, SPLICING)
 
-    # -- request ---------------------------------------------------------
-    def inspect_request_headers(self, upgrade: bool) -> None:
-        fields = self.fields = rules.scan(self.headers)
-        if self.version == "1.1" and not fields.host:
-            raise Reject(400, "HTTP/1.1 request without Host header")
-        if upgrade:
-            self.upgrade = fields.upgrade
-        self.req_framing, self.req_remaining = fields.framing, fields.length
-
-    def request_body(self, body: bytes) -> None:
-        self.bytes_in += len(body)
-        if self.req_framing == CHUNKED:
-            self._send(rules.chunk(body))
-        else:
-            self.req_remaining -= len(body)
-            self._send(body)
-
-    def request_end(self, trailers: rules.Headers) -> None:
-        self.request_complete = True
-        if self.req_framing == CHUNKED:
-            self._send(rules.last_chunk(trailers))
+    def request_sent(self) -> None:
         if self.state is SENT and self.client.is_active(self):
-            self.client.arm(RESPONSE, self.site.config.timeouts.request)
-
-    def _send(self, data: bytes) -> None:
-        if self.upstream is not None and self.client.is_active(self):
-            self.upstream.stream.write(data)
-        else:
-            self.pending.append(data)
-            self.pending_size += len(data)
-
-    def splice_request_body(self) -> bool:
-        """Start splicing the rest of a large Content-Length body; True if started.
-        Never while the parser is still handing over bytes it has read: those
-        come first, and the count to splice is known only after them."""
-        if (self.req_framing != LENGTH or self.request_complete or self.upstream is None
-                or self.req_remaining < SPLICE_MIN or not self.site.splice_bodies
-                or not self.client.may_splice_request()):
-            return False
-        self.client.start_request_splice(self, self.upstream.stream, self.req_remaining)
-        return True
+            self.client.arm(RESPONSE, self.site.response_timeout)
 
     # -- choosing a host and a connection ----------------------------------
     def start(self) -> None:
         site = self.site
         cluster = self.cluster = site.cluster_for(self.target, self.headers)
-        key = cluster.key_of(self.client.peer, self.target, self.headers) \
+        key = self.key = cluster.key_of(self.client.peer, self.target, self.headers) \
             if cluster.hashed else None
         host = cluster.choose(key)
         if host is None:
             self.fail(503, ErrorKind.NO_HOST, "no backend available")
             return
+        self._use(host)
+
+    def _use(self, host: "Host") -> None:
+        site, cluster = self.site, self.cluster
         self.host = host
         cluster.begin(host)
         got = cluster.connection(host, self, site.clock.now)
@@ -200,7 +173,8 @@ class Exchange:
     def _connected(self, conn: "UpstreamConnection | None", exc: OSError | None) -> None:
         self.connecting = None
         if conn is None:
-            self.fail(502, connect_error(exc), f"cannot connect to backend: {exc.strerror or exc}")
+            self.attempt_failed(502, connect_error(exc),
+                                f"cannot connect to backend: {exc.strerror or exc}")
         elif self.done:
             self.cluster.pool.discard(conn)
         else:
@@ -231,7 +205,7 @@ class Exchange:
         if self.upgrade_tail:
             conn.stream.write(self.upgrade_tail)
         if self.request_complete:
-            client.arm(RESPONSE, site.config.timeouts.request)
+            client.arm(RESPONSE, site.response_timeout)
         else:
             client.arm(STREAM, site.config.timeouts.idle)
             if not self.splice_request_body():
@@ -297,23 +271,23 @@ class Exchange:
                        "backend closed mid-response" if exc is None
                        else f"backend connection failed: {exc.strerror or exc}")
         elif exc is None:
-            self.fail(502, ErrorKind.CLOSED_BEFORE_RESPONSE, "backend closed the connection early")
+            self.attempt_failed(502, ErrorKind.CLOSED_BEFORE_RESPONSE,
+                                "backend closed the connection early")
         else:
-            self.fail(502, ErrorKind.RESET_BEFORE_RESPONSE,
-                      f"backend connection failed: {exc.strerror or exc}")
+            self.attempt_failed(502, ErrorKind.RESET_BEFORE_RESPONSE,
+                                f"backend connection failed: {exc.strerror or exc}")
 
-    def _retryable(self) -> bool:
-        """A reused connection the backend had closed: safe to try once more on a
-        fresh one when nothing of the response came and no body was sent."""
-        return (self.reused and self.attempts == 1 and self.state is SENT
-                and self.req_framing == NONE and self.upgrade is None)
-
-    def _retry(self) -> None:
-        self.cluster.pool.count_retry(self.host)
-        if self.cluster.pool.can_open(self.host):
-            self._open()
-        else:
-            self.fail(503, ErrorKind.POOL_FULL, f"backend {self.host.name} at pool.max_active")
+    def _drop_attempt(self) -> None:
+        """Let go of the host and whatever connection this attempt had."""
+        if self.state is QUEUED:
+            self.cluster.pool.unqueue(self.host, self, timed_out=False)
+        self.cluster.release(self.host)
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            self.cluster.pool.discard(upstream)
 
     def _switch_protocols(self, tail: bytes) -> None:
         """101 from the backend: both connections become one byte stream."""
@@ -360,26 +334,20 @@ class Exchange:
         """Give back the host's in-flight slot and the connection; the end."""
         if self.state is DONE:
             return
-        if self.state is QUEUED:
-            self.cluster.pool.unqueue(self.host, self, timed_out=False)
-        if self.host is not None:
-            self.cluster.release(self.host)
-        self.state = DONE
-        if self.response is not None:
-            self.response.close()
+        if self.tried is not None:
+            self.cluster.retrying -= 1
         if self.splice is not None:
             self.splice.stop()
             self.splice = None
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-        upstream, self.upstream = self.upstream, None
-        if upstream is None:
-            return
-        if reuse and not upstream.stream.pending:
+        if self.response is not None:
+            self.response.close()
+        upstream = self.upstream
+        if reuse and upstream is not None and not upstream.stream.pending:
+            self.upstream = None
             self.cluster.pool.release(upstream, self.site.clock.now)
-        else:
-            self.cluster.pool.discard(upstream)
+        if self.host is not None:
+            self._drop_attempt()
+        self.state = DONE
 
     def _report(self) -> None:
         """The outcome to the cluster (and so to the control process), and the
@@ -390,10 +358,13 @@ class Exchange:
         site.stats.requests += 1
         if status >= 500 or self.error:
             site.stats.errors += 1
-        ms = round((time.monotonic() - self.started) * 1000, 2)
+        ms = self._ms()
         host = self.host.name if self.host else ""
         self.cluster.report(self.host, Outcome(self.cluster.name, host, status, ms,
                                                self.bytes_in, bytes_out, self.kind, self.reused))
         if site.config.log.access:
             access_line(self.client.peer, self.method, self.target, status, host,
                         self.bytes_in, bytes_out, ms, self.error)
+
+    def _ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 2)

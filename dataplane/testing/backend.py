@@ -6,6 +6,8 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - ``/status/N``: an empty response with that status
 - ``/slow/MS``: answer after MS milliseconds
 - ``/reset``: promise 1000 bytes, send 10, then reset the connection
+- ``/drop``: read the request, print ``NAME dropped METHOD PATH BODY_BYTES``,
+  reset the connection without answering
 - ``/arm-reset``: answer, then drop the next request on this connection unanswered
 - ``/garbage``: answer with bytes that are not HTTP
 - ``/extra``: answer, and in the same write a second, unsolicited response
@@ -104,6 +106,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(int(parts[1]) / 1000)
         if parts[0] == "reset":
             return self.reset()
+        if parts[0] == "drop":               # read the request, reset, answer nothing
+            print(f"{self.name} dropped {self.command} {self.path} {size}", flush=True)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         if parts[0] == "arm-reset":
             self.reset_next = True
         if parts[0] == "garbage":

@@ -58,6 +58,20 @@ class Choice:
     def pick(self, key: bytes | None) -> Host | None:
         raise NotImplementedError
 
+    def pick_other(self, key: bytes | None, tried: set[Host]) -> Host | None:
+        """For a retry: a host not in ``tried``. Unhashed choices draw by weight
+        among the rest; hashed ones override this with their own next host."""
+        rest = [h for h in self.candidates if h not in tried]
+        total = sum(h.weight for h in rest)
+        if not total:
+            return None
+        point = random.randrange(total)
+        for host in rest:
+            point -= host.weight
+            if point < 0:
+                return host
+        return rest[-1]
+
 
 class RoundRobin(Choice):
     def refresh(self) -> None:
@@ -141,6 +155,16 @@ class _Hashed(Choice):
 
     def _up(self, index: int) -> bool:
         return self.admits(self.table_backends[index])
+
+    def pick_other(self, key: bytes | None, tried: set[Host]) -> Host | None:
+        """The next host the table offers for the key, past those tried (the
+        ring's next point, Maglev's next re-hash), as for a host that is down."""
+        if self.table is None:
+            return None
+        hosts = self.table_backends
+        index = self.table.pick(hashing.key_hash(key or b""),
+                                lambda i: hosts[i] not in tried and self._up(i))
+        return None if index is None else hosts[index]
 
 
 class RingHash(_Hashed):

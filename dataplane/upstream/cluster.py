@@ -30,6 +30,7 @@ from typing import Callable, Protocol, Sequence
 
 from ..config import Balancer as BalancerSettings
 from ..config import Health as HealthSettings
+from ..config import Retries as RetrySettings
 from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
@@ -67,10 +68,14 @@ class HostSpec(Protocol):
 
 class Cluster:
     def __init__(self, name: str, settings: BalancerSettings, pool: PoolSettings,
-                 health: HealthSettings, reactor: Reactor, transport: Transport,
-                 batch: Callable[[Outcome], None], verdict: Verdict,
+                 health: HealthSettings, retries: RetrySettings, reactor: Reactor,
+                 transport: Transport, batch: Callable[[Outcome], None], verdict: Verdict,
                  build: Build = build_now) -> None:
         self.name = name
+        self.retry_attempts = retries.attempts
+        self.budget = retries.budget_percent / 100
+        self.min_retries = retries.min_concurrent
+        self.retrying = 0          # requests of this worker now on a retry
         self.hosts: list[Host] = []
         self.panic = False
         self.panic_threshold = health.panic_threshold
@@ -104,6 +109,19 @@ class Cluster:
         """It is no longer under way on ``host`` (finished, failed or upgraded)."""
         host.inflight -= 1
         self.choice.in_flight -= 1
+
+    def choose_other(self, key: bytes | None, tried: set[Host]) -> Host | None:
+        """A host for a retry: what the choice offers next, past ``tried``."""
+        return self.choice.pick_other(key, tried)
+
+    def may_retry(self) -> bool:
+        """The retry budget (Envoy's, counted against first tries): requests
+        on a retry stay under ``budget_percent`` of the requests under way on
+        their first try, or ``min_concurrent``. Each worker holds it for its
+        own requests: no worker waits on another, and as SO_REUSEPORT spreads
+        connections evenly the ratio holds overall."""
+        first_tries = self.choice.in_flight - self.retrying
+        return self.retrying < max(self.min_retries, self.budget * first_tries)
 
     def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | str:
         """A pooled connection to reuse, or MAY_OPEN, IN_QUEUE or NO_ROOM."""

@@ -23,11 +23,12 @@ class PoolStats:
     """Connection counters of one host's pool in one worker."""
 
     __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
-                 "connect_failures", "retries")
+                 "connect_failures", "retries", "retries_budget_exhausted")
 
     def __init__(self) -> None:
         self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
         self.queue_timeouts = self.connect_failures = self.retries = 0
+        self.retries_budget_exhausted = 0   # retries refused by the retry budget
 
 
 class Host:

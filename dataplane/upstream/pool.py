@@ -161,8 +161,13 @@ class Pool:
 
     @staticmethod
     def count_retry(host: Host) -> None:
-        """A request retried on a fresh connection after a reused one failed."""
+        """A request retried after a failed attempt on this host."""
         host.conn_stats.retries += 1
+
+    @staticmethod
+    def count_budget_exhausted(host: Host) -> None:
+        """A retry after a failed attempt on this host was refused by the budget."""
+        host.conn_stats.retries_budget_exhausted += 1
 
     def can_open(self, host: Host) -> bool:
         return host.active < self.max_active

@@ -51,10 +51,12 @@ class Worker:
         self.transport = Transport(config.congestion.pacer)
         self._builds = 0
         self.clusters = {DEFAULT: Cluster(DEFAULT, config.balancer, config.pool, config.health,
-                                          self.reactor, self.transport, self.outcomes.append,
-                                          self._verdict, self._build_in_thread)}
+                                          config.retries, self.reactor, self.transport,
+                                          self.outcomes.append, self._verdict,
+                                          self._build_in_thread)}
         self.default = self.clusters[DEFAULT]
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
+        self.response_timeout = config.retries.per_try_timeout or config.timeouts.request
         self.connections: set[Tracked] = set()
         relay = config.balancer.relay
         # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
