@@ -221,3 +221,47 @@ def test_the_retry_budget_stops_a_retry_storm(topology):
     time.sleep(0.5)                       # the workers' next counters
     stats = json.loads(lbctl(topo, "stats", "--json").stdout)["backends"]
     assert sum(row["retries_budget_exhausted"] for row in stats.values()) > 0
+
+
+def test_a_slow_lossy_but_healthy_backend_is_never_taken_down(topology):
+    """Answers 5-150 ms late, 1% of its packets lost, under a light load, for
+    60 s: phi at threshold 8 must not convict it."""
+    topo = topology(["client", "lb", "b1", "b2"])
+    topo.python_backend("b1", "b1")
+    topo.python_backend("b2", "b2", delay="5-150")
+    config = balancer_config(topo, ["b1", "b2"], extra="health: {interval: 100ms}\n")
+    topo.balancer("lb", config.replace("workers: 1", "workers: 2"))
+    wait_health(topo, "b2", "up", 5)
+    topo.lose("b2", 1)
+    with Load(topo, clients=2, seconds=60) as load:
+        load.threads[0].join(70)
+    detail = json.loads(lbctl(topo, "health", address(topo, "b2"), "--json").stdout)[0]
+    downs = [t for t in detail["transitions"] if t["to"] == "down"]
+    assert downs == [], downs
+    assert detail["window"]["samples"] > 200 and len(load.statuses) > 500
+    assert set(load.statuses) == {200}
+
+
+def test_flapping_changes_state_no_faster_than_the_evidence(topology):
+    """The backend refuses connections for 300 ms, accepts them for 300 ms,
+    and so on: it goes down at the first refused probe, and comes back only
+    after ``rise`` probes in a row passed."""
+    topo, procs, lb = site(topology, backends=("b1", "b2"), health="interval: 100ms")
+    wait_health(topo, "b2", "up", 5)
+    refuse = ("flush ruleset\ntable inet flap {\n chain in {\n"
+              "  type filter hook input priority 0;\n"
+              "  tcp dport 8000 reject with tcp reset\n }\n}\n")
+    for _ in range(10):
+        topo.run("b2", ["nft", "-f", "-"], input=refuse.encode())
+        time.sleep(0.3)
+        topo.lose("b2", 0)
+        time.sleep(0.3)
+    detail = json.loads(lbctl(topo, "health", address(topo, "b2"), "--json").stdout)[0]
+    moves = detail["transitions"]
+    assert any(m["to"] == "down" for m in moves)
+    for move in moves:
+        if move["from"] == "down":
+            assert move["reason"] == "2 probes passed", move
+    # Each change needs its own evidence (at most one per probe): within one
+    # 600 ms cycle the backend can go down once and start coming back once.
+    assert 2 <= detail["transitions_total"] <= 1 + 2 * 10 + 2, detail["transitions_total"]

@@ -15,6 +15,7 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - anything else: JSON with the backend's name, method, path, headers, body
   length and SHA-256, and trailers (chunked bodies are decoded).
 
+With ``--delay MIN-MAX`` every HTTP answer comes MIN to MAX ms late.
 With ``--tcp`` it is a raw TCP server instead: it reads until EOF, then answers
 ``NAME got N bytes SHA256`` and closes. A client whose first line is
 ``HALFCLOSE`` gets ``bye`` and EOF first, and the server prints what it then
@@ -28,6 +29,7 @@ import base64
 import socketserver
 import hashlib
 import json
+import random
 import socket
 import struct
 import time
@@ -43,6 +45,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "l7lb-test-backend"
     disable_nagle_algorithm = True   # head and body go out as separate writes
     name = "backend"
+    delay = (0.0, 0.0)     # seconds every answer is held back (uniform)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -84,6 +87,8 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def route(self, send_body: bool) -> None:
+        if self.delay[1]:
+            time.sleep(random.uniform(*self.delay))
         if getattr(self, "reset_next", False):     # armed by /arm-reset on this connection
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
@@ -243,8 +248,10 @@ def read_to_eof(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def make_server(name: str, host: str, port: int, tcp: bool = False) -> socketserver.TCPServer:
-    handler = type("NamedHandler", (TcpHandler if tcp else Handler,), {"name": name})
+def make_server(name: str, host: str, port: int, tcp: bool = False,
+                delay: tuple[float, float] = (0.0, 0.0)) -> socketserver.TCPServer:
+    handler = type("NamedHandler", (TcpHandler if tcp else Handler,),
+                   {"name": name, "delay": delay})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {
         "address_family": family, "allow_reuse_address": True, "daemon_threads": True})
@@ -257,8 +264,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tcp", action="store_true", help="raw TCP instead of HTTP")
+    parser.add_argument("--delay", default="0-0", metavar="MIN-MAX",
+                        help="answer every request MIN to MAX milliseconds late (uniform)")
     args = parser.parse_args()
-    server = make_server(args.name, args.host, args.port, args.tcp)
+    low, _, high = args.delay.partition("-")
+    server = make_server(args.name, args.host, args.port, args.tcp,
+                         (float(low) / 1000, float(high or low) / 1000))
     print(f"backend {args.name} listening on {args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()
