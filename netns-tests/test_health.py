@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 from conftest import Client, balancer_config, lbctl
+from load import Load
 
 
 def site(topology, backends=("b1", "b2", "b3"), health="interval: 100ms, slow_start: 2s",
@@ -52,36 +53,6 @@ def access_lines(lb) -> list[dict]:
 
 def at(line: dict) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
-
-
-class Load:
-    """Clients sending GETs on fresh connections until stopped (bounded)."""
-
-    def __init__(self, topo, clients: int = 4, seconds: float = 20.0) -> None:
-        self.client = Client(topo)
-        self.stop = threading.Event()
-        self.statuses: list[int] = []
-        self.deadline = time.monotonic() + seconds
-        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
-
-    def _run(self) -> None:
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                response, _ = self.client.request("GET", "/", timeout=5)
-                self.statuses.append(response.status)
-            except OSError:
-                self.statuses.append(0)
-            time.sleep(0.005)
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
 
 
 def test_a_killed_backend_gets_no_requests_after_300ms(topology):

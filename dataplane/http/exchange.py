@@ -182,6 +182,7 @@ class Exchange(RequestSide, Retries):
 
     def attach(self, conn: "UpstreamConnection", reused: bool) -> None:
         self.state = SENT
+        self.host.awaiting.add(self)
         self.reused = reused
         self.attempts += 1
         self.upstream = conn
@@ -225,6 +226,7 @@ class Exchange(RequestSide, Retries):
             return
         if response.started and self.state is SENT:
             self.state = RESPONDING
+            self.host.awaiting.discard(self)
             client.arm(STREAM, self.site.config.timeouts.idle)
         if response.out:
             client.stream.write(response.take())
@@ -279,6 +281,7 @@ class Exchange(RequestSide, Retries):
 
     def _drop_attempt(self) -> None:
         """Let go of the host and whatever connection this attempt had."""
+        self.host.awaiting.discard(self)
         if self.state is QUEUED:
             self.cluster.pool.unqueue(self.host, self, timed_out=False)
         self.cluster.release(self.host)
@@ -295,6 +298,7 @@ class Exchange(RequestSide, Retries):
             self.fail(502, ErrorKind.BAD_RESPONSE, "backend switched protocols unasked")
             return
         self.state = RESPONDING
+        self.host.awaiting.discard(self)
         self.client.stream.write(self.response.switch_head() + tail)
         self._report()
         self.cluster.release(self.host)    # a stream, no longer a request in flight

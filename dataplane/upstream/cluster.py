@@ -158,6 +158,16 @@ class Cluster:
             self._judge_panic()
             self.choice.refresh()
             self._verdict(self.name, host.name, reason)
+            self._evict(host)
+
+    @staticmethod
+    def _evict(host: Host) -> None:
+        """A host declared down: requests on it still waiting for their response
+        head move on to another host now if they can be replayed (HAProxy's
+        ``on-marked-down shutdown-sessions``, but retried), instead of waiting
+        out timeouts.request on a backend that is gone."""
+        for exchange in list(host.awaiting):
+            exchange.host_down()
 
     def _judge_panic(self) -> None:
         """Panic when some, but too little, of the weight is healthy."""
@@ -178,8 +188,11 @@ class Cluster:
         """Take a new host set: hosts kept keep their pools and counters."""
         current = {h.name: h for h in self.hosts}
         updated = []
+        evicted = []
         for spec in specs:
             host = current.pop(f"{spec.host}:{spec.port}", None) or Host(spec.host, spec.port)
+            if spec.health == "down" and host.health != "down":
+                evicted.append(host)
             host.weight, host.state, host.health = self._weight(spec), spec.state, spec.health
             if host.cc != spec.cc:      # idle connections would keep the old algorithm
                 self.pool.close_idle([host], for_good=False)
@@ -192,6 +205,8 @@ class Cluster:
         self._judge_panic()
         if resolve:
             self.resolver.refresh()
+        for host in evicted:
+            self._evict(host)
 
     def _weight(self, spec: HostSpec) -> int:
         """Slow start scales the weight, except for hashed choices: their tables

@@ -2,7 +2,8 @@
 take, and the counters of its traffic in this worker.
 
 Who writes what: the Cluster writes admission state, the in-flight count and the passive
-error count (``weight``, ``state``, ``health``, ``inflight``, ``failures``); the Pool
+error count (``weight``, ``state``, ``health``, ``inflight``, ``failures``);
+exchanges add and remove themselves in ``awaiting``; the Pool
 writes the connection fields (``idle``, ``active``, ``waiting``, ``conn_stats``);
 the Resolver writes the address; the snapshot writes ``cc`` and
 ``client_side``. Everyone else only reads.
@@ -34,7 +35,8 @@ class PoolStats:
 class Host:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "current_weight", "inflight", "waiting",
-                 "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures")
+                 "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures",
+                 "awaiting")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -53,6 +55,7 @@ class Host:
         self.state = "ready"      # admin state: drain and maint take no new requests
         self.health = "unknown"   # unknown | up | down | slow_start, from the control process
         self.failures = 0         # passive: connect errors in a row seen by this worker
+        self.awaiting: set = set()   # HTTP exchanges on it with no response head yet
         self.cc = cc              # congestion control in effect: "" is the kernel's default
         self.client_side = client_side
         # Every open upstream socket, for the pacer and for TCP_INFO samples.

@@ -21,6 +21,7 @@ class ErrorKind(enum.Enum):
     CLOSED_BEFORE_RESPONSE = "closed_before_response"  # clean close before any response byte
     RESET_MID_RESPONSE = "reset_mid_response"  # reset or close inside the response body
     RESPONSE_TIMEOUT = "response_timeout"      # no response head within timeouts.request
+    HOST_DOWN = "host_down"                    # declared down while the request waited
     BAD_RESPONSE = "bad_response"              # not valid HTTP/1.x, or a 101 not asked for
     QUEUE_TIMEOUT = "queue_timeout"            # no connection free within pool.queue_timeout
     POOL_FULL = "pool_full"                    # max_active and max_queue reached

@@ -1,0 +1,51 @@
+"""Client load for health tests and scripts/bench-health: threads sending GETs
+on fresh connections from the client host, bounded in time, each answer (or
+its absence) recorded with when it ended."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from topology import Topology
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n"
+
+
+class Load:
+    def __init__(self, topo: Topology, clients: int = 4, seconds: float = 20.0,
+                 timeout: float = 5.0) -> None:
+        self.topo = topo
+        self.timeout = timeout
+        self.stop = threading.Event()
+        self.deadline = time.monotonic() + seconds
+        self.results: list[tuple[float, int]] = []     # (ended at, status; 0 = no answer)
+        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    @property
+    def statuses(self) -> list[int]:
+        return [status for _, status in self.results]
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            status = 0
+            try:
+                with self.topo.connect("client", "lb", 8080, timeout=self.timeout) as sock:
+                    sock.sendall(REQUEST)
+                    head = sock.recv(64)
+                    if head.startswith(b"HTTP/1.1 ") and head[9:12].isdigit():
+                        status = int(head[9:12])
+            except OSError:
+                pass
+            self.results.append((time.monotonic(), status))
+            time.sleep(0.005)
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(self.timeout + 5)
