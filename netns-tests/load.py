@@ -32,9 +32,11 @@ class Load:
             try:
                 with self.topo.connect("client", "lb", 8080, timeout=self.timeout) as sock:
                     sock.sendall(REQUEST)
-                    head = sock.recv(64)
-                    if head.startswith(b"HTTP/1.1 ") and head[9:12].isdigit():
-                        status = int(head[9:12])
+                    answer = b""
+                    while chunk := sock.recv(65536):     # to the end: Connection: close
+                        answer += chunk
+                    if answer.startswith(b"HTTP/1.1 ") and answer[9:12].isdigit():
+                        status = int(answer[9:12])
             except OSError:
                 pass
             self.results.append((time.monotonic(), status))

@@ -155,7 +155,8 @@ def test_no_idempotent_request_fails_when_a_backend_is_killed(topology):
     # The only failure allowed: a response the backend had begun when it died
     # (it cannot be replayed; the balancer resets that client and logs it).
     failed = [s for s in load.statuses if s != 200]
-    cut = [line for line in topo.log(lb).splitlines() if '"exchange aborted"' in line]
+    cut = [line for line in topo.log(lb).splitlines()
+           if '"exchange aborted"' in line and '"reason":"backend' in line]
     assert len(failed) <= len(cut) <= 2, (failed, cut)
 
 
@@ -236,3 +237,44 @@ def test_flapping_changes_state_no_faster_than_the_evidence(topology):
     # Each change needs its own evidence (at most one per probe): within one
     # 600 ms cycle the backend can go down once and start coming back once.
     assert 2 <= detail["transitions_total"] <= 1 + 2 * 10 + 2, detail["transitions_total"]
+
+
+def test_panic_spreads_over_all_when_too_few_are_healthy(topology):
+    """Two of three backends die: 33% of the weight healthy is under the 50%
+    panic threshold, so each worker ignores health (and logs it); the dead
+    ones are still tried, and retries carry their requests to the live one."""
+    topo, procs, lb = site(topology)
+    for name in ("b2", "b3"):
+        procs[name].send_signal(signal.SIGKILL)
+    wait_health(topo, "b2", "down", 3.0)
+    wait_health(topo, "b3", "down", 3.0)
+    topo.wait_for_log(lb, '"event":"cluster panic"')
+    client = Client(topo)
+    statuses = [client.request("GET", "/")[0].status for _ in range(30)]
+    assert statuses == [200] * 30
+    time.sleep(0.6)                       # the workers' next counters
+    stats = json.loads(lbctl(topo, "stats", "--json").stdout)["backends"]
+    assert stats[address(topo, "b2")]["connect_errors"] + \
+        stats[address(topo, "b3")]["connect_errors"] > 0
+
+
+def test_slow_start_grows_the_share_instead_of_jumping(topology):
+    topo, procs, lb = site(topology, health="interval: 100ms, slow_start: 4s")
+    procs["b2"].send_signal(signal.SIGKILL)
+    wait_health(topo, "b2", "down", 3.0)
+    with Load(topo, clients=4, seconds=12):
+        procs["b2"] = topo.python_backend("b2", "b2-again")
+        wait_health(topo, "b2", "slow_start", 3.0)
+        wait_health(topo, "b2", "up", 6.0)
+        time.sleep(1.0)
+    moves = json.loads(lbctl(topo, "health", address(topo, "b2"), "--json").stdout)[0]
+    started = [m["at"] for m in moves["transitions"] if m["to"] == "slow_start"][-1]
+    b2 = address(topo, "b2")
+    lines = [line for line in access_lines(lb) if started <= at(line) <= started + 5]
+
+    def share(second: int) -> float:
+        window = [line for line in lines if started + second <= at(line) < started + second + 1]
+        return sum(line["backend"] == b2 for line in window) / max(1, len(window))
+
+    first, last = share(0), share(3)
+    assert first < 0.2 and last > first + 0.1, (first, last)

@@ -133,6 +133,7 @@ class Exchange(RequestSide, Retries):
         site, cluster = self.site, self.cluster
         self.host = host
         cluster.begin(host)
+        host.awaiting.add(self)          # until its response head (see host_down)
         got = cluster.connection(host, self, site.clock.now)
         if got is MAY_OPEN:
             self._open()
@@ -182,7 +183,6 @@ class Exchange(RequestSide, Retries):
 
     def attach(self, conn: "UpstreamConnection", reused: bool) -> None:
         self.state = SENT
-        self.host.awaiting.add(self)
         self.reused = reused
         self.attempts += 1
         self.upstream = conn

@@ -5,9 +5,10 @@ connect, the backend closing or resetting, no response head in time) is
 tried again on another host when the request can be replayed: nothing of it
 was written yet, or its method is idempotent (RFC 9110 section 9.2.2) and it
 has no body (bodies are streamed, not kept). A non-idempotent request that
-was even partly written is never sent twice. Upgrades are never retried. The retry budget (Cluster.may_retry) applies to
-attempts that reached a backend; one whose connect failed or timed out goes
-on to another host whatever the budget says.
+was even partly written is never sent twice. Upgrades are never retried.
+The retry budget (Cluster.may_retry) applies to every retry after a failure;
+a request moved off a host declared down while it waited (``host_down``) is
+exempt.
 
 Apart from that, a request on a reused pooled connection that the backend
 had closed (a keep-alive race) is tried once more on the same host over a
@@ -72,21 +73,23 @@ class Retries:
         """This attempt failed before any response byte: another host if the
         request can be replayed, retries are left and the budget allows, else
         the error answer."""
-        target = self._retry_target()
+        target = self._retry_target(budgeted=True)
         if target is None:
             self.fail(status, kind, detail)
         else:
             self._fail_over(*target, kind)
 
     def host_down(self) -> None:
-        """The host was declared down while this request waited for its
-        response head: on to another host now if it can be replayed; if not,
-        it keeps waiting (the verdict may be wrong, and it cannot be resent)."""
-        target = self._retry_target()
+        """The host was declared down while this request waited for a
+        connection or its response head: on to another host now if it can be
+        replayed; if not, it keeps waiting (the verdict may be wrong, and it
+        cannot be resent). The balancer's own decision, not a failure seen:
+        exempt from the retry budget."""
+        target = self._retry_target(budgeted=False)
         if target is not None:
             self._fail_over(*target, ErrorKind.HOST_DOWN)
 
-    def _retry_target(self) -> "tuple[Host, set[Host]] | None":
+    def _retry_target(self, budgeted: bool) -> "tuple[Host, set[Host]] | None":
         cluster, host = self.cluster, self.host
         if (self.responding or (self.tried is not None and len(self.tried) >= cluster.retry_attempts)
                 or not replayable(self.method, self.written, self.req_framing != NONE,
@@ -96,10 +99,7 @@ class Retries:
         other = cluster.choose_other(self.key, tried)
         if other is None:
             return None
-        # An attempt that never reached a backend (nothing written) added no
-        # load anywhere: moving it on is exempt from the budget, which guards
-        # backends against requests multiplied by retries.
-        if self.written and not cluster.may_retry():
+        if budgeted and not cluster.may_retry():
             cluster.pool.count_budget_exhausted(host)
             return None
         return other, tried

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence
 
+import structlog
+
 from ..config import Balancer as BalancerSettings
 from ..config import Health as HealthSettings
 from ..config import Retries as RetrySettings
@@ -40,6 +42,8 @@ from .keys import key_function
 from .outcome import ErrorKind, Outcome
 from .pool import Pool, UpstreamConnection, Waiter
 from .resolver import Resolver
+
+log = structlog.get_logger("l7lb.cluster")
 
 # What ``connection`` answers when it has no pooled connection to hand out.
 MAY_OPEN = "may_open"  # a connection slot is yours: open one
@@ -175,7 +179,11 @@ class Cluster:
                    if h.state != "maint" and h.weight > 0]
         total = sum(w for w, _ in weights)
         healthy = sum(w for w, up in weights if up)
-        self.panic = 0 < healthy < total * self.panic_threshold / 100
+        panic = 0 < healthy < total * self.panic_threshold / 100
+        if panic != self.panic:
+            log.warning("cluster panic" if panic else "cluster out of panic", cluster=self.name,
+                        healthy_weight=healthy, weight=total)
+        self.panic = panic
 
     # -- the host set ------------------------------------------------------
     async def start(self) -> None:
