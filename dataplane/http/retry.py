@@ -109,6 +109,7 @@ class Retries:
         cluster.report(host, Outcome(cluster.name, host.name, 0, self._ms(), 0, 0, kind,
                                      self.reused))
         cluster.pool.count_retry(host)
+        cluster.retried()
         self._drop_attempt()
         if self.tried is None:
             cluster.retrying += 1          # given back when the exchange ends

@@ -44,6 +44,7 @@ from .pool import Pool, UpstreamConnection, Waiter
 from .resolver import Resolver
 
 log = structlog.get_logger("l7lb.cluster")
+BUDGET_BUCKET = 5.0      # seconds per bucket of the retry budget's rate side
 
 # What ``connection`` answers when it has no pooled connection to hand out.
 MAY_OPEN = "may_open"  # a connection slot is yours: open one
@@ -80,6 +81,11 @@ class Cluster:
         self.budget = retries.budget_percent / 100
         self.min_retries = retries.min_concurrent
         self.retrying = 0          # requests of this worker now on a retry
+        # The budget's rate side: attempts and retries started in this and the
+        # previous BUDGET_BUCKET seconds (rotated by the worker's sweep).
+        self.attempts_now = self.retries_now = 0
+        self.attempts_before = self.retries_before = 0
+        self.bucket_start = 0.0
         self.hosts: list[Host] = []
         self.panic = False
         self.panic_threshold = health.panic_threshold
@@ -105,9 +111,10 @@ class Cluster:
                 and (host.health != "down" or self.panic))
 
     def begin(self, host: Host) -> None:
-        """A request (or TCP connection) goes to ``host``."""
+        """A request (or TCP connection), or one more attempt of it, goes to ``host``."""
         host.inflight += 1
         self.choice.in_flight += 1
+        self.attempts_now += 1
 
     def release(self, host: Host) -> None:
         """It is no longer under way on ``host`` (finished, failed or upgraded)."""
@@ -119,13 +126,28 @@ class Cluster:
         return self.choice.pick_other(key, tried)
 
     def may_retry(self) -> bool:
-        """The retry budget (Envoy's, counted against first tries): requests
-        on a retry stay under ``budget_percent`` of the requests under way on
-        their first try, or ``min_concurrent``. Each worker holds it for its
-        own requests: no worker waits on another, and as SO_REUSEPORT spreads
-        connections evenly the ratio holds overall."""
+        """The retry budget, two sides that must both allow a retry:
+
+        - concurrency (Envoy's): requests on a retry stay under
+          ``budget_percent`` of the requests under way on their first try, or
+          under ``min_concurrent``;
+        - rate (as Linkerd's and the SRE book's): retries started in the last
+          5-10 s stay under ``budget_percent`` of the first tries started
+          then, or under ``min_concurrent``, so that a retried request making
+          several attempts cannot multiply the load past the budget.
+
+        Each worker holds it for its own requests: no worker waits on another,
+        and as SO_REUSEPORT spreads connections evenly the ratio holds overall."""
         first_tries = self.choice.in_flight - self.retrying
-        return self.retrying < max(self.min_retries, self.budget * first_tries)
+        if self.retrying >= max(self.min_retries, self.budget * first_tries):
+            return False
+        retries = self.retries_now + self.retries_before
+        firsts = self.attempts_now + self.attempts_before - retries
+        return retries < max(self.min_retries, self.budget * firsts)
+
+    def retried(self) -> None:
+        """A retry is starting (after may_retry said yes, or outside the budget)."""
+        self.retries_now += 1
 
     def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | str:
         """A pooled connection to reuse, or MAY_OPEN, IN_QUEUE or NO_ROOM."""
@@ -225,6 +247,10 @@ class Cluster:
 
     def sweep(self, now: float) -> None:
         self.pool.sweep(self.hosts, now)
+        if now - self.bucket_start >= BUDGET_BUCKET:
+            self.attempts_before, self.retries_before = self.attempts_now, self.retries_now
+            self.attempts_now = self.retries_now = 0
+            self.bucket_start = now
 
     def close(self) -> None:
         """Stopping: no more lookups; idle connections closed, none taken back."""
