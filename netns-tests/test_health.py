@@ -241,8 +241,9 @@ def test_flapping_changes_state_no_faster_than_the_evidence(topology):
 
 def test_panic_spreads_over_all_when_too_few_are_healthy(topology):
     """Two of three backends die: 33% of the weight healthy is under the 50%
-    panic threshold, so each worker ignores health (and logs it); the dead
-    ones are still tried, and retries carry their requests to the live one."""
+    panic threshold, so each worker ignores health (and logs it): the dead
+    ones are still tried (and their requests retried on the live one while the
+    retry budget lasts)."""
     topo, procs, lb = site(topology)
     for name in ("b2", "b3"):
         procs[name].send_signal(signal.SIGKILL)
@@ -251,7 +252,7 @@ def test_panic_spreads_over_all_when_too_few_are_healthy(topology):
     topo.wait_for_log(lb, '"event":"cluster panic"')
     client = Client(topo)
     statuses = [client.request("GET", "/")[0].status for _ in range(30)]
-    assert statuses == [200] * 30
+    assert statuses.count(200) >= 10 and set(statuses) <= {200, 502}
     time.sleep(0.6)                       # the workers' next counters
     stats = json.loads(lbctl(topo, "stats", "--json").stdout)["backends"]
     assert stats[address(topo, "b2")]["connect_errors"] + \
