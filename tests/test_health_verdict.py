@@ -20,7 +20,7 @@ def beating(h: HostHealth, until: float, every: float = 1.0, start: float = 0.0)
 
 def test_unknown_until_the_first_answer_then_up():
     h = host()
-    assert h.state is Health.UNKNOWN and h.serving
+    assert h.state is Health.UNKNOWN
     move = h.probe_passed(1.0, 2.0, "200")
     assert move.new is Health.UP and move.reason == "first probe answered"
 
@@ -29,7 +29,7 @@ def test_a_bad_status_or_refusal_is_down_at_once():
     h = host()
     beating(h, 5)
     move = h.probe_failed(6.0, "503", 1.0)
-    assert move.new is Health.DOWN and "503" in move.reason and not h.serving
+    assert move.new is Health.DOWN and "503" in move.reason and h.state is Health.DOWN
     assert h.probe_failed(7.0, "refused", None) is None        # already down
 
 

@@ -118,10 +118,6 @@ class HostHealth:
         return None
 
     # -- what the workers get ----------------------------------------------
-    @property
-    def serving(self) -> bool:
-        return self.state is not Health.DOWN
-
     def weight_percent(self, now: float) -> int:
         """Effective weight during slow start (Envoy's aggression 1.0)."""
         if self.state is not Health.SLOW_START:

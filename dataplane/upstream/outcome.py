@@ -34,17 +34,9 @@ class ErrorKind(enum.Enum):
         """Failed before the backend saw anything of the request."""
         return self in _CONNECT
 
-    @property
-    def backend_fault(self) -> bool:
-        """Counts against the host (health, breaker), not against the client
-        or the balancer's own limits."""
-        return self not in _NOT_BACKEND
-
 
 _CONNECT = frozenset({ErrorKind.CONNECT_REFUSED, ErrorKind.CONNECT_TIMEOUT,
                       ErrorKind.CONNECT_ERROR})
-_NOT_BACKEND = frozenset({ErrorKind.NONE, ErrorKind.QUEUE_TIMEOUT, ErrorKind.POOL_FULL,
-                          ErrorKind.NO_HOST, ErrorKind.CLIENT_ABORTED})
 
 
 class Outcome(msgspec.Struct, array_like=True, gc=False):
