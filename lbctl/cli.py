@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import click
 from .client import CommandFailed, call
-from .tables import console, table
+from .tables import clock, console, table
 
 from dataplane import __version__
 from dataplane.config import ConfigError, load
@@ -140,14 +139,23 @@ def health(ctx: click.Context, name: str | None, as_json: bool) -> None:
         return
     for row in result:
         _table(["probe at", "ok", "ms", "detail"],
-               [[_clock(p["at"]), p["ok"], p["ms"], p["detail"]] for p in row["probes"][-10:]])
+               [[clock(p["at"]), p["ok"], p["ms"], p["detail"]] for p in row["probes"][-10:]])
         _table(["changed at", "from", "to", "phi", "reason"],
-               [[_clock(t["at"]), t["from"], t["to"], t["phi"], t["reason"]]
+               [[clock(t["at"]), t["from"], t["to"], t["phi"], t["reason"]]
                 for t in row["transitions"][-10:]])
 
 
-def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
+@main.command()
+@click.argument("name", required=False)
+@json_flag
+@click.pass_context
+def breaker(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Circuit breakers per backend: state, the window's counts, trips; with NAME
+    also the half-open trials, the limits and the last transitions."""
+    from .breaker import show
+    result = _admin(ctx, "breaker", {"name": name} if name else {})
+    if not _printed_raw(result, as_json):
+        show(result, name is not None, _table)
 
 
 @main.group()
@@ -210,12 +218,14 @@ def top(ctx: click.Context, interval: float, once: bool) -> None:
 
 @backend.command("set")
 @click.argument("name")
-@click.argument("field", type=click.Choice(["weight", "state", "cc", "client_side"]))
+@click.argument("field", type=click.Choice(["weight", "state", "cc", "client_side",
+                                            "breaker"]))
 @click.argument("value")
 @click.pass_context
 def backend_set(ctx: click.Context, name: str, field: str, value: str) -> None:
     """NAME (HOST:PORT) weight N | state ready|drain|maint | cc ALGORITHM|default |
-    client_side on|off. A new algorithm applies to new connections."""
+    client_side on|off | breaker closed|open. A new algorithm applies to new
+    connections; a breaker set open stays open until set closed."""
     if field == "weight":
         try:
             args = {"name": name, "weight": int(value)}
@@ -228,10 +238,11 @@ def backend_set(ctx: click.Context, name: str, field: str, value: str) -> None:
             raise click.BadParameter("must be on or off", param_hint="VALUE")
         args = {"name": name, "client_side": value == "on"}
     else:
-        args = {"name": name, "state": value}
+        args = {"name": name, field: value}
     result = _admin(ctx, "backend.set", args)
     click.echo(f"{result['name']}: weight {result['weight']}, state {result['state']}, "
-               f"cc {result['cc'] or 'default'} (in effect: {result['cc_in_effect'] or 'default'})")
+               f"breaker {result['breaker']}, cc {result['cc'] or 'default'} "
+               f"(in effect: {result['cc_in_effect'] or 'default'})")
 
 
 @main.group(invoke_without_command=True)

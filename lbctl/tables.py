@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from rich.console import Console
 from rich.table import Table
@@ -15,3 +16,8 @@ def console() -> Console:
 
 def table(columns: list[str], title: str | None = None) -> Table:
     return Table(*columns, title=title, box=None, header_style="bold")
+
+
+def clock(at: float) -> str:
+    """A wall-clock time to the millisecond."""
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"

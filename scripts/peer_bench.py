@@ -3,7 +3,8 @@
 HTTP: wrk with keep-alive against a small nginx response: req/s, p50, p99.
 TCP: iperf3 with 1 and 8 streams through each proxy's TCP mode: Gbit/s.
 Every figure is also printed as a ratio to HAProxy's in the same run.
-Everything listens on 127.0.0.1 and stops at the end.
+Everything listens on 127.0.0.1 and stops at the end. With --pin, each proxy
+(every process of it) runs on CPU 1 and wrk, iperf3 and the backends on CPU 0.
 """
 
 from __future__ import annotations
@@ -97,13 +98,24 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
+PROXY_CPU, LOAD_CPU = "1", "0"
+
+
+def pinned(argv: list[str], cpu: str | None) -> list[str]:
+    """Run ``argv`` (and every process it forks) on one CPU when pinning."""
+    return ["taskset", "-c", cpu, *argv] if cpu else argv
+
+
 class Procs:
-    def __init__(self, stack: ExitStack, tmp: Path) -> None:
+    def __init__(self, stack: ExitStack, tmp: Path, pin: bool) -> None:
         self.tmp = tmp
+        self.pin = pin
         stack.callback(self.stop_all)
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, argv: list[str], *ports: int, name: str) -> subprocess.Popen:
+    def start(self, argv: list[str], *ports: int, name: str, proxy: bool = True
+              ) -> subprocess.Popen:
+        argv = pinned(argv, (PROXY_CPU if proxy else LOAD_CPU) if self.pin else None)
         for port in ports:
             if listening(port):
                 raise RuntimeError(f"port {port} is already in use; stop what holds it")
@@ -172,9 +184,9 @@ def pool_figures(log_path: Path) -> dict:
             "reuse_ratio": reused / total if total else 0.0}
 
 
-def wrk(port: int, seconds: int, connections: int) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          f"http://{HOST}:{port}/"], capture_output=True, text=True,
+def wrk(port: int, seconds: int, connections: int, cpu: str | None) -> dict:
+    out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          f"http://{HOST}:{port}/"], cpu), capture_output=True, text=True,
                          timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
@@ -186,9 +198,9 @@ def wrk(port: int, seconds: int, connections: int) -> dict:
             "errors": errors.group(0) if errors else None}
 
 
-def iperf(port: int, seconds: int, streams: int) -> float:
-    out = subprocess.run(["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds),
-                          "-P", str(streams), "-J"], capture_output=True, text=True,
+def iperf(port: int, seconds: int, streams: int, cpu: str | None) -> float:
+    out = subprocess.run(pinned(["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds),
+                                 "-P", str(streams), "-J"], cpu), capture_output=True, text=True,
                          timeout=seconds + 30).stdout
     report = json.loads(out)
     if "error" in report:
@@ -197,10 +209,11 @@ def iperf(port: int, seconds: int, streams: int) -> float:
 
 
 def measure(port: int, tcp_port: int, args) -> dict:
-    result = wrk(port, args.seconds, args.connections)
+    cpu = LOAD_CPU if args.pin else None
+    result = wrk(port, args.seconds, args.connections, cpu)
     if tcp_port:
-        result["tcp_1_gbit"] = iperf(tcp_port, args.tcp_seconds, 1)
-        result["tcp_8_gbit"] = iperf(tcp_port, args.tcp_seconds, 8)
+        result["tcp_1_gbit"] = iperf(tcp_port, args.tcp_seconds, 1, cpu)
+        result["tcp_8_gbit"] = iperf(tcp_port, args.tcp_seconds, 8, cpu)
     return result
 
 
@@ -229,16 +242,19 @@ def main() -> None:
     parser.add_argument("--tcp-seconds", type=int, default=5, help="iperf3 duration per run")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--only", nargs="*", default=list(PORTS), help="targets to run")
+    parser.add_argument("--pin", action="store_true",
+                        help=f"proxy on CPU {PROXY_CPU}; wrk, iperf3, backends on CPU {LOAD_CPU}")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     results: dict[str, dict] = {}
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-bench-")))
-        procs = Procs(stack, tmp)
+        procs = Procs(stack, tmp, args.pin)
         procs.start(["nginx", "-c", write(tmp, "nginx-backend.conf", NGINX_BACKEND.format(
-            dir=tmp, host=HOST, port=BACKEND_HTTP))], BACKEND_HTTP, name="backend-nginx")
+            dir=tmp, host=HOST, port=BACKEND_HTTP))], BACKEND_HTTP, name="backend-nginx",
+            proxy=False)
         procs.start(["iperf3", "-s", "-B", HOST, "-p", str(BACKEND_TCP)], BACKEND_TCP,
-                    name="backend-iperf3")
+                    name="backend-iperf3", proxy=False)
         results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
         for name in args.only:
             running = start_proxy(procs, name, args.workers)
@@ -250,7 +266,9 @@ def main() -> None:
             print(f"bench: {name} done", file=sys.stderr)
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "workers": args.workers,
-               "wrk_connections": args.connections, "seconds": args.seconds}
+               "wrk_connections": args.connections, "seconds": args.seconds,
+               "pinned": f"proxy on CPU {PROXY_CPU}, load and backends on CPU {LOAD_CPU}"
+               if args.pin else "no"}
     print(f"machine: {machine}")
     print(table(results))
     for name, row in results.items():

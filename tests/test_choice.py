@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.config import Balancer, Health, Pacer, Pool, Retries
+from dataplane.config import Balancer, Breaker, Health, Pacer, Pool, Retries
 from dataplane.io.reactor import Reactor
 from dataplane.kernel.transport import Transport
 from dataplane.upstream import hashing
@@ -116,8 +116,8 @@ def test_in_flight_accounting_returns_to_zero():
     loop = asyncio.new_event_loop()
     try:
         cluster = Cluster("default", Balancer(algorithm="least_request"), Pool(), Health(),
-                          Retries(), Reactor(loop), Transport(Pacer()), lambda outcome: None,
-                          lambda cluster, host, reason: None)
+                          Retries(), Breaker(), Reactor(loop), Transport(Pacer()),
+                          lambda outcome: None, SimpleNamespace(slot=0))
         pool = hosts([1, 1])
         cluster.hosts[:] = pool
         cluster.choice.refresh()

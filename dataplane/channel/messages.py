@@ -3,7 +3,8 @@ msgspec, never pickle).
 
 Down (control -> worker): versioned state snapshots; a worker applies a newer
 one between requests and acknowledges it. Up (worker -> control):
-acknowledgements, outcome batches and periodic counters.
+acknowledgements, outcome batches, periodic counters, and what must not wait
+for the batches: health verdicts, breaker trips and half-open trials.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class BackendState(msgspec.Struct, array_like=True):
     cluster: str = "default"  # the backend group
     health: str = "unknown"   # unknown | up | down | slow_start (control/health.py)
     weight_percent: int = 100  # effective weight during slow start
+    breaker: str = "closed"   # closed | open | half_open (control/breakers.py)
+    permits: dict[int, int] = {}   # half_open: trial requests leased, by worker slot
 
 
 class Snapshot(msgspec.Struct, tag="state", array_like=True):
@@ -55,6 +58,22 @@ class Verdict(msgspec.Struct, tag="verdict", array_like=True):
     reason: str
 
 
+class Tripped(msgspec.Struct, tag="tripped", array_like=True):
+    """A worker's own calls tripped a backend's breaker (sent at once)."""
+    slot: int
+    cluster: str
+    backend: str
+    reason: str
+
+
+class Trial(msgspec.Struct, tag="trial", array_like=True):
+    """A half-open trial request: ``started``, then ``passed`` or ``failed``."""
+    slot: int
+    cluster: str
+    backend: str
+    result: str
+
+
 class Counters(msgspec.Struct, tag="counters", array_like=True):
     slot: int
     pid: int
@@ -68,6 +87,6 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
 
 
 Down = Snapshot
-Up = Union[Ack, Outcomes, Verdict, Counters]
+Up = Union[Ack, Outcomes, Verdict, Tripped, Trial, Counters]
 
 

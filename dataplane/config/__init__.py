@@ -15,12 +15,12 @@ import yaml
 
 from .checks import check_algorithm, congestion_algorithms, run_checks
 from .errors import ConfigError, DuplicateKey, StrictLoader, explain, line_index
-from .schema import (Admin, Backend, Balancer, Config, Congestion, Health, Limits, Log, Pacer,
-                     Pool, Retries, Timeouts)
+from .schema import (Admin, Backend, Balancer, Breaker, Config, Congestion, Health, Limits,
+                     Log, Pacer, Pool, Retries, Timeouts)
 from .units import Duration, Rate
 
-__all__ = ["Admin", "Backend", "Balancer", "Config", "ConfigError", "Congestion", "Duration",
-           "Health", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
+__all__ = ["Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError", "Congestion",
+           "Duration", "Health", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
            "check_algorithm", "congestion_algorithms", "load", "parse"]
 
 

@@ -13,6 +13,7 @@ def run_checks(config: Config, lines: dict, source: str) -> None:
     _check_backends(config, lines, source)
     _check_congestion(config, lines, source)
     _check_health(config, lines, source)
+    _check_breaker(config, lines, source)
 
 
 def _is_prime(n: int) -> bool:
@@ -92,3 +93,18 @@ def _check_health(config: Config, lines: dict, source: str) -> None:
         if not 100 <= low <= high <= 599:
             raise _error(lines, source, ("health", "expect"),
                          f"{low}-{high} is not a range of statuses from 100 to 599")
+
+
+def _check_breaker(config: Config, lines: dict, source: str) -> None:
+    breaker = config.breaker
+    if breaker.min_calls > breaker.window:
+        raise _error(lines, source, ("breaker", "min_calls"),
+                     f"{breaker.min_calls} is more than breaker.window ({breaker.window})")
+    if breaker.open_for < 0.01:
+        raise _error(lines, source, ("breaker", "open_for"), "must be at least 10ms")
+    if breaker.max_open_for < breaker.open_for:
+        raise _error(lines, source, ("breaker", "max_open_for"),
+                     "must be at least breaker.open_for")
+    if not breaker.failure_on:
+        raise _error(lines, source, ("breaker", "failure_on"),
+                     "names no failure; set breaker.enabled: false to turn breakers off")

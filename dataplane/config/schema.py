@@ -145,6 +145,29 @@ class Retries(Section):
     min_concurrent: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 3
 
 
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+
+
+class Breaker(Section):
+    """Circuit breakers and the per-backend limits (docs/breakers.md)."""
+    enabled: bool = True
+    window: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100           # calls
+    min_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
+    failure_rate: Annotated[float, msgspec.Meta(gt=0, le=100)] = 50.0     # percent
+    consecutive_failures: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5
+    slow_call: Duration | None = None                                      # unset: off
+    slow_call_rate: Annotated[float, msgspec.Meta(gt=0, le=100)] = 80.0   # percent
+    failure_on: list[Literal["connect", "reset", "timeout", "5xx", "503"]] = msgspec.field(
+        default_factory=lambda: ["connect", "reset", "timeout", "5xx"])
+    open_for: Duration = Duration(5)
+    max_open_for: Duration = Duration(300)
+    half_open_calls: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    max_ejection_percent: Annotated[float, msgspec.Meta(ge=0, le=100)] = 50.0
+    max_connections: Limit | None = None     # for the whole balancer, per backend
+    max_pending: Limit | None = None
+    max_requests: Limit | None = None
+
+
 class Config(Section):
     balancer: Balancer = msgspec.field(default_factory=Balancer)
     backends: list[Backend] = msgspec.field(default_factory=list)
@@ -156,3 +179,4 @@ class Config(Section):
     congestion: Congestion = msgspec.field(default_factory=Congestion)
     health: Health = msgspec.field(default_factory=Health)
     retries: Retries = msgspec.field(default_factory=Retries)
+    breaker: Breaker = msgspec.field(default_factory=Breaker)

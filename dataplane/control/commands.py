@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .. import __version__
+from ..breaker.machine import Phase
 from .admin import AdminError
 from ..channel.messages import BackendState
 from ..kernel.bpf_cc import BpfError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .control import Control
 
 STATES = ("ready", "drain", "maint")
+BREAKER_ORDERS = {"closed": Phase.CLOSED, "open": Phase.OPEN}
 REMOVE_WAIT = 30.0      # seconds a normal removal waits for the backend to drain
 
 
@@ -45,15 +47,23 @@ def admin_commands(control: "Control") -> dict:
                 "waiting": pool.get("waiting", 0), "requests": tally.requests,
                 "errors": tally.errors, "p50_ms": tally.percentile(0.5),
                 "p99_ms": tally.percentile(0.99), "health": state.health,
-                "phi": control.health.phi(name), "breaker": None, "cc": state.cc or None})
+                "phi": control.health.phi(name), "breaker": control.breakers.label(name),
+                "cc": state.cc or None})
         return rows
 
-    def health(args: dict) -> list[dict]:
+    def per_backend(args: dict, describe) -> list[dict]:
+        """``describe`` of the backend named in ``args``, or of every backend."""
         name = args.get("name")
         if name is not None:
             _find(control, _text(args, "name"))
         names = [name] if name else [f"{s.host}:{s.port}" for s in control.state.backends]
-        return [row for n in names if (row := control.health.describe(n)) is not None]
+        return [row for n in names if (row := describe(n)) is not None]
+
+    def health(args: dict) -> list[dict]:
+        return per_backend(args, control.health.describe)
+
+    def breaker(args: dict) -> list[dict]:
+        return per_backend(args, control.breakers.describe)
 
     def stats(_: dict) -> dict:
         reports = control.reports()
@@ -135,11 +145,17 @@ def admin_commands(control: "Control") -> dict:
             if not isinstance(args["client_side"], bool):
                 raise AdminError("bad_args", "client_side must be true or false")
             changes["client_side"] = args["client_side"]
-        if not changes:
-            raise AdminError("bad_args", "give weight, state, cc or client_side")
+        if "breaker" in args:
+            if args["breaker"] not in BREAKER_ORDERS:
+                raise AdminError("bad_args", "breaker must be closed or open")
+            control.breakers.force(name, BREAKER_ORDERS[args["breaker"]])
+            old = _find(control, name)
+        elif not changes:
+            raise AdminError("bad_args", "give weight, state, cc, client_side or breaker")
         new = msgspec.structs.replace(old, **changes)
         control.state.publish([new if s is old else s for s in control.state.backends])
         return {"name": name, "weight": new.weight, "state": new.state,
+                "breaker": control.breakers.label(name),
                 "cc": new.cc_wanted or None, "cc_in_effect": new.cc or None,
                 "client_side": new.client_side, "state_version": control.state.version}
 
@@ -169,7 +185,7 @@ def admin_commands(control: "Control") -> dict:
     return {"status": status, "backends": backends, "stats": stats,
             "backend.add": backend_add, "backend.remove": backend_remove,
             "backend.set": backend_set, "reload": reload, "config.show": config_show,
-            "cc": cc, "cc.set": cc_set, "health": health}
+            "cc": cc, "cc.set": cc_set, "health": health, "breaker": breaker}
 
 
 def _find(control: "Control", name: str) -> BackendState:

@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections import Counter
 
-import msgspec
 import structlog
 
 from ..channel.messages import BackendState
@@ -138,21 +137,15 @@ class HealthMonitor:
 
     def _publish(self) -> None:
         now = time.monotonic()
-        updated, changed = [], False
-        for backend in self.state.backends:
+
+        def fields(backend: BackendState) -> dict | None:
             name = name_of(backend)
             host = self.hosts.get(name)
             if host is None:
-                updated.append(backend)
-                continue
-            health, percent = host.state.value, _step(host, now)
-            self._percent[name] = percent
-            if (health, percent) != (backend.health, backend.weight_percent):
-                backend = msgspec.structs.replace(backend, health=health, weight_percent=percent)
-                changed = True
-            updated.append(backend)
-        if changed:
-            self.state.publish(updated)
+                return None
+            percent = self._percent[name] = _step(host, now)
+            return {"health": host.state.value, "weight_percent": percent}
+        self.state.revise(fields)
 
     # -- what lbctl shows ----------------------------------------------------
     def phi(self, name: str) -> float | None:

@@ -16,11 +16,12 @@ import time
 import structlog
 
 from .. import logs
-from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Verdict
+from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Trial, Tripped, Verdict
 from ..config import Config, ConfigError, load
 from ..io.listener import listen
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
+from .breakers import BreakerBoard
 from .commands import admin_commands
 from .congestion import Congestion
 from .counters import Tally
@@ -44,6 +45,9 @@ class Control:
         self.state = State()
         self.state.on_publish(self._sent)
         self.health = HealthMonitor(config, self.state)
+        timeouts = config.timeouts
+        self.breakers = BreakerBoard(config.breaker, self.state, self._live_slots,
+                                     timeouts.connect + timeouts.request + 1.0)
         self.sent_at: dict[int, float] = {}
         self.started = time.time()
         self.admin: AdminServer | None = None
@@ -73,6 +77,7 @@ class Control:
         self.congestion.start()      # before the first snapshot: it names algorithms
         self.state.start(self.config)
         self.health.start(self.loop)
+        self.breakers.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
@@ -157,11 +162,16 @@ class Control:
     def on_message(self, message: object) -> None:
         if isinstance(message, Outcomes):
             self.tally.outcomes(message.records)
+            self.breakers.outcomes(message)
             for outcome in message.records:
                 if outcome.error is NO_ERROR and outcome.backend:
                     self.health.alive(outcome.backend)
         elif isinstance(message, Verdict):
             self.health.passive_down(message.backend, f"passive: {message.reason}")
+        elif isinstance(message, Tripped):
+            self.breakers.tripped(message)
+        elif isinstance(message, Trial):
+            self.breakers.trial(message)
         elif isinstance(message, Counters):
             self.supervisor.slots[message.slot].counters = message
             sessions = sum(r.open for r in self.reports())
@@ -174,10 +184,14 @@ class Control:
         if slot.pid != ack.pid:
             return     # from a worker already replaced
         slot.version = ack.version
+        self.breakers.acked(ack.slot, ack.version)
         live = self.supervisor.live()
         if all(s.version >= ack.version for s in live) and ack.version in self.sent_at:
             ms = (time.monotonic() - self.sent_at.pop(ack.version)) * 1000
             log.info("state applied", version=ack.version, workers=len(live), ms=round(ms, 2))
+
+    def _live_slots(self) -> list[int]:
+        return [s.index for s in self.supervisor.live()] if self.supervisor else []
 
     def reports(self) -> list[Counters]:
         """The latest counters of each live worker."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import msgspec
+
 from ..channel.messages import BackendState, Snapshot
 from ..config import Config
 from .congestion import Congestion
@@ -24,8 +26,8 @@ def name_of(state: BackendState) -> str:
 
 
 def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:
-    """Backend states from a file; a backend already known keeps its admin state
-    and its health."""
+    """Backend states from a file; a backend already known keeps its admin state,
+    its health and its breaker."""
     kept = {(s.cluster, s.host, s.port): s for s in previous}
     out = []
     for b in config.backends:
@@ -34,7 +36,8 @@ def states_of(config: Config, previous: list[BackendState] = ()) -> list[Backend
             b.host, b.port, b.weight, old.state if old else "ready",
             Congestion.effective(b.congestion_control), b.client_side,
             b.congestion_control or "", DEFAULT, old.health if old else "unknown",
-            old.weight_percent if old else 100))
+            old.weight_percent if old else 100, old.breaker if old else "closed",
+            old.permits if old else {}))
     return out
 
 
@@ -59,6 +62,20 @@ class State:
     def load(self, config: Config) -> None:
         """A reloaded file: its backends, keeping admin states of known ones."""
         self.publish(states_of(config, self.backends))
+
+    def revise(self, fields_of: Callable[[BackendState], dict | None],
+               force: bool = False) -> None:
+        """Publish the backends with ``fields_of(backend)`` replaced in each, if
+        that changes any (or ``force``): how health and breakers publish."""
+        updated, changed = [], force
+        for backend in self.backends:
+            fields = fields_of(backend)
+            if fields and any(getattr(backend, k) != v for k, v in fields.items()):
+                backend = msgspec.structs.replace(backend, **fields)
+                changed = True
+            updated.append(backend)
+        if changed:
+            self.publish(updated)
 
     def find(self, name: str) -> BackendState | None:
         for state in self.backends:

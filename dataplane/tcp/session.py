@@ -62,6 +62,7 @@ class TcpSession:
             self._failed(connect_error(exc),
                          f"connect to {self.host.name} failed: {exc.strerror or exc}")
             return
+        self.cluster.breakers.connected(self.host)
         if self.host.client_side:
             site.transport.serving(self.sock, self.host)
         relay = make_relay(site.relay_engine, site.reactor, self.sock, upstream,

@@ -15,7 +15,8 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - anything else: JSON with the backend's name, method, path, headers, body
   length and SHA-256, and trailers (chunked bodies are decoded).
 
-With ``--delay MIN-MAX`` every HTTP answer comes MIN to MAX ms late.
+With ``--delay MIN-MAX`` every HTTP answer comes MIN to MAX ms late. Faults
+switched on at run time, and the request counts: faults.py (``/_...``).
 With ``--tcp`` it is a raw TCP server instead: it reads until EOF, then answers
 ``NAME got N bytes SHA256`` and closes. A client whose first line is
 ``HALFCLOSE`` gets ``bye`` and EOF first, and the server prints what it then
@@ -36,6 +37,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from .faults import Faults
+
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PATTERN = bytes(range(256)) * 256   # 64 KiB
 
@@ -46,6 +49,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True   # head and body go out as separate writes
     name = "backend"
     delay = (0.0, 0.0)     # seconds every answer is held back (uniform)
+    faults = Faults()      # replaced by one per server (make_server)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -87,6 +91,24 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def route(self, send_body: bool) -> None:
+        if self.path.startswith("/_"):
+            self.read_body()
+            return self.faults.control(self.path, self.answer)
+        self.faults.enter()
+        try:
+            if not self.faults.inject(self):
+                self.serve(send_body)
+        finally:
+            self.faults.leave()
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Backend", self.name)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def serve(self, send_body: bool) -> None:
         if self.delay[1]:
             time.sleep(random.uniform(*self.delay))
         if getattr(self, "reset_next", False):     # armed by /arm-reset on this connection
@@ -251,7 +273,7 @@ def read_to_eof(sock: socket.socket) -> bytes:
 def make_server(name: str, host: str, port: int, tcp: bool = False,
                 delay: tuple[float, float] = (0.0, 0.0)) -> socketserver.TCPServer:
     handler = type("NamedHandler", (TcpHandler if tcp else Handler,),
-                   {"name": name, "delay": delay})
+                   {"name": name, "delay": delay, "faults": Faults()})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {
         "address_family": family, "allow_reuse_address": True, "daemon_threads": True})

@@ -4,8 +4,9 @@ HAProxy's backend section).
 It owns the hosts, the choice among them, their connection pool with its
 admission queue, and the resolver of their names, and it is the one place
 that answers "may this host take a request now" (``admits``: resolved,
-weight above 0, admin state ``ready``, and not ``down`` by health unless the
-cluster is in panic; breaker state joins here).
+weight above 0, admin state ``ready``, not ``down`` by health unless the
+cluster is in panic, and its circuit breaker closed, or half open with a
+trial permit for this worker: breakers.py).
 
 Panic (Envoy's): when some but fewer than ``health.panic_threshold`` percent
 of the weight of the hosts not in ``maint`` is healthy, health is ignored and
@@ -31,11 +32,13 @@ from typing import Callable, Protocol, Sequence
 import structlog
 
 from ..config import Balancer as BalancerSettings
+from ..config import Breaker as BreakerSettings
 from ..config import Health as HealthSettings
 from ..config import Retries as RetrySettings
 from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
+from .breakers import CLOSED, Signals, WorkerBreakers
 from .choice import Build, build_now, make_choice
 from .host import Host
 from .keys import key_function
@@ -56,7 +59,6 @@ NO_ERROR = ErrorKind.NONE
 # Passive signals: errors that count toward health.passive_errors.
 COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,
                      ErrorKind.RESET_BEFORE_RESPONSE, ErrorKind.CLOSED_BEFORE_RESPONSE})
-Verdict = Callable[[str, str, str], None]     # (cluster, host name, reason)
 
 
 class HostSpec(Protocol):
@@ -69,13 +71,15 @@ class HostSpec(Protocol):
     client_side: bool
     health: str
     weight_percent: int
+    breaker: str
+    permits: dict[int, int]
 
 
 class Cluster:
     def __init__(self, name: str, settings: BalancerSettings, pool: PoolSettings,
-                 health: HealthSettings, retries: RetrySettings, reactor: Reactor,
-                 transport: Transport, batch: Callable[[Outcome], None], verdict: Verdict,
-                 build: Build = build_now) -> None:
+                 health: HealthSettings, retries: RetrySettings, breaker: BreakerSettings,
+                 reactor: Reactor, transport: Transport, batch: Callable[[Outcome], None],
+                 signals: Signals, build: Build = build_now) -> None:
         self.name = name
         self.retry_attempts = retries.attempts
         self.budget = retries.budget_percent / 100
@@ -91,7 +95,7 @@ class Cluster:
         self.panic_threshold = health.panic_threshold
         self.passive_errors = health.passive_errors if health.passive else 0
         self._batch = batch
-        self._verdict = verdict
+        self.signals = signals
         self.choice = make_choice(settings.algorithm, self.hosts, self.admits, build_now,
                                   settings.ring_size, settings.maglev_table_size,
                                   settings.balance_factor)
@@ -103,18 +107,22 @@ class Cluster:
         self.pool = Pool(reactor, pool, transport)
         self.resolver = Resolver(reactor.loop, self.hosts, settings.resolve_interval,
                                  self.choice.refresh)
+        self.breakers = WorkerBreakers(name, breaker, self.hosts, signals, self.choice.refresh)
 
     # -- admission ---------------------------------------------------------
     def admits(self, host: Host) -> bool:
         """May this host take a new request now?"""
         return (host.address is not None and host.weight > 0 and host.state == "ready"
-                and (host.health != "down" or self.panic))
+                and (host.health != "down" or self.panic)
+                and (host.breaker == CLOSED or host.permits > 0))
 
     def begin(self, host: Host) -> None:
         """A request (or TCP connection), or one more attempt of it, goes to ``host``."""
         host.inflight += 1
         self.choice.in_flight += 1
         self.attempts_now += 1
+        if host.breaker != CLOSED:
+            self.breakers.trial_begins(host)
 
     def release(self, host: Host) -> None:
         """It is no longer under way on ``host`` (finished, failed or upgraded)."""
@@ -161,12 +169,15 @@ class Cluster:
 
     def report(self, host: Host | None, outcome: Outcome) -> None:
         """A request (or TCP connection) ended: batch its outcome for the control
-        process, and read it as a passive health signal."""
+        process, and read it as a passive health signal and a breaker's call."""
         self._batch(outcome)
+        if host is None:
+            return
+        self.breakers.outcome(host, outcome)
         if outcome.error is NO_ERROR:
             if host.failures:
                 host.failures = 0
-        elif self.passive_errors and host is not None and not outcome.reused:
+        elif self.passive_errors and not outcome.reused:
             self._passive(host, outcome.error)
 
     def _passive(self, host: Host, error: ErrorKind) -> None:
@@ -183,7 +194,7 @@ class Cluster:
             host.health = "down"
             self._judge_panic()
             self.choice.refresh()
-            self._verdict(self.name, host.name, reason)
+            self.signals.verdict(self.name, host.name, reason)
             self._evict(host)
 
     @staticmethod
@@ -227,6 +238,7 @@ class Cluster:
             if host.cc != spec.cc:      # idle connections would keep the old algorithm
                 self.pool.close_idle([host], for_good=False)
             host.cc, host.client_side = spec.cc, spec.client_side
+            self.breakers.apply(host, spec.breaker, spec.permits.get(self.signals.slot, 0))
             updated.append(host)
         for gone in current.values():   # busy connections finish their requests
             gone.weight = 0              # the old hash table may still name it

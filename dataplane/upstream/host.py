@@ -2,7 +2,8 @@
 take, and the counters of its traffic in this worker.
 
 Who writes what: the Cluster writes admission state, the in-flight count and the passive
-error count (``weight``, ``state``, ``health``, ``inflight``, ``failures``);
+error count (``weight``, ``state``, ``health``, ``inflight``, ``failures``); its
+breakers write ``breaker``, ``permits``, ``trials`` and ``calls``;
 exchanges add and remove themselves in ``awaiting``; the Pool
 writes the connection fields (``idle``, ``active``, ``waiting``, ``conn_stats``);
 the Resolver writes the address; the snapshot writes ``cc`` and
@@ -17,6 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..breaker.machine import Breaker
     from .pool import UpstreamConnection
 
 
@@ -36,7 +38,7 @@ class Host:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "current_weight", "inflight", "waiting",
                  "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures",
-                 "awaiting")
+                 "awaiting", "breaker", "permits", "trials", "calls")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -56,6 +58,10 @@ class Host:
         self.health = "unknown"   # unknown | up | down | slow_start, from the control process
         self.failures = 0         # passive: connect errors in a row seen by this worker
         self.awaiting: set = set()   # HTTP exchanges on it with no response head yet
+        self.breaker = "closed"   # closed | open | half_open, from the control process
+        self.permits = 0          # half-open trial requests this worker may send
+        self.trials = 0           # trial requests under way
+        self.calls: Breaker | None = None   # this worker's own count of its calls
         self.cc = cc              # congestion control in effect: "" is the kernel's default
         self.client_side = client_side
         # Every open upstream socket, for the pacer and for TCP_INFO samples.

@@ -38,6 +38,20 @@ class ErrorKind(enum.Enum):
 _CONNECT = frozenset({ErrorKind.CONNECT_REFUSED, ErrorKind.CONNECT_TIMEOUT,
                       ErrorKind.CONNECT_ERROR})
 
+# The backend's part in an outcome, as circuit breakers count it
+# (breaker.failure_on): "" it answered (its status decides), a failure class,
+# or None: not the backend's doing (the client, the pool, the balancer).
+FAILURE_CLASS: dict[ErrorKind, str | None] = {
+    ErrorKind.NONE: "",
+    ErrorKind.CONNECT_REFUSED: "connect", ErrorKind.CONNECT_TIMEOUT: "connect",
+    ErrorKind.CONNECT_ERROR: "connect",
+    ErrorKind.RESET_BEFORE_RESPONSE: "reset", ErrorKind.CLOSED_BEFORE_RESPONSE: "reset",
+    ErrorKind.RESET_MID_RESPONSE: "reset", ErrorKind.BAD_RESPONSE: "reset",
+    ErrorKind.RESPONSE_TIMEOUT: "timeout",
+    ErrorKind.HOST_DOWN: None, ErrorKind.QUEUE_TIMEOUT: None, ErrorKind.POOL_FULL: None,
+    ErrorKind.NO_HOST: None, ErrorKind.CLIENT_ABORTED: None, ErrorKind.RELAY_FAILED: None,
+}
+
 
 class Outcome(msgspec.Struct, array_like=True, gc=False):
     """One finished request or TCP connection."""

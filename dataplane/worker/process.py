@@ -14,7 +14,8 @@ import structlog
 
 from .. import logs
 from ..channel.link import Link
-from ..channel.messages import OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Verdict
+from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Trial,
+                                Tripped, Verdict)
 from ..config import Config
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
@@ -51,8 +52,8 @@ class Worker:
         self.transport = Transport(config.congestion.pacer)
         self._builds = 0
         self.clusters = {DEFAULT: Cluster(DEFAULT, config.balancer, config.pool, config.health,
-                                          config.retries, self.reactor, self.transport,
-                                          self.outcomes.append, self._verdict,
+                                          config.retries, config.breaker, self.reactor,
+                                          self.transport, self.outcomes.append, self,
                                           self._build_in_thread)}
         self.default = self.clusters[DEFAULT]
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
@@ -158,10 +159,22 @@ class Worker:
                               {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
                               self.transport.summary(hosts, self.clock.now)))
 
-    def _verdict(self, cluster: str, backend: str, reason: str) -> None:
-        """A passive health verdict goes up at once, not with the batches."""
+    # -- what clusters tell the control process at once (upstream Signals) --
+    @property
+    def slot(self) -> int:
+        return self.link.slot
+
+    def verdict(self, cluster: str, backend: str, reason: str) -> None:
+        """A passive health verdict."""
         log.warning("backend failing, taken out in this worker", backend=backend, reason=reason)
         self.link.up.send(Verdict(self.link.slot, cluster, backend, reason))
+
+    def tripped(self, cluster: str, backend: str, reason: str) -> None:
+        log.warning("breaker tripped in this worker", backend=backend, reason=reason)
+        self.link.up.send(Tripped(self.link.slot, cluster, backend, reason))
+
+    def trial(self, cluster: str, backend: str, result: str) -> None:
+        self.link.up.send(Trial(self.link.slot, cluster, backend, result))
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:

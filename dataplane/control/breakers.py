@@ -1,0 +1,257 @@
+"""Circuit breakers in the control process: the authoritative breaker of each
+backend (dataplane/breaker/), fed with every worker's outcomes; its phase
+and the half-open trial permits reach the workers in the snapshots.
+
+- Outcomes arrive in the workers' batches; a worker's own trip (``tripped``)
+  arrives at once and opens the breaker here too, within the ejection cap.
+  A trip refused by the cap is republished, so that the worker that opened
+  its own view closes it again.
+- Open for its time, then half_open: the ``half_open_calls`` permits are
+  leased to one worker (the next live one each time). A worker reports each
+  trial's start and verdict at once. All pass: closed; any fails: open again.
+- A lease unused for ``LEASE`` seconds moves on, in two steps so that no
+  worker can start a trial on a permit that has already moved: the permits
+  are revoked, and given to the next worker only once the holder has
+  acknowledged that snapshot without having started a trial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import structlog
+
+from ..breaker.machine import Breaker, Phase, Transition
+from ..breaker.policy import judge_of, may_eject, rules_of
+from ..channel.messages import BackendState, Outcomes, Trial, Tripped
+from ..config import Breaker as BreakerSettings
+from ..upstream.outcome import FAILURE_CLASS
+from .state import State, name_of
+
+log = structlog.get_logger("l7lb.breaker")
+TICK = 0.05
+LEASE = 1.0          # seconds a half-open permit may stay unused in one worker
+
+
+@dataclass
+class Lease:
+    """Who may send the trials of one half-open breaker."""
+    holder: int | None = None
+    since: float = 0.0
+    started: int = 0                 # trials the holder has started
+    revoked_from: int | None = None  # moving on: waiting for this slot's ack...
+    revoked_at: int = 0              # ...of this snapshot version
+
+
+class BreakerBoard:
+    def __init__(self, settings: BreakerSettings, state: State,
+                 live_slots: Callable[[], list[int]], trial_timeout: float) -> None:
+        self.settings = settings
+        self.enabled = settings.enabled
+        self.rules = rules_of(settings)
+        self.judge = judge_of(settings)
+        self.state = state
+        self.live_slots = live_slots
+        self.trial_timeout = trial_timeout
+        self.breakers: dict[str, Breaker] = {}
+        self.leases: dict[str, Lease] = {}
+        self.trips: dict[str, int] = {}          # per backend, since the start
+        self.refused: dict[str, int] = {}        # trips the ejection cap refused
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.state.on_publish(lambda snapshot: self._sync(snapshot.backends))
+        self._sync(self.state.backends)
+        self._tick()
+
+    def _sync(self, backends: list[BackendState]) -> None:
+        names = {name_of(b) for b in backends}
+        for name in names - set(self.breakers):
+            self.breakers[name] = Breaker(self.rules)
+        for gone in set(self.breakers) - names:
+            del self.breakers[gone]
+            self.leases.pop(gone, None)
+
+    # -- evidence ------------------------------------------------------------
+    def outcomes(self, message: Outcomes) -> None:
+        if not self.enabled:
+            return
+        judge, now = self.judge, time.monotonic()
+        for outcome in message.records:
+            breaker = self.breakers.get(outcome.backend)
+            kind = FAILURE_CLASS[outcome.error]
+            if breaker is None or kind is None or breaker.phase is not Phase.CLOSED:
+                continue
+            reason = breaker.record(now, judge.failed(kind, outcome.status),
+                                    judge.slow(outcome.ms))
+            if reason is not None:
+                self._trip(outcome.backend, reason)
+
+    def tripped(self, message: Tripped) -> None:
+        breaker = self.breakers.get(message.backend)
+        if breaker is None:
+            return
+        if breaker.phase is Phase.CLOSED:
+            self._trip(message.backend, f"worker {message.slot}: {message.reason}")
+        self._publish(force=True)     # the worker's own view follows this one
+
+    def trial(self, message: Trial) -> None:
+        breaker, lease = self.breakers.get(message.backend), self.leases.get(message.backend)
+        if breaker is None or lease is None or breaker.phase is not Phase.HALF_OPEN:
+            return
+        if message.result == "started":
+            lease.started += 1
+            lease.since = time.monotonic()
+            return
+        if message.result == "void":       # the permit comes back
+            lease.started -= 1
+            self._publish()
+            return
+        breaker.trial(time.monotonic(), message.result == "passed")
+        if breaker.phase is not Phase.HALF_OPEN:
+            self._moved(message.backend, breaker.history[-1])
+            self._publish()
+
+    def acked(self, slot: int, version: int) -> None:
+        """A worker applied a snapshot: a revoked lease may move on."""
+        for name, lease in self.leases.items():
+            if lease.revoked_from == slot and version >= lease.revoked_at:
+                lease.revoked_from = None
+                if not lease.started:
+                    self._lease(name, lease, time.monotonic())
+                    self._publish()
+
+    # -- decisions -----------------------------------------------------------
+    def _trip(self, name: str, reason: str) -> None:
+        if not self._may_eject(name):
+            self.refused[name] = self.refused.get(name, 0) + 1
+            if self.refused[name] == 1 or self.refused[name] % 100 == 0:
+                log.warning("breaker would trip, but max_ejection_percent is reached",
+                            backend=name, reason=reason, refused=self.refused[name])
+            return
+        breaker = self.breakers[name]
+        breaker.open(time.monotonic(), reason)
+        self.trips[name] = self.trips.get(name, 0) + 1
+        self._moved(name, breaker.history[-1])
+        self._publish()
+
+    def _may_eject(self, name: str) -> bool:
+        target = self.state.find(name)
+        if target is None:
+            return False
+        total = ejected = 0
+        for backend in self.state.backends:
+            if backend.cluster == target.cluster and backend.state != "maint":
+                total += backend.weight
+                phase = self.breakers[name_of(backend)].phase
+                ejected += backend.weight if phase is not Phase.CLOSED else 0
+        return may_eject(target.weight, ejected, total, self.settings.max_ejection_percent)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        changed = False
+        for name, breaker in self.breakers.items():
+            if breaker.poll(now):
+                self._moved(name, breaker.history[-1])
+                self.leases[name] = lease = Lease()
+                self._lease(name, lease, now)
+                changed = True
+            elif breaker.phase is Phase.HALF_OPEN:
+                changed |= self._expire(name, now)
+        if changed:
+            self._publish()
+        self.loop.call_later(TICK, self._tick)
+
+    def _lease(self, name: str, lease: Lease, now: float) -> None:
+        """The permits to the next live worker."""
+        live = sorted(self.live_slots())
+        if not live:
+            return
+        after = [s for s in live if lease.holder is None or s > lease.holder]
+        lease.holder = (after or live)[0]
+        lease.since, lease.started = now, 0
+
+    def _expire(self, name: str, now: float) -> bool:
+        """A lease unused for LEASE moves on; a trial with no verdict within
+        ``trial_timeout`` (its worker died, say) counts as failed."""
+        lease = self.leases.get(name)
+        if lease is None or lease.holder is None or lease.revoked_from is not None:
+            return False
+        if lease.started:
+            if now - lease.since < self.trial_timeout:
+                return False
+            self.breakers[name].trial(now, False)
+            self._moved(name, self.breakers[name].history[-1])
+            return True
+        if now - lease.since < LEASE:
+            return False
+        lease.revoked_from, lease.revoked_at = lease.holder, self.state.version + 1
+        return True
+
+    def force(self, name: str, phase: Phase) -> None:
+        """``lbctl backend set NAME breaker closed|open``."""
+        self.breakers[name].force(time.monotonic(), phase, "set by lbctl")
+        self.leases.pop(name, None)
+        self._moved(name, self.breakers[name].history[-1])
+        self._publish()
+
+    def _moved(self, name: str, move: Transition) -> None:
+        if move.new is not Phase.HALF_OPEN:
+            self.leases.pop(name, None)
+        log.info("breaker", backend=name, old=move.old.value, new=move.new.value,
+                 reason=move.reason)
+
+    def _permits(self, name: str) -> dict[int, int]:
+        lease = self.leases.get(name)
+        if lease is None or lease.holder is None or lease.revoked_from is not None:
+            return {}
+        return {lease.holder: max(0, self.rules.trial_calls - lease.started)}
+
+    def _publish(self, force: bool = False) -> None:
+        def fields(backend: BackendState) -> dict | None:
+            name = name_of(backend)
+            breaker = self.breakers.get(name)
+            if breaker is None:
+                return None
+            return {"breaker": breaker.phase.value, "permits": self._permits(name)}
+        self.state.revise(fields, force)
+
+    # -- what lbctl shows ----------------------------------------------------
+    def label(self, name: str) -> str | None:
+        """``closed``, ``open 3.2s`` (time left), ``half_open 0/1`` (trials started)."""
+        breaker = self.breakers.get(name)
+        if breaker is None or not self.enabled:
+            return None
+        if breaker.phase is Phase.OPEN:
+            left = breaker.until - time.monotonic()
+            return "open" if left == float("inf") else f"open {max(0.0, left):.1f}s"
+        if breaker.phase is Phase.HALF_OPEN:
+            lease = self.leases.get(name)
+            return f"half_open {lease.started if lease else 0}/{self.rules.trial_calls}"
+        return "closed"
+
+    def describe(self, name: str) -> dict | None:
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            return None
+        now, wall = time.monotonic(), time.time()
+        window, lease = breaker.window, self.leases.get(name)
+        open_left = breaker.until - now if breaker.phase is Phase.OPEN else None
+        return {
+            "name": name, "breaker": breaker.phase.value, "label": self.label(name),
+            "open_left_s": None if open_left is None or open_left == float("inf")
+            else round(max(0.0, open_left), 3),
+            "next_open_s": breaker.open_time() if breaker.trips else self.rules.open_for,
+            "trips_total": self.trips.get(name, 0), "trips_in_a_row": breaker.trips,
+            "refused_by_ejection_cap": self.refused.get(name, 0),
+            "window": {"calls": window.calls, "failures": window.failures,
+                       "slow": window.slow, "failures_in_a_row": window.in_a_row},
+            "half_open": None if lease is None else {
+                "worker": lease.holder, "trials_started": lease.started,
+                "trials_passed": breaker.passed, "trials": self.rules.trial_calls},
+            "transitions": [{"at": round(wall - (now - t.at), 3), "from": t.old.value,
+                             "to": t.new.value, "reason": t.reason} for t in breaker.history]}

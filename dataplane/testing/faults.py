@@ -1,0 +1,74 @@
+"""Faults a test backend can be switched into at run time, and what it counts.
+
+``/_fault/MODE`` sets the mode for every later request (``/_...`` routes
+aside): ``ok``; ``status-NNN`` (an empty answer with that status;
+``status-NNN-P``: for P% of the requests, at random);
+``reset`` (the connection reset before any answer); ``hang`` (no answer
+for 60 s); ``slow-MS`` (the normal answer, MS ms late). ``/_stats`` answers
+JSON with the requests counted (``/_...`` routes are not), how many are
+under way and the most there were at once; ``/_health`` always answers 200.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from typing import Callable
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.lock = threading.Lock()
+        self.requests = self.concurrent = self.max_concurrent = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.requests += 1
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.concurrent -= 1
+
+    def stats(self) -> bytes:
+        with self.lock:
+            return json.dumps({"requests": self.requests, "concurrent": self.concurrent,
+                               "max_concurrent": self.max_concurrent, "mode": self.mode}).encode()
+
+    def control(self, path: str, answer: Callable[[int, bytes], None]) -> None:
+        """A ``/_`` route."""
+        if path.startswith("/_fault/"):
+            self.mode = path.removeprefix("/_fault/")
+            answer(200, self.mode.encode())
+        elif path == "/_stats":
+            answer(200, self.stats())
+        else:
+            answer(200, b"ok")
+
+    def inject(self, handler) -> bool:
+        """Apply the mode to a request (``handler``: the backend's request
+        handler); True if it was answered (or refused) here."""
+        mode = self.mode
+        if mode.startswith("status-"):
+            status, _, percent = mode.removeprefix("status-").partition("-")
+            if random.uniform(0, 100) >= float(percent or 100):
+                return False
+            handler.answer(int(status), b"")
+            return True
+        if mode == "reset":
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                          struct.pack("ii", 1, 0))
+            handler.close_connection = True
+            return True
+        if mode == "hang":
+            time.sleep(60)
+            return True
+        if mode.startswith("slow-"):
+            time.sleep(int(mode.removeprefix("slow-")) / 1000)
+        return False

@@ -1,0 +1,110 @@
+"""Circuit breakers as one worker applies them (docs/breakers.md).
+
+The control process decides (control/breakers.py) from every worker's
+outcomes and its word reaches every worker in the snapshots (``breaker``,
+and the half-open trial ``permits`` leased to each worker). Within that:
+
+- this worker counts its own calls too, and opens its own view of a backend
+  at once when they trip its breaker (within ``max_ejection_percent`` of the
+  group's weight); it tells the control process, which decides for all;
+- in half_open it lets a request through only with a permit leased to it,
+  and reports each trial's start and verdict at once, not with the batches
+  (``void`` when the request ended for reasons not the backend's, such as
+  the client leaving: the permit is given back).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from ..breaker.machine import Breaker
+from ..breaker.policy import judge_of, may_eject, rules_of
+from ..config import Breaker as BreakerSettings
+from .outcome import FAILURE_CLASS, Outcome
+
+if TYPE_CHECKING:
+    from .host import Host
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class Signals(Protocol):
+    """What a worker's clusters tell the control process at once."""
+    slot: int
+
+    def verdict(self, cluster: str, backend: str, reason: str) -> None: ...
+    def tripped(self, cluster: str, backend: str, reason: str) -> None: ...
+    def trial(self, cluster: str, backend: str, result: str) -> None: ...
+
+
+class WorkerBreakers:
+    def __init__(self, cluster: str, settings: BreakerSettings, hosts: list["Host"],
+                 signals: Signals, refresh: Callable[[], None]) -> None:
+        self.cluster = cluster
+        self.enabled = settings.enabled
+        self.rules = rules_of(settings)
+        self.judge = judge_of(settings)
+        self.max_ejection = settings.max_ejection_percent
+        self.hosts = hosts
+        self.signals = signals
+        self.refresh = refresh
+
+    def outcome(self, host: "Host", outcome: Outcome) -> None:
+        """A call on ``host`` ended: a trial's verdict, or one more call in the window."""
+        kind = FAILURE_CLASS[outcome.error]
+        if not self.enabled:
+            return
+        if kind is None:                 # not the backend's doing
+            if host.trials:              # nor a verdict: the permit goes back
+                self._judged(host, "void")
+            return
+        judge = self.judge
+        bad = judge.failed(kind, outcome.status)
+        slow = outcome.ms > judge.slow_ms
+        if host.trials:
+            self._judged(host, "failed" if bad or slow else "passed")
+        elif host.breaker == CLOSED:
+            calls = host.calls or self._calls(host)
+            reason = calls.record(0.0, bad, slow)   # closed: the time plays no part
+            if reason is not None:
+                self._trip(host, reason)
+
+    def _calls(self, host: "Host") -> Breaker:
+        host.calls = Breaker(self.rules)
+        return host.calls
+
+    def _trip(self, host: "Host", reason: str) -> None:
+        total = ejected = 0
+        for other in self.hosts:
+            if other.state != "maint":
+                total += other.weight
+                ejected += other.weight if other.breaker != CLOSED else 0
+        if not may_eject(host.weight, ejected, total, self.max_ejection):
+            return                       # the control process judges with every worker's calls
+        host.breaker = OPEN
+        self.refresh()
+        self.signals.tripped(self.cluster, host.name, reason)
+
+    def trial_begins(self, host: "Host") -> None:
+        """A request goes to a half-open host on one of this worker's permits."""
+        host.permits -= 1
+        host.trials += 1
+        self.signals.trial(self.cluster, host.name, "started")
+        if not host.permits:
+            self.refresh()
+
+    def connected(self, host: "Host") -> None:
+        """TCP mode: a trial connection is judged when its connect succeeds,
+        not when it ends (it may last for hours)."""
+        if host.trials:
+            self._judged(host, "passed")
+
+    def _judged(self, host: "Host", result: str) -> None:
+        host.trials -= 1
+        self.signals.trial(self.cluster, host.name, result)
+
+    def apply(self, host: "Host", phase: str, permits: int) -> None:
+        """The control process's word on ``host``."""
+        if phase == CLOSED and host.breaker != CLOSED and host.calls is not None:
+            host.calls.window.clear()    # a fresh start, as in the control process
+        host.breaker, host.permits = phase, permits

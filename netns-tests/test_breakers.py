@@ -1,0 +1,149 @@
+"""Circuit breakers end to end: backends switched into faults at run time
+(dataplane/testing/faults.py) behind the real balancer; what each backend
+received is counted by the backend itself."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from conftest import balancer_config, lbctl
+from load import Load
+
+# Probes go to /_health, which faults never touch: health stays up, so what
+# takes a backend out in these tests is its breaker.
+HEALTH = "health: {path: /_health, interval: 200ms}\n"
+
+
+def site(topology, breaker: str, backends=("b1", "b2", "b3"), workers: int = 2, extra=""):
+    topo = topology(["client", "lb", *backends])
+    for name in backends:
+        topo.python_backend(name, name)
+    config = balancer_config(topo, list(backends),
+                             extra=HEALTH + f"breaker: {{{breaker}}}\n" + extra)
+    lb = topo.balancer("lb", config.replace("workers: 1", f"workers: {workers}"))
+    return topo, lb
+
+
+def backend(topo, name: str, path: str) -> bytes:
+    """GET a backend's own control route, from the balancer's host."""
+    with topo.connect("lb", name, 8000, timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.partition(b"\r\n\r\n")[2]
+
+
+def tripped(topo, name: str, fault: str, timeout: float) -> str:
+    """Switch the backend into ``fault``; the reason its breaker opened."""
+    backend(topo, name, f"/_fault/{fault}")
+    return wait_breaker(topo, name, "open", timeout)["transitions"][-1]["reason"]
+
+
+def seen(topo, name: str) -> int:
+    """Requests the backend has received (its control routes aside)."""
+    return json.loads(backend(topo, name, "/_stats"))["requests"]
+
+
+def breaker(topo, name: str) -> dict:
+    result = lbctl(topo, "breaker", f"{topo.hosts[name]}:8000", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+def wait_breaker(topo, name: str, phase: str, timeout: float, trips: int = 0) -> dict:
+    """The breaker's row once it is in ``phase`` (after at least ``trips`` trips in a row)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = breaker(topo, name)
+        if row["breaker"] == phase and row["trips_in_a_row"] >= trips:
+            return row
+        time.sleep(0.01)
+    raise AssertionError(f"{name} breaker not {phase} within {timeout}s: {breaker(topo, name)}")
+
+
+def test_a_5xx_burst_opens_the_breaker_then_one_trial_then_closed(topology):
+    topo, lb = site(topology, "open_for: 2s")
+    with Load(topo, clients=4, seconds=20):
+        time.sleep(0.5)
+        reason = tripped(topo, "b2", "status-500", 3)
+        assert "failures in a row" in reason or "calls failed" in reason
+        count = seen(topo, "b2")
+        time.sleep(1.5)                                  # open for 2 s: nothing reaches it
+        assert seen(topo, "b2") == count
+        reopened = wait_breaker(topo, "b2", "open", 3, trips=2)   # the trial failed...
+        assert seen(topo, "b2") == count + 1             # ...and it was exactly one request
+        assert reopened["transitions"][-1]["reason"] == "a trial call failed"
+        assert 3.0 < reopened["open_left_s"] <= 4.0      # open again, twice as long
+        backend(topo, "b2", "/_fault/ok")
+        closed = wait_breaker(topo, "b2", "closed", 6)
+        assert closed["transitions"][-1]["reason"] == "1 trial calls passed"
+        time.sleep(0.5)
+        assert seen(topo, "b2") > count + 5              # back in the rotation
+    text = lbctl(topo, "backends").stdout
+    assert "closed" in text
+
+
+def test_a_failure_rate_trips_without_failures_in_a_row(topology):
+    topo, lb = site(topology, "consecutive_failures: 1000, window: 40, min_calls: 40, "
+                              "failure_rate: 40", workers=1)
+    with Load(topo, clients=4, seconds=15):
+        time.sleep(0.3)
+        reason = tripped(topo, "b2", "status-503-60", 8)
+    failed = re.search(r"(\d+) of the last 40 calls failed$", reason)
+    assert failed and int(failed.group(1)) >= 16, reason
+
+
+def test_slow_calls_trip_the_breaker(topology):
+    topo, lb = site(topology, "slow_call: 100ms, window: 10, min_calls: 10, slow_call_rate: 80")
+    with Load(topo, clients=6, seconds=15):
+        time.sleep(0.3)
+        assert tripped(topo, "b2", "slow-250", 10).endswith("calls were slow")
+
+
+def test_half_open_lets_exactly_the_permitted_trials_through_across_workers(topology):
+    topo, lb = site(topology, "open_for: 1s, half_open_calls: 3", workers=2)
+    with Load(topo, clients=6, seconds=15):
+        time.sleep(0.3)
+        tripped(topo, "b2", "status-500", 3)
+        backend(topo, "b2", "/_fault/slow-1500")     # trials pass, slowly
+        count = seen(topo, "b2")
+        half = wait_breaker(topo, "b2", "half_open", 3)
+        time.sleep(1.0)                                # trials under way, none back yet
+        assert seen(topo, "b2") - count == 3
+        assert half["half_open"]["trials"] == 3
+        closed = wait_breaker(topo, "b2", "closed", 5)
+    assert closed["transitions"][-1]["reason"] == "3 trial calls passed"
+
+
+def test_max_ejection_percent_keeps_half_the_backends_in(topology):
+    names = ("b1", "b2", "b3", "b4")
+    topo, lb = site(topology, "open_for: 30s", backends=names)
+    with Load(topo, clients=4, seconds=10):
+        time.sleep(0.3)
+        for name in names:
+            backend(topo, name, "/_fault/status-500")
+        time.sleep(2.0)
+        rows = [breaker(topo, name) for name in names]
+    assert sorted(r["breaker"] for r in rows) == ["closed", "closed", "open", "open"], rows
+    assert sum(r["refused_by_ejection_cap"] for r in rows) > 0
+
+
+def test_lbctl_opens_and_closes_a_breaker(topology):
+    topo, lb = site(topology, "")
+    b2 = f"{topo.hosts['b2']}:8000"
+    result = lbctl(topo, "backend", "set", b2, "breaker", "open")
+    assert result.returncode == 0 and "breaker open" in result.stdout, result.stdout
+    with Load(topo, clients=4, seconds=10):
+        time.sleep(0.3)
+        count = seen(topo, "b2")
+        time.sleep(1.0)
+        assert seen(topo, "b2") == count
+        assert breaker(topo, "b2")["transitions"][-1]["reason"] == "set by lbctl"
+        assert lbctl(topo, "backend", "set", b2, "breaker", "closed").returncode == 0
+        time.sleep(0.5)
+        assert seen(topo, "b2") > count
+    bad = lbctl(topo, "backend", "set", b2, "breaker", "ajar")
+    assert bad.returncode != 0 and "breaker must be closed or open" in bad.stderr + bad.stdout
