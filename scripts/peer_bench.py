@@ -22,7 +22,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 LBCTL = str(Path(sys.executable).parent / "lbctl")
 HOST = "127.0.0.1"
 BACKEND_HTTP, BACKEND_TCP = 18001, 18201
