@@ -21,8 +21,8 @@ def show(result: list[dict], detailed: bool, print_table) -> None:
                           trial["trials"]]])
         limits = row.get("limits")
         if limits:
-            print_table(["limit", "value", "in use"],
-                        [[k, v["limit"], v["in_use"]] for k, v in limits.items()])
+            print_table(["limit", "value", "in use", "refused"],
+                        [[k, v["limit"], v["in_use"], v["refused"]] for k, v in limits.items()])
         print_table(["changed at", "from", "to", "reason"],
                     [[clock(t["at"]), t["from"], t["to"], t["reason"]]
                      for t in row["transitions"][-10:]])

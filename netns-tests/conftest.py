@@ -113,6 +113,17 @@ def two_backend_site(workers: int = 1):
         topo.close()
 
 
+def ask_backend(topo, name: str, path: str) -> bytes:
+    """GET a test backend's own route (``/_stats``, ``/_fault/MODE``: faults.py),
+    from the balancer's host."""
+    with topo.connect("lb", name, 8000, timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.partition(b"\r\n\r\n")[2]
+
+
 def lbctl(topo: Topology, *args: str, socket: str = "admin.sock") -> subprocess.CompletedProcess:
     """lbctl as a user runs it, against a balancer of the topology."""
     return subprocess.run([lbctl_path(), "--socket", str(topo.tmp / socket), *args],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 
 from topology import Topology
 
@@ -20,6 +21,7 @@ class Load:
         self.stop = threading.Event()
         self.deadline = time.monotonic() + seconds
         self.results: list[tuple[float, int]] = []     # (ended at, status; 0 = no answer)
+        self.failures: Counter[str] = Counter()        # why there was no answer
         self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
 
     @property
@@ -37,8 +39,10 @@ class Load:
                         answer += chunk
                     if answer.startswith(b"HTTP/1.1 ") and answer[9:12].isdigit():
                         status = int(answer[9:12])
-            except OSError:
-                pass
+                    else:
+                        self.failures[f"answer {answer[:40]!r}"] += 1
+            except OSError as exc:
+                self.failures[repr(exc)] += 1
             self.results.append((time.monotonic(), status))
             time.sleep(0.005)
 

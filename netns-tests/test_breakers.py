@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from conftest import balancer_config, lbctl
+from conftest import ask_backend, balancer_config, lbctl
 from load import Load
 
 # Probes go to /_health, which faults never touch: health stays up, so what
@@ -26,25 +26,15 @@ def site(topology, breaker: str, backends=("b1", "b2", "b3"), workers: int = 2, 
     return topo, lb
 
 
-def backend(topo, name: str, path: str) -> bytes:
-    """GET a backend's own control route, from the balancer's host."""
-    with topo.connect("lb", name, 8000, timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer.partition(b"\r\n\r\n")[2]
-
-
 def tripped(topo, name: str, fault: str, timeout: float) -> str:
     """Switch the backend into ``fault``; the reason its breaker opened."""
-    backend(topo, name, f"/_fault/{fault}")
+    ask_backend(topo, name, f"/_fault/{fault}")
     return wait_breaker(topo, name, "open", timeout)["transitions"][-1]["reason"]
 
 
 def seen(topo, name: str) -> int:
     """Requests the backend has received (its control routes aside)."""
-    return json.loads(backend(topo, name, "/_stats"))["requests"]
+    return json.loads(ask_backend(topo, name, "/_stats"))["requests"]
 
 
 def breaker(topo, name: str) -> dict:
@@ -77,7 +67,7 @@ def test_a_5xx_burst_opens_the_breaker_then_one_trial_then_closed(topology):
         assert seen(topo, "b2") == count + 1             # ...and it was exactly one request
         assert reopened["transitions"][-1]["reason"] == "a trial call failed"
         assert 3.0 < reopened["open_left_s"] <= 4.0      # open again, twice as long
-        backend(topo, "b2", "/_fault/ok")
+        ask_backend(topo, "b2", "/_fault/ok")
         closed = wait_breaker(topo, "b2", "closed", 6)
         assert closed["transitions"][-1]["reason"] == "1 trial calls passed"
         time.sleep(0.5)
@@ -108,7 +98,7 @@ def test_half_open_lets_exactly_the_permitted_trials_through_across_workers(topo
     with Load(topo, clients=6, seconds=15):
         time.sleep(0.3)
         tripped(topo, "b2", "status-500", 3)
-        backend(topo, "b2", "/_fault/slow-1500")     # trials pass, slowly
+        ask_backend(topo, "b2", "/_fault/slow-1500")     # trials pass, slowly
         count = seen(topo, "b2")
         half = wait_breaker(topo, "b2", "half_open", 3)
         time.sleep(1.0)                                # trials under way, none back yet
@@ -124,7 +114,7 @@ def test_max_ejection_percent_keeps_half_the_backends_in(topology):
     with Load(topo, clients=4, seconds=10):
         time.sleep(0.3)
         for name in names:
-            backend(topo, name, "/_fault/status-500")
+            ask_backend(topo, name, "/_fault/status-500")
         time.sleep(2.0)
         rows = [breaker(topo, name) for name in names]
     assert sorted(r["breaker"] for r in rows) == ["closed", "closed", "open", "open"], rows
@@ -147,3 +137,38 @@ def test_lbctl_opens_and_closes_a_breaker(topology):
         assert seen(topo, "b2") > count
     bad = lbctl(topo, "backend", "set", b2, "breaker", "ajar")
     assert bad.returncode != 0 and "breaker must be closed or open" in bad.stderr + bad.stdout
+
+
+def test_max_requests_caps_the_backend_and_the_rest_get_503_at_once(topology):
+    topo, lb = site(topology, "max_requests: 5", backends=("b1",), workers=2)
+    ask_backend(topo, "b1", "/_fault/slow-1500")
+    socks = [topo.connect("client", "lb", 8080, timeout=5) for _ in range(20)]
+    answers: list[tuple[float, bytes]] = []
+    try:
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        sent = time.monotonic()
+        for sock in socks:
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            answers.append((time.monotonic() - sent, data))
+    finally:
+        for sock in socks:
+            sock.close()
+    stats = json.loads(ask_backend(topo, "b1", "/_stats"))
+    assert stats["max_concurrent"] <= 5 and stats["requests"] <= 5, stats
+    refused = [(t, a) for t, a in answers if a.startswith(b"HTTP/1.1 503")]
+    served = [a for _, a in answers if a.startswith(b"HTTP/1.1 200")]
+    assert len(refused) + len(served) == 20 and len(refused) >= 15, answers
+    for _, answer in refused:
+        assert b"\r\nX-L7lb-Overloaded: max_requests\r\n" in answer
+        assert b"\r\nRetry-After: 1\r\n" in answer
+    # Read in order, so only the first refused answer's time is its own: the
+    # balancer logs each one's time from request head to answer.
+    times = [json.loads(line)["ms"] for line in open(lb.log_path)
+             if '"event":"request"' in line and '"status":503' in line]
+    assert len(times) == len(refused) and max(times) < 10, times
+    result = lbctl(topo, "breaker", f"{topo.hosts['b1']}:8000", "--json")
+    limits = json.loads(result.stdout)[0]["limits"]["max_requests"]
+    assert limits["limit"] == 5 and limits["refused"] == len(refused), limits

@@ -47,6 +47,15 @@ def may_eject(weight: int, ejected: int, total: int, percent: float) -> bool:
     return ejected == 0 or (ejected + weight) * 100 <= total * percent
 
 
+def share(limit: int | None, slot: int, workers: int) -> int | None:
+    """A worker's part of a limit for the whole balancer: the limit split as
+    evenly as whole numbers allow, the first ``limit % workers`` slots taking
+    one more, so that the parts add up to exactly the limit (None: no limit)."""
+    if limit is None:
+        return None
+    return limit // workers + (1 if slot < limit % workers else 0)
+
+
 def rules_of(settings: BreakerSettings) -> Rules:
     return Rules(settings.window, settings.min_calls, settings.failure_rate / 100,
                  settings.consecutive_failures, settings.slow_call_rate / 100,

@@ -105,6 +105,13 @@ def _check_breaker(config: Config, lines: dict, source: str) -> None:
     if breaker.max_open_for < breaker.open_for:
         raise _error(lines, source, ("breaker", "max_open_for"),
                      "must be at least breaker.open_for")
+    workers = config.balancer.worker_count()
+    for key in ("max_connections", "max_pending", "max_requests"):
+        limit = getattr(breaker, key)
+        if limit is not None and limit < workers:
+            raise _error(lines, source, ("breaker", key),
+                         f"{limit} is less than the {workers} workers: the limit is shared "
+                         "out among them and each needs at least 1")
     if not breaker.failure_on:
         raise _error(lines, source, ("breaker", "failure_on"),
                      "names no failure; set breaker.enabled: false to turn breakers off")

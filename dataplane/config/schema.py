@@ -70,6 +70,10 @@ class Timeouts(Section):
     idle: Duration = Duration(60)     # no byte moved on a connection either way
     request: Duration = Duration(30)  # backend must start its response
     shutdown: Duration = Duration(30)  # grace for in-flight work after SIGTERM
+    backend_idle: Duration = Duration(60)   # no byte from a backend mid-response
+    client_body: Duration = Duration(60)    # no byte of a request body from the client
+    client_write: Duration = Duration(60)   # the client takes none of a held-back response
+    total: Duration | None = None           # the whole exchange, retries included
 
 
 class Limits(Section):
@@ -77,6 +81,7 @@ class Limits(Section):
     headers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     buffer: Bytes = 256 * 1024           # per direction, per connection
     connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000  # per worker
+    body_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 50)] | None = None   # request body
 
 
 class Log(Section):

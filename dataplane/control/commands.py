@@ -63,7 +63,17 @@ def admin_commands(control: "Control") -> dict:
         return per_backend(args, control.health.describe)
 
     def breaker(args: dict) -> list[dict]:
-        return per_backend(args, control.breakers.describe)
+        rows = per_backend(args, control.breakers.describe)
+        pools = control.tally.pool_totals(control.reports())
+        settings = control.config.breaker
+        for row in rows:
+            pool = pools.get(row["name"], {})
+            row["limits"] = {
+                key: {"limit": getattr(settings, key), "in_use": pool.get(use, 0),
+                      "refused": pool.get(f"over_{key}", 0)}
+                for key, use in (("max_connections", "open"), ("max_pending", "waiting"),
+                                 ("max_requests", "inflight"))}
+        return rows
 
     def stats(_: dict) -> dict:
         reports = control.reports()
@@ -81,6 +91,8 @@ def admin_commands(control: "Control") -> dict:
                 "bytes_out": tally.bytes_out, "connect_errors": tally.connect_errors,
                 "response_errors": tally.response_errors, "retries": pool.get("retries", 0),
                 "retries_budget_exhausted": pool.get("retries_budget_exhausted", 0),
+                **{f"over_{k}": pool.get(f"over_{k}", 0)
+                   for k in ("max_connections", "max_pending", "max_requests")},
                 **{f"http_{k}xx": tally.statuses[k] for k in range(1, 6)},
                 "queue_current": pool.get("waiting", 0), "queue_max": tally.max_queue,
                 "queue_timeouts": pool.get("queue_timeouts", 0),

@@ -9,8 +9,9 @@ from ..channel.messages import Counters
 from ..upstream.outcome import ErrorKind, Outcome
 
 WINDOW = 1000            # latencies kept per backend for p50/p99
-POOL_SUMS = ("open", "idle", "waiting", "retries", "retries_budget_exhausted",
-             "connect_failures", "queue_timeouts", "opened", "reused")
+POOL_SUMS = ("open", "idle", "waiting", "inflight", "retries", "retries_budget_exhausted",
+             "connect_failures", "queue_timeouts", "opened", "reused",
+             "over_max_connections", "over_max_pending", "over_max_requests")
 
 
 class BackendTally:

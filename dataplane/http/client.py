@@ -22,7 +22,7 @@ from ..io.relay import SplicePump
 from ..io.stream import Stream
 from ..upstream.outcome import ErrorKind
 from . import rules
-from .deadline import CONNECT, HEAD, IDLE, LINGER, QUEUE, RESPONSE, STREAM
+from .deadline import HEAD, IDLE, LINGER, NEVER, Deadlines
 from .exchange import Exchange
 from .rules import Reject
 
@@ -35,7 +35,7 @@ log = structlog.get_logger("l7lb.http")
 LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
 
 
-class ClientConnection:
+class ClientConnection(Deadlines):
     def __init__(self, site: "Site", sock: socket.socket, peer: str) -> None:
         self.site = site
         self.limits = site.config.limits
@@ -56,7 +56,9 @@ class ClientConnection:
         self.splice: SplicePump | None = None     # request body moving in the kernel
         self.spliced_seen = 0
         self.awaiting_drain = False
-        self.last_io = site.clock.now
+        self.client_in = self.backend_in = site.clock.now   # last byte from each side
+        self.stalled_since: float | None = None   # a response held back for the client
+        self.total_at = NEVER       # timeouts.total of the active exchange
         self.deadline = 0.0
         self.deadline_kind = HEAD
         self.arm(HEAD, site.config.timeouts.header)
@@ -77,41 +79,26 @@ class ClientConnection:
         return not self.feeding and self.splice is None
 
     def touch(self) -> None:
-        """Bytes moved for this connection: it is not idle."""
-        self.last_io = self.site.clock.now
+        """Bytes came from the backend for this connection: it is not idle."""
+        self.backend_in = self.site.clock.now
 
-    # -- deadlines -------------------------------------------------------
-    def arm(self, kind: int, seconds: float) -> None:
-        self.deadline_kind = kind
-        self.deadline = self.site.clock.now + seconds
+    def hold_back(self, upstream: "UpstreamStream", exchange: Exchange) -> None:
+        """The client has limits.buffer of response unread: stop reading the
+        backend until it takes it (within timeouts.client_write)."""
+        upstream.stop_reading()
+        self.stalled_since = self.site.clock.now
+        self.arm_stream()
 
-    def check(self, now: float) -> None:
-        """Called by the worker's timer sweep."""
-        if now < self.deadline:
-            return
-        kind, idle = self.deadline_kind, self.site.config.timeouts.idle
-        if kind == STREAM and self._spliced() != self.spliced_seen:
-            self.spliced_seen = self._spliced()
-            self.last_io = now
-        if kind in (IDLE, STREAM) and now - self.last_io < idle:
-            self.deadline = self.last_io + idle
-        elif kind in (IDLE, LINGER):
-            self.close()
-        elif kind == HEAD:
-            self.reject_now(Reject(408, "request head not received in time")) \
-                if self.parsing is not None else self.close()
-        elif kind == CONNECT:
-            self.active.attempt_failed(504, ErrorKind.CONNECT_TIMEOUT,
-                                       "connect to backend timed out")
-        elif kind == RESPONSE:
-            self.active.attempt_failed(504, ErrorKind.RESPONSE_TIMEOUT,
-                                       "backend did not respond in time")
-        elif kind == QUEUE:
-            self.active.queue_timed_out()
-        elif self.active is not None:
-            self.active.abort(ErrorKind.RESPONSE_TIMEOUT, "no data moved within timeouts.idle")
-        else:
-            self.close()
+        def drained() -> None:
+            self.stalled_since = None
+            if not exchange.done:
+                upstream.start_reading()
+        self.stream.when_drained(drained)
+
+    def _splice_stalled(self) -> bool:
+        """A response body being spliced waits for the client to take some."""
+        pump = self.active.splice if self.active is not None else None
+        return pump is not None and pump.blocked_on_output
 
     def _spliced(self) -> int:
         """Bytes moved by splice so far, which count as activity."""
@@ -122,7 +109,7 @@ class ClientConnection:
 
     # -- input -----------------------------------------------------------
     def on_data(self, data: bytes) -> None:
-        self.last_io = self.site.clock.now
+        self.client_in = self.site.clock.now
         if self.input_error is not None or self.closing and self.active is None:
             return   # lingering: discard what the client still sends
         self.feeding = True
@@ -246,11 +233,15 @@ class ClientConnection:
     # -- exchanges -------------------------------------------------------
     def activate(self, exchange: Exchange) -> None:
         self.active = exchange
+        total = self.site.config.timeouts.total
+        if total is not None:
+            self.total_at = self.site.clock.now + total
         exchange.start()
 
     def exchange_done(self, exchange: Exchange, reuse: bool) -> None:
         """The response is handed to the client stream in full."""
         exchange.finish(reuse)
+        self.total_at, self.stalled_since = NEVER, None
         if self.splice is not None:      # backend answered before the body was sent
             self.splice.stop()
             self.splice = None

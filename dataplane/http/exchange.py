@@ -23,7 +23,7 @@ from ..upstream.cluster import IN_QUEUE, MAY_OPEN, NO_ROOM, Cluster
 from ..upstream.outcome import ErrorKind, Outcome, connect_error
 from . import rules
 from .access import access_line
-from .deadline import CONNECT, QUEUE, RESPONSE, STREAM
+from .deadline import CONNECT, QUEUE, RESPONSE
 from .response import ResponseReader
 from .request import SPLICE_MIN, RequestSide
 from .retry import Retries
@@ -143,6 +143,9 @@ class Exchange(RequestSide, Retries):
         elif got is NO_ROOM:
             self.fail(503, ErrorKind.POOL_FULL,
                       f"backend {host.name} busy: pool.max_active and max_queue reached")
+        elif got.__class__ is str:            # a breaker limit
+            self.fail(503, ErrorKind.OVERLOADED, f"backend {host.name} at breaker.{got}",
+                      b"X-L7lb-Overloaded: %b\r\n" % got.encode())
         else:
             self.attach(got, reused=True)
 
@@ -208,7 +211,7 @@ class Exchange(RequestSide, Retries):
         if self.request_complete:
             client.arm(RESPONSE, site.response_timeout)
         else:
-            client.arm(STREAM, site.config.timeouts.idle)
+            client.arm_stream()
             if not self.splice_request_body():
                 client.update_reading()
 
@@ -227,7 +230,7 @@ class Exchange(RequestSide, Retries):
         if response.started and self.state is SENT:
             self.state = RESPONDING
             self.host.awaiting.discard(self)
-            client.arm(STREAM, self.site.config.timeouts.idle)
+            client.arm_stream()
         if response.out:
             client.stream.write(response.take())
         if response.complete:
@@ -235,9 +238,7 @@ class Exchange(RequestSide, Retries):
         elif response.may_splice(SPLICE_MIN) and self.site.splice_bodies:
             self._splice_response()
         elif client.stream.pending >= client.limits.buffer:
-            upstream = self.upstream.stream
-            upstream.stop_reading()
-            client.stream.when_drained(lambda: self.done or upstream.start_reading())
+            client.hold_back(self.upstream.stream, self)
 
     def _splice_response(self) -> None:
         self.state = SPLICING
@@ -307,14 +308,17 @@ class Exchange(RequestSide, Retries):
         join_streams(self.site, self.client, self.upstream, self.cluster.pool)
 
     # -- endings ---------------------------------------------------------
-    def fail(self, status: int, kind: ErrorKind, detail: str) -> None:
+    def fail(self, status: int, kind: ErrorKind, detail: str, headers: bytes = b"") -> None:
         """The backend side failed: answer with an error if nothing was sent yet."""
         if self.responding:
             self.abort(kind, detail)
             return
         self.status, self.error, self.kind = status, detail, kind
-        self.client.stream.write(rules.error_response(status, detail))
+        self.client.stream.write(rules.error_response(status, detail, headers))
         self.client.exchange_done(self, False)
+
+    def out_of_time(self) -> None:
+        self.fail(504, ErrorKind.TOTAL_TIMEOUT, "the exchange took longer than timeouts.total")
 
     def abort(self, kind: ErrorKind, detail: str) -> None:
         """Give up mid-stream: the client sees its connection reset."""

@@ -44,10 +44,16 @@ class RequestSide:
         if upgrade:
             self.upgrade = fields.upgrade
         self.req_framing, self.req_remaining = fields.framing, fields.length
+        limit = self.site.config.limits.body_bytes
+        if limit is not None and fields.framing == LENGTH and fields.length > limit:
+            raise Reject(413, f"request body larger than limits.body_bytes ({limit})")
 
     def request_body(self, body: bytes) -> None:
         self.bytes_in += len(body)
         if self.req_framing == CHUNKED:
+            limit = self.site.config.limits.body_bytes
+            if limit is not None and self.bytes_in > limit:
+                raise Reject(413, f"request body larger than limits.body_bytes ({limit})")
             self._send(rules.chunk(body))
         else:
             self.req_remaining -= len(body)

@@ -166,9 +166,10 @@ def client_framing(upstream: int, client_version: str) -> int:
     return CHUNKED if upstream == CLOSE else upstream
 
 
-def error_response(status: int, detail: str) -> bytes:
+def error_response(status: int, detail: str, headers: bytes = b"") -> bytes:
+    """The balancer's own answer; ``headers``: more header lines, each ending in CRLF."""
     reason = REASONS.get(status, b"Error")
     body = b"%d %b: %b\n" % (status, reason, detail.encode())
-    extra = b"Retry-After: 1\r\n" if status == 503 else b""
+    extra = (b"Retry-After: 1\r\n" if status == 503 else b"") + headers
     return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
             b"%bConnection: close\r\n\r\n%b" % (status, reason, len(body), extra, body))

@@ -54,6 +54,11 @@ class SplicePump:
     def start(self) -> None:
         self._pump()
 
+    @property
+    def blocked_on_output(self) -> bool:
+        """Waiting for the destination to take more (it is not reading)."""
+        return self._writing
+
     def _pump(self) -> None:
         for _ in range(_ROUNDS):
             if self.in_pipe:

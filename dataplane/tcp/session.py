@@ -35,7 +35,10 @@ class TcpSession:
         self.cluster = cluster
         host = cluster.choose(peer.encode())    # hashed by client address
         if host is None or not cluster.pool.can_open(host):
-            self._refuse("no backend available" if host is None else "pool.max_active reached")
+            self._refuse("no backend available" if host is None else "pool.max_active or breaker.max_connections reached")
+            return
+        if host.inflight >= cluster.max_requests:
+            self._refuse(f"{host.name} at breaker.max_requests")
             return
         self.host: Host = host
         cluster.begin(host)

@@ -4,7 +4,8 @@
 aside): ``ok``; ``status-NNN`` (an empty answer with that status;
 ``status-NNN-P``: for P% of the requests, at random);
 ``reset`` (the connection reset before any answer); ``hang`` (no answer
-for 60 s); ``slow-MS`` (the normal answer, MS ms late). ``/_stats`` answers
+for 60 s); ``stall-N`` (a head promising 2N bytes, N of them, then
+silence for 60 s); ``slow-MS`` (the normal answer, MS ms late). ``/_stats`` answers
 JSON with the requests counted (``/_...`` routes are not), how many are
 under way and the most there were at once; ``/_health`` always answers 200.
 """
@@ -68,6 +69,14 @@ class Faults:
             return True
         if mode == "hang":
             time.sleep(60)
+            return True
+        if mode.startswith("stall-"):
+            size = int(mode.removeprefix("stall-"))
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b"
+                                % (2 * size, b"s" * size))
+            handler.wfile.flush()
+            time.sleep(60)
+            handler.close_connection = True
             return True
         if mode.startswith("slow-"):
             time.sleep(int(mode.removeprefix("slow-")) / 1000)

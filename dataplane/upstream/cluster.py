@@ -31,6 +31,7 @@ from typing import Callable, Protocol, Sequence
 
 import structlog
 
+from ..breaker.policy import share
 from ..config import Balancer as BalancerSettings
 from ..config import Breaker as BreakerSettings
 from ..config import Health as HealthSettings
@@ -53,6 +54,9 @@ BUDGET_BUCKET = 5.0      # seconds per bucket of the retry budget's rate side
 MAY_OPEN = "may_open"  # a connection slot is yours: open one
 IN_QUEUE = "in_queue"  # wait: the waiter's ``dequeued`` is called with your turn
 NO_ROOM = "no_room"    # pool.max_active and pool.max_queue reached
+# ...or a breaker limit reached (this worker's share of it): 503 at once.
+MAX_CONNECTIONS, MAX_PENDING, MAX_REQUESTS = "max_connections", "max_pending", "max_requests"
+LIMITS = (MAX_CONNECTIONS, MAX_PENDING, MAX_REQUESTS)
 
 
 NO_ERROR = ErrorKind.NONE
@@ -104,7 +108,15 @@ class Cluster:
         self.choose: Callable[[bytes | None], Host | None] = self.choice.pick
         self.hashed = self.choice.hashed
         self.key_of = key_function(settings.hash_key)
-        self.pool = Pool(reactor, pool, transport)
+        slot, workers = signals.slot, settings.worker_count()
+        connections = share(breaker.max_connections, slot, workers)
+        pending = share(breaker.max_pending, slot, workers)
+        self.pool = Pool(reactor, pool, transport, connections, pending)
+        self.max_requests = share(breaker.max_requests, slot, workers) or 1 << 62
+        # What a full queue means: a breaker limit (named in the 503) or the pool's own.
+        self.full = (MAX_PENDING if pending is not None and pending <= pool.max_queue
+                     else MAX_CONNECTIONS if connections is not None
+                     and connections < pool.max_active else NO_ROOM)
         self.resolver = Resolver(reactor.loop, self.hosts, settings.resolve_interval,
                                  self.choice.refresh)
         self.breakers = WorkerBreakers(name, breaker, self.hosts, signals, self.choice.refresh)
@@ -158,14 +170,25 @@ class Cluster:
         self.retries_now += 1
 
     def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | str:
-        """A pooled connection to reuse, or MAY_OPEN, IN_QUEUE or NO_ROOM."""
+        """A pooled connection to reuse, or MAY_OPEN, IN_QUEUE, NO_ROOM or the
+        breaker limit that is reached (``host`` has begun this request)."""
+        if host.inflight > self.max_requests:
+            return self._over(host, MAX_REQUESTS)
         pool = self.pool
         conn = pool.acquire(host, now)
         if conn is not None:
             return conn
         if pool.can_open(host):
             return MAY_OPEN
-        return IN_QUEUE if pool.enqueue(host, waiter) else NO_ROOM
+        if pool.enqueue(host, waiter):
+            return IN_QUEUE
+        return NO_ROOM if self.full is NO_ROOM else self._over(host, self.full)
+
+    @staticmethod
+    def _over(host: Host, limit: str) -> str:
+        stats = host.conn_stats
+        setattr(stats, f"over_{limit}", getattr(stats, f"over_{limit}") + 1)
+        return limit
 
     def report(self, host: Host | None, outcome: Outcome) -> None:
         """A request (or TCP connection) ended: batch its outcome for the control

@@ -26,12 +26,15 @@ class PoolStats:
     """Connection counters of one host's pool in one worker."""
 
     __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
-                 "connect_failures", "retries", "retries_budget_exhausted")
+                 "connect_failures", "retries", "retries_budget_exhausted",
+                 "over_max_connections", "over_max_pending", "over_max_requests")
 
     def __init__(self) -> None:
         self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
         self.queue_timeouts = self.connect_failures = self.retries = 0
         self.retries_budget_exhausted = 0   # retries refused by the retry budget
+        # 503s for a breaker limit (max_connections, max_pending, max_requests)
+        self.over_max_connections = self.over_max_pending = self.over_max_requests = 0
 
 
 class Host:

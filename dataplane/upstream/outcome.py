@@ -21,10 +21,14 @@ class ErrorKind(enum.Enum):
     CLOSED_BEFORE_RESPONSE = "closed_before_response"  # clean close before any response byte
     RESET_MID_RESPONSE = "reset_mid_response"  # reset or close inside the response body
     RESPONSE_TIMEOUT = "response_timeout"      # no response head within timeouts.request
+    BACKEND_IDLE = "backend_idle"              # no byte mid-response within timeouts.backend_idle
+    TOTAL_TIMEOUT = "total_timeout"            # timeouts.total ran out (retries included)
+    CLIENT_TIMEOUT = "client_timeout"          # timeouts.client_body or client_write
     HOST_DOWN = "host_down"                    # declared down while the request waited
     BAD_RESPONSE = "bad_response"              # not valid HTTP/1.x, or a 101 not asked for
     QUEUE_TIMEOUT = "queue_timeout"            # no connection free within pool.queue_timeout
     POOL_FULL = "pool_full"                    # max_active and max_queue reached
+    OVERLOADED = "overloaded"                  # breaker.max_connections/pending/requests
     NO_HOST = "no_host"                        # no host admitted a request
     CLIENT_ABORTED = "client_aborted"          # the client went away or broke the request
     RELAY_FAILED = "relay_failed"              # a kernel splice failed mid-body
@@ -47,8 +51,10 @@ FAILURE_CLASS: dict[ErrorKind, str | None] = {
     ErrorKind.CONNECT_ERROR: "connect",
     ErrorKind.RESET_BEFORE_RESPONSE: "reset", ErrorKind.CLOSED_BEFORE_RESPONSE: "reset",
     ErrorKind.RESET_MID_RESPONSE: "reset", ErrorKind.BAD_RESPONSE: "reset",
-    ErrorKind.RESPONSE_TIMEOUT: "timeout",
+    ErrorKind.RESPONSE_TIMEOUT: "timeout", ErrorKind.BACKEND_IDLE: "timeout",
+    ErrorKind.TOTAL_TIMEOUT: "timeout", ErrorKind.CLIENT_TIMEOUT: None,
     ErrorKind.HOST_DOWN: None, ErrorKind.QUEUE_TIMEOUT: None, ErrorKind.POOL_FULL: None,
+    ErrorKind.OVERLOADED: None,
     ErrorKind.NO_HOST: None, ErrorKind.CLIENT_ABORTED: None, ErrorKind.RELAY_FAILED: None,
 }
 

@@ -127,15 +127,20 @@ class Pool:
     ``idle_timeout``, at most ``max_requests_per_connection`` requests each;
     past ``max_active``, requests wait in a FIFO of at most ``max_queue``."""
 
-    def __init__(self, reactor: Reactor, settings: PoolSettings, transport: Transport) -> None:
+    def __init__(self, reactor: Reactor, settings: PoolSettings, transport: Transport,
+                 max_connections: int | None = None, max_pending: int | None = None) -> None:
+        """``max_connections`` and ``max_pending``: this worker's share of the
+        breaker limits, when lower than max_active and max_queue."""
         self.reactor = reactor
         self.transport = transport
         self.loop = reactor.loop
         self.max_idle = settings.max_idle
-        self.max_active = settings.max_active
+        self.max_active = settings.max_active if max_connections is None \
+            else min(settings.max_active, max_connections)
         self.idle_timeout = settings.idle_timeout
         self.max_requests = settings.max_requests_per_connection
-        self.max_queue = settings.max_queue
+        self.max_queue = settings.max_queue if max_pending is None \
+            else min(settings.max_queue, max_pending)
         self.closing = False
 
     def acquire(self, host: Host, now: float) -> UpstreamConnection | None:
@@ -278,6 +283,7 @@ class Pool:
             idle = len(host.idle)
             out[host.name] = {
                 "idle": idle, "busy": host.active - idle, "waiting": len(host.waiting),
+                "inflight": host.inflight,
                 **{name: getattr(counters, name) for name in PoolStats.__slots__}}
         return out
 

@@ -33,7 +33,8 @@ DEFAULT = "default"      # the cluster of the top-level backends
 def sweep_interval(config: Config) -> float:
     """Timers are checked this often: fine enough for the shortest timeout."""
     t = config.timeouts
-    shortest = min(t.connect, t.header, t.idle, t.request, config.pool.idle_timeout)
+    shortest = min(t.connect, t.header, t.idle, t.request, t.backend_idle, t.client_body,
+                   t.client_write, t.total or t.idle, config.pool.idle_timeout)
     return min(0.25, max(0.01, shortest / 10))
 
 
