@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataplane.breaker.machine import Breaker, Phase, Rules
-from dataplane.breaker.policy import Judge, may_eject
+from dataplane.breaker.policy import Judge, may_eject, share
 from dataplane.breaker.window import CallWindow
-from dataplane.upstream.outcome import FAILURE_CLASS, ErrorKind
+from dataplane.upstream.breakers import judged
+from dataplane.upstream.outcome import FAILURE_CLASS, ErrorKind, Outcome
 
 
 @given(st.integers(1, 20), st.lists(st.tuples(st.booleans(), st.booleans()), max_size=200))
@@ -115,7 +116,9 @@ def test_forced_open_stays_until_forced_closed():
     (["timeout"], ErrorKind.CONNECT_TIMEOUT, 502, False),     # a connect error
 ])
 def test_what_counts_as_a_failure(failure_on, kind, status, failed):
-    assert Judge(failure_on, None).failed(FAILURE_CLASS[kind], status) is failed
+    outcome = Outcome("default", "b:1", status, 1.0, 0, 0, kind)
+    assert judged(Judge(failure_on, None), outcome) == ((failed, False) if FAILURE_CLASS[kind]
+                                                        is not None else None)
 
 
 def test_every_error_kind_has_a_failure_class():
@@ -123,8 +126,10 @@ def test_every_error_kind_has_a_failure_class():
 
 
 def test_slow_is_off_unless_set():
-    assert not Judge(["5xx"], None).slow(1e9)
-    assert Judge(["5xx"], 0.25).slow(251) and not Judge(["5xx"], 0.25).slow(250)
+    def slow(ms: float, slow_call: float | None) -> bool:
+        return judged(Judge(["5xx"], slow_call), Outcome("default", "b:1", 200, ms, 0, 0))[1]
+    assert not slow(1e9, None)
+    assert slow(251, 0.25) and not slow(250, 0.25)
 
 
 def test_ejection_cap_first_always_then_within_the_share():
@@ -132,3 +137,10 @@ def test_ejection_cap_first_always_then_within_the_share():
     assert may_eject(100, 100, 400, 50)              # 2 of 4
     assert not may_eject(100, 200, 400, 50)          # not 3 of 4
     assert not may_eject(100, 100, 400, 0) and may_eject(100, 0, 400, 0)
+
+
+@given(st.integers(1, 10_000), st.integers(1, 64))
+def test_worker_shares_add_up_to_the_limit_and_differ_by_one_at_most(limit, workers):
+    parts = [share(limit, slot, workers) for slot in range(workers)]
+    assert sum(parts) == limit and max(parts) - min(parts) <= 1
+    assert share(None, 0, workers) is None

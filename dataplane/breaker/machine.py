@@ -65,8 +65,12 @@ class Breaker:
         """A call ended. Closed: the reason to trip, if it should. Half open:
         the trial's verdict is applied at once (and None returned)."""
         if self.phase is Phase.CLOSED:
-            self.window.add(failed, slow)
-            return self.reason()
+            window = self.window
+            window.add(failed, slow)
+            # A good call can only trip the window as the one that fills min_calls.
+            if failed or slow or window.calls == self.rules.min_calls:
+                return self.reason()
+            return None
         if self.phase is Phase.HALF_OPEN:
             self.trial(now, not (failed or slow))
         return None

@@ -9,35 +9,23 @@ from typing import Iterable
 from ..config import Breaker as BreakerSettings
 from .machine import Rules
 
-# breaker.failure_on: the classes of failure a breaker counts. The first
-# three are the upstream outcome's failure classes; 5xx and 503 are answers.
+# breaker.failure_on names these failure classes of the upstream outcome,
+# and "5xx" or "503" for the backend's own answers.
 CONNECT, RESET, TIMEOUT = "connect", "reset", "timeout"
-FAILURE_CLASSES = (CONNECT, RESET, TIMEOUT, "5xx", "503")
-DEFAULT_FAILURE_ON = (CONNECT, RESET, TIMEOUT, "5xx")
 
 
 class Judge:
-    """A call's result -> (failed, slow)."""
-    __slots__ = ("errors", "first_5xx", "slow_ms")
+    """What counts as a failed call and as a slow one (upstream.breakers.judged
+    applies it to each outcome)."""
+    __slots__ = ("errors", "bad_statuses", "slow_ms")
 
     def __init__(self, failure_on: Iterable[str], slow_call: float | None) -> None:
         classes = set(failure_on)
         self.errors = frozenset(classes & {CONNECT, RESET, TIMEOUT})
-        # The lowest backend status that counts: 500 for 5xx, 503 for 503 only.
-        self.first_5xx = 500 if "5xx" in classes else 503 if "503" in classes else 1000
+        # Backend answers that count: every 5xx, or 503 alone.
+        self.bad_statuses = frozenset(range(500, 600) if "5xx" in classes
+                                      else (503,) if "503" in classes else ())
         self.slow_ms = slow_call * 1000 if slow_call else math.inf
-
-    def failed(self, error_class: str | None, status: int) -> bool:
-        """``error_class``: the outcome's failure class ("" when the backend
-        answered, None for what is not the backend's fault)."""
-        if error_class:
-            return error_class in self.errors
-        if error_class is None:
-            return False
-        return status >= self.first_5xx and (status == 503 or self.first_5xx == 500)
-
-    def slow(self, ms: float) -> bool:
-        return ms > self.slow_ms
 
 
 def may_eject(weight: int, ejected: int, total: int, percent: float) -> bool:

@@ -28,7 +28,7 @@ from ..breaker.machine import Breaker, Phase, Transition
 from ..breaker.policy import judge_of, may_eject, rules_of
 from ..channel.messages import BackendState, Outcomes, Trial, Tripped
 from ..config import Breaker as BreakerSettings
-from ..upstream.outcome import FAILURE_CLASS
+from ..upstream.breakers import judged
 from .state import State, name_of
 
 log = structlog.get_logger("l7lb.breaker")
@@ -83,12 +83,11 @@ class BreakerBoard:
         judge, now = self.judge, time.monotonic()
         for outcome in message.records:
             breaker = self.breakers.get(outcome.backend)
-            kind = FAILURE_CLASS[outcome.error]
-            if breaker is None or kind is None or breaker.phase is not Phase.CLOSED:
+            if breaker is None or breaker.phase is not Phase.CLOSED:
                 continue
-            reason = breaker.record(now, judge.failed(kind, outcome.status),
-                                    judge.slow(outcome.ms))
-            if reason is not None:
+            verdict = judged(judge, outcome)
+            reason = verdict and breaker.record(now, *verdict)
+            if reason:
                 self._trip(outcome.backend, reason)
 
     def tripped(self, message: Tripped) -> None:

@@ -62,7 +62,8 @@ class Deadlines:
 
     def arm(self, kind: int, seconds: float) -> None:
         self.deadline_kind = kind
-        self.deadline = min(self.site.clock.now + seconds, self.total_at)
+        at = self.site.clock.now + seconds
+        self.deadline = at if at < self.total_at else self.total_at
 
     def arm_stream(self) -> None:
         """Bodies are moving: the deadline is the first STREAM timeout due (the

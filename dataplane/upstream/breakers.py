@@ -18,14 +18,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..breaker.machine import Breaker
-from ..breaker.policy import judge_of, may_eject, rules_of
+from ..breaker.policy import Judge, judge_of, may_eject, rules_of
 from ..config import Breaker as BreakerSettings
-from .outcome import FAILURE_CLASS, Outcome
+from .outcome import FAILURE_CLASS, ErrorKind, Outcome
 
 if TYPE_CHECKING:
     from .host import Host
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+NO_ERROR = ErrorKind.NONE
+
+
+def judged(judge: Judge, outcome: Outcome) -> tuple[bool, bool] | None:
+    """(failed, slow) as a breaker counts the outcome; None when it was not the
+    backend's doing (the client left, the pool was full...)."""
+    if outcome.error is NO_ERROR:        # the common case, without hashing the enum
+        return outcome.status in judge.bad_statuses, outcome.ms > judge.slow_ms
+    kind = FAILURE_CLASS[outcome.error]
+    if kind is None:
+        return None
+    return kind in judge.errors, outcome.ms > judge.slow_ms
 
 
 class Signals(Protocol):
@@ -51,16 +63,14 @@ class WorkerBreakers:
 
     def outcome(self, host: "Host", outcome: Outcome) -> None:
         """A call on ``host`` ended: a trial's verdict, or one more call in the window."""
-        kind = FAILURE_CLASS[outcome.error]
         if not self.enabled:
             return
-        if kind is None:                 # not the backend's doing
-            if host.trials:              # nor a verdict: the permit goes back
+        verdict = judged(self.judge, outcome)
+        if verdict is None:              # not the backend's doing
+            if host.trials:              # nor a trial's verdict: the permit goes back
                 self._judged(host, "void")
             return
-        judge = self.judge
-        bad = judge.failed(kind, outcome.status)
-        slow = outcome.ms > judge.slow_ms
+        bad, slow = verdict
         if host.trials:
             self._judged(host, "failed" if bad or slow else "passed")
         elif host.breaker == CLOSED:
