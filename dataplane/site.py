@@ -46,6 +46,7 @@ class Site(Protocol):
     splice_bodies: bool        # large bodies of known length move by splice
     connect_timeout: float
     response_timeout: float    # per try: retries.per_try_timeout or timeouts.request
+    stream_timeout: float      # the shortest timeout that can apply while bodies move
     stopping: bool
 
     def cluster_for(self, target: bytes, headers: list) -> "Cluster": ...

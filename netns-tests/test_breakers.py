@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
-from conftest import ask_backend, balancer_config, lbctl
+from conftest import Client, ask_backend, balancer_config, lbctl
 from load import Load
 
 # Probes go to /_health, which faults never touch: health stays up, so what
@@ -172,3 +173,32 @@ def test_max_requests_caps_the_backend_and_the_rest_get_503_at_once(topology):
     result = lbctl(topo, "breaker", f"{topo.hosts['b1']}:8000", "--json")
     limits = json.loads(result.stdout)[0]["limits"]["max_requests"]
     assert limits["limit"] == 5 and limits["refused"] == len(refused), limits
+
+
+def test_an_unused_half_open_lease_moves_to_the_worker_that_has_the_traffic(topology):
+    """One keep-alive client connection: all requests reach one worker. The
+    trial permits, if first leased to the other worker, move on after 1 s."""
+    topo, lb = site(topology, "open_for: 1s", workers=2)
+    stop = threading.Event()
+
+    def client() -> None:
+        conn = Client(topo).connection()
+        try:
+            while not stop.is_set():
+                conn.request("GET", "/")
+                conn.getresponse().read()
+                time.sleep(0.01)
+        finally:
+            conn.close()
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        tripped(topo, "b2", "status-500", 3)
+        ask_backend(topo, "b2", "/_fault/ok")
+        half = wait_breaker(topo, "b2", "half_open", 3)["transitions"][-1]["at"]
+        closed = wait_breaker(topo, "b2", "closed", 4)["transitions"][-1]["at"]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert closed - half < 2.5, closed - half       # at most one lease moved (1 s + an ack)

@@ -28,6 +28,28 @@ def test_the_window_counts_exactly_the_last_calls(size, calls):
     assert window.in_a_row == run
 
 
+@given(st.integers(1, 20), st.lists(st.binary(max_size=30).map(lambda b: bytes(x % 4 for x in b)),
+                                   max_size=10))
+def test_batches_count_as_the_same_calls_one_by_one(size, batches):
+    one, many = CallWindow(size), CallWindow(size)
+    for batch in batches:
+        longest, run = 0, one.in_a_row
+        for mark in batch:
+            one.add(bool(mark & 1), bool(mark & 2))
+            run = run + 1 if mark & 1 else 0
+            longest = max(longest, run)
+        assert many.extend(batch) == longest
+        assert (many.calls, many.failures, many.slow, many.in_a_row) == \
+            (one.calls, one.failures, one.slow, one.in_a_row)
+        assert sorted(many.marks[:many.calls]) == sorted(one.marks[:one.calls])
+
+
+def test_a_batch_with_failures_in_a_row_trips_even_if_it_ends_well():
+    b = Breaker(Rules(consecutive=5, min_calls=100))
+    assert b.record_many(b"\x00\x01\x01\x01\x00") is None
+    assert b.record_many(b"\x01\x01\x01\x01\x01\x00\x00") == "5 failures in a row"
+
+
 def feed(b: Breaker, results: str, now: float = 0.0) -> str | None:
     """'f' a failure, 'o' a success, 's' a slow success; the last trip reason."""
     reason = None

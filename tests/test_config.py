@@ -31,6 +31,8 @@ def test_defaults():
     assert config.balancer.mode == "http" and config.balancer.relay == "auto"
     assert config.timeouts.connect == 2.0 and config.timeouts.request == 30.0
     assert config.admin.socket == "/run/l7lb/admin.sock"
+    assert config.breaker.consecutive_failures == 5 and config.breaker.max_requests is None
+    assert config.timeouts.client_write == 60.0 and config.timeouts.total is None
 
 
 @pytest.mark.parametrize("text, message", [
@@ -64,6 +66,16 @@ def test_defaults():
     ("congestion: {pacer: {interval: 5ms}}\n",
      "f.yaml:1: congestion.pacer.interval: must be 10ms to 10s"),
     ("congestion: {bpf: maybe}\n", "f.yaml:1: congestion.bpf: expected one of auto, off"),
+    ("breaker: {window: 10, min_calls: 20}\n",
+     "f.yaml:1: breaker.min_calls: 20 is more than breaker.window (10)"),
+    ("breaker: {open_for: 10s, max_open_for: 5s}\n",
+     "f.yaml:1: breaker.max_open_for: must be at least breaker.open_for"),
+    ("breaker: {failure_on: [5xx, 4xx]}\n",
+     "f.yaml:1: breaker.failure_on[1]: expected one of connect, reset, timeout, 5xx, 503"),
+    ("breaker: {failure_on: []}\n", "f.yaml:1: breaker.failure_on: names no failure"),
+    ("balancer: {workers: 4}\nbreaker: {max_requests: 3}\n",
+     "f.yaml:2: breaker.max_requests: 3 is less than the 4 workers"),
+    ("limits: {body_bytes: -1}\n", "f.yaml:1: limits.body_bytes: expected `int` >= 0"),
 ])
 def test_errors_name_key_and_line(text, message):
     with pytest.raises(ConfigError) as caught:

@@ -75,6 +75,16 @@ class Breaker:
             self.trial(now, not (failed or slow))
         return None
 
+    def record_many(self, marks: bytes) -> str | None:
+        """Closed: many call results at once (``window.FAILED | SLOW`` marks, in
+        the order they ended); the reason to trip, if it should."""
+        if self.phase is not Phase.CLOSED:
+            return None
+        run = self.window.extend(marks)
+        if run >= self.rules.consecutive:
+            return f"{run} failures in a row"
+        return self.reason()
+
     def reason(self) -> str | None:
         """Why the closed window says trip, or None."""
         rules, window = self.rules, self.window

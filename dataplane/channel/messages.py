@@ -84,6 +84,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     refused: int = 0        # connections closed at accept: limits.connections reached
     clusters: dict[str, dict[str, dict[str, int]]] = {}   # pool figures by cluster, host
     tcp: dict[str, dict] = {}                  # transport samples by backend (tcp_stats)
+    calls: dict[str, bytes] = {}   # breaker marks of the calls since the last report, by backend
 
 
 Down = Snapshot

@@ -2,7 +2,9 @@
 backend (dataplane/breaker/), fed with every worker's outcomes; its phase
 and the half-open trial permits reach the workers in the snapshots.
 
-- Outcomes arrive in the workers' batches; a worker's own trip (``tripped``)
+- Calls arrive with the workers' periodic reports, already judged (a
+  failure, slow, or neither: one byte each, counted in C here, so that the
+  control process spends no Python per request); a worker's own trip (``tripped``)
   arrives at once and opens the breaker here too, within the ejection cap.
   A trip refused by the cap is republished, so that the worker that opened
   its own view closes it again.
@@ -25,10 +27,9 @@ from typing import Callable
 import structlog
 
 from ..breaker.machine import Breaker, Phase, Transition
-from ..breaker.policy import judge_of, may_eject, rules_of
-from ..channel.messages import BackendState, Outcomes, Trial, Tripped
+from ..breaker.policy import may_eject, rules_of
+from ..channel.messages import BackendState, Trial, Tripped
 from ..config import Breaker as BreakerSettings
-from ..upstream.breakers import judged
 from .state import State, name_of
 
 log = structlog.get_logger("l7lb.breaker")
@@ -52,7 +53,6 @@ class BreakerBoard:
         self.settings = settings
         self.enabled = settings.enabled
         self.rules = rules_of(settings)
-        self.judge = judge_of(settings)
         self.state = state
         self.live_slots = live_slots
         self.trial_timeout = trial_timeout
@@ -77,18 +77,14 @@ class BreakerBoard:
             self.leases.pop(gone, None)
 
     # -- evidence ------------------------------------------------------------
-    def outcomes(self, message: Outcomes) -> None:
-        if not self.enabled:
-            return
-        judge, now = self.judge, time.monotonic()
-        for outcome in message.records:
-            breaker = self.breakers.get(outcome.backend)
-            if breaker is None or breaker.phase is not Phase.CLOSED:
-                continue
-            verdict = judged(judge, outcome)
-            reason = verdict and breaker.record(now, *verdict)
-            if reason:
-                self._trip(outcome.backend, reason)
+    def calls(self, marks: dict[str, bytes]) -> None:
+        """A worker's calls since its last report, judged by the worker (one
+        mark per call, in order), counted in each closed breaker's window."""
+        for name, batch in marks.items():
+            breaker = self.breakers.get(name)
+            reason = breaker.record_many(batch) if breaker is not None else None
+            if reason is not None:
+                self._trip(name, reason)
 
     def tripped(self, message: Tripped) -> None:
         breaker = self.breakers.get(message.backend)

@@ -160,6 +160,8 @@ def admin_commands(control: "Control") -> dict:
         if "breaker" in args:
             if args["breaker"] not in BREAKER_ORDERS:
                 raise AdminError("bad_args", "breaker must be closed or open")
+            if not control.breakers.enabled:
+                raise AdminError("unavailable", "breakers are off (breaker.enabled: false)")
             control.breakers.force(name, BREAKER_ORDERS[args["breaker"]])
             old = _find(control, name)
         elif not changes:

@@ -162,7 +162,6 @@ class Control:
     def on_message(self, message: object) -> None:
         if isinstance(message, Outcomes):
             self.tally.outcomes(message.records)
-            self.breakers.outcomes(message)
             for outcome in message.records:
                 if outcome.error is NO_ERROR and outcome.backend:
                     self.health.alive(outcome.backend)
@@ -174,6 +173,7 @@ class Control:
             self.breakers.trial(message)
         elif isinstance(message, Counters):
             self.supervisor.slots[message.slot].counters = message
+            self.breakers.calls(message.calls)
             sessions = sum(r.open for r in self.reports())
             self.tally.max_sessions = max(self.tally.max_sessions, sessions)
         elif isinstance(message, Ack):

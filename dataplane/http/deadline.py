@@ -66,11 +66,10 @@ class Deadlines:
         self.deadline = at if at < self.total_at else self.total_at
 
     def arm_stream(self) -> None:
-        """Bodies are moving: the deadline is the first STREAM timeout due (the
-        sweep acts on it, never the caller)."""
-        self.deadline_kind = STREAM
-        if self.active is not None:
-            self.deadline = min(self._stream_due(self.site.clock.now)[1], self.total_at)
+        """Bodies are moving: look again after the shortest timeout that can
+        apply; the sweep then works out which side, if any, ran out (a cheap
+        deadline per request, exact when it matters)."""
+        self.arm(STREAM, self.site.stream_timeout)
 
     def check(self, now: float) -> None:
         """Called by the worker's timer sweep."""

@@ -74,6 +74,7 @@ class WorkerBreakers:
         if host.trials:
             self._judged(host, "failed" if bad or slow else "passed")
         elif host.breaker == CLOSED:
+            host.marks.append(bad + 2 * slow)       # window.FAILED | window.SLOW
             calls = host.calls or self._calls(host)
             reason = calls.record(0.0, bad, slow)   # closed: the time plays no part
             if reason is not None:
@@ -112,6 +113,16 @@ class WorkerBreakers:
     def _judged(self, host: "Host", result: str) -> None:
         host.trials -= 1
         self.signals.trial(self.cluster, host.name, result)
+
+    def take_marks(self) -> dict[str, bytes]:
+        """The calls counted since the last report, per host, for the control
+        process's breakers (which count every worker's)."""
+        out = {}
+        for host in self.hosts:
+            if host.marks:
+                out[host.name] = bytes(host.marks)
+                host.marks.clear()
+        return out
 
     def apply(self, host: "Host", phase: str, permits: int) -> None:
         """The control process's word on ``host``."""

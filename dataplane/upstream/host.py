@@ -41,7 +41,7 @@ class Host:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "current_weight", "inflight", "waiting",
                  "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures",
-                 "awaiting", "breaker", "permits", "trials", "calls")
+                 "awaiting", "breaker", "permits", "trials", "calls", "marks")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -65,6 +65,7 @@ class Host:
         self.permits = 0          # half-open trial requests this worker may send
         self.trials = 0           # trial requests under way
         self.calls: Breaker | None = None   # this worker's own count of its calls
+        self.marks = bytearray()  # those calls for the control process, since the last report
         self.cc = cc              # congestion control in effect: "" is the kernel's default
         self.client_side = client_side
         # Every open upstream socket, for the pacer and for TCP_INFO samples.

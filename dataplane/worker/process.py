@@ -59,6 +59,8 @@ class Worker:
         self.default = self.clusters[DEFAULT]
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
         self.response_timeout = config.retries.per_try_timeout or config.timeouts.request
+        t = config.timeouts
+        self.stream_timeout = min(t.idle, t.client_body, t.backend_idle, t.client_write)
         self.connections: set[Tracked] = set()
         relay = config.balancer.relay
         # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
@@ -158,7 +160,9 @@ class Worker:
                               len(self.connections), link.up.ring.dropped,
                               self.stats.rejected, self.stats.refused,
                               {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
-                              self.transport.summary(hosts, self.clock.now)))
+                              self.transport.summary(hosts, self.clock.now),
+                              {name: marks for c in self.clusters.values()
+                               for name, marks in c.breakers.take_marks().items()}))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property
