@@ -133,6 +133,8 @@ def test_lbctl_opens_and_closes_a_breaker(topology):
         time.sleep(1.0)
         assert seen(topo, "b2") == count
         assert breaker(topo, "b2")["transitions"][-1]["reason"] == "set by lbctl"
+        shown = lbctl(topo, "breaker", b2).stdout           # what an operator reads
+        assert "set by lbctl" in shown and "max_requests" in shown, shown
         assert lbctl(topo, "backend", "set", b2, "breaker", "closed").returncode == 0
         time.sleep(0.5)
         assert seen(topo, "b2") > count

@@ -30,7 +30,8 @@ class BackendState(msgspec.Struct, array_like=True):
     health: str = "unknown"   # unknown | up | down | slow_start (control/health.py)
     weight_percent: int = 100  # effective weight during slow start
     breaker: str = "closed"   # closed | open | half_open (control/breakers.py)
-    permits: dict[int, int] = {}   # half_open: trial requests leased, by worker slot
+    lease: int = 0            # half_open: the number of the current grant of permits
+    permits: dict[int, int] = {}   # ...and the trial requests it allows, by worker slot
 
 
 class Snapshot(msgspec.Struct, tag="state", array_like=True):

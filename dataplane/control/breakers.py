@@ -39,7 +39,11 @@ LEASE = 1.0          # seconds a half-open permit may stay unused in one worker
 
 @dataclass
 class Lease:
-    """Who may send the trials of one half-open breaker."""
+    """Who may send the trials of one half-open breaker. Each grant has its own
+    number: a worker counts the trials it started under it, so a snapshot
+    that crosses a trial's start cannot hand the same permit out twice."""
+    number: int = 0
+    allowed: int = 0                 # trials under this grant (a void one is given back)
     holder: int | None = None
     since: float = 0.0
     started: int = 0                 # trials the holder has started
@@ -60,6 +64,7 @@ class BreakerBoard:
         self.leases: dict[str, Lease] = {}
         self.trips: dict[str, int] = {}          # per backend, since the start
         self.refused: dict[str, int] = {}        # trips the ejection cap refused
+        self.grants = 0                          # lease numbers handed out so far
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -104,6 +109,7 @@ class BreakerBoard:
             return
         if message.result == "void":       # the permit comes back
             lease.started -= 1
+            lease.allowed += 1
             self._publish()
             return
         breaker.trial(time.monotonic(), message.result == "passed")
@@ -168,14 +174,19 @@ class BreakerBoard:
             return
         after = [s for s in live if lease.holder is None or s > lease.holder]
         lease.holder = (after or live)[0]
+        self.grants += 1
+        lease.number, lease.allowed = self.grants, self.rules.trial_calls
         lease.since, lease.started = now, 0
 
     def _expire(self, name: str, now: float) -> bool:
         """A lease unused for LEASE moves on; a trial with no verdict within
         ``trial_timeout`` (its worker died, say) counts as failed."""
         lease = self.leases.get(name)
-        if lease is None or lease.holder is None or lease.revoked_from is not None:
+        if lease is None or lease.revoked_from is not None:
             return False
+        if lease.holder is None:             # no live worker at the time
+            self._lease(name, lease, now)
+            return lease.holder is not None
         if lease.started:
             if now - lease.since < self.trial_timeout:
                 return False
@@ -200,11 +211,12 @@ class BreakerBoard:
         log.info("breaker", backend=name, old=move.old.value, new=move.new.value,
                  reason=move.reason)
 
-    def _permits(self, name: str) -> dict[int, int]:
+    def _permits(self, name: str) -> tuple[int, dict[int, int]]:
+        """(grant number, {worker slot: trials allowed under it})."""
         lease = self.leases.get(name)
         if lease is None or lease.holder is None or lease.revoked_from is not None:
-            return {}
-        return {lease.holder: max(0, self.rules.trial_calls - lease.started)}
+            return 0, {}
+        return lease.number, {lease.holder: lease.allowed}
 
     def _publish(self, force: bool = False) -> None:
         def fields(backend: BackendState) -> dict | None:
@@ -212,7 +224,8 @@ class BreakerBoard:
             breaker = self.breakers.get(name)
             if breaker is None:
                 return None
-            return {"breaker": breaker.phase.value, "permits": self._permits(name)}
+            number, permits = self._permits(name)
+            return {"breaker": breaker.phase.value, "lease": number, "permits": permits}
         self.state.revise(fields, force)
 
     # -- what lbctl shows ----------------------------------------------------

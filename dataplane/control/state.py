@@ -37,7 +37,7 @@ def states_of(config: Config, previous: list[BackendState] = ()) -> list[Backend
             Congestion.effective(b.congestion_control), b.client_side,
             b.congestion_control or "", DEFAULT, old.health if old else "unknown",
             old.weight_percent if old else 100, old.breaker if old else "closed",
-            old.permits if old else {}))
+            old.lease if old else 0, old.permits if old else {}))
     return out
 
 

@@ -99,6 +99,7 @@ class WorkerBreakers:
     def trial_begins(self, host: "Host") -> None:
         """A request goes to a half-open host on one of this worker's permits."""
         host.permits -= 1
+        host.used += 1
         host.trials += 1
         self.signals.trial(self.cluster, host.name, "started")
         if not host.permits:
@@ -124,8 +125,11 @@ class WorkerBreakers:
                 host.marks.clear()
         return out
 
-    def apply(self, host: "Host", phase: str, permits: int) -> None:
-        """The control process's word on ``host``."""
+    def apply(self, host: "Host", phase: str, lease: int, allowed: int) -> None:
+        """The control process's word on ``host``: its phase, and under grant
+        ``lease`` the trials this worker may start (less those it has)."""
         if phase == CLOSED and host.breaker != CLOSED and host.calls is not None:
             host.calls.window.clear()    # a fresh start, as in the control process
-        host.breaker, host.permits = phase, permits
+        if lease != host.lease:
+            host.lease, host.used = lease, 0
+        host.breaker, host.permits = phase, max(0, allowed - host.used)

@@ -76,6 +76,7 @@ class HostSpec(Protocol):
     health: str
     weight_percent: int
     breaker: str
+    lease: int
     permits: dict[int, int]
 
 
@@ -261,7 +262,8 @@ class Cluster:
             if host.cc != spec.cc:      # idle connections would keep the old algorithm
                 self.pool.close_idle([host], for_good=False)
             host.cc, host.client_side = spec.cc, spec.client_side
-            self.breakers.apply(host, spec.breaker, spec.permits.get(self.signals.slot, 0))
+            self.breakers.apply(host, spec.breaker, spec.lease,
+                                spec.permits.get(self.signals.slot, 0))
             updated.append(host)
         for gone in current.values():   # busy connections finish their requests
             gone.weight = 0              # the old hash table may still name it

@@ -3,7 +3,8 @@ take, and the counters of its traffic in this worker.
 
 Who writes what: the Cluster writes admission state, the in-flight count and the passive
 error count (``weight``, ``state``, ``health``, ``inflight``, ``failures``); its
-breakers write ``breaker``, ``permits``, ``trials`` and ``calls``;
+breakers write ``breaker``, ``permits``, ``lease``, ``used``, ``trials``, ``calls``
+and ``marks``;
 exchanges add and remove themselves in ``awaiting``; the Pool
 writes the connection fields (``idle``, ``active``, ``waiting``, ``conn_stats``);
 the Resolver writes the address; the snapshot writes ``cc`` and
@@ -41,7 +42,8 @@ class Host:
     __slots__ = ("name", "host", "port", "weight", "address", "family", "idle",
                  "active", "current_weight", "inflight", "waiting",
                  "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures",
-                 "awaiting", "breaker", "permits", "trials", "calls", "marks")
+                 "awaiting", "breaker", "permits", "lease", "used", "trials", "calls",
+                 "marks")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -62,7 +64,9 @@ class Host:
         self.failures = 0         # passive: connect errors in a row seen by this worker
         self.awaiting: set = set()   # HTTP exchanges on it with no response head yet
         self.breaker = "closed"   # closed | open | half_open, from the control process
-        self.permits = 0          # half-open trial requests this worker may send
+        self.permits = 0          # half-open trial requests this worker may still send
+        self.lease = 0            # the grant they come from...
+        self.used = 0             # ...and the trials started under it here
         self.trials = 0           # trial requests under way
         self.calls: Breaker | None = None   # this worker's own count of its calls
         self.marks = bytearray()  # those calls for the control process, since the last report
