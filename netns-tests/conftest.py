@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -122,6 +124,21 @@ def ask_backend(topo, name: str, path: str) -> bytes:
         while chunk := sock.recv(65536):
             answer += chunk
     return answer.partition(b"\r\n\r\n")[2]
+
+
+def reload_and_wait(topo: Topology, lb: subprocess.Popen, workers: int) -> int:
+    """SIGHUP the balancer; wait until every worker has applied the reload's
+    state version (health checks publish versions of their own), and return it."""
+    sent = topo.log(lb).count('"event":"reload sent"')
+    lb.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while topo.log(lb).count('"event":"reload sent"') == sent:
+        assert time.monotonic() < deadline, "no reload sent"
+        time.sleep(0.02)
+    line = [x for x in topo.log(lb).splitlines() if '"event":"reload sent"' in x][-1]
+    version = json.loads(line)["version"]
+    topo.wait_for_log(lb, f'"version":{version},"workers":{workers}')
+    return version
 
 
 def lbctl(topo: Topology, *args: str, socket: str = "admin.sock") -> subprocess.CompletedProcess:

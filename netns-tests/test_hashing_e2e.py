@@ -4,10 +4,9 @@ removing a backend (reload) moves only the users it had."""
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
-from conftest import Client, balancer_config, lbctl
+from conftest import Client, balancer_config, lbctl, reload_and_wait
 
 
 @pytest.mark.parametrize("algorithm", ["ring_hash", "maglev"])
@@ -32,8 +31,7 @@ def test_header_key_is_sticky_and_removal_moves_only_its_keys(topology, algorith
         assert backend_for(user) == first[user]
     (topo.tmp / "balancer.yaml").write_text(
         balancer_config(topo, ["b1", "b3"]).replace("workers: 1", "workers: 2, " + hashing))
-    lb.send_signal(signal.SIGHUP)
-    topo.wait_for_log(lb, '"version":2,"workers":2')
+    reload_and_wait(topo, lb, 2)
     after = {user: backend_for(user) for user in users}
     for user in users:
         if first[user] == "b2":

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from conftest import Client, balancer_config
+from conftest import Client, balancer_config, reload_and_wait
 
 
 def events(topo, proc, name: str) -> list[dict]:
@@ -93,9 +93,8 @@ def test_reload_reaches_every_worker_within_100_ms(topology):
     lb = two_workers(topo, backends=("b1", "b2"))
     config_path = topo.tmp / "balancer.yaml"
     config_path.write_text(balancer_config(topo, ["b2"]).replace("workers: 1", "workers: 2"))
-    lb.send_signal(signal.SIGHUP)
-    topo.wait_for_log(lb, '"version":2,"workers":2')
-    applied = [e for e in events(topo, lb, "state applied") if e["version"] == 2]
+    version = reload_and_wait(topo, lb, 2)
+    applied = [e for e in events(topo, lb, "state applied") if e["version"] == version]
     assert applied and applied[0]["ms"] < 100, applied
     client = Client(topo)
     seen = {json.loads(client.request("GET", f"/r/{i}")[1])["backend"] for i in range(10)}
