@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .io.reactor import Reactor
     from .kernel.transport import Transport
+    from .routing.table import RouteTable
     from .upstream.cluster import Cluster
 
 
@@ -49,6 +50,8 @@ class Site(Protocol):
     stream_timeout: float      # the shortest timeout that can apply while bodies move
     stopping: bool
 
-    def cluster_for(self, target: bytes, headers: list) -> "Cluster": ...
+    clusters: dict[str, "Cluster"]   # one per backend group
+    default: "Cluster"               # the top-level backends' group
+    routes: "RouteTable"
     def track(self, conn: Tracked) -> None: ...
     def forget(self, conn: Tracked) -> None: ...

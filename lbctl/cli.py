@@ -15,7 +15,7 @@ from .client import CommandFailed, call
 from .tables import clock, console, table
 
 from dataplane import __version__
-from dataplane.config import ConfigError, load
+from dataplane.config import ConfigError, load, warnings
 
 EXIT_CONFIG = 2
 
@@ -53,8 +53,12 @@ def run(path: str) -> None:
 def check(path: str) -> None:
     """Validate a configuration file and start nothing (exit 0, or 2 on error)."""
     config = _load_or_exit(path)
-    click.echo(f"{path}: configuration OK ({len(config.backends)} backends, "
-               f"mode {config.balancer.mode}, port {config.balancer.port})")
+    for warning in warnings(config):
+        click.echo(f"{path}: warning: {warning}", err=True)
+    groups = sum(len(config.group(name).backends) for name in config.group_names())
+    click.echo(f"{path}: configuration OK ({groups} backends in {len(config.group_names())} "
+               f"groups, {len(config.routes)} routes, mode {config.balancer.mode}, "
+               f"port {config.balancer.port})")
 
 
 @main.command()

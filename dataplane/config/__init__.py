@@ -13,15 +13,17 @@ from typing import Any
 import msgspec
 import yaml
 
-from .checks import check_algorithm, congestion_algorithms, run_checks
+from .checks import check_algorithm, congestion_algorithms, run_checks, warnings
 from .errors import ConfigError, DuplicateKey, StrictLoader, explain, line_index
-from .schema import (Admin, Backend, Balancer, Breaker, Config, Congestion, Health, Limits,
-                     Log, Pacer, Pool, Retries, Timeouts)
+from .model import DEFAULT, Config
+from .routes import Group, Route
+from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Health, Limits, Log, Pacer,
+                     Pool, Retries, Timeouts)
 from .units import Duration, Rate
 
-__all__ = ["Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError", "Congestion",
-           "Duration", "Health", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
-           "check_algorithm", "congestion_algorithms", "load", "parse"]
+__all__ = ["DEFAULT", "Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError",
+           "Congestion", "Duration", "Group", "Health", "Route", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
+           "check_algorithm", "congestion_algorithms", "load", "parse", "warnings"]
 
 
 def _decode_hook(kind: type, value: Any) -> Any:
@@ -49,6 +51,9 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: (top level): expected a mapping of sections")
     try:
         config = msgspec.convert(data, Config, dec_hook=_decode_hook)
+        config.merge_groups(data.get("clusters") or {},
+                            lambda merged, kind: msgspec.convert(merged, kind,
+                                                                 dec_hook=_decode_hook))
     except msgspec.ValidationError as exc:
         raise explain(exc, lines, source) from None
     run_checks(config, lines, source)

@@ -3,8 +3,10 @@ algorithm names, tunables."""
 
 from __future__ import annotations
 
+import re
+
 from .errors import error as _error
-from .schema import Config
+from .model import DEFAULT, Config
 
 
 def run_checks(config: Config, lines: dict, source: str) -> None:
@@ -14,6 +16,7 @@ def run_checks(config: Config, lines: dict, source: str) -> None:
     _check_congestion(config, lines, source)
     _check_health(config, lines, source)
     _check_breaker(config, lines, source)
+    _check_routes(config, lines, source)
 
 
 def _is_prime(n: int) -> bool:
@@ -115,3 +118,80 @@ def _check_breaker(config: Config, lines: dict, source: str) -> None:
     if not breaker.failure_on:
         raise _error(lines, source, ("breaker", "failure_on"),
                      "names no failure; set breaker.enabled: false to turn breakers off")
+
+
+def _check_routes(config: Config, lines: dict, source: str) -> None:
+    names: dict[str, int] = {}
+    for i, route in enumerate(config.routes):
+        path = ("routes", i)
+        if route.name is not None:
+            if route.name in names:
+                raise _error(lines, source, path + ("name",),
+                             f"duplicate route name {route.name!r} (already routes[{names[route.name]}])")
+            names[route.name] = i
+        if route.cluster is not None and route.cluster != DEFAULT \
+                and route.cluster not in config.clusters:
+            known = ", ".join([DEFAULT, *config.clusters])
+            raise _error(lines, source, path + ("cluster",),
+                         f"no cluster {route.cluster!r}; known: {known}")
+        answers = [k for k in ("cluster", "redirect", "respond") if getattr(route, k) is not None]
+        if len(answers) > 1:
+            raise _error(lines, source, path, f"give one of cluster, redirect, respond, "
+                                              f"not {' and '.join(answers)}")
+        if route.rewrite_prefix is not None and (route.match.path is None
+                                                 or route.match.path.prefix is None):
+            raise _error(lines, source, path + ("rewrite_prefix",),
+                         "needs match.path.prefix (the part it replaces)")
+        _check_regexes(route, lines, source, path)
+
+
+def _check_regexes(route, lines: dict, source: str, path: tuple) -> None:
+    match = route.match
+    found = [(("match", "path", "regex"), match.path.regex)] if match.path else []
+    if match.path is not None and sum(x is not None for x in (
+            match.path.prefix, match.path.exact, match.path.regex)) != 1:
+        raise _error(lines, source, path + ("match", "path"), "give one of prefix, exact, regex")
+    found += [(("match", kind, j, "regex"), c.regex) for kind in ("header", "query")
+              for j, c in enumerate(getattr(match, kind)) if c.regex is not None]
+    for where, pattern in found:
+        if pattern is None:
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _error(lines, source, path + where, f"invalid regex: {exc}") from None
+
+
+def warnings(config: Config) -> list[str]:
+    """What is legal but almost surely a mistake: routes an earlier one shadows."""
+    out = []
+    for j, later in enumerate(config.routes):
+        for i, earlier in enumerate(config.routes[:j]):
+            if _covers(earlier.match, later.match):
+                out.append(f"routes[{j}] ({later.name or 'unnamed'}) is never reached: "
+                           f"routes[{i}] ({earlier.name or 'unnamed'}) matches every request "
+                           "it would")
+                break
+    return out
+
+
+def _covers(wide, narrow) -> bool:
+    """Does every request ``narrow`` matches also match ``wide``? (Only the
+    plain cases: ``wide`` with at most a host and a path condition.)"""
+    if wide.method or wide.header or wide.query:
+        return False
+    if wide.host and not _host_covers(wide.host.lower(), (narrow.host or "").lower()):
+        return False
+    if wide.path is None:
+        return True
+    if narrow.path is None or narrow.path.regex is not None:
+        return False
+    if wide.path.prefix is not None:
+        return (narrow.path.prefix or narrow.path.exact).startswith(wide.path.prefix)
+    return wide.path.exact is not None and narrow.path.exact == wide.path.exact
+
+
+def _host_covers(wide: str, narrow: str) -> bool:
+    if not narrow:                  # the narrow route takes any host; the wide one does not
+        return False
+    return narrow.endswith(wide[1:]) if wide.startswith("*.") else narrow == wide

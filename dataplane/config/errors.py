@@ -9,7 +9,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from .schema import Config
+from .model import Config
 
 
 class ConfigError(Exception):

@@ -171,17 +171,3 @@ class Breaker(Section):
     max_connections: Limit | None = None     # for the whole balancer, per backend
     max_pending: Limit | None = None
     max_requests: Limit | None = None
-
-
-class Config(Section):
-    balancer: Balancer = msgspec.field(default_factory=Balancer)
-    backends: list[Backend] = msgspec.field(default_factory=list)
-    pool: Pool = msgspec.field(default_factory=Pool)
-    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
-    limits: Limits = msgspec.field(default_factory=Limits)
-    log: Log = msgspec.field(default_factory=Log)
-    admin: Admin = msgspec.field(default_factory=Admin)
-    congestion: Congestion = msgspec.field(default_factory=Congestion)
-    health: Health = msgspec.field(default_factory=Health)
-    retries: Retries = msgspec.field(default_factory=Retries)
-    breaker: Breaker = msgspec.field(default_factory=Breaker)

@@ -30,14 +30,15 @@ def states_of(config: Config, previous: list[BackendState] = ()) -> list[Backend
     its health and its breaker."""
     kept = {(s.cluster, s.host, s.port): s for s in previous}
     out = []
-    for b in config.backends:
-        old = kept.get((DEFAULT, b.host, b.port))
-        out.append(BackendState(
-            b.host, b.port, b.weight, old.state if old else "ready",
-            Congestion.effective(b.congestion_control), b.client_side,
-            b.congestion_control or "", DEFAULT, old.health if old else "unknown",
-            old.weight_percent if old else 100, old.breaker if old else "closed",
-            old.lease if old else 0, old.permits if old else {}))
+    for group in config.group_names():
+        for b in config.group(group).backends:
+            old = kept.get((group, b.host, b.port))
+            out.append(BackendState(
+                b.host, b.port, b.weight, old.state if old else "ready",
+                Congestion.effective(b.congestion_control), b.client_side,
+                b.congestion_control or "", group, old.health if old else "unknown",
+                old.weight_percent if old else 100, old.breaker if old else "closed",
+                old.lease if old else 0, old.permits if old else {}))
     return out
 
 

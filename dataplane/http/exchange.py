@@ -27,10 +27,12 @@ from .deadline import CONNECT, QUEUE, RESPONSE
 from .response import ResponseReader
 from .request import SPLICE_MIN, RequestSide
 from .retry import Retries
+from .routed import Routed
 from .upgrade import join_streams
 from .rules import NONE
 
 if TYPE_CHECKING:
+    from ..routing.route import Route
     from ..upstream.host import Host
     from ..upstream.pool import Connect, UpstreamConnection
     from .client import ClientConnection
@@ -53,13 +55,13 @@ PENDING, QUEUED, CONNECTING, SENT, RESPONDING, SPLICING, DONE = State
 NO_ERROR = ErrorKind.NONE
 
 
-class Exchange(RequestSide, Retries):
+class Exchange(RequestSide, Retries, Routed):
     __slots__ = (
         "client", "site", "cluster", "state", "target", "headers", "method", "version",
         "keep_alive", "upgrade", "upgrade_tail", "fields", "req_framing", "req_remaining",
         "request_complete", "pending", "pending_size", "host", "upstream", "connecting",
         "response", "splice", "reused", "attempts", "started", "bytes_in", "status",
-        "error", "kind", "key", "tried")
+        "error", "kind", "key", "tried", "route", "local", "wait")
 
     def __init__(self, client: "ClientConnection") -> None:
         self.client = client
@@ -93,6 +95,9 @@ class Exchange(RequestSide, Retries):
         self.kind = NO_ERROR
         self.key: bytes | None = None       # the hash key, kept for a retry elsewhere
         self.tried: set[Host] | None = None  # hosts failed over from (retries elsewhere)
+        self.route: Route | None = None      # the route it took (None: the default group)
+        self.local = False                  # answered by the balancer (respond, redirect)
+        self.wait = self.site.response_timeout   # for the response head, per try
 
     @property
     def done(self) -> bool:
@@ -101,7 +106,9 @@ class Exchange(RequestSide, Retries):
     @property
     def client_keep_alive(self) -> bool:
         """The client connection may carry another request after this one."""
-        return not self.error and self.response is not None and self.response.client_keep_alive
+        if self.error:
+            return False
+        return self.response.client_keep_alive if self.response is not None else self.local
 
     @property
     def written(self) -> bool:
@@ -114,13 +121,17 @@ class Exchange(RequestSide, Retries):
         return self.state in (RESPONDING, SPLICING)
 
     def request_sent(self) -> None:
+        if self.local:                  # answered already; now the request is whole
+            self.client.exchange_done(self, False)
+            return
         if self.state is SENT and self.client.is_active(self):
-            self.client.arm(RESPONSE, self.site.response_timeout)
+            self.client.arm(RESPONSE, self.wait)
 
     # -- choosing a host and a connection ----------------------------------
     def start(self) -> None:
-        site = self.site
-        cluster = self.cluster = site.cluster_for(self.target, self.headers)
+        cluster = self.cluster = self.take_route()
+        if cluster is None:
+            return
         key = self.key = cluster.key_of(self.client.peer, self.target, self.headers) \
             if cluster.hashed else None
         host = cluster.choose(key)
@@ -196,9 +207,10 @@ class Exchange(RequestSide, Retries):
         if conn.host.client_side or transport.clients:
             transport.serving(client.stream.sock, conn.host)
         # A refused upgrade may have carried the new protocol's first bytes.
+        route = self.route
         self.response = ResponseReader(self.method, self.version, self.keep_alive,
-                                       self.upgrade, bool(self.upgrade_tail),
-                                       client.is_closing)
+                                       self.upgrade, bool(self.upgrade_tail), client.is_closing,
+                                       route.response_edits if route is not None else None)
         head = rules.request_head(self.method, self.target, self.fields, client.peer,
                                   self.upgrade is not None)
         if self.pending:
@@ -209,7 +221,7 @@ class Exchange(RequestSide, Retries):
         if self.upgrade_tail:
             conn.stream.write(self.upgrade_tail)
         if self.request_complete:
-            client.arm(RESPONSE, site.response_timeout)
+            client.arm(RESPONSE, self.wait)
         else:
             client.arm_stream()
             if not self.splice_request_body():
@@ -368,11 +380,15 @@ class Exchange(RequestSide, Retries):
             site.stats.errors += 1
         ms = self._ms()
         host = self.host.name if self.host else ""
-        self.cluster.report(self.host, Outcome(self.cluster.name, host, status, ms,
-                                               self.bytes_in, bytes_out, self.kind, self.reused))
+        cluster = self.cluster
+        if cluster is not None:                # None: the balancer answered (routed.py)
+            cluster.report(self.host, Outcome(cluster.name, host, status, ms, self.bytes_in,
+                                              bytes_out, self.kind, self.reused))
         if site.config.log.access:
+            route = self.route
             access_line(self.client.peer, self.method, self.target, status, host,
-                        self.bytes_in, bytes_out, ms, self.error)
+                        self.bytes_in, bytes_out, ms, self.error,
+                        route and route.name, cluster.name if cluster is not None else None)
 
     def _ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 2)

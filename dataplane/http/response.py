@@ -21,14 +21,15 @@ class ResponseReader:
     __slots__ = ("parser", "feed", "head_request", "version", "keep_alive", "upgrade", "closing",
                  "reuse_forbidden", "status", "reason", "headers", "trailers", "framing",
                  "client_framing", "remaining", "started", "complete", "interim",
-                 "upstream_keep_alive", "client_keep_alive", "out", "body_bytes")
+                 "upstream_keep_alive", "client_keep_alive", "out", "body_bytes", "edits")
 
     def __init__(self, method: bytes, version: str, keep_alive: bool, upgrade: bytes | None,
-                 reuse_forbidden: bool, closing: Callable[[], bool]) -> None:
+                 reuse_forbidden: bool, closing: Callable[[], bool], edits=None) -> None:
         """``keep_alive``: the client asked to keep its connection;
         ``reuse_forbidden``: the upstream connection must not be reused whatever
         the backend says (it may have read bytes of a refused upgrade);
-        ``closing``: whether the client connection is closing by now."""
+        ``closing``: whether the client connection is closing by now;
+        ``edits``: a route's response header changes (routing.route.HeaderEdits)."""
         self.parser = httptools.HttpResponseParser(self)
         # Raises httptools.HttpParserUpgrade at a 101 (its argument: where the
         # new protocol's bytes start) and HttpParserError on a broken response.
@@ -52,6 +53,7 @@ class ResponseReader:
         self.client_keep_alive = False
         self.out: list[bytes] = []    # bytes for the client, taken by the exchange
         self.body_bytes = 0
+        self.edits = edits
 
     def close(self) -> None:
         """Done with it: the parser refers back to us, so break the cycle rather
@@ -116,6 +118,8 @@ class ResponseReader:
         if status == 101:
             return    # the parser stops at the protocol switch
         fields = rules.scan(self.headers)
+        if self.edits is not None:
+            fields.lines = self.edits.apply(fields.lines)
         framing = rules.response_framing(fields, status, self.head_request)
         client_framing = rules.client_framing(framing, self.version)
         keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None

@@ -53,7 +53,7 @@ class Retries:
     reused: bool
     attempts: int
     # Provided by the Exchange: written, responding, fail, _open, _use,
-    # _drop_attempt, _ms.
+    # _drop_attempt, _ms, retry_attempts.
 
     def _retryable(self) -> bool:
         """A reused connection the backend had closed: safe to try once more on a
@@ -91,7 +91,8 @@ class Retries:
 
     def _retry_target(self, budgeted: bool) -> "tuple[Host, set[Host]] | None":
         cluster, host = self.cluster, self.host
-        if (self.responding or (self.tried is not None and len(self.tried) >= cluster.retry_attempts)
+        attempts = self.retry_attempts(cluster.retry_attempts)
+        if (self.responding or (self.tried is not None and len(self.tried) >= attempts)
                 or not replayable(self.method, self.written, self.req_framing != NONE,
                                   self.upgrade is not None)):
             return None

@@ -21,6 +21,9 @@ class Reject(Exception):
 
 
 REASONS = {
+    200: b"OK", 204: b"No Content", 301: b"Moved Permanently", 302: b"Found",
+    303: b"See Other", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
+    401: b"Unauthorized", 403: b"Forbidden", 429: b"Too Many Requests",
     400: b"Bad Request", 414: b"URI Too Long", 404: b"Not Found", 405: b"Method Not Allowed",
     408: b"Request Timeout", 413: b"Content Too Large",
     431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
@@ -35,7 +38,7 @@ class Fields:
     kept aside (``length_value``) because re-framing decides whether it travels.
     """
 
-    __slots__ = ("lines", "framing", "length", "length_value", "host", "upgrade",
+    __slots__ = ("lines", "framing", "length", "length_value", "host", "authority", "upgrade",
                  "forwarded_for", "connection")
 
     def __init__(self) -> None:
@@ -44,6 +47,7 @@ class Fields:
         self.length = 0
         self.length_value = b""
         self.host = False
+        self.authority = b""      # the Host header's value
         self.upgrade: bytes | None = None
         self.forwarded_for = b""
         self.connection: set[bytes] = set()
@@ -70,7 +74,7 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
             if not (lower in named or lower.startswith(b"proxy-")):
                 lines.extend((name, b": ", value, b"\r\n"))
         elif kind == _HOST:
-            fields.host = True
+            fields.host, fields.authority = True, value
             lines.extend((name, b": ", value, b"\r\n"))
         elif kind == _LENGTH:
             fields.length, fields.length_value = int(value), value
@@ -164,6 +168,14 @@ def client_framing(upstream: int, client_version: str) -> int:
     if client_version == "1.0":
         return CLOSE if upstream in (CHUNKED, CLOSE) else upstream
     return CHUNKED if upstream == CLOSE else upstream
+
+
+def local_response(status: int, headers: bytes, body: bytes, head_only: bool) -> bytes:
+    """An answer of the balancer's own that keeps the connection open
+    (``headers``: lines ending in CRLF)."""
+    reason = REASONS.get(status, b"OK" if status < 300 else b"Error")
+    return b"HTTP/1.1 %d %b\r\n%bContent-Length: %d\r\n\r\n%b" % (
+        status, reason, headers, len(body), b"" if head_only else body)
 
 
 def error_response(status: int, detail: str, headers: bytes = b"") -> bytes:

@@ -31,7 +31,7 @@ class TcpSession:
         self.started = time.monotonic()
         self.deadline = site.clock.now + site.connect_timeout
         self.connecting: Connect | None = None
-        cluster: Cluster = site.cluster_for(b"", [])
+        cluster: Cluster = site.default
         self.cluster = cluster
         host = cluster.choose(peer.encode())    # hashed by client address
         if host is None or not cluster.pool.can_open(host):

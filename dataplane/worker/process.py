@@ -16,18 +16,18 @@ from .. import logs
 from ..channel.link import Link
 from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Trial,
                                 Tripped, Verdict)
-from ..config import Config
+from ..config import DEFAULT, Config
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from ..site import Clock, Stats, Tracked
 from ..tcp.session import TcpSession
 from ..upstream.cluster import Cluster
+from ..routing.table import RouteTable
 from ..upstream.outcome import Outcome
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
-DEFAULT = "default"      # the cluster of the top-level backends
 
 
 def sweep_interval(config: Config) -> float:
@@ -52,11 +52,9 @@ class Worker:
         self.reactor = Reactor(loop)
         self.transport = Transport(config.congestion.pacer)
         self._builds = 0
-        self.clusters = {DEFAULT: Cluster(DEFAULT, config.balancer, config.pool, config.health,
-                                          config.retries, config.breaker, self.reactor,
-                                          self.transport, self.outcomes.append, self,
-                                          self._build_in_thread)}
+        self.clusters = {name: self._cluster(name) for name in config.group_names()}
         self.default = self.clusters[DEFAULT]
+        self.routes = RouteTable(config.routes)
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
         self.response_timeout = config.retries.per_try_timeout or config.timeouts.request
         t = config.timeouts
@@ -74,9 +72,11 @@ class Worker:
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
 
-    def cluster_for(self, target: bytes, headers: list) -> Cluster:
-        """The cluster a request goes to (routes come with a later issue)."""
-        return self.default
+    def _cluster(self, name: str) -> Cluster:
+        group, config = self.config.group(name), self.config
+        return Cluster(name, config.balancer_of(name), group.pool, group.health, group.retries,
+                       group.breaker, self.reactor, self.transport, self.outcomes.append, self,
+                       self._build_in_thread)
 
     def hosts(self):
         for cluster in self.clusters.values():

@@ -1,0 +1,67 @@
+"""The whole configuration: the sections (schema.py), the backend groups and
+the routes (routes.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .routes import Choosing, Group, Name, Route
+from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Health, Limits, Log, Pool,
+                     Retries, Section, Timeouts)
+
+DEFAULT = "default"                 # the group of the top-level backends
+# Sections a group may override, key by key.
+GROUP_SECTIONS = ("pool", "health", "breaker", "retries")
+
+
+class Config(Section):
+    balancer: Balancer = msgspec.field(default_factory=Balancer)
+    backends: list[Backend] = msgspec.field(default_factory=list)
+    pool: Pool = msgspec.field(default_factory=Pool)
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    log: Log = msgspec.field(default_factory=Log)
+    admin: Admin = msgspec.field(default_factory=Admin)
+    congestion: Congestion = msgspec.field(default_factory=Congestion)
+    health: Health = msgspec.field(default_factory=Health)
+    retries: Retries = msgspec.field(default_factory=Retries)
+    breaker: Breaker = msgspec.field(default_factory=Breaker)
+    clusters: dict[Name, Group] = msgspec.field(default_factory=dict)
+    routes: list[Route] = msgspec.field(default_factory=list)
+    routes_default: Literal["default", "none"] = "default"
+
+    def group(self, name: str) -> Group:
+        """A group's effective settings (``default``: the top-level ones).
+        After ``parse`` every section of every group is filled in."""
+        if name != DEFAULT:
+            return self.clusters[name]
+        return Group(self.backends, Choosing(), self.pool, self.health, self.breaker,
+                     self.retries)
+
+    def group_names(self) -> list[str]:
+        return [DEFAULT, *self.clusters]
+
+    def balancer_of(self, name: str) -> Balancer:
+        """The balancer section with a group's algorithm and hash key."""
+        if name == DEFAULT:
+            return self.balancer
+        choosing = self.clusters[name].balancer
+        return msgspec.structs.replace(
+            self.balancer, algorithm=choosing.algorithm or self.balancer.algorithm,
+            hash_key=choosing.hash_key or self.balancer.hash_key)
+
+    def merge_groups(self, raw: dict, convert) -> None:
+        """Fill each group's sections: the top-level one with the keys the group
+        gives (``raw``: the groups as written) laid over it. ``convert(data,
+        type)`` validates the merged section."""
+        for name, group in self.clusters.items():
+            given = raw.get(name) or {}
+            for key in GROUP_SECTIONS:
+                top = getattr(self, key)
+                if key in given:
+                    merged = {**msgspec.to_builtins(top, enc_hook=float), **given[key]}
+                    setattr(group, key, convert(merged, type(top)))
+                else:
+                    setattr(group, key, top)

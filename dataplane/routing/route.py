@@ -1,0 +1,93 @@
+"""One route, compiled from its settings: what it matches and what it does.
+No I/O."""
+
+from __future__ import annotations
+
+import re
+
+from ..config import DEFAULT
+from ..config import Route as RouteSettings
+from ..config.routes import FieldMatch
+
+
+class Condition:
+    """A header or query parameter: present, equal to a value, or matching a regex."""
+    __slots__ = ("name", "equals", "regex")
+
+    def __init__(self, spec: FieldMatch, name: str | bytes) -> None:
+        self.name = name
+        self.equals = spec.equals
+        self.regex = re.compile(spec.regex) if spec.regex is not None else None
+
+    def holds(self, value: str | None) -> bool:
+        if value is None:
+            return False
+        if self.equals is not None:
+            return value == self.equals
+        return self.regex is None or self.regex.fullmatch(value) is not None
+
+
+class HeaderEdits:
+    """Header lines removed, then set, on one side of an exchange."""
+    __slots__ = ("drop", "lines")
+
+    def __init__(self, remove: list[str], set_: dict[str, str]) -> None:
+        self.drop = frozenset(n.lower().encode() for n in [*remove, *set_])
+        self.lines = [b"%b: %b\r\n" % (n.encode(), v.encode("latin-1")) for n, v in set_.items()]
+
+    def apply(self, lines: list[bytes]) -> list[bytes]:
+        """``lines``: header lines as rules.Fields keeps them (name, ": ", value, CRLF)."""
+        kept = []
+        for at in range(0, len(lines), 4):
+            if lines[at].lower() not in self.drop:
+                kept += lines[at:at + 4]
+        return kept + self.lines
+
+
+class Route:
+    __slots__ = ("index", "name", "host", "wildcard", "exact", "prefix", "regex", "methods",
+                 "headers", "query", "cluster", "redirect", "respond", "rewrite_prefix",
+                 "request_edits", "response_edits", "request_timeout", "total_timeout",
+                 "attempts", "per_try_timeout", "requests")
+
+    def __init__(self, index: int, spec: RouteSettings) -> None:
+        match = spec.match
+        self.index = index
+        self.name = spec.name or f"#{index}"
+        host = (match.host or "").lower()
+        self.wildcard = host.startswith("*.")
+        self.host = host[2:] if self.wildcard else host
+        path = match.path
+        self.exact = path.exact if path else None
+        self.prefix = path.prefix if path else None
+        self.regex = re.compile(path.regex) if path and path.regex else None
+        self.methods = frozenset(m.encode() for m in match.method) if match.method else None
+        self.headers = [Condition(c, c.name.lower().encode()) for c in match.header]
+        self.query = [Condition(c, c.name) for c in match.query]
+        self.cluster = spec.cluster or DEFAULT
+        self.redirect = spec.redirect
+        self.respond = spec.respond
+        self.rewrite_prefix = spec.rewrite_prefix
+        sets, removes = spec.set_headers, spec.remove_headers
+        self.request_edits = HeaderEdits(removes.request, sets.request) \
+            if sets.request or removes.request else None
+        self.response_edits = HeaderEdits(removes.response, sets.response) \
+            if sets.response or removes.response else None
+        self.request_timeout = spec.timeouts.request
+        self.total_timeout = spec.timeouts.total
+        retries = spec.retries
+        self.attempts = retries.attempts if retries else None
+        self.per_try_timeout = retries.per_try_timeout if retries else None
+        self.requests = 0          # counted by the worker
+
+    def rewrite(self, target: bytes) -> bytes:
+        """The target with the matched prefix replaced (``rewrite_prefix``)."""
+        if self.rewrite_prefix is None or self.prefix is None:
+            return target
+        return self.rewrite_prefix.encode() + target[len(self.prefix):]
+
+    def location(self, target: bytes) -> bytes:
+        """Where a redirect sends the client."""
+        redirect = self.redirect
+        location = redirect.location.encode()
+        return location.rstrip(b"/") + target if redirect.keep_path else location

@@ -1,0 +1,173 @@
+"""The route table: ``routes:`` compiled once per configuration, then asked
+per request which route (if any) the request takes. No I/O.
+
+First match wins, in the order of the configuration. Compiled so that a
+request never scans every route:
+
+- by host: an exact host has its own list; ``*.example.com`` (any depth of
+  subdomain, not example.com itself) a list per suffix, the longest suffix
+  of the request's host that has one chosen; routes without a host are in
+  every list. Each list keeps the configuration's order.
+- within a list, by path: exact paths in a dict, prefixes in dicts by
+  length (a lookup per distinct prefix length no longer than the path), and
+  what only a regex or no path decides, all merged by their order;
+- then, in order, what remains of each candidate (method, headers, query,
+  path regex) decides; the first that holds wins.
+
+Hosts match case-insensitively, without their port; paths exactly as sent
+(before any rewrite), without the query.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Sequence
+from urllib.parse import parse_qsl
+
+from ..config import Route as RouteSettings
+from .route import Condition, Route
+
+_NO_HEADERS: dict[bytes, str] = {}
+
+
+class PathIndex:
+    """The routes of one host list, indexed by their path condition."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.exact: dict[str, list[Route]] = {}
+        self.prefix: dict[int, dict[str, list[Route]]] = {}
+        self.rest: list[Route] = []
+        # Routes decided first by a header's value: by header name, then value.
+        self.by_header: dict[bytes, dict[str, list[Route]]] = {}
+        for route in routes:
+            prefix = route.prefix if route.prefix is not None else _literal_prefix(route.regex)
+            if route.exact is not None:
+                self.exact.setdefault(route.exact, []).append(route)
+            elif prefix:
+                by_length = self.prefix.setdefault(len(prefix), {})
+                by_length.setdefault(prefix, []).append(route)
+            elif route.headers and route.headers[0].equals is not None:
+                first = route.headers[0]
+                by_value = self.by_header.setdefault(first.name, {})
+                by_value.setdefault(first.equals, []).append(route)
+            else:
+                self.rest.append(route)
+        self.lengths = sorted(self.prefix)
+        self.header_conditions = any(r.headers for r in routes)
+
+    def candidates(self, path: str, named: dict[bytes, str]) -> list[Route]:
+        found = list(self.rest)
+        found += self.exact.get(path, ())
+        for name, by_value in self.by_header.items():
+            value = named.get(name)
+            if value is not None:
+                found += by_value.get(value, ())
+        size = len(path)
+        for length in self.lengths:
+            if length > size:
+                break
+            found += self.prefix[length].get(path[:length], ())
+        if len(found) > 1:
+            found.sort(key=_order)
+        return found
+
+
+def _order(route: Route) -> int:
+    return route.index
+
+
+def _literal_prefix(regex: "re.Pattern[str] | None") -> str:
+    """What every path a regex matches starts with: its leading plain
+    characters (indexing a regex route by them spares most requests the regex)."""
+    if regex is None:
+        return ""
+    text = regex.pattern
+    end = 0
+    while end < len(text) and (text[end].isalnum() or text[end] in "/-_~%,;:@&="):
+        end += 1
+    if end < len(text) and text[end] in "?*{":     # the last plain character is optional
+        end -= 1
+    return text[:end]
+
+
+class RouteTable:
+    def __init__(self, settings: Iterable[RouteSettings]) -> None:
+        self.routes = [Route(i, s) for i, s in enumerate(settings)]
+        exact = {r.host for r in self.routes if r.host and not r.wildcard}
+        wild = {r.host for r in self.routes if r.wildcard}
+        self.by_host = {h: PathIndex([r for r in self.routes if _covers(r, h)]) for h in exact}
+        self.by_suffix = {s: PathIndex([r for r in self.routes if _covers(r, "x." + s)])
+                          for s in wild}
+        self.any_host = PathIndex([r for r in self.routes if not r.host])
+
+    def find(self, method: bytes, target: bytes, host: bytes,
+             headers: Sequence[tuple[bytes, bytes]]) -> Route | None:
+        """The first route the request matches, or None."""
+        if not self.routes:
+            return None
+        path, _, query = target.decode("latin-1").partition("?")
+        index = self._index(host.decode("latin-1").lower())
+        named = _headers(headers) if index.by_header or index.header_conditions else _NO_HEADERS
+        query_fields: list[tuple[str, str]] | None = None
+        for route in index.candidates(path, named):
+            if route.methods is not None and method not in route.methods:
+                continue
+            if route.regex is not None and route.regex.fullmatch(path) is None:
+                continue
+            if route.headers and not _all_hold(route.headers, named.get):
+                continue
+            if route.query:
+                if query_fields is None:
+                    query_fields = parse_qsl(query, keep_blank_values=True)
+                if not _all_hold(route.query, lambda name: _field(query_fields, name)):
+                    continue
+            return route
+        return None
+
+    def _index(self, host: str) -> PathIndex:
+        if host.startswith("["):                     # [v6]:port
+            host = host[:host.find("]") + 1]
+        else:
+            host = host.partition(":")[0]
+        index = self.by_host.get(host)
+        if index is not None:
+            return index
+        at = host.find(".")
+        while at != -1:                              # the longest suffix first
+            index = self.by_suffix.get(host[at + 1:])
+            if index is not None:
+                return index
+            at = host.find(".", at + 1)
+        return self.any_host
+
+
+def _covers(route: Route, host: str) -> bool:
+    """Can the route's host condition hold for ``host``?"""
+    if not route.host:
+        return True
+    if route.wildcard:
+        return host.endswith("." + route.host)
+    return host == route.host
+
+
+def _all_hold(conditions: list[Condition], value_of) -> bool:
+    for condition in conditions:
+        if not condition.holds(value_of(condition.name)):
+            return False
+    return True
+
+
+def _headers(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """The request's headers by lower-case name (the first value of each)."""
+    named: dict[bytes, str] = {}
+    for key, value in headers:
+        named.setdefault(key.lower(), value.decode("latin-1"))
+    return named
+
+
+def _field(fields: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in fields:
+        if key == name:
+            return value
+    return None
+
