@@ -57,7 +57,7 @@ def check(path: str) -> None:
         click.echo(f"{path}: warning: {warning}", err=True)
     groups = sum(len(config.group(name).backends) for name in config.group_names())
     click.echo(f"{path}: configuration OK ({groups} backends in {len(config.group_names())} "
-               f"groups, {len(config.routes)} routes, mode {config.balancer.mode}, "
+               f"group(s), {len(config.routes)} routes, mode {config.balancer.mode}, "
                f"port {config.balancer.port})")
 
 
@@ -111,7 +111,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
            [[w["slot"], w["pid"], w["state_version"]] for w in result["workers"]])
 
 
-BACKEND_COLUMNS = ["name", "state", "health", "weight", "active", "idle", "waiting", "requests",
+cluster_option = click.option("--cluster", help="The backend's group (default: default).")
+
+
+def _named(name: str | None, cluster: str | None) -> dict:
+    return {"name": name, "cluster": cluster} if name else {}
+
+
+BACKEND_COLUMNS = ["name", "cluster", "state", "health", "weight", "active", "idle", "waiting", "requests",
                    "errors", "p50_ms", "p99_ms", "phi", "breaker", "cc"]
 
 
@@ -129,10 +136,11 @@ def backends(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.argument("name", required=False)
 @json_flag
+@cluster_option
 @click.pass_context
-def health(ctx: click.Context, name: str | None, as_json: bool) -> None:
+def health(ctx: click.Context, name: str | None, cluster: str | None, as_json: bool) -> None:
     """Health per backend: state, phi, the detector's window, last probes and transitions."""
-    result = _admin(ctx, "health", {"name": name} if name else {})
+    result = _admin(ctx, "health", _named(name, cluster))
     if _printed_raw(result, as_json):
         return
     _table(["name", "health", "phi", "samples", "mean_ms", "std_ms", "weight %", "transitions"],
@@ -152,12 +160,13 @@ def health(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("name", required=False)
 @json_flag
+@cluster_option
 @click.pass_context
-def breaker(ctx: click.Context, name: str | None, as_json: bool) -> None:
+def breaker(ctx: click.Context, name: str | None, cluster: str | None, as_json: bool) -> None:
     """Circuit breakers per backend: state, the window's counts, trips; with NAME
     also the half-open trials, the limits and the last transitions."""
     from .breaker import show
-    result = _admin(ctx, "breaker", {"name": name} if name else {})
+    result = _admin(ctx, "breaker", _named(name, cluster))
     if not _printed_raw(result, as_json):
         show(result, name is not None, _table)
 
@@ -171,10 +180,13 @@ def backend() -> None:
 @click.argument("name")
 @click.option("--weight", type=click.IntRange(0, 10000), default=100, show_default=True)
 @click.option("--cc", help="Congestion control for its connections (see lbctl cc).")
+@cluster_option
 @click.pass_context
-def backend_add(ctx: click.Context, name: str, weight: int, cc: str | None) -> None:
+def backend_add(ctx: click.Context, name: str, weight: int, cc: str | None,
+                cluster: str | None) -> None:
     """Add backend NAME (HOST:PORT) to every worker."""
-    result = _admin(ctx, "backend.add", {"name": name, "weight": weight, "cc": cc})
+    result = _admin(ctx, "backend.add", {"name": name, "weight": weight, "cc": cc,
+                                         "cluster": cluster})
     click.echo(f"{result['name']}: added with weight {result['weight']}")
 
 
@@ -183,11 +195,13 @@ def backend_add(ctx: click.Context, name: str, weight: int, cc: str | None) -> N
 @click.option("--force", is_flag=True, help="Remove at once, without draining first.")
 @click.option("--timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
               help="Seconds to wait for the backend to drain.")
+@cluster_option
 @click.pass_context
-def backend_remove(ctx: click.Context, name: str, force: bool, timeout: float) -> None:
+def backend_remove(ctx: click.Context, name: str, force: bool, timeout: float,
+                   cluster: str | None) -> None:
     """Drain backend NAME, then remove it (refused while requests remain, unless --force)."""
-    _admin(ctx, "backend.remove", {"name": name, "force": force, "timeout": timeout},
-           wait=timeout + 10)
+    _admin(ctx, "backend.remove", {"name": name, "force": force, "timeout": timeout,
+                                   "cluster": cluster}, wait=timeout + 10)
     click.echo(f"{name}: removed")
 
 
@@ -225,8 +239,10 @@ def top(ctx: click.Context, interval: float, once: bool) -> None:
 @click.argument("field", type=click.Choice(["weight", "state", "cc", "client_side",
                                             "breaker"]))
 @click.argument("value")
+@cluster_option
 @click.pass_context
-def backend_set(ctx: click.Context, name: str, field: str, value: str) -> None:
+def backend_set(ctx: click.Context, name: str, field: str, value: str,
+                cluster: str | None) -> None:
     """NAME (HOST:PORT) weight N | state ready|drain|maint | cc ALGORITHM|default |
     client_side on|off | breaker closed|open. A new algorithm applies to new
     connections; a breaker set open stays open until set closed."""
@@ -243,7 +259,7 @@ def backend_set(ctx: click.Context, name: str, field: str, value: str) -> None:
         args = {"name": name, "client_side": value == "on"}
     else:
         args = {"name": name, field: value}
-    result = _admin(ctx, "backend.set", args)
+    result = _admin(ctx, "backend.set", {**args, "cluster": cluster})
     click.echo(f"{result['name']}: weight {result['weight']}, state {result['state']}, "
                f"breaker {result['breaker']}, cc {result['cc'] or 'default'} "
                f"(in effect: {result['cc_in_effect'] or 'default'})")

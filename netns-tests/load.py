@@ -10,13 +10,13 @@ from collections import Counter
 
 from topology import Topology
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n"
 
 
 class Load:
     def __init__(self, topo: Topology, clients: int = 4, seconds: float = 20.0,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, path: str = "/") -> None:
         self.topo = topo
+        self.request = f"GET {path} HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n".encode()
         self.timeout = timeout
         self.stop = threading.Event()
         self.deadline = time.monotonic() + seconds
@@ -33,7 +33,7 @@ class Load:
             status = 0
             try:
                 with self.topo.connect("client", "lb", 8080, timeout=self.timeout) as sock:
-                    sock.sendall(REQUEST)
+                    sock.sendall(self.request)
                     answer = b""
                     while chunk := sock.recv(65536):     # to the end: Connection: close
                         answer += chunk

@@ -8,7 +8,8 @@ import json
 import time
 
 import pytest
-from conftest import Client, balancer_config
+from conftest import Client, balancer_config, lbctl
+from load import Load
 from topology import Topology
 
 ROUTES = """
@@ -132,3 +133,36 @@ def test_routes_default_none_answers_404(topology):
     assert Client(topo).request("GET", "/app/x")[0].status == 200
     response, body = Client(topo).request("GET", "/other")
     assert response.status == 404 and b"no route" in body
+
+
+def test_groups_are_checked_and_broken_on_their_own(topology):
+    """The same address in two groups is two backends; a dead backend in one
+    group costs the other group nothing."""
+    topo = topology(["client", "lb", "b1", "b2", "b3"])
+    procs = {name: topo.python_backend(name, name) for name in ("b1", "b2", "b3")}
+    extra = (f"clusters:\n"
+             f"  api: {{backends: [{{host: {topo.hosts['b1']}, port: 8000}}, "
+             f"{{host: {topo.hosts['b2']}, port: 8000}}], health: {{interval: 100ms}}}}\n"
+             f"  static: {{backends: [{{host: {topo.hosts['b3']}, port: 8000}}], "
+             f"breaker: {{consecutive_failures: 2}}}}\n"
+             "routes: [{match: {path: {prefix: /api/}}, cluster: api},\n"
+             "         {match: {path: {prefix: /static/}}, cluster: static}]\n")
+    topo.balancer("lb", balancer_config(topo, ["b3"], extra=extra)
+                  .replace("workers: 1", "workers: 2"))
+    rows = json.loads(lbctl(topo, "backends", "--json").stdout)
+    b3 = f"{topo.hosts['b3']}:8000"
+    assert sorted(r["cluster"] for r in rows if r["name"] == b3) == ["default", "static"]
+    procs["b1"].kill()
+    with Load(topo, clients=4, seconds=3, path="/api/x") as api, \
+            Load(topo, clients=2, seconds=3, path="/static/x") as static:
+        time.sleep(3)
+    assert set(static.statuses) == {200} and len(static.statuses) > 20
+    assert set(api.statuses) == {200}, api.failures     # retried on b2, then b1 is down
+    rows = {(r["cluster"], r["name"]): r for r in json.loads(
+        lbctl(topo, "backends", "--json").stdout)}
+    assert rows[("api", f"{topo.hosts['b1']}:8000")]["health"] == "down"
+    assert rows[("static", b3)]["health"] != "down" and rows[("default", b3)]["requests"] == 0
+    health = lbctl(topo, "health", f"{topo.hosts['b1']}:8000", "--cluster", "api", "--json")
+    assert json.loads(health.stdout)[0]["health"] == "down", health.stderr
+    wrong = lbctl(topo, "health", f"{topo.hosts['b1']}:8000")      # not in the default group
+    assert wrong.returncode == 1 and "no backend" in wrong.stderr

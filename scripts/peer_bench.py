@@ -78,7 +78,17 @@ backends: [{{host: {host}, port: {backend}}}]
 pool: {{max_idle: {max_idle}}}
 log: {{access: false, level: info, summary: 0}}
 admin: {{socket: {dir}/admin-{port}.sock}}
-"""
+{routes}"""
+
+
+def routes(count: int) -> str:
+    """``count`` routes the bench's requests pass over (none matches them):
+    hosts and path prefixes, as a site's table has them."""
+    if not count:
+        return ""
+    lines = [f"  - {{match: {{host: site{i}.example.com}}}}" if i % 2 else
+             f"  - {{match: {{path: {{prefix: /service{i}/}}}}}}" for i in range(count)]
+    return "routes:\n" + "\n".join(lines) + "\n"
 
 
 def listening(port: int) -> bool:
@@ -145,10 +155,12 @@ def write(tmp: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def start_proxy(procs: Procs, name: str, workers: int) -> list[subprocess.Popen]:
+def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0
+                ) -> list[subprocess.Popen]:
     port, tcp_port = PORTS[name]
     fields = dict(host=HOST, port=port, tcp_port=tcp_port, backend=BACKEND_HTTP,
-                  tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp)
+                  tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp,
+                  routes=routes(route_count))
     if name == "haproxy":
         conf = write(procs.tmp, "haproxy.cfg", HAPROXY.format(**fields))
         return [procs.start(["haproxy", "-db", "-f", conf], port, tcp_port, name=name)]
@@ -163,8 +175,8 @@ def start_proxy(procs: Procs, name: str, workers: int) -> list[subprocess.Popen]
     http = write(procs.tmp, f"{name}-http.yaml", L7LB.format(
         **fields, mode="http", relay="auto" if relay == "splice" else relay, max_idle=100))
     tcp = write(procs.tmp, f"{name}-tcp.yaml", L7LB.format(
-        **{**fields, "port": tcp_port, "backend": BACKEND_TCP}, mode="tcp", relay=relay,
-        max_idle=100))
+        **{**fields, "port": tcp_port, "backend": BACKEND_TCP, "routes": ""}, mode="tcp",
+        relay=relay, max_idle=100))
     return [procs.start([LBCTL, "run", "-c", http], port, name=f"{name}-http"),
             procs.start([LBCTL, "run", "-c", tcp], tcp_port, name=f"{name}-tcp")]
 
@@ -241,6 +253,8 @@ def main() -> None:
     parser.add_argument("--tcp-seconds", type=int, default=5, help="iperf3 duration per run")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--only", nargs="*", default=list(PORTS), help="targets to run")
+    parser.add_argument("--routes", type=int, default=0,
+                        help="l7lb HTTP targets get this many routes that no request matches")
     parser.add_argument("--pin", action="store_true",
                         help=f"proxy on CPU {PROXY_CPU}; wrk, iperf3, backends on CPU {LOAD_CPU}")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -256,7 +270,7 @@ def main() -> None:
                     name="backend-iperf3", proxy=False)
         results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
         for name in args.only:
-            running = start_proxy(procs, name, args.workers)
+            running = start_proxy(procs, name, args.workers, args.routes)
             results[name] = measure(*PORTS[name], args)
             for proc in running:
                 procs.stop(proc)
@@ -266,6 +280,7 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "workers": args.workers,
                "wrk_connections": args.connections, "seconds": args.seconds,
+               "l7lb_routes": args.routes,
                "pinned": f"proxy on CPU {PROXY_CPU}, load and backends on CPU {LOAD_CPU}"
                if args.pin else "no"}
     print(f"machine: {machine}")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.config import ConfigError, Duration, Rate, load, parse
+from dataplane.config import ConfigError, Duration, Rate, load, parse, warnings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,11 +76,47 @@ def test_defaults():
     ("balancer: {workers: 4}\nbreaker: {max_requests: 3}\n",
      "f.yaml:2: breaker.max_requests: 3 is less than the 4 workers"),
     ("limits: {body_bytes: -1}\n", "f.yaml:1: limits.body_bytes: expected `int` >= 0"),
+    ("routes:\n  - {match: {path: {prefix: /x}}, cluster: apii}\n",
+     "f.yaml:2: routes[0].cluster: no cluster 'apii'; known: default"),
+    ("routes:\n  - {match: {path: {regex: '/a('}}}\n",
+     "f.yaml:2: routes[0].match.path.regex: invalid regex: missing ), unterminated subpattern"),
+    ("routes:\n  - {name: a}\n  - {name: a}\n",
+     "f.yaml:3: routes[1].name: duplicate route name 'a' (already routes[0])"),
+    ("routes:\n  - {respond: {status: 200}, redirect: {location: /x}}\n",
+     "f.yaml:2: routes[0]: give one of cluster, redirect, respond, not redirect and respond"),
+    ("routes:\n  - {match: {path: {exact: /a}}, rewrite_prefix: /b/}\n",
+     "f.yaml:2: routes[0].rewrite_prefix: needs match.path.prefix"),
+    ("clusters: {api: {backends: [], pool: {max_idle: lots}}}\n",
+     "f.yaml:1: clusters.api.pool.max_idle: expected `int`"),
 ])
+
 def test_errors_name_key_and_line(text, message):
     with pytest.raises(ConfigError) as caught:
         parse(text, "f.yaml")
     assert str(caught.value).startswith(message), str(caught.value)
+
+def test_groups_override_the_top_level_sections_key_by_key():
+    config = parse("health: {interval: 5s, rise: 4}\n"
+                   "clusters: {api: {backends: [{host: a, port: 1}], health: {interval: 1s},"
+                   " balancer: {algorithm: maglev}}}\n")
+    api = config.group("api")
+    assert api.health.interval == 1.0 and api.health.rise == 4      # rise inherited
+    assert config.balancer_of("api").algorithm == "maglev"
+    assert config.group("default").health.interval == 5.0
+
+
+def test_a_shadowed_route_is_a_warning():
+    config = parse("routes:\n  - {name: all, match: {path: {prefix: /}}}\n"
+                   "  - {name: s, match: {host: a.example.com, path: {prefix: /s/}}}\n"
+                   "  - {name: w, match: {host: '*.example.org'}}\n"
+                   "  - {name: x, match: {host: b.example.org, method: [GET]}}\n")
+    assert warnings(config) == [
+        "routes[1] (s) is never reached: routes[0] (all) matches every request it would",
+        "routes[2] (w) is never reached: routes[0] (all) matches every request it would",
+        "routes[3] (x) is never reached: routes[0] (all) matches every request it would"]
+    assert warnings(parse("routes:\n  - {match: {host: '*.example.org'}}\n"
+                          "  - {match: {host: example.org}}\n")) == []
+
 
 
 @pytest.mark.parametrize("text, seconds", [

@@ -15,7 +15,7 @@ import yaml
 
 from .checks import check_algorithm, congestion_algorithms, run_checks, warnings
 from .errors import ConfigError, DuplicateKey, StrictLoader, explain, line_index
-from .model import DEFAULT, Config
+from .model import DEFAULT, Config, backend_key
 from .routes import Group, Route
 from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Health, Limits, Log, Pacer,
                      Pool, Retries, Timeouts)
@@ -23,7 +23,7 @@ from .units import Duration, Rate
 
 __all__ = ["DEFAULT", "Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError",
            "Congestion", "Duration", "Group", "Health", "Route", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
-           "check_algorithm", "congestion_algorithms", "load", "parse", "warnings"]
+           "backend_key", "check_algorithm", "congestion_algorithms", "load", "parse", "warnings"]
 
 
 def _decode_hook(kind: type, value: Any) -> Any:
@@ -49,6 +49,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     lines = line_index(node)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: (top level): expected a mapping of sections")
+    _check_groups(data.get("clusters"), lines, source)
     try:
         config = msgspec.convert(data, Config, dec_hook=_decode_hook)
         config.merge_groups(data.get("clusters") or {},
@@ -58,6 +59,17 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise explain(exc, lines, source) from None
     run_checks(config, lines, source)
     return config
+
+
+def _check_groups(groups: Any, lines: dict, source: str) -> None:
+    """Each group on its own first, so that an error names its group."""
+    if not isinstance(groups, dict):
+        return
+    for name, raw in groups.items():
+        try:
+            msgspec.convert(raw, Group, dec_hook=_decode_hook)
+        except msgspec.ValidationError as exc:
+            raise explain(exc, lines, source, ("clusters", name)) from None
 
 
 def load(path: str) -> Config:

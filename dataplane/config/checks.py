@@ -182,7 +182,7 @@ def _covers(wide, narrow) -> bool:
         return False
     if wide.host and not _host_covers(wide.host.lower(), (narrow.host or "").lower()):
         return False
-    if wide.path is None:
+    if wide.path is None or wide.path.prefix == "/":      # every path starts with /
         return True
     if narrow.path is None or narrow.path.regex is not None:
         return False

@@ -84,9 +84,12 @@ def _choices(path: tuple) -> list[str]:
             for word in typing.get_args(option)]
 
 
-def explain(exc: msgspec.ValidationError, lines: dict, source: str) -> ConfigError:
+def explain(exc: msgspec.ValidationError, lines: dict, source: str,
+            prefix: tuple = ()) -> ConfigError:
+    """``prefix``: where the value that failed sits in the file (msgspec writes
+    a mapping's keys as ``[...]``, so groups are checked one by one)."""
     match = _AT.match(str(exc))
-    what, path = match.group("what"), _split_path(match.group("path") or "")
+    what, path = match.group("what"), prefix + _split_path(match.group("path") or "")
     if unknown := _UNKNOWN.match(what):
         path += (unknown.group("key"),)
         what = "unknown key"

@@ -16,6 +16,13 @@ DEFAULT = "default"                 # the group of the top-level backends
 GROUP_SECTIONS = ("pool", "health", "breaker", "retries")
 
 
+def backend_key(cluster: str, name: str) -> str:
+    """How the control process tells backends apart: ``HOST:PORT`` in the
+    default group, ``GROUP/HOST:PORT`` in others (the same address in two
+    groups is two backends)."""
+    return name if cluster == DEFAULT else f"{cluster}/{name}"
+
+
 class Config(Section):
     balancer: Balancer = msgspec.field(default_factory=Balancer)
     backends: list[Backend] = msgspec.field(default_factory=list)

@@ -29,7 +29,7 @@ import structlog
 from ..breaker.machine import Breaker, Phase, Transition
 from ..breaker.policy import may_eject, rules_of
 from ..channel.messages import BackendState, Trial, Tripped
-from ..config import Breaker as BreakerSettings
+from ..config import Config, backend_key
 from .state import State, name_of
 
 log = structlog.get_logger("l7lb.breaker")
@@ -52,15 +52,15 @@ class Lease:
 
 
 class BreakerBoard:
-    def __init__(self, settings: BreakerSettings, state: State,
+    def __init__(self, config: Config, state: State,
                  live_slots: Callable[[], list[int]], trial_timeout: float) -> None:
-        self.settings = settings
-        self.enabled = settings.enabled
-        self.rules = rules_of(settings)
+        self.settings = {name: config.group(name).breaker for name in config.group_names()}
+        self.rules = {name: rules_of(s) for name, s in self.settings.items()}
         self.state = state
         self.live_slots = live_slots
         self.trial_timeout = trial_timeout
         self.breakers: dict[str, Breaker] = {}
+        self.groups: dict[str, str] = {}         # backend key -> its group
         self.leases: dict[str, Lease] = {}
         self.trips: dict[str, int] = {}          # per backend, since the start
         self.refused: dict[str, int] = {}        # trips the ejection cap refused
@@ -74,11 +74,12 @@ class BreakerBoard:
         self._tick()
 
     def _sync(self, backends: list[BackendState]) -> None:
-        names = {name_of(b) for b in backends}
-        for name in names - set(self.breakers):
-            self.breakers[name] = Breaker(self.rules)
-        for gone in set(self.breakers) - names:
-            del self.breakers[gone]
+        names = {name_of(b): b.cluster for b in backends}
+        for name in names.keys() - set(self.breakers):
+            self.breakers[name] = Breaker(self.rules[names[name]])
+            self.groups[name] = names[name]
+        for gone in set(self.breakers) - names.keys():
+            del self.breakers[gone], self.groups[gone]
             self.leases.pop(gone, None)
 
     # -- evidence ------------------------------------------------------------
@@ -92,15 +93,17 @@ class BreakerBoard:
                 self._trip(name, reason)
 
     def tripped(self, message: Tripped) -> None:
-        breaker = self.breakers.get(message.backend)
+        name = backend_key(message.cluster, message.backend)
+        breaker = self.breakers.get(name)
         if breaker is None:
             return
         if breaker.phase is Phase.CLOSED:
-            self._trip(message.backend, f"worker {message.slot}: {message.reason}")
+            self._trip(name, f"worker {message.slot}: {message.reason}")
         self._publish(force=True)     # the worker's own view follows this one
 
     def trial(self, message: Trial) -> None:
-        breaker, lease = self.breakers.get(message.backend), self.leases.get(message.backend)
+        name = backend_key(message.cluster, message.backend)
+        breaker, lease = self.breakers.get(name), self.leases.get(name)
         if breaker is None or lease is None or breaker.phase is not Phase.HALF_OPEN:
             return
         if message.result == "started":
@@ -114,7 +117,7 @@ class BreakerBoard:
             return
         breaker.trial(time.monotonic(), message.result == "passed")
         if breaker.phase is not Phase.HALF_OPEN:
-            self._moved(message.backend, breaker.history[-1])
+            self._moved(name, breaker.history[-1])
             self._publish()
 
     def acked(self, slot: int, version: int) -> None:
@@ -150,7 +153,8 @@ class BreakerBoard:
                 total += backend.weight
                 phase = self.breakers[name_of(backend)].phase
                 ejected += backend.weight if phase is not Phase.CLOSED else 0
-        return may_eject(target.weight, ejected, total, self.settings.max_ejection_percent)
+        return may_eject(target.weight, ejected, total,
+                         self.settings[target.cluster].max_ejection_percent)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -175,7 +179,8 @@ class BreakerBoard:
         after = [s for s in live if lease.holder is None or s > lease.holder]
         lease.holder = (after or live)[0]
         self.grants += 1
-        lease.number, lease.allowed = self.grants, self.rules.trial_calls
+        lease.number = self.grants
+        lease.allowed = self.breakers[name].rules.trial_calls
         lease.since, lease.started = now, 0
 
     def _expire(self, name: str, now: float) -> bool:
@@ -228,18 +233,21 @@ class BreakerBoard:
             return {"breaker": breaker.phase.value, "lease": number, "permits": permits}
         self.state.revise(fields, force)
 
+    def enabled(self, name: str) -> bool:
+        return self.settings[self.groups[name]].enabled
+
     # -- what lbctl shows ----------------------------------------------------
     def label(self, name: str) -> str | None:
         """``closed``, ``open 3.2s`` (time left), ``half_open 0/1`` (trials started)."""
         breaker = self.breakers.get(name)
-        if breaker is None or not self.enabled:
+        if breaker is None or not self.enabled(name):
             return None
         if breaker.phase is Phase.OPEN:
             left = breaker.until - time.monotonic()
             return "open" if left == float("inf") else f"open {max(0.0, left):.1f}s"
         if breaker.phase is Phase.HALF_OPEN:
             lease = self.leases.get(name)
-            return f"half_open {lease.started if lease else 0}/{self.rules.trial_calls}"
+            return f"half_open {lease.started if lease else 0}/{breaker.rules.trial_calls}"
         return "closed"
 
     def describe(self, name: str) -> dict | None:
@@ -253,13 +261,13 @@ class BreakerBoard:
             "name": name, "breaker": breaker.phase.value, "label": self.label(name),
             "open_left_s": None if open_left is None or open_left == float("inf")
             else round(max(0.0, open_left), 3),
-            "next_open_s": breaker.open_time() if breaker.trips else self.rules.open_for,
+            "next_open_s": breaker.open_time() if breaker.trips else breaker.rules.open_for,
             "trips_total": self.trips.get(name, 0), "trips_in_a_row": breaker.trips,
             "refused_by_ejection_cap": self.refused.get(name, 0),
             "window": {"calls": window.calls, "failures": window.failures,
                        "slow": window.slow, "failures_in_a_row": window.in_a_row},
             "half_open": None if lease is None else {
                 "worker": lease.holder, "trials_started": lease.started,
-                "trials_passed": breaker.passed, "trials": self.rules.trial_calls},
+                "trials_passed": breaker.passed, "trials": breaker.rules.trial_calls},
             "transitions": [{"at": round(wall - (now - t.at), 3), "from": t.old.value,
                              "to": t.new.value, "reason": t.reason} for t in breaker.history]}

@@ -13,7 +13,8 @@ from ..breaker.machine import Phase
 from .admin import AdminError
 from ..channel.messages import BackendState
 from ..kernel.bpf_cc import BpfError
-from ..config import check_algorithm
+from ..config import DEFAULT, backend_key, check_algorithm
+from .state import name_of
 from .congestion import merge_samples
 
 if TYPE_CHECKING:
@@ -38,26 +39,27 @@ def admin_commands(control: "Control") -> dict:
         pools = control.tally.pool_totals(control.reports())
         rows = []
         for state in control.state.backends:
-            name = f"{state.host}:{state.port}"
-            pool = pools.get(name, {})
-            tally = control.tally.backend(name)
+            name, key = f"{state.host}:{state.port}", name_of(state)
+            pool = pools.get(key, {})
+            tally = control.tally.backend(key)
             rows.append({
-                "name": name, "address": name, "state": state.state, "weight": state.weight,
+                "name": name, "cluster": state.cluster, "address": name, "state": state.state,
+                "weight": state.weight,
                 "active": pool.get("open", 0) - pool.get("idle", 0), "idle": pool.get("idle", 0),
                 "waiting": pool.get("waiting", 0), "requests": tally.requests,
                 "errors": tally.errors, "p50_ms": tally.percentile(0.5),
                 "p99_ms": tally.percentile(0.99), "health": state.health,
-                "phi": control.health.phi(name), "breaker": control.breakers.label(name),
+                "phi": control.health.phi(key), "breaker": control.breakers.label(key),
                 "cc": state.cc or None})
         return rows
 
     def per_backend(args: dict, describe) -> list[dict]:
         """``describe`` of the backend named in ``args``, or of every backend."""
-        name = args.get("name")
-        if name is not None:
-            _find(control, _text(args, "name"))
-        names = [name] if name else [f"{s.host}:{s.port}" for s in control.state.backends]
-        return [row for n in names if (row := describe(n)) is not None]
+        if args.get("name") is not None:
+            keys = [name_of(_find(control, args))]
+        else:
+            keys = [name_of(s) for s in control.state.backends]
+        return [row for key in keys if (row := describe(key)) is not None]
 
     def health(args: dict) -> list[dict]:
         return per_backend(args, control.health.describe)
@@ -67,7 +69,7 @@ def admin_commands(control: "Control") -> dict:
         pools = control.tally.pool_totals(control.reports())
         settings = control.config.breaker
         for row in rows:
-            pool = pools.get(row["name"], {})
+            pool = pools.get(row["name"], {})    # a describe row's name is the key
             row["limits"] = {
                 key: {"limit": getattr(settings, key), "in_use": pool.get(use, 0),
                       "refused": pool.get(f"over_{key}", 0)}
@@ -80,7 +82,7 @@ def admin_commands(control: "Control") -> dict:
         pools = control.tally.pool_totals(reports)
         per_backend = {}
         for state in control.state.backends:
-            name = f"{state.host}:{state.port}"
+            name = name_of(state)
             tally, pool = control.tally.backend(name), pools.get(name, {})
             busy = pool.get("open", 0) - pool.get("idle", 0)
             tally.max_open = max(tally.max_open, busy)
@@ -112,18 +114,19 @@ def admin_commands(control: "Control") -> dict:
 
     def backend_add(args: dict) -> dict:
         host, port = _address(_text(args, "name"))
-        if control.state.find(f"{host}:{port}") is not None:
-            raise AdminError("exists", f"backend {host}:{port} exists already")
+        cluster = _cluster(control, args)
+        if control.state.find(backend_key(cluster, f"{host}:{port}")) is not None:
+            raise AdminError("exists", f"backend {host}:{port} exists already in {cluster}")
         weight = _weight(args.get("weight", 100))
         cc = _algorithm(args.get("cc"))
         control.state.publish([*control.state.backends, BackendState(
-            host, port, weight, "ready", control.congestion.effective(cc), False, cc)])
-        return {"name": f"{host}:{port}", "weight": weight, "cc": cc or None,
-                "state_version": control.state.version}
+            host, port, weight, "ready", control.congestion.effective(cc), False, cc, cluster)])
+        return {"name": f"{host}:{port}", "cluster": cluster, "weight": weight,
+                "cc": cc or None, "state_version": control.state.version}
 
     async def backend_remove(args: dict) -> dict:
-        name = _text(args, "name")
-        old = _find(control, name)
+        old = _find(control, args)
+        name, key = _text(args, "name"), name_of(old)
         force = bool(args.get("force"))
         timeout = args.get("timeout", REMOVE_WAIT)
         if not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
@@ -132,17 +135,19 @@ def admin_commands(control: "Control") -> dict:
             drained = msgspec.structs.replace(old, state="drain")
             control.state.publish([drained if s is old else s for s in control.state.backends])
             deadline = time.monotonic() + timeout
-            while _busy(control, name) and time.monotonic() < deadline:
+            while _busy(control, key) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            if _busy(control, name):
+            if _busy(control, key):
                 raise AdminError("busy", f"{name} still has requests in flight after "
                                          f"{timeout}s; it stays in drain (use --force)")
-        control.state.publish([s for s in control.state.backends if s is not _find(control, name)])
-        return {"name": name, "removed": True, "state_version": control.state.version}
+        gone = _find(control, args)
+        control.state.publish([s for s in control.state.backends if s is not gone])
+        return {"name": name, "cluster": gone.cluster, "removed": True,
+                "state_version": control.state.version}
 
     def backend_set(args: dict) -> dict:
-        name = _text(args, "name")
-        old = _find(control, name)
+        old = _find(control, args)
+        name, key = _text(args, "name"), name_of(old)
         changes = {}
         if "weight" in args:
             changes["weight"] = _weight(args["weight"])
@@ -160,16 +165,16 @@ def admin_commands(control: "Control") -> dict:
         if "breaker" in args:
             if args["breaker"] not in BREAKER_ORDERS:
                 raise AdminError("bad_args", "breaker must be closed or open")
-            if not control.breakers.enabled:
+            if not control.breakers.enabled(key):
                 raise AdminError("unavailable", "breakers are off (breaker.enabled: false)")
-            control.breakers.force(name, BREAKER_ORDERS[args["breaker"]])
-            old = _find(control, name)
+            control.breakers.force(key, BREAKER_ORDERS[args["breaker"]])
+            old = _find(control, args)
         elif not changes:
             raise AdminError("bad_args", "give weight, state, cc, client_side or breaker")
         new = msgspec.structs.replace(old, **changes)
         control.state.publish([new if s is old else s for s in control.state.backends])
-        return {"name": name, "weight": new.weight, "state": new.state,
-                "breaker": control.breakers.label(name),
+        return {"name": name, "cluster": new.cluster, "weight": new.weight, "state": new.state,
+                "breaker": control.breakers.label(key),
                 "cc": new.cc_wanted or None, "cc_in_effect": new.cc or None,
                 "client_side": new.client_side, "state_version": control.state.version}
 
@@ -202,11 +207,22 @@ def admin_commands(control: "Control") -> dict:
             "cc": cc, "cc.set": cc_set, "health": health, "breaker": breaker}
 
 
-def _find(control: "Control", name: str) -> BackendState:
-    for state in control.state.backends:
-        if f"{state.host}:{state.port}" == name:
-            return state
-    raise AdminError("no_such_backend", f"no backend {name}")
+def _find(control: "Control", args: dict) -> BackendState:
+    """The backend ``name`` (HOST:PORT) of group ``cluster`` (default: default)."""
+    name, cluster = _text(args, "name"), _cluster(control, args)
+    state = control.state.find(backend_key(cluster, name))
+    if state is None:
+        where = "" if cluster == DEFAULT else f" in cluster {cluster}"
+        raise AdminError("no_such_backend", f"no backend {name}{where}")
+    return state
+
+
+def _cluster(control: "Control", args: dict) -> str:
+    cluster = args.get("cluster") or DEFAULT
+    if not isinstance(cluster, str) or cluster not in control.config.group_names():
+        raise AdminError("bad_args", f"no cluster {cluster!r}; known: "
+                                     f"{', '.join(control.config.group_names())}")
+    return cluster
 
 
 def _algorithm(value: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import deque
 
 from ..channel.messages import Counters
+from ..config import backend_key
 from ..upstream.outcome import ErrorKind, Outcome
 
 WINDOW = 1000            # latencies kept per backend for p50/p99
@@ -51,7 +52,7 @@ class Tally:
         for outcome in records:
             if not outcome.backend:
                 continue           # answered by the balancer before choosing a backend
-            tally = self.backend(outcome.backend)
+            tally = self.backend(backend_key(outcome.cluster, outcome.backend))
             tally.requests += 1
             tally.bytes_in += outcome.bytes_in
             tally.bytes_out += outcome.bytes_out
@@ -78,6 +79,7 @@ class Tally:
 
 
 def _hosts(report: Counters):
-    """(backend name, pool figures) over every cluster of a worker's report."""
-    for hosts in report.clusters.values():
-        yield from hosts.items()
+    """(backend key, pool figures) over every cluster of a worker's report."""
+    for cluster, hosts in report.clusters.items():
+        for name, figures in hosts.items():
+            yield backend_key(cluster, name), figures

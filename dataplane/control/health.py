@@ -28,8 +28,9 @@ log = structlog.get_logger("l7lb.health")
 TICK = 0.1
 
 
-def probe_spec(config: Config) -> ProbeSpec:
-    health = config.health
+def probe_spec(config: Config, group: str) -> ProbeSpec:
+    """How a group's backends are probed (its ``health`` section)."""
+    health = config.group(group).health
     interval = health.interval or config.balancer.health_check_interval
     kind = health.type or ("tcp" if config.balancer.mode == "tcp" else "http")
     fast = health.fast_interval if health.fast_interval is not None else min(interval, 1.0)
@@ -39,29 +40,31 @@ def probe_spec(config: Config) -> ProbeSpec:
 
 class HealthMonitor:
     def __init__(self, config: Config, state: State) -> None:
-        settings = config.health
         self.config = config
         self.state = state
-        self.rules = Rules(config.balancer.failure_threshold, settings.rise, settings.fall,
-                           settings.slow_start)
+        threshold = config.balancer.failure_threshold
+        self.rules = {name: Rules(threshold, h.rise, h.fall, h.slow_start)
+                      for name in config.group_names() if (h := config.group(name).health)}
         self.hosts: dict[str, HostHealth] = {}
+        self.groups: dict[str, str] = {}       # backend key -> its group
         self.marks: dict[str, float] = {}      # pause-guard total at each last sign of life
         self.transitions: Counter[str] = Counter()
         self.guard = PauseGuard(TICK)
-        self.prober: Prober | None = None
+        self.probers: dict[str, Prober] = {}   # one per group: each its own probe settings
         self.loop: asyncio.AbstractEventLoop | None = None
         self._percent: dict[str, int] = {}     # slow-start weights last published
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.prober = Prober(loop, probe_spec(self.config), self._probed)
+        self.probers = {name: Prober(loop, probe_spec(self.config, name), self._probed)
+                        for name in self.config.group_names()}
         self.state.on_publish(lambda snapshot: self._sync(snapshot.backends))
         self._sync(self.state.backends)
         self._tick()
 
     def stop(self) -> None:
-        if self.prober is not None:
-            self.prober.stop()
+        for prober in self.probers.values():
+            prober.stop()
 
     # -- the backend set ---------------------------------------------------
     def _sync(self, backends: list[BackendState]) -> None:
@@ -71,17 +74,19 @@ class HealthMonitor:
         for backend in backends:
             name = name_of(backend)
             names.add(name)
+            group = backend.cluster
             if name not in self.hosts:
-                settings = self.config.health
-                self.hosts[name] = HostHealth(self.rules, PhiDetector(
+                settings = self.config.group(group).health
+                self.hosts[name] = HostHealth(self.rules[group], PhiDetector(
                     settings.window, settings.min_std_deviation, settings.acceptable_pause), now)
                 self.marks[name] = self.guard.total
-            self.prober.watch(Target(name, backend.host, backend.port, backend.cc,
-                                     backend.state == "maint"))
+                self.groups[name] = group
+            self.probers[group].watch(Target(name, backend.host, backend.port, backend.cc,
+                                             backend.state == "maint"))
         for gone in set(self.hosts) - names:
             del self.hosts[gone], self.marks[gone]
             self._percent.pop(gone, None)
-            self.prober.forget(gone)
+            self.probers[self.groups.pop(gone)].forget(gone)
 
     # -- evidence ------------------------------------------------------------
     def _probed(self, name: str, outcome: str, ms: float | None, detail: str) -> None:

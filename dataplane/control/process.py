@@ -17,7 +17,7 @@ import structlog
 
 from .. import logs
 from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Trial, Tripped, Verdict
-from ..config import Config, ConfigError, load
+from ..config import Config, ConfigError, backend_key, load
 from ..io.listener import listen
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
@@ -34,7 +34,8 @@ NO_ERROR = ErrorKind.NONE
 log = structlog.get_logger("l7lb.control")
 
 FLUSH_EVERY = 0.25    # seconds between log flushes
-RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion")
+RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion",
+                "routes", "routes_default")
 
 
 class Control:
@@ -46,7 +47,7 @@ class Control:
         self.state.on_publish(self._sent)
         self.health = HealthMonitor(config, self.state)
         timeouts = config.timeouts
-        self.breakers = BreakerBoard(config.breaker, self.state, self._live_slots,
+        self.breakers = BreakerBoard(config, self.state, self._live_slots,
                                      timeouts.connect + timeouts.request + 1.0)
         self.sent_at: dict[int, float] = {}
         self.started = time.time()
@@ -147,6 +148,12 @@ class Control:
             raise AdminError("invalid_config", str(exc)) from None
         ignored = [key for key in RESTART_ONLY
                    if getattr(config, key) != getattr(self.config, key)]
+        if set(config.clusters) != set(self.config.clusters):
+            ignored.append("clusters")        # groups added or removed: restart
+        else:                                 # each group's backends; its settings stay
+            for name, group in config.clusters.items():
+                self.config.clusters[name].backends = group.backends
+        config.clusters = self.config.clusters
         if ignored:
             log.warning("reload: these sections need a restart and were not applied",
                         sections=ignored)
@@ -164,9 +171,10 @@ class Control:
             self.tally.outcomes(message.records)
             for outcome in message.records:
                 if outcome.error is NO_ERROR and outcome.backend:
-                    self.health.alive(outcome.backend)
+                    self.health.alive(backend_key(outcome.cluster, outcome.backend))
         elif isinstance(message, Verdict):
-            self.health.passive_down(message.backend, f"passive: {message.reason}")
+            self.health.passive_down(backend_key(message.cluster, message.backend),
+                                     f"passive: {message.reason}")
         elif isinstance(message, Tripped):
             self.breakers.tripped(message)
         elif isinstance(message, Trial):

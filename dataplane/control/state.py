@@ -15,14 +15,15 @@ from typing import Callable
 import msgspec
 
 from ..channel.messages import BackendState, Snapshot
-from ..config import Config
+from ..config import Config, backend_key
 from .congestion import Congestion
 
 DEFAULT = "default"      # the group of the top-level backends
 
 
 def name_of(state: BackendState) -> str:
-    return f"{state.host}:{state.port}"
+    """The backend's key (config.backend_key): HOST:PORT, GROUP/HOST:PORT."""
+    return backend_key(state.cluster, f"{state.host}:{state.port}")
 
 
 def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:

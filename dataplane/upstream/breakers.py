@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from ..breaker.machine import Breaker
 from ..breaker.policy import Judge, judge_of, may_eject, rules_of
 from ..config import Breaker as BreakerSettings
+from ..config import backend_key
 from .outcome import FAILURE_CLASS, ErrorKind, Outcome
 
 if TYPE_CHECKING:
@@ -116,12 +117,12 @@ class WorkerBreakers:
         self.signals.trial(self.cluster, host.name, result)
 
     def take_marks(self) -> dict[str, bytes]:
-        """The calls counted since the last report, per host, for the control
+        """The calls counted since the last report, by backend key, for the control
         process's breakers (which count every worker's)."""
         out = {}
         for host in self.hosts:
             if host.marks:
-                out[host.name] = bytes(host.marks)
+                out[backend_key(self.cluster, host.name)] = bytes(host.marks)
                 host.marks.clear()
         return out
 
