@@ -11,15 +11,22 @@ from ..config.routes import FieldMatch
 
 
 class Condition:
-    """A header or query parameter: present, equal to a value, or matching a regex."""
+    """A header or query parameter: present, equal to a value, or matching a
+    regex. Header conditions work on bytes (as headers arrive), query ones on
+    decoded text."""
     __slots__ = ("name", "equals", "regex")
 
-    def __init__(self, spec: FieldMatch, name: str | bytes) -> None:
-        self.name = name
-        self.equals = spec.equals
-        self.regex = re.compile(spec.regex) if spec.regex is not None else None
+    def __init__(self, spec: FieldMatch, header: bool) -> None:
+        if header:
+            self.name = spec.name.lower().encode()
+            self.equals = spec.equals.encode("latin-1") if spec.equals is not None else None
+            self.regex = re.compile(spec.regex.encode()) if spec.regex is not None else None
+        else:
+            self.name = spec.name
+            self.equals = spec.equals
+            self.regex = re.compile(spec.regex) if spec.regex is not None else None
 
-    def holds(self, value: str | None) -> bool:
+    def holds(self, value: str | bytes | None) -> bool:
         if value is None:
             return False
         if self.equals is not None:
@@ -62,8 +69,8 @@ class Route:
         self.prefix = path.prefix if path else None
         self.regex = re.compile(path.regex) if path and path.regex else None
         self.methods = frozenset(m.encode() for m in match.method) if match.method else None
-        self.headers = [Condition(c, c.name.lower().encode()) for c in match.header]
-        self.query = [Condition(c, c.name) for c in match.query]
+        self.headers = [Condition(c, header=True) for c in match.header]
+        self.query = [Condition(c, header=False) for c in match.query]
         self.cluster = spec.cluster or DEFAULT
         self.redirect = spec.redirect
         self.respond = spec.respond

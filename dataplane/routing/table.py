@@ -8,9 +8,12 @@ request never scans every route:
   subdomain, not example.com itself) a list per suffix, the longest suffix
   of the request's host that has one chosen; routes without a host are in
   every list. Each list keeps the configuration's order.
-- within a list, by path: exact paths in a dict, prefixes in dicts by
-  length (a lookup per distinct prefix length no longer than the path), and
-  what only a regex or no path decides, all merged by their order;
+- within a list, by path: exact paths in a dict; prefixes by their first
+  segment (``/api/v2/`` under ``/api/``: one lookup with the request's
+  first segment, then a string comparison each), shorter prefixes apart;
+  regexes by their literal leading part, as prefixes; what a header's value
+  decides by header and value; the rest (no path, or a regex with no
+  literal start) always; all merged by their order;
 - then, in order, what remains of each candidate (method, headers, query,
   path regex) decides; the first that holds wins.
 
@@ -27,7 +30,8 @@ from urllib.parse import parse_qsl
 from ..config import Route as RouteSettings
 from .route import Condition, Route
 
-_NO_HEADERS: dict[bytes, str] = {}
+_NO_HEADERS: dict[bytes, bytes] = {}
+SEEN_HOSTS = 4096           # Host values whose route list is remembered
 
 
 class PathIndex:
@@ -35,41 +39,49 @@ class PathIndex:
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.exact: dict[str, list[Route]] = {}
-        self.prefix: dict[int, dict[str, list[Route]]] = {}
+        # (prefix, route) by the prefix's first segment; "" for shorter prefixes.
+        self.prefix: dict[str, list[tuple[str, Route]]] = {}
         self.rest: list[Route] = []
         # Routes decided first by a header's value: by header name, then value.
-        self.by_header: dict[bytes, dict[str, list[Route]]] = {}
+        self.by_header: dict[bytes, dict[bytes, list[Route]]] = {}
         for route in routes:
             prefix = route.prefix if route.prefix is not None else _literal_prefix(route.regex)
             if route.exact is not None:
                 self.exact.setdefault(route.exact, []).append(route)
             elif prefix:
-                by_length = self.prefix.setdefault(len(prefix), {})
-                by_length.setdefault(prefix, []).append(route)
+                self.prefix.setdefault(_first_segment(prefix), []).append((prefix, route))
             elif route.headers and route.headers[0].equals is not None:
                 first = route.headers[0]
                 by_value = self.by_header.setdefault(first.name, {})
                 by_value.setdefault(first.equals, []).append(route)
             else:
                 self.rest.append(route)
-        self.lengths = sorted(self.prefix)
+        self.short = self.prefix.pop("", [])
         self.header_conditions = any(r.headers for r in routes)
 
-    def candidates(self, path: str, named: dict[bytes, str]) -> list[Route]:
+    def candidates(self, path: str, named: dict[bytes, bytes]) -> list[Route]:
         found = list(self.rest)
         found += self.exact.get(path, ())
         for name, by_value in self.by_header.items():
             value = named.get(name)
             if value is not None:
                 found += by_value.get(value, ())
-        size = len(path)
-        for length in self.lengths:
-            if length > size:
-                break
-            found += self.prefix[length].get(path[:length], ())
+        for prefix, route in self.prefix.get(_first_segment(path), ()):
+            if path.startswith(prefix):
+                found.append(route)
+        for prefix, route in self.short:
+            if path.startswith(prefix):
+                found.append(route)
         if len(found) > 1:
             found.sort(key=_order)
         return found
+
+
+def _first_segment(path: str) -> str:
+    """``/api/v2/x`` -> ``/api/``; "" when the path has no whole first segment
+    (``/ap``, ``/``), so that such prefixes are checked for every path."""
+    end = path.find("/", 1)
+    return path[:end + 1] if end != -1 else ""
 
 
 def _order(route: Route) -> int:
@@ -99,6 +111,7 @@ class RouteTable:
         self.by_suffix = {s: PathIndex([r for r in self.routes if _covers(r, "x." + s)])
                           for s in wild}
         self.any_host = PathIndex([r for r in self.routes if not r.host])
+        self.seen: dict[bytes, PathIndex] = {}   # Host header as sent -> its list
 
     def find(self, method: bytes, target: bytes, host: bytes,
              headers: Sequence[tuple[bytes, bytes]]) -> Route | None:
@@ -106,7 +119,12 @@ class RouteTable:
         if not self.routes:
             return None
         path, _, query = target.decode("latin-1").partition("?")
-        index = self._index(host.decode("latin-1").lower())
+        index = self.seen.get(host)
+        if index is None:
+            index = self._index(host.decode("latin-1").lower())
+            if len(self.seen) >= SEEN_HOSTS:       # bounded: a flood of made-up hosts
+                self.seen.clear()
+            self.seen[host] = index
         named = _headers(headers) if index.by_header or index.header_conditions else _NO_HEADERS
         query_fields: list[tuple[str, str]] | None = None
         for route in index.candidates(path, named):
@@ -157,11 +175,13 @@ def _all_hold(conditions: list[Condition], value_of) -> bool:
     return True
 
 
-def _headers(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, str]:
+def _headers(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     """The request's headers by lower-case name (the first value of each)."""
-    named: dict[bytes, str] = {}
+    named: dict[bytes, bytes] = {}
     for key, value in headers:
-        named.setdefault(key.lower(), value.decode("latin-1"))
+        key = key.lower()
+        if key not in named:
+            named[key] = value
     return named
 
 
