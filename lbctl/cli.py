@@ -114,6 +114,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
 cluster_option = click.option("--cluster", help="The backend's group (default: default).")
 
 
+@main.command()
+@json_flag
+@click.pass_context
+def routes(ctx: click.Context, as_json: bool) -> None:
+    """The routes in the order they are tried, with the requests each took."""
+    result = _admin(ctx, "routes")
+    if _printed_raw(result, as_json):
+        return
+    _table(["#", "name", "match", "action", "requests"],
+           [[r["index"], r["name"], json.dumps(r["match"]), r["action"], r["requests"]]
+            for r in result])
+
+
 def _named(name: str | None, cluster: str | None) -> dict:
     return {"name": name, "cluster": cluster} if name else {}
 

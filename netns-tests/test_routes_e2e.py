@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from conftest import Client, balancer_config, lbctl
+from conftest import Client, balancer_config, lbctl, reload_and_wait
 from load import Load
 from topology import Topology
 
@@ -56,6 +56,7 @@ def ask(topo, path: str, host: str = "www.example.com", method: str = "GET",
 
 
 def backend(topo, path: str, **kw) -> str:
+    """The name of the backend that answered."""
     response, body = ask(topo, path, **kw)
     assert response.status == 200, (response.status, body)
     return json.loads(body)["backend"]
@@ -166,3 +167,27 @@ def test_groups_are_checked_and_broken_on_their_own(topology):
     assert json.loads(health.stdout)[0]["health"] == "down", health.stderr
     wrong = lbctl(topo, "health", f"{topo.hosts['b1']}:8000")      # not in the default group
     assert wrong.returncode == 1 and "no backend" in wrong.stderr
+
+
+def test_a_reload_changes_routes_under_load_without_a_failed_request(topology):
+    topo = topology(["client", "lb", "b1", "b2"])
+    for name in ("b1", "b2"):
+        topo.python_backend(name, name)
+    clusters = (f"clusters: {{api: {{backends: [{{host: {topo.hosts['b2']}, port: 8000}}]}}}}\n")
+    before = balancer_config(topo, ["b1"], extra=clusters + "routes: []\n")
+    lb = topo.balancer("lb", before.replace("workers: 1", "workers: 2"))
+    assert backend(topo, "/api/x") == "b1"
+    with Load(topo, clients=6, seconds=4, path="/api/x") as load:
+        time.sleep(1.0)
+        (topo.tmp / "balancer.yaml").write_text(before.replace(
+            "routes: []", "routes: [{name: api, match: {path: {prefix: /api/}}, cluster: api}]")
+            .replace("workers: 1", "workers: 2"))
+        reload_and_wait(topo, lb, 2)
+        time.sleep(1.0)
+        assert backend(topo, "/api/y") == "b2" and backend(topo, "/other") == "b1"
+    assert len(load.statuses) > 50 and set(load.statuses) == {200}, load.failures
+    shown = json.loads(lbctl(topo, "routes", "--json").stdout)
+    assert shown[0]["name"] == "api" and shown[0]["action"] == "cluster api"
+    assert shown[0]["requests"] > 0
+    table = lbctl(topo, "routes").stdout
+    assert "cluster api" in table and '{"path": {"prefix": "/api/"}}' in table, table

@@ -37,6 +37,7 @@ class BackendState(msgspec.Struct, array_like=True):
 class Snapshot(msgspec.Struct, tag="state", array_like=True):
     version: int
     backends: list[BackendState]
+    routes: bytes = b""       # the route table's settings (config.encode_routes)
 
 
 class Ack(msgspec.Struct, tag="ack", array_like=True):
@@ -86,6 +87,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     clusters: dict[str, dict[str, dict[str, int]]] = {}   # pool figures by cluster, host
     tcp: dict[str, dict] = {}                  # transport samples by backend (tcp_stats)
     calls: dict[str, bytes] = {}   # breaker marks of the calls since the last report, by backend
+    routes: list[int] = []         # requests each route took, in the table's order (since start)
 
 
 Down = Snapshot

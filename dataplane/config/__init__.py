@@ -23,7 +23,7 @@ from .units import Duration, Rate
 
 __all__ = ["DEFAULT", "Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError",
            "Congestion", "Duration", "Group", "Health", "Route", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
-           "backend_key", "check_algorithm", "congestion_algorithms", "load", "parse", "warnings"]
+           "backend_key", "check_algorithm", "decode_routes", "encode_routes", "congestion_algorithms", "load", "parse", "warnings"]
 
 
 def _decode_hook(kind: type, value: Any) -> Any:
@@ -70,6 +70,18 @@ def _check_groups(groups: Any, lines: dict, source: str) -> None:
             msgspec.convert(raw, Group, dec_hook=_decode_hook)
         except msgspec.ValidationError as exc:
             raise explain(exc, lines, source, ("clusters", name)) from None
+
+
+def encode_routes(config: Config) -> bytes:
+    """``routes`` and ``routes_default`` as bytes, for the workers' snapshots."""
+    return msgspec.msgpack.encode({"routes": msgspec.to_builtins(config.routes, enc_hook=float),
+                                   "default": config.routes_default})
+
+
+def decode_routes(raw: bytes) -> tuple[list[Route], str]:
+    data = msgspec.msgpack.decode(raw)
+    return (msgspec.convert(data["routes"], list[Route], dec_hook=_decode_hook),
+            data["default"])
 
 
 def load(path: str) -> Config:

@@ -77,6 +77,18 @@ def admin_commands(control: "Control") -> dict:
                                  ("max_requests", "inflight"))}
         return rows
 
+    def routes(_: dict) -> list[dict]:
+        counts = [r.routes for r in control.reports()]
+        rows = []
+        for i, route in enumerate(control.config.routes):
+            action = ("respond" if route.respond else "redirect" if route.redirect
+                      else f"cluster {route.cluster or DEFAULT}")
+            rows.append({"index": i, "name": route.name or f"#{i}",
+                         "match": _given(msgspec.to_builtins(route.match)),
+                         "action": action,
+                         "requests": sum(c[i] for c in counts if i < len(c))})
+        return rows
+
     def stats(_: dict) -> dict:
         reports = control.reports()
         pools = control.tally.pool_totals(reports)
@@ -204,7 +216,17 @@ def admin_commands(control: "Control") -> dict:
     return {"status": status, "backends": backends, "stats": stats,
             "backend.add": backend_add, "backend.remove": backend_remove,
             "backend.set": backend_set, "reload": reload, "config.show": config_show,
-            "cc": cc, "cc.set": cc_set, "health": health, "breaker": breaker}
+            "cc": cc, "cc.set": cc_set, "health": health, "breaker": breaker,
+            "routes": routes}
+
+
+def _given(value: Any) -> Any:
+    """A configuration value without the keys left unset (None, empty)."""
+    if isinstance(value, dict):
+        return {k: _given(v) for k, v in value.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [_given(v) for v in value]
+    return value
 
 
 def _find(control: "Control", args: dict) -> BackendState:

@@ -17,7 +17,7 @@ import structlog
 
 from .. import logs
 from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Trial, Tripped, Verdict
-from ..config import Config, ConfigError, backend_key, load
+from ..config import DEFAULT, Config, ConfigError, backend_key, load
 from ..io.listener import listen
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
@@ -34,8 +34,7 @@ NO_ERROR = ErrorKind.NONE
 log = structlog.get_logger("l7lb.control")
 
 FLUSH_EVERY = 0.25    # seconds between log flushes
-RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion",
-                "routes", "routes_default")
+RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion")
 
 
 class Control:
@@ -150,6 +149,10 @@ class Control:
                    if getattr(config, key) != getattr(self.config, key)]
         if set(config.clusters) != set(self.config.clusters):
             ignored.append("clusters")        # groups added or removed: restart
+            if {r.cluster for r in config.routes} - {None, DEFAULT, *self.config.clusters}:
+                ignored.append("routes")      # they name a group the workers lack
+                config.routes, config.routes_default = (self.config.routes,
+                                                        self.config.routes_default)
         else:                                 # each group's backends; its settings stay
             for name, group in config.clusters.items():
                 self.config.clusters[name].backends = group.backends
@@ -158,6 +161,7 @@ class Control:
             log.warning("reload: these sections need a restart and were not applied",
                         sections=ignored)
         self.config.backends = config.backends
+        self.config.routes, self.config.routes_default = config.routes, config.routes_default
         self.state.load(config)
         log.info("reload sent", version=self.state.version, backends=len(config.backends))
         return {"version": self.state.version, "backends": len(config.backends),

@@ -15,7 +15,7 @@ from typing import Callable
 import msgspec
 
 from ..channel.messages import BackendState, Snapshot
-from ..config import Config, backend_key
+from ..config import Config, backend_key, encode_routes
 from .congestion import Congestion
 
 DEFAULT = "default"      # the group of the top-level backends
@@ -47,6 +47,7 @@ class State:
     def __init__(self) -> None:
         self.version = 1
         self.backends: list[BackendState] = []
+        self.routes = b""          # config.encode_routes of the routes in use
         self.snapshot = Snapshot(self.version, self.backends)
         self.state_changed: dict[str, float] = {}    # backend name -> when its state changed
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -57,12 +58,15 @@ class State:
     def start(self, config: Config) -> None:
         """The first snapshot, from the file, before any worker runs."""
         self.backends = states_of(config)
-        self.snapshot = Snapshot(self.version, self.backends)
+        self.routes = encode_routes(config)
+        self.snapshot = Snapshot(self.version, self.backends, self.routes)
         now = time.time()
         self.state_changed = {name_of(s): now for s in self.backends}
 
     def load(self, config: Config) -> None:
-        """A reloaded file: its backends, keeping admin states of known ones."""
+        """A reloaded file: its backends (keeping admin states of known ones)
+        and its routes."""
+        self.routes = encode_routes(config)
         self.publish(states_of(config, self.backends))
 
     def revise(self, fields_of: Callable[[BackendState], dict | None],
@@ -94,6 +98,6 @@ class State:
                 self.state_changed[name_of(state)] = now
         self.backends = backends
         self.version += 1
-        self.snapshot = Snapshot(self.version, backends)
+        self.snapshot = Snapshot(self.version, backends, self.routes)
         for subscriber in self._subscribers:
             subscriber(self.snapshot)

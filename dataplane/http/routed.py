@@ -40,7 +40,7 @@ class Routed:
         route = self.route = site.routes.find(self.method, self.target, self.fields.authority,
                                               self.headers) if site.routes.routes else None
         if route is None:
-            if site.config.routes_default == "none":
+            if site.routes.fallback == "none":
                 self.answer(404, b"", b"no route for this request\n")
                 return None
             return site.default

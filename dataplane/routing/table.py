@@ -103,8 +103,13 @@ def _literal_prefix(regex: "re.Pattern[str] | None") -> str:
 
 
 class RouteTable:
-    def __init__(self, settings: Iterable[RouteSettings]) -> None:
+    def __init__(self, settings: Iterable[RouteSettings], fallback: str = "default",
+                 raw: bytes = b"") -> None:
+        """``fallback``: routes_default (``default`` or ``none``); ``raw``: the
+        settings as the snapshot carried them, to tell a new table from this one."""
         self.routes = [Route(i, s) for i, s in enumerate(settings)]
+        self.fallback = fallback
+        self.raw = raw
         exact = {r.host for r in self.routes if r.host and not r.wildcard}
         wild = {r.host for r in self.routes if r.wildcard}
         self.by_host = {h: PathIndex([r for r in self.routes if _covers(r, h)]) for h in exact}

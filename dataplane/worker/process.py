@@ -16,7 +16,7 @@ from .. import logs
 from ..channel.link import Link
 from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Trial,
                                 Tripped, Verdict)
-from ..config import DEFAULT, Config
+from ..config import DEFAULT, Config, decode_routes
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
@@ -54,7 +54,7 @@ class Worker:
         self._builds = 0
         self.clusters = {name: self._cluster(name) for name in config.group_names()}
         self.default = self.clusters[DEFAULT]
-        self.routes = RouteTable(config.routes)
+        self.routes = RouteTable(config.routes, config.routes_default)
         self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
         self.response_timeout = config.retries.per_try_timeout or config.timeouts.request
         t = config.timeouts
@@ -162,7 +162,8 @@ class Worker:
                               {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
                               self.transport.summary(hosts, self.clock.now),
                               {name: marks for c in self.clusters.values()
-                               for name, marks in c.breakers.take_marks().items()}))
+                               for name, marks in c.breakers.take_marks().items()},
+                              [route.requests for route in self.routes.routes]))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property
@@ -187,7 +188,10 @@ class Worker:
             self.link.up.send(Ack(self.link.slot, os.getpid(), message.version))
 
     def apply(self, snapshot: Snapshot) -> None:
-        """Take a new state: each cluster its own hosts."""
+        """Take a new state: each cluster its own hosts; a new route table
+        (requests under way keep the route they took)."""
+        if snapshot.routes and snapshot.routes != self.routes.raw:
+            self.routes = RouteTable(*decode_routes(snapshot.routes), raw=snapshot.routes)
         for name, cluster in self.clusters.items():
             cluster.update([s for s in snapshot.backends if s.cluster == name],
                            resolve=self.version > 0)
