@@ -24,10 +24,11 @@ class Clock:
 
 class Stats:
     """Per-worker counters of what happened before or beside any backend."""
-    __slots__ = ("requests", "errors", "rejected", "refused", "accepted")
+    __slots__ = ("requests", "errors", "rejected", "refused", "accepted", "untrusted")
 
     def __init__(self) -> None:
         self.requests = self.errors = self.rejected = self.refused = self.accepted = 0
+        self.untrusted = 0     # accept_proxy: not from trusted_proxies, or no valid header
 
 
 class Tracked(Protocol):

@@ -3,6 +3,7 @@ algorithm names, tunables."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from .errors import error as _error
@@ -30,6 +31,19 @@ def _check_balancer(config: Config, lines: dict, source: str) -> None:
                      f"{settings.maglev_table_size} is not prime (65537, 655373 and 5000011 are)")
     if settings.resolve_interval < 1:
         raise _error(lines, source, ("balancer", "resolve_interval"), "must be at least 1s")
+    for i, cidr in enumerate(settings.trusted_proxies):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise _error(lines, source, ("balancer", "trusted_proxies", i),
+                         f"{cidr!r} is not an address or network (10.0.0.0/8, 2001:db8::/32)") \
+                from None
+    if settings.accept_proxy and settings.mode == "tcp":
+        raise _error(lines, source, ("balancer", "accept_proxy"),
+                     "is for http mode only so far (tcp mode cannot read PROXY headers yet)")
+    if settings.accept_proxy and not settings.trusted_proxies:
+        raise _error(lines, source, ("balancer", "accept_proxy"),
+                     "needs balancer.trusted_proxies: who may send PROXY headers")
 
 
 def _check_backends(config: Config, lines: dict, source: str) -> None:

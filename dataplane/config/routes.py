@@ -22,6 +22,7 @@ class Choosing(Section):
                        "bounded_load"] | None = None
     hash_key: Annotated[str, msgspec.Meta(
         pattern=r"^(client_ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")] | None = None
+    send_proxy: Literal["v1", "v2"] | None = None
 
 
 class Group(Section):

@@ -34,6 +34,10 @@ class Balancer(Section):
     resolve_interval: Duration = Duration(30)         # host names are looked up again
     failure_threshold: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 8.0
     relay: Literal["auto", "splice", "copy"] = "auto"
+    send_proxy: Literal["v1", "v2"] | None = None   # PROXY header to the default group
+    accept_proxy: bool = False        # connections must start with a PROXY header...
+    trusted_proxies: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(
+        default_factory=list)         # ...and come from these CIDRs; others are refused
 
     def worker_count(self) -> int:
         if self.workers == "auto":

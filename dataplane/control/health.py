@@ -35,7 +35,7 @@ def probe_spec(config: Config, group: str) -> ProbeSpec:
     kind = health.type or ("tcp" if config.balancer.mode == "tcp" else "http")
     fast = health.fast_interval if health.fast_interval is not None else min(interval, 1.0)
     return ProbeSpec(kind, health.path, health.host, health.expect_ranges(), health.timeout,
-                     interval, fast)
+                     interval, fast, config.balancer_of(group).send_proxy)
 
 
 class HealthMonitor:

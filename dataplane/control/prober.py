@@ -20,6 +20,7 @@ import time
 from typing import Callable, NamedTuple
 
 from ..kernel.tcp_info import set_algorithm
+from ..proxyproto.header import encode
 
 LATE_CAP = 30.0          # seconds a timed-out probe is still waited for
 JITTER = 0.1
@@ -34,6 +35,7 @@ class ProbeSpec(NamedTuple):
     timeout: float
     interval: float
     fast_interval: float
+    send_proxy: str | None = None   # "v1" | "v2": probes begin with a PROXY header too
 
 
 class Target:
@@ -123,6 +125,8 @@ class Prober:
                 except OSError:
                     pass          # the workers log an unavailable algorithm once
             await self.loop.sock_connect(sock, address)
+            if self.spec.send_proxy:           # the balancer's own connection: no client
+                await self.loop.sock_sendall(sock, encode(self.spec.send_proxy, None))
             if self.spec.kind == "tcp":
                 return True, "connected"
             return await self._http(sock, target)

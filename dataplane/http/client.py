@@ -19,6 +19,7 @@ import httptools
 import structlog
 
 from ..io.relay import SplicePump
+from ..proxyproto.header import Addresses, ProxyError, parse
 from ..io.stream import Stream
 from ..upstream.outcome import ErrorKind
 from . import rules
@@ -39,6 +40,9 @@ class ClientConnection(Deadlines):
     def __init__(self, site: "Site", sock: socket.socket, peer: str) -> None:
         self.site = site
         self.limits = site.config.limits
+        # The client's addresses; with accept_proxy, from its PROXY header first.
+        self.proxied: Addresses | None = None
+        self.preamble: bytes | None = b"" if site.config.balancer.accept_proxy else None
         self.stream = Stream(site.reactor, sock, self)
         self.parser = httptools.HttpRequestParser(self)
         self.peer = peer.encode()
@@ -108,8 +112,41 @@ class ClientConnection(Deadlines):
         return moved
 
     # -- input -----------------------------------------------------------
+    def addresses(self) -> Addresses:
+        """Who the client is and what it connected to: as a trusted balancer's
+        PROXY header said, or as the socket says."""
+        if self.proxied is None:
+            sock = self.stream.sock
+            (src, src_port, *_), (dst, dst_port, *_) = sock.getpeername(), sock.getsockname()
+            self.proxied = Addresses(src, src_port, dst, dst_port)
+        return self.proxied
+
+    def _proxy_header(self, data: bytes) -> bytes | None:
+        """accept_proxy: collect and read the PROXY header; what follows it, or
+        None while it is incomplete (a bad one closes the connection)."""
+        data = self.preamble + data
+        try:
+            read = parse(data)
+        except ProxyError as exc:
+            log.info("connection refused", client=self.peer.decode(), reason=str(exc))
+            self.site.stats.untrusted += 1
+            self.abort()
+            return None
+        if read is None:
+            self.preamble = data
+            return None
+        addresses, size = read
+        self.preamble = None
+        if addresses is not None:
+            self.proxied, self.peer = addresses, addresses.src.encode()
+        return data[size:]
+
     def on_data(self, data: bytes) -> None:
         self.client_in = self.site.clock.now
+        if self.preamble is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
         if self.input_error is not None or self.closing and self.active is None:
             return   # lingering: discard what the client still sends
         self.feeding = True

@@ -203,6 +203,8 @@ class Exchange(RequestSide, Retries, Routed):
         conn.user = self
         conn.requests += 1
         site, client = self.site, self.client
+        if self.cluster.send_proxy and not reused:
+            conn.stream.write(self.proxy_preface(self.cluster.send_proxy))
         transport = site.transport
         if conn.host.client_side or transport.clients:
             transport.serving(client.stream.sock, conn.host)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..proxyproto.header import encode
 from . import rules
 from .rules import CHUNKED, LENGTH, Reject
 
@@ -71,6 +72,11 @@ class RequestSide:
         else:
             self.pending.append(data)
             self.pending_size += len(data)
+
+    def proxy_preface(self, version: str) -> bytes:
+        """The PROXY header for a backend connection made for this client:
+        the client as a trusted balancer in front named it, or as connected."""
+        return encode(version, self.client.addresses())
 
     def splice_request_body(self) -> bool:
         """Start splicing the rest of a large Content-Length body; True if started.

@@ -12,6 +12,7 @@ import structlog
 from .. import logs
 from ..io.relay import Relay, make_relay
 from ..io.stream import reset
+from ..proxyproto.header import Addresses, encode
 from ..upstream.outcome import ErrorKind, Outcome, connect_error
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class TcpSession:
                          f"connect to {self.host.name} failed: {exc.strerror or exc}")
             return
         self.cluster.breakers.connected(self.host)
+        if self.cluster.send_proxy:
+            self._send_proxy(upstream)
         if self.host.client_side:
             site.transport.serving(self.sock, self.host)
         relay = make_relay(site.relay_engine, site.reactor, self.sock, upstream,
@@ -73,6 +76,12 @@ class TcpSession:
         relay.idle_timeout = site.config.timeouts.idle
         site.track(relay)
         relay.start()
+
+    def _send_proxy(self, upstream: socket.socket) -> None:
+        """The PROXY header before any byte of the client's: a fresh socket
+        takes a header this small at once."""
+        (src, src_port, *_), (dst, dst_port, *_) = self.sock.getpeername(), self.sock.getsockname()
+        upstream.send(encode(self.cluster.send_proxy, Addresses(src, src_port, dst, dst_port)))
 
     def _closed(self, relay: Relay) -> None:
         site = self.site

@@ -17,6 +17,10 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 
 With ``--delay MIN-MAX`` every HTTP answer comes MIN to MAX ms late. Faults
 switched on at run time, and the request counts: faults.py (``/_...``).
+With ``--proxy`` every connection must begin with a PROXY header (v1 or v2,
+read here by a parser of its own): HTTP answers report it as ``proxy``
+(``ADDRESS:PORT``, or ``LOCAL``/``UNKNOWN`` for the balancer's own
+connections), the TCP answer ends in ``from ORIGIN``.
 With ``--tcp`` it is a raw TCP server instead: it reads until EOF, then answers
 ``NAME got N bytes SHA256`` and closes. A client whose first line is
 ``HALFCLOSE`` gets ``bye`` and EOF first, and the server prints what it then
@@ -50,6 +54,16 @@ class Handler(BaseHTTPRequestHandler):
     name = "backend"
     delay = (0.0, 0.0)     # seconds every answer is held back (uniform)
     faults = Faults()      # replaced by one per server (make_server)
+    proxy = False          # connections begin with a PROXY header
+    origin = ""            # what it said
+
+    def handle(self) -> None:
+        if self.proxy:
+            try:
+                self.origin = read_proxy(self.rfile)
+            except (ValueError, IndexError, OSError):
+                return                       # no valid header: hang up, as a real server does
+        super().handle()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -150,6 +164,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(answer + answer.replace(b"ok", b"no"))
             return
         report = {"backend": self.name, "peer": "%s:%d" % self.client_address[:2],
+                  "proxy": self.origin or None,
                   "method": self.command, "path": self.path,
                   "version": self.request_version, "headers": list(self.headers.items()),
                   "body_bytes": size, "body_sha256": sha, "trailers": trailers}
@@ -244,9 +259,20 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> byte
 
 class TcpHandler(socketserver.BaseRequestHandler):
     name = "backend"
+    proxy = False
 
     def handle(self) -> None:
         sock = self.request
+        if self.proxy:                       # the header, then everything to EOF
+            rfile = sock.makefile("rb")
+            try:
+                origin = read_proxy(rfile)
+            except (ValueError, IndexError):
+                return                       # no valid header: hang up
+            data = rfile.read()
+            sock.sendall(f"{self.name} got {len(data)} bytes "
+                         f"{hashlib.sha256(data).hexdigest()} from {origin}\n".encode())
+            return
         first = sock.recv(65536)
         if first.startswith(b"RESET"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -263,6 +289,23 @@ class TcpHandler(socketserver.BaseRequestHandler):
                      .encode())
 
 
+def read_proxy(rfile) -> str:
+    """The client a PROXY header (v1 or v2) names: ADDRESS:PORT, LOCAL or UNKNOWN."""
+    start = rfile.read(5)
+    if start == b"PROXY":
+        words = (start + rfile.readline()).decode("ascii").split()
+        return "UNKNOWN" if words[1] == "UNKNOWN" else f"{words[2]}:{words[4]}"
+    head = start + rfile.read(11)
+    if head[:12] != b"\r\n\r\n\x00\r\nQUIT\n":
+        raise ValueError("no PROXY header")
+    body = rfile.read(int.from_bytes(head[14:16], "big"))
+    if head[12] & 0x0F == 0:
+        return "LOCAL"
+    if head[13] == 0x11:
+        return f"{socket.inet_ntop(socket.AF_INET, body[:4])}:{int.from_bytes(body[8:10], 'big')}"
+    return f"{socket.inet_ntop(socket.AF_INET6, body[:16])}:{int.from_bytes(body[32:34], 'big')}"
+
+
 def read_to_eof(sock: socket.socket) -> bytes:
     chunks = []
     while (data := sock.recv(1 << 20)):
@@ -271,9 +314,10 @@ def read_to_eof(sock: socket.socket) -> bytes:
 
 
 def make_server(name: str, host: str, port: int, tcp: bool = False,
-                delay: tuple[float, float] = (0.0, 0.0)) -> socketserver.TCPServer:
+                delay: tuple[float, float] = (0.0, 0.0),
+                proxy: bool = False) -> socketserver.TCPServer:
     handler = type("NamedHandler", (TcpHandler if tcp else Handler,),
-                   {"name": name, "delay": delay, "faults": Faults()})
+                   {"name": name, "delay": delay, "faults": Faults(), "proxy": proxy})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {
         "address_family": family, "allow_reuse_address": True, "daemon_threads": True})
@@ -286,12 +330,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tcp", action="store_true", help="raw TCP instead of HTTP")
+    parser.add_argument("--proxy", action="store_true",
+                        help="every connection begins with a PROXY header (v1 or v2)")
     parser.add_argument("--delay", default="0-0", metavar="MIN-MAX",
                         help="answer every request MIN to MAX milliseconds late (uniform)")
     args = parser.parse_args()
     low, _, high = args.delay.partition("-")
     server = make_server(args.name, args.host, args.port, args.tcp,
-                         (float(low) / 1000, float(high or low) / 1000))
+                         (float(low) / 1000, float(high or low) / 1000), args.proxy)
     print(f"backend {args.name} listening on {args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence
 
+import msgspec
 import structlog
 
 from ..breaker.policy import share
@@ -112,6 +113,11 @@ class Cluster:
         slot, workers = signals.slot, settings.worker_count()
         connections = share(breaker.max_connections, slot, workers)
         pending = share(breaker.max_pending, slot, workers)
+        # A connection that began with one client's PROXY header is that
+        # client's: with send_proxy, connections are not kept for reuse.
+        self.send_proxy = settings.send_proxy
+        if self.send_proxy:
+            pool = msgspec.structs.replace(pool, max_idle=0)
         self.pool = Pool(reactor, pool, transport, connections, pending)
         self.max_requests = share(breaker.max_requests, slot, workers) or 1 << 62
         # What a full queue means: a breaker limit (named in the 503) or the pool's own.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import os
 import socket
 from typing import Callable
@@ -71,6 +72,9 @@ class Worker:
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
+        self.trusted = [ipaddress.ip_network(c, strict=False)
+                        for c in config.balancer.trusted_proxies] \
+            if config.balancer.accept_proxy else None
 
     def _cluster(self, name: str) -> Cluster:
         group, config = self.config.group(name), self.config
@@ -110,10 +114,18 @@ class Worker:
                 self.stats.refused += 1
                 sock.close()
                 continue
+            if self.trusted is not None and not self._trusted(address[0]):
+                self.stats.untrusted += 1       # accept_proxy: only balancers we trust
+                sock.close()
+                continue
             self.stats.accepted += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.handler(self, sock, address[0])
+
+    def _trusted(self, address: str) -> bool:
+        peer = ipaddress.ip_address(address)
+        return any(peer in network for network in self.trusted)
 
     def track(self, conn: Tracked) -> None:
         self.connections.add(conn)
@@ -158,7 +170,7 @@ class Worker:
         hosts = list(self.hosts())
         link.up.send(Counters(link.slot, os.getpid(), self.stats.accepted,
                               len(self.connections), link.up.ring.dropped,
-                              self.stats.rejected, self.stats.refused,
+                              self.stats.rejected, self.stats.refused + self.stats.untrusted,
                               {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
                               self.transport.summary(hosts, self.clock.now),
                               {name: marks for c in self.clusters.values()
