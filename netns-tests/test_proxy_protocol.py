@@ -56,7 +56,7 @@ def test_tcp_mode_sends_the_header_before_the_clients_bytes(topology):
     topo = topology(["client", "lb", "b1"])
     topo.python_backend("b1", "b1", tcp=True, proxy=True)
     config = balancer_config(topo, ["b1"], mode="tcp").replace(
-        "workers: 1", "workers: 1, send_proxy: v1")
+        "workers: 1", "workers: 1, send_proxy: v2")
     topo.balancer("lb", config)
     sock = topo.connect("client", "lb", 8080)
     sock.sendall(b"hello")
@@ -95,3 +95,30 @@ def test_a_balancer_behind_a_balancer_takes_the_client_from_trusted_ones_only(to
     time.sleep(0.5)
     stats = json.loads(lbctl(topo, "stats", "--json").stdout)
     assert list(stats["listeners"].values())[0]["refused"] >= 2
+
+
+def test_tcp_mode_behind_a_balancer_passes_the_client_and_its_first_bytes_on(topology):
+    topo = topology(["client", "front", "lb", "b1"])
+    topo.python_backend("b1", "b1", tcp=True, proxy=True)
+    back = balancer_config(topo, ["b1"], mode="tcp").replace(
+        "workers: 1", f"workers: 1, send_proxy: v1, accept_proxy: true, "
+                      f"trusted_proxies: ['{topo.hosts['front']}']")
+    topo.balancer("lb", back)
+    front = (f"balancer: {{port: 8080, bind: {topo.hosts['front']}, workers: 1, mode: tcp, "
+             f"send_proxy: v2}}\nbackends: [{{host: {topo.hosts['lb']}, port: 8080}}]\n"
+             f"admin: {{socket: {topo.tmp / 'front.sock'}}}\n")
+    (topo.tmp / "front.yaml").write_text(front)
+    proc = topo.spawn("front", [lbctl_path(), "run", "-c", str(topo.tmp / "front.yaml")],
+                      log_name="front.log")
+    topo.wait_port("front", 8080, from_host="front", proc=proc)
+    sock = topo.connect("client", "front", 8080)
+    sock.sendall(b"x" * 100_000)
+    sock.shutdown(1)
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    port = sock.getsockname()[1]
+    sock.close()
+    assert answer.decode().startswith("b1 got 100000 bytes"), answer
+    assert answer.decode().strip().endswith(f"from {topo.hosts['client']}:{port}"), answer
+    assert hung_up(topo.connect("client", "lb", 8080))          # untrusted: refused

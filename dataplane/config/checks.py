@@ -38,9 +38,6 @@ def _check_balancer(config: Config, lines: dict, source: str) -> None:
             raise _error(lines, source, ("balancer", "trusted_proxies", i),
                          f"{cidr!r} is not an address or network (10.0.0.0/8, 2001:db8::/32)") \
                 from None
-    if settings.accept_proxy and settings.mode == "tcp":
-        raise _error(lines, source, ("balancer", "accept_proxy"),
-                     "is for http mode only so far (tcp mode cannot read PROXY headers yet)")
     if settings.accept_proxy and not settings.trusted_proxies:
         raise _error(lines, source, ("balancer", "accept_proxy"),
                      "needs balancer.trusted_proxies: who may send PROXY headers")

@@ -13,6 +13,7 @@ from .. import logs
 from ..io.relay import Relay, make_relay
 from ..io.stream import reset
 from ..proxyproto.header import Addresses, encode
+from .preamble import ProxyPreamble
 from ..upstream.outcome import ErrorKind, Outcome, connect_error
 
 if TYPE_CHECKING:
@@ -24,10 +25,25 @@ if TYPE_CHECKING:
 log = structlog.get_logger("l7lb.tcp")
 
 
-class TcpSession:
-    """From accept until the relay takes over: pick a host and connect."""
+def accept(site: "Site", sock: socket.socket, peer: str) -> None:
+    """A TCP-mode connection: with accept_proxy, its PROXY header first."""
+    if site.config.balancer.accept_proxy:
+        ProxyPreamble(site, sock, peer,
+                      lambda addresses, early: TcpSession(site, sock, peer, addresses, early))
+    else:
+        TcpSession(site, sock, peer)
 
-    def __init__(self, site: "Site", sock: socket.socket, peer: str) -> None:
+
+class TcpSession:
+    """From accept until the relay takes over: pick a host and connect.
+    ``proxied``: the client a trusted PROXY header named; ``early``: the
+    client's bytes that came with that header (sent on first)."""
+
+    def __init__(self, site: "Site", sock: socket.socket, peer: str,
+                 proxied: Addresses | None = None, early: bytes = b"") -> None:
+        if proxied is not None:
+            peer = proxied.src
+        self.proxied, self.early = proxied, early
         self.site, self.sock, self.peer = site, sock, peer
         self.started = time.monotonic()
         self.deadline = site.clock.now + site.connect_timeout
@@ -67,8 +83,12 @@ class TcpSession:
                          f"connect to {self.host.name} failed: {exc.strerror or exc}")
             return
         self.cluster.breakers.connected(self.host)
-        if self.cluster.send_proxy:
-            self._send_proxy(upstream)
+        first = (self._proxy_header() if self.cluster.send_proxy else b"") + self.early
+        if first and upstream.send(first) != len(first):   # a fresh socket takes this much
+            upstream.close()
+            self.cluster.pool.socket_closed(self.host)
+            self._failed(ErrorKind.CONNECT_ERROR, "could not send the first bytes")
+            return
         if self.host.client_side:
             site.transport.serving(self.sock, self.host)
         relay = make_relay(site.relay_engine, site.reactor, self.sock, upstream,
@@ -77,11 +97,14 @@ class TcpSession:
         site.track(relay)
         relay.start()
 
-    def _send_proxy(self, upstream: socket.socket) -> None:
-        """The PROXY header before any byte of the client's: a fresh socket
-        takes a header this small at once."""
-        (src, src_port, *_), (dst, dst_port, *_) = self.sock.getpeername(), self.sock.getsockname()
-        upstream.send(encode(self.cluster.send_proxy, Addresses(src, src_port, dst, dst_port)))
+    def _proxy_header(self) -> bytes:
+        """The PROXY header for this client, before any byte of its own."""
+        addresses = self.proxied
+        if addresses is None:
+            (src, src_port, *_), (dst, dst_port, *_) = (self.sock.getpeername(),
+                                                        self.sock.getsockname())
+            addresses = Addresses(src, src_port, dst, dst_port)
+        return encode(self.cluster.send_proxy, addresses)
 
     def _closed(self, relay: Relay) -> None:
         site = self.site

@@ -320,7 +320,10 @@ def make_server(name: str, host: str, port: int, tcp: bool = False,
                    {"name": name, "delay": delay, "faults": Faults(), "proxy": proxy})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {
-        "address_family": family, "allow_reuse_address": True, "daemon_threads": True})
+        "address_family": family, "allow_reuse_address": True, "daemon_threads": True,
+        # socketserver's default backlog of 5 drops SYNs under 50 clients: their
+        # connects then wait out retransmits of 1 s, 3 s... (a flaky test found it)
+        "request_queue_size": 128})
     return server_class((host, port), handler)
 
 

@@ -22,7 +22,7 @@ from ..http.client import ClientConnection
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from ..site import Clock, Stats, Tracked
-from ..tcp.session import TcpSession
+from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
 from ..routing.table import RouteTable
 from ..upstream.outcome import Outcome
@@ -68,7 +68,7 @@ class Worker:
             "splice" if config.balancer.mode == "tcp" else "copy")
         self.splice_bodies = relay != "copy"
         self.handler: Callable[[Worker, socket.socket, str], object] = (
-            TcpSession if config.balancer.mode == "tcp" else ClientConnection)
+            accept_tcp if config.balancer.mode == "tcp" else ClientConnection)
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
