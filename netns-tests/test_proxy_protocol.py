@@ -22,6 +22,17 @@ def hung_up(sock) -> bool:
         sock.close()
 
 
+def front_balancer(topo, mode: str) -> None:
+    """A second balancer on host "front", sending PROXY v2 headers to "lb"."""
+    path = topo.tmp / "front.yaml"
+    path.write_text(
+        f"balancer: {{port: 8080, bind: {topo.hosts['front']}, workers: 1, mode: {mode}, "
+        f"send_proxy: v2}}\nbackends: [{{host: {topo.hosts['lb']}, port: 8080}}]\n"
+        f"admin: {{socket: {topo.tmp / 'front.sock'}}}\n")
+    proc = topo.spawn("front", [lbctl_path(), "run", "-c", str(path)], log_name="front.log")
+    topo.wait_port("front", 8080, from_host="front", proc=proc)
+
+
 def test_groups_send_v1_or_v2_and_probes_send_it_too(topology):
     topo = topology(["client", "lb", "b1", "b2"])
     topo.python_backend("b1", "b1", proxy=True)
@@ -74,13 +85,7 @@ def test_a_balancer_behind_a_balancer_takes_the_client_from_trusted_ones_only(to
     back = balancer_config(topo, ["b1"]).replace(
         "workers: 1", f"workers: 1, accept_proxy: true, trusted_proxies: [{topo.hosts['front']}/32]")
     topo.balancer("lb", back)
-    front = (f"balancer: {{port: 8080, bind: {topo.hosts['front']}, workers: 1, send_proxy: v2}}\n"
-             f"backends: [{{host: {topo.hosts['lb']}, port: 8080}}]\n"
-             f"admin: {{socket: {topo.tmp / 'front.sock'}}}\n")
-    (topo.tmp / "front.yaml").write_text(front)
-    proc = topo.spawn("front", [lbctl_path(), "run", "-c", str(topo.tmp / "front.yaml")],
-                      log_name="front.log")
-    topo.wait_port("front", 8080, from_host="front", proc=proc)
+    front_balancer(topo, "http")
     response, body = Client(topo, target="front").request("GET", "/via-front")
     sent = {k.lower(): v for k, v in json.loads(body)["headers"]}
     assert response.status == 200
@@ -104,13 +109,7 @@ def test_tcp_mode_behind_a_balancer_passes_the_client_and_its_first_bytes_on(top
         "workers: 1", f"workers: 1, send_proxy: v1, accept_proxy: true, "
                       f"trusted_proxies: ['{topo.hosts['front']}']")
     topo.balancer("lb", back)
-    front = (f"balancer: {{port: 8080, bind: {topo.hosts['front']}, workers: 1, mode: tcp, "
-             f"send_proxy: v2}}\nbackends: [{{host: {topo.hosts['lb']}, port: 8080}}]\n"
-             f"admin: {{socket: {topo.tmp / 'front.sock'}}}\n")
-    (topo.tmp / "front.yaml").write_text(front)
-    proc = topo.spawn("front", [lbctl_path(), "run", "-c", str(topo.tmp / "front.yaml")],
-                      log_name="front.log")
-    topo.wait_port("front", 8080, from_host="front", proc=proc)
+    front_balancer(topo, "tcp")
     sock = topo.connect("client", "front", 8080)
     sock.sendall(b"x" * 100_000)
     sock.shutdown(1)
