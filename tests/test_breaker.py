@@ -50,11 +50,11 @@ def test_a_batch_with_failures_in_a_row_trips_even_if_it_ends_well():
     assert b.record_many(b"\x01\x01\x01\x01\x01\x00\x00") == "5 failures in a row"
 
 
-def feed(b: Breaker, results: str, now: float = 0.0) -> str | None:
+def feed(b: Breaker, results: str) -> str | None:
     """'f' a failure, 'o' a success, 's' a slow success; the last trip reason."""
     reason = None
     for r in results:
-        reason = b.record(now, r == "f", r == "s") or reason
+        reason = b.record(r == "f", r == "s") or reason
     return reason
 
 
@@ -85,10 +85,10 @@ def test_open_time_doubles_per_failed_trial_up_to_the_cap_and_resets_on_close():
         lengths.append(b.until - opened)
         assert not b.poll(b.until - 0.001)
         assert b.poll(b.until) and b.phase is Phase.HALF_OPEN
-        b.record(b.until, True, False)              # the trial fails: open again
+        b.trial(b.until, False)                     # the trial fails: open again
     assert lengths == [5, 10, 20, 30, 30]
     b.poll(b.until)
-    b.record(b.until, False, False)                 # the trial passes: closed
+    b.trial(b.until, True)                          # the trial passes: closed
     b.open(1000.0, "again")
     assert b.until - 1000.0 == 5
 
@@ -97,20 +97,20 @@ def test_half_open_closes_after_all_trials_pass_and_forgets_the_window():
     b = Breaker(Rules(trial_calls=2, open_for=5))
     feed(b, "fffff")
     b.open(0.0, "5 failures in a row")
-    assert feed(b, "oooo", now=1.0) is None and b.phase is Phase.OPEN   # stragglers ignored
+    assert feed(b, "ffff") is None and b.window.calls == 5   # stragglers ignored
     b.poll(5.0)
-    b.record(5.1, False, False)
+    b.trial(5.1, True)
     assert b.phase is Phase.HALF_OPEN
-    b.record(5.2, False, False)
+    b.trial(5.2, True)
     assert b.phase is Phase.CLOSED and b.window.calls == 0 and b.trips == 0
     assert [t.new for t in b.history] == [Phase.OPEN, Phase.HALF_OPEN, Phase.CLOSED]
 
 
-def test_a_slow_trial_fails_and_reopens_for_twice_as_long():
+def test_a_failed_trial_reopens_for_twice_as_long():
     b = Breaker(Rules(open_for=5))
     b.open(0.0, "x")
     b.poll(5.0)
-    b.record(5.0, False, True)
+    b.trial(5.0, False)                 # a worker reports a slow trial as failed too
     assert b.phase is Phase.OPEN and b.until == pytest.approx(15.0)
     assert b.history[-1].reason == "a trial call failed"
 

@@ -61,18 +61,16 @@ class Breaker:
         self.history: deque[Transition] = deque(maxlen=HISTORY)
 
     # -- call results --------------------------------------------------------
-    def record(self, now: float, failed: bool, slow: bool) -> str | None:
-        """A call ended. Closed: the reason to trip, if it should. Half open:
-        the trial's verdict is applied at once (and None returned)."""
-        if self.phase is Phase.CLOSED:
-            window = self.window
-            window.add(failed, slow)
-            # A good call can only trip the window as the one that fills min_calls.
-            if failed or slow or window.calls == self.rules.min_calls:
-                return self.reason()
+    def record(self, failed: bool, slow: bool) -> str | None:
+        """A call ended: closed, the reason to trip if it should (otherwise
+        the call is not counted: trials go to ``trial``)."""
+        if self.phase is not Phase.CLOSED:
             return None
-        if self.phase is Phase.HALF_OPEN:
-            self.trial(now, not (failed or slow))
+        window = self.window
+        window.add(failed, slow)
+        # A good call can only trip the window as the one that fills min_calls.
+        if failed or slow or window.calls == self.rules.min_calls:
+            return self.reason()
         return None
 
     def record_many(self, marks: bytes) -> str | None:

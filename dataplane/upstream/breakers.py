@@ -26,7 +26,7 @@ from .outcome import FAILURE_CLASS, ErrorKind, Outcome
 if TYPE_CHECKING:
     from .host import Host
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CLOSED, OPEN = "closed", "open"
 NO_ERROR = ErrorKind.NONE
 
 
@@ -77,7 +77,7 @@ class WorkerBreakers:
         elif host.breaker == CLOSED:
             host.marks.append(bad + 2 * slow)       # window.FAILED | window.SLOW
             calls = host.calls or self._calls(host)
-            reason = calls.record(0.0, bad, slow)   # closed: the time plays no part
+            reason = calls.record(bad, slow)
             if reason is not None:
                 self._trip(host, reason)
 

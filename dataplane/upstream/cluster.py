@@ -57,7 +57,6 @@ IN_QUEUE = "in_queue"  # wait: the waiter's ``dequeued`` is called with your tur
 NO_ROOM = "no_room"    # pool.max_active and pool.max_queue reached
 # ...or a breaker limit reached (this worker's share of it): 503 at once.
 MAX_CONNECTIONS, MAX_PENDING, MAX_REQUESTS = "max_connections", "max_pending", "max_requests"
-LIMITS = (MAX_CONNECTIONS, MAX_PENDING, MAX_REQUESTS)
 
 
 NO_ERROR = ErrorKind.NONE
