@@ -60,18 +60,24 @@ class PathIndex:
         self.header_conditions = any(r.headers for r in routes)
 
     def candidates(self, path: str, named: dict[bytes, bytes]) -> list[Route]:
-        found = list(self.rest)
-        found += self.exact.get(path, ())
-        for name, by_value in self.by_header.items():
-            value = named.get(name)
-            if value is not None:
-                found += by_value.get(value, ())
-        for prefix, route in self.prefix.get(_first_segment(path), ()):
-            if path.startswith(prefix):
-                found.append(route)
-        for prefix, route in self.short:
-            if path.startswith(prefix):
-                found.append(route)
+        """The routes the indexes offer for this path, in order (each index
+        is skipped when empty: most tables use one or two of them)."""
+        found = self.rest[:]
+        if self.exact:
+            found += self.exact.get(path, ())
+        if self.by_header:
+            for name, by_value in self.by_header.items():
+                value = named.get(name)
+                if value is not None:
+                    found += by_value.get(value, ())
+        if self.prefix:
+            for prefix, route in self.prefix.get(_first_segment(path), ()):
+                if path.startswith(prefix):
+                    found.append(route)
+        if self.short:
+            for prefix, route in self.short:
+                if path.startswith(prefix):
+                    found.append(route)
         if len(found) > 1:
             found.sort(key=_order)
         return found
