@@ -17,7 +17,7 @@ from dataplane.upstream.outcome import FAILURE_CLASS, ErrorKind, Outcome
 def test_the_window_counts_exactly_the_last_calls(size, calls):
     window = CallWindow(size)
     for failed, slow in calls:
-        window.add(failed, slow)
+        window.extend(bytes([failed + 2 * slow]))
     last = calls[-size:]
     assert window.calls == len(last)
     assert window.failures == sum(f for f, _ in last)
@@ -35,7 +35,7 @@ def test_batches_count_as_the_same_calls_one_by_one(size, batches):
     for batch in batches:
         longest, run = 0, one.in_a_row
         for mark in batch:
-            one.add(bool(mark & 1), bool(mark & 2))
+            one.extend(bytes([mark]))
             run = run + 1 if mark & 1 else 0
             longest = max(longest, run)
         assert many.extend(batch) == longest
@@ -54,7 +54,7 @@ def feed(b: Breaker, results: str) -> str | None:
     """'f' a failure, 'o' a success, 's' a slow success; the last trip reason."""
     reason = None
     for r in results:
-        reason = b.record(r == "f", r == "s") or reason
+        reason = b.record_many(b"\x01" if r == "f" else b"\x02" if r == "s" else b"\x00") or reason
     return reason
 
 

@@ -1,7 +1,7 @@
 """One backend's circuit breaker, without I/O: closed -> open -> half_open.
 
-- closed: every call result goes into a CallWindow. The breaker asks to trip
-  (``record`` returns the reason) when ``consecutive`` failures come in a
+- closed: call results go into a CallWindow, a batch at a time. The breaker
+  asks to trip (``record_many`` returns the reason) when ``consecutive`` failures come in a
   row, or, with at least ``min_calls`` calls in the window, when failures
   reach ``failure_rate`` or slow calls reach ``slow_rate`` of them. Whether
   it trips is the caller's call (``open``): the ejection cap may say no.
@@ -61,18 +61,6 @@ class Breaker:
         self.history: deque[Transition] = deque(maxlen=HISTORY)
 
     # -- call results --------------------------------------------------------
-    def record(self, failed: bool, slow: bool) -> str | None:
-        """A call ended: closed, the reason to trip if it should (otherwise
-        the call is not counted: trials go to ``trial``)."""
-        if self.phase is not Phase.CLOSED:
-            return None
-        window = self.window
-        window.add(failed, slow)
-        # A good call can only trip the window as the one that fills min_calls.
-        if failed or slow or window.calls == self.rules.min_calls:
-            return self.reason()
-        return None
-
     def record_many(self, marks: bytes) -> str | None:
         """Closed: many call results at once (``window.FAILED | SLOW`` marks, in
         the order they ended); the reason to trip, if it should."""

@@ -1,7 +1,7 @@
-"""The last N calls of one backend, counted as they go: failures, slow calls,
-and failures in a row. A worker adds calls one at a time, O(1) each (a
-bytearray ring, no objects per call); the control process adds a worker's
-calls a batch at a time, counted in C (``extend``)."""
+"""The last N calls of one backend: failures, slow calls, and failures in a
+row, kept in a bytearray ring (no objects per call) and taken a batch of
+one-byte marks at a time, counted in C (``extend``): by a worker when a bad
+call comes or at its report, by the control process per report."""
 
 from __future__ import annotations
 
@@ -19,20 +19,6 @@ class CallWindow:
         self.marks = bytearray(size)   # FAILED | SLOW bits per call, oldest overwritten
         self.at = 0                    # where the next call goes
         self.calls = self.failures = self.slow = self.in_a_row = 0
-
-    def add(self, failed: bool, slow: bool) -> None:
-        mark = (FAILED if failed else 0) | (SLOW if slow else 0)
-        if self.calls == self.size:
-            old = self.marks[self.at]
-            self.failures -= old & FAILED
-            self.slow -= (old & SLOW) >> 1
-        else:
-            self.calls += 1
-        self.marks[self.at] = mark
-        self.at = (self.at + 1) % self.size
-        self.failures += failed
-        self.slow += slow
-        self.in_a_row = self.in_a_row + 1 if failed else 0
 
     def extend(self, marks: bytes) -> int:
         """Calls in the order they ended, one mark each; returns the longest run

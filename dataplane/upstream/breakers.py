@@ -75,11 +75,19 @@ class WorkerBreakers:
         if host.trials:
             self._judged(host, "failed" if bad or slow else "passed")
         elif host.breaker == CLOSED:
-            host.marks.append(bad + 2 * slow)       # window.FAILED | window.SLOW
-            calls = host.calls or self._calls(host)
-            reason = calls.record(bad, slow)
-            if reason is not None:
-                self._trip(host, reason)
+            mark = bad + 2 * slow                   # window.FAILED | window.SLOW
+            host.marks.append(mark)
+            if mark:           # a bad call is judged at once; good ones at the report
+                self._count(host)
+
+    def _count(self, host: "Host") -> None:
+        """This worker's own window takes the calls marked since it last
+        looked (counted in C); trip if they say so."""
+        calls = host.calls or self._calls(host)
+        reason = calls.record_many(bytes(host.marks[host.counted:]))
+        host.counted = len(host.marks)
+        if reason is not None and host.breaker == CLOSED:
+            self._trip(host, reason)
 
     def _calls(self, host: "Host") -> Breaker:
         host.calls = Breaker(self.rules)
@@ -122,8 +130,11 @@ class WorkerBreakers:
         out = {}
         for host in self.hosts:
             if host.marks:
+                if host.counted < len(host.marks) and host.breaker == CLOSED:
+                    self._count(host)
                 out[backend_key(self.cluster, host.name)] = bytes(host.marks)
                 host.marks.clear()
+                host.counted = 0
         return out
 
     def apply(self, host: "Host", phase: str, lease: int, allowed: int) -> None:

@@ -43,7 +43,7 @@ class Host:
                  "active", "current_weight", "inflight", "waiting",
                  "conn_stats", "state", "cc", "client_side", "sockets", "health", "failures",
                  "awaiting", "breaker", "permits", "lease", "used", "trials", "calls",
-                 "marks")
+                 "marks", "counted")
 
     def __init__(self, host: str, port: int, weight: int = 100, cc: str = "",
                  client_side: bool = False) -> None:
@@ -70,6 +70,7 @@ class Host:
         self.trials = 0           # trial requests under way
         self.calls: Breaker | None = None   # this worker's own count of its calls
         self.marks = bytearray()  # those calls for the control process, since the last report
+        self.counted = 0          # how many of them this worker's own window has taken
         self.cc = cc              # congestion control in effect: "" is the kernel's default
         self.client_side = client_side
         # Every open upstream socket, for the pacer and for TCP_INFO samples.
