@@ -207,7 +207,7 @@ class Exchange(RequestSide, Retries, Routed):
             conn.stream.write(self.proxy_preface(self.cluster.send_proxy))
         transport = site.transport
         if conn.host.client_side or transport.clients:
-            transport.serving(client.stream.sock, conn.host)
+            transport.serving(client.stream.shared_socket(), conn.host)
         # A refused upgrade may have carried the new protocol's first bytes.
         route = self.route
         self.response = ResponseReader(self.method, self.version, self.keep_alive,

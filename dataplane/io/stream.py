@@ -1,28 +1,25 @@
-"""A non-blocking socket on the event loop, with a bounded write buffer.
+"""A connection on uvloop's C transport, with the interface the HTTP layer uses.
 
-The proxy works on raw sockets rather than asyncio transports so that the same
-file descriptor can be handed to splice(2) for large bodies and upgraded
-streams. Readiness comes from the Reactor (see reactor.py for why). Reads are delivered to an owner object (``on_data``, ``on_eof``,
-``on_error``); writes go straight to the kernel and only what the kernel
-refuses is queued. Owners apply back-pressure with ``pending`` and
-``when_drained``.
+Reads and writes of HTTP heads and small bodies stay in C: uvloop reads into
+its own buffer and hands the bytes to ``owner.on_data``; ``write`` tries the
+socket at once and queues in C only what the kernel refuses. A peer's RST
+arrives as ``on_error`` (libuv's stream handles read the error; only its
+poll handles, which we never use for these sockets, lose EPOLLERR).
+
+For splice the transport's reading is paused and its (drained) file descriptor
+is used directly; ``detach`` hands a duplicate of it to a byte relay.
+Owners apply back-pressure with ``pending`` and ``when_drained``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import os
 import socket
 import struct
-from collections import deque
 from typing import Callable, Protocol
 
-from .reactor import Reactor
-
-READ_SIZE = 256 * 1024
-# One receive buffer per process: recv(n) would allocate n bytes per call, and
-# at 256 KiB that allocation costs several times the syscall itself.
-_BUFFER = bytearray(READ_SIZE)
-_VIEW = memoryview(_BUFFER)
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -33,153 +30,131 @@ class StreamOwner(Protocol):
 
 
 class Stream:
-    __slots__ = ("reactor", "loop", "sock", "fd", "owner", "pending", "closed", "reading",
-                 "_out", "_writing", "_drain_waiters", "_shut_after_drain", "_error")
+    """An asyncio protocol object; ``data_received`` is the owner's own
+    ``on_data``, so a read costs one Python call."""
 
-    def __init__(self, reactor: Reactor, sock: socket.socket, owner: StreamOwner) -> None:
-        self.reactor = reactor
-        self.loop = reactor.loop
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.owner = owner
-        self.pending = 0          # bytes queued in user space, not yet in the kernel
+    __slots__ = ("transport", "sock", "fd", "owner", "data_received", "closed", "reading",
+                 "queued", "_drain_waiters", "_made", "_shared")
+
+    def __init__(self, owner: StreamOwner | None = None,
+                 made: Callable[["Stream"], None] | None = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.sock: socket.socket | None = None
+        self.fd = -1
         self.closed = False
-        self.reading = False
-        self._out: deque[memoryview] = deque()
-        self._writing = False
+        self.reading = True       # a transport reads from the start
+        self.queued = False       # bytes wait in the transport's buffer
         self._drain_waiters: list[Callable[[], None]] = []
-        self._shut_after_drain = False
-        self._error: OSError | None = None
+        self._made = made
+        self._shared: socket.socket | None = None
+        self.data_received = None
+        if owner is not None:
+            self.own(owner)
+
+    def own(self, owner: StreamOwner) -> None:
+        self.owner = owner
+        self.data_received = owner.on_data
+        if self.transport is not None:
+            self.transport.set_protocol(self)   # uvloop caches data_received
+
+    # -- protocol callbacks (uvloop) ---------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.sock = transport.get_extra_info("socket")
+        self.fd = self.sock.fileno()
+        transport.set_write_buffer_limits(0)   # pause_writing whenever bytes stay queued
+        if self._made is not None:
+            made, self._made = self._made, None
+            made(self)
+
+    def eof_received(self) -> bool:
+        self.reading = False
+        self.owner.on_eof()
+        return True        # keep the writing side: the owner closes when done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self._closed()
+        if not isinstance(exc, OSError):
+            exc = ConnectionResetError(errno.ECONNRESET, "connection lost")
+        self.owner.on_error(exc)
+
+    def pause_writing(self) -> None:
+        self.queued = True
+
+    def resume_writing(self) -> None:
+        self.queued = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            waiter()
 
     # -- reading ---------------------------------------------------------
     def start_reading(self) -> None:
         if not self.reading and not self.closed:
             self.reading = True
-            self.reactor.add_reader(self.fd, self._on_readable)
+            self.transport.resume_reading()
 
     def stop_reading(self) -> None:
         if self.reading:
             self.reading = False
-            self.reactor.remove_reader(self.fd)
-
-    def _on_readable(self) -> None:
-        try:
-            size = self.sock.recv_into(_BUFFER)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self.stop_reading()
-            self.owner.on_error(exc)
-            return
-        if size:
-            self.owner.on_data(_VIEW[:size].tobytes())
-        else:
-            self.stop_reading()
-            self.owner.on_eof()
+            if not self.closed:
+                self.transport.pause_reading()
 
     # -- writing ---------------------------------------------------------
     def write(self, data: bytes) -> None:
         """Send now what the kernel takes; queue the rest. Errors surface via on_error."""
-        if self.closed or self._error is not None:
-            return
-        if not self._out:
-            try:
-                sent = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._fail(exc)
-                return
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-        else:
-            data = memoryview(data)
-        self._out.append(data)
-        self.pending += len(data)
-        if not self._writing:
-            self._writing = True
-            self.reactor.add_writer(self.fd, self._on_writable)
+        if not self.closed:
+            self.transport.write(data)
 
-    def _on_writable(self) -> None:
-        out = self._out
-        while out:
-            chunk = out[0]
-            try:
-                sent = self.sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._fail(exc)
-                return
-            self.pending -= sent
-            if sent < len(chunk):
-                out[0] = chunk[sent:]
-                return
-            out.popleft()
-        self._writing = False
-        self.reactor.remove_writer(self.fd)
-        self._drained()
-
-    def _drained(self) -> None:
-        if self._shut_after_drain:
-            self._shutdown_write()
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            waiter()
+    @property
+    def pending(self) -> int:
+        """Bytes queued in user space, not yet in the kernel."""
+        return self.transport.get_write_buffer_size() if self.queued else 0
 
     def when_drained(self, callback: Callable[[], None]) -> None:
         """Call back once every queued byte is in the kernel (now, if none is queued)."""
-        if self._out:
+        if self.queued and not self.closed:
             self._drain_waiters.append(callback)
         else:
             callback()
 
-    def _fail(self, exc: OSError) -> None:
-        # Reported from the loop, not from inside the caller's write().
-        self._error = exc
-        self._out.clear()
-        self.pending = 0
-        if self._writing:
-            self._writing = False
-            self.reactor.remove_writer(self.fd)
-        self.loop.call_soon(self._report_error, exc)
-
-    def _report_error(self, exc: OSError) -> None:
-        if not self.closed:
-            self.owner.on_error(exc)
+    def shared_socket(self) -> socket.socket:
+        """A socket object on this connection's descriptor, for kernel tuning
+        that keeps sockets as weak keys (uvloop's own cannot be); it lets go of
+        the descriptor when the stream closes and never closes it itself."""
+        if self._shared is None:
+            self._shared = socket.socket(fileno=self.fd)
+        return self._shared
 
     # -- ending ----------------------------------------------------------
     def shutdown_write(self) -> None:
         """Half-close once the queued bytes are sent (the peer reads EOF)."""
-        if self._out:
-            self._shut_after_drain = True
-        else:
-            self._shutdown_write()
-
-    def _shutdown_write(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        if not self.closed:
+            try:
+                self.transport.write_eof()
+            except (OSError, RuntimeError):
+                pass
 
     def detach(self) -> socket.socket:
-        """Stop all callbacks and hand the socket over (nothing may be queued)."""
-        assert not self._out, "detach with bytes queued"
-        self.stop_reading()
-        self.closed = True
-        return self.sock
+        """Stop all callbacks and hand over a socket on the same connection
+        (nothing may be queued)."""
+        assert not self.pending, "detach with bytes queued"
+        sock = socket.socket(fileno=os.dup(self.fd))
+        self._closed()
+        self.transport.abort()      # closes uvloop's descriptor only: no FIN, no RST
+        return sock
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.stop_reading()
-        if self._writing:
-            self._writing = False
-            self.reactor.remove_writer(self.fd)
+        if not self.closed:
+            self._closed()
+            self.transport.abort()
+
+    def _closed(self) -> None:
         self.closed = True
-        self._out.clear()
-        self.sock.close()
+        self.queued = False
+        if self._shared is not None:
+            self._shared.detach()
 
     def abort(self) -> None:
         """Close with a TCP reset, so the peer sees the failure."""

@@ -28,18 +28,19 @@ class UpstreamUser(Protocol):
 
 
 class UpstreamConnection:
-    __slots__ = ("pool", "host", "stream", "user", "requests", "idle_since", "counted")
+    """A connected socket on a uvloop transport. Reading stays on while it is
+    idle, so a host's close is seen at once."""
+    __slots__ = ("pool", "host", "sock", "stream", "user", "requests", "idle_since", "counted")
 
     def __init__(self, pool: "Pool", host: Host, sock: socket.socket) -> None:
         self.pool = pool
         self.host = host
-        self.stream = Stream(pool.reactor, sock, self)
+        self.sock = sock       # ours until uvloop closes it (for _alive)
+        self.stream = Stream(self)
         self.user: UpstreamUser | None = None
         self.requests = 0
         self.idle_since = 0.0
         self.counted = True    # holds one of host.active
-        # Reading stays on while idle, so a host's close is seen at once.
-        self.stream.start_reading()
 
     def on_data(self, data: bytes) -> None:
         if self.user is not None:
@@ -154,7 +155,7 @@ class Pool:
         stale = now - FRESH
         while idle:
             conn = idle.pop()
-            if conn.idle_since > stale or _alive(conn.stream.sock):
+            if conn.idle_since > stale or _alive(conn.sock):
                 host.conn_stats.reused += 1
                 return conn
             self.discard(conn, by_peer=True)
@@ -186,8 +187,21 @@ class Pool:
                 callback(None, exc)
             else:
                 host.conn_stats.opened += 1
-                callback(UpstreamConnection(self, host, sock), None)
+                self.loop.create_task(self._on_transport(UpstreamConnection(self, host, sock),
+                                                         callback))
         return Connect(self, host, opened)
+
+    async def _on_transport(self, conn: UpstreamConnection, callback: Connected) -> None:
+        """Put a connected socket on a uvloop transport (a coroutine in uvloop's API)."""
+        try:
+            await self.loop.create_connection(lambda: conn.stream, sock=conn.sock)
+        except OSError as exc:
+            conn.sock.close()
+            conn.stream.closed = True
+            self.discard(conn, by_peer=True)
+            callback(None, exc)
+            return
+        callback(conn, None)
 
     def enqueue(self, host: Host, waiter: Waiter) -> bool:
         """Wait for a connection; False when ``max_queue`` are waiting already."""

@@ -9,7 +9,6 @@ import errno
 import ipaddress
 import os
 import socket
-from typing import Callable
 
 import structlog
 
@@ -20,6 +19,7 @@ from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Sn
 from ..config import DEFAULT, Config, decode_routes
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
+from ..io.stream import Stream
 from ..kernel.transport import Transport
 from ..site import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
@@ -67,8 +67,7 @@ class Worker:
         self.relay_engine = relay if relay != "auto" else (
             "splice" if config.balancer.mode == "tcp" else "copy")
         self.splice_bodies = relay != "copy"
-        self.handler: Callable[[Worker, socket.socket, str], object] = (
-            accept_tcp if config.balancer.mode == "tcp" else ClientConnection)
+        self.server: asyncio.AbstractServer | None = None   # HTTP: uvloop accepts
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
@@ -90,7 +89,11 @@ class Worker:
         self.link.down.listen(self.loop, self._on_message)
         self.link.down.drain()     # the first snapshot, before any request
         await asyncio.gather(*(c.start() for c in self.clusters.values()))
-        self.reactor.add_reader(self.listener.fileno(), self._accept)
+        if self.config.balancer.mode == "tcp":
+            self.reactor.add_reader(self.listener.fileno(), self._accept)
+        else:
+            self.server = await self.loop.create_server(
+                lambda: Stream(made=self._accepted), sock=self.listener, backlog=socket.SOMAXCONN)
         self.loop.call_later(self._tick, self._sweep)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
@@ -100,7 +103,6 @@ class Worker:
             self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
     def _accept(self) -> None:
-        limit = self.config.limits.connections
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 sock, address = self.listener.accept()
@@ -110,18 +112,31 @@ class Worker:
                 # EMFILE/ENFILE/ENOBUFS: skip this wake-up rather than spin.
                 log.error("accept failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno))
                 return
-            if len(self.connections) >= limit:
-                self.stats.refused += 1
+            if not self._admit(address[0]):
                 sock.close()
                 continue
-            if self.trusted is not None and not self._trusted(address[0]):
-                self.stats.untrusted += 1       # accept_proxy: only balancers we trust
-                sock.close()
-                continue
-            self.stats.accepted += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.handler(self, sock, address[0])
+            accept_tcp(self, sock, address[0])
+
+    def _accepted(self, stream: Stream) -> None:
+        """An HTTP client connection, accepted by uvloop."""
+        peer = stream.sock.getpeername()[0]
+        if self._admit(peer):
+            ClientConnection(self, stream, peer)
+        else:
+            stream.close()
+
+    def _admit(self, peer: str) -> bool:
+        """Within limits.connections, and (accept_proxy) from a trusted balancer."""
+        if len(self.connections) >= self.config.limits.connections:
+            self.stats.refused += 1
+            return False
+        if self.trusted is not None and not self._trusted(peer):
+            self.stats.untrusted += 1
+            return False
+        self.stats.accepted += 1
+        return True
 
     def _trusted(self, address: str) -> bool:
         peer = ipaddress.ip_address(address)
@@ -212,8 +227,11 @@ class Worker:
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""
         self.stopping = True
-        self.reactor.remove_reader(self.listener.fileno())
-        self.listener.close()
+        if self.server is not None:
+            self.server.close()
+        else:
+            self.reactor.remove_reader(self.listener.fileno())
+            self.listener.close()
         for cluster in self.clusters.values():
             cluster.close()
         for conn in list(self.connections):
