@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .config import Config
     from .io.reactor import Reactor
+    from .io.sockmap_relay import Joiner
     from .kernel.transport import Transport
     from .routing.table import RouteTable
     from .upstream.cluster import Cluster
@@ -45,6 +46,7 @@ class Site(Protocol):
     reactor: "Reactor"
     transport: "Transport"
     relay_engine: str          # for upgraded HTTP streams and TCP mode
+    sockmap: "Joiner | None"   # relay: sockmap, with its BPF program loaded
     splice_bodies: bool        # large bodies of known length move by splice
     connect_timeout: float
     response_timeout: float    # per try: retries.per_try_timeout or timeouts.request

@@ -1,5 +1,5 @@
-"""TCP mode end to end with both relay engines: bytes intact, half-close in
-both directions, resets passed on."""
+"""TCP mode end to end with every relay engine: bytes intact, half-close in
+both directions, resets passed on, bytes counted."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ import pytest
 from conftest import balancer_config
 
 
-@pytest.fixture(params=["splice", "copy"])
+@pytest.fixture(params=["splice", "copy", "sockmap"])
 def tcp_site(request, topology):
     topo = topology(["client", "lb", "t1"])
     backend = topo.python_backend("t1", "t1", tcp=True)
-    topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp").replace(
+    lb = topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp").replace(
         "workers: 1", f"workers: 1, relay: {request.param}"))
+    wait_for(lambda: '"event":"worker listening"' in topo.log(lb))
+    assert f'"relay":"{request.param}"' in topo.log(lb)      # no fallback
+    topo.lb = lb
     return topo, backend
+
+
+def wait_for(condition, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -36,6 +45,10 @@ def test_client_half_close_reaches_backend_and_reply_comes_back(tcp_site):
     reply = read_all(sock)
     sock.close()
     assert reply == f"t1 got {len(payload)} bytes {hashlib.sha256(payload).hexdigest()}\n".encode()
+    # The connection's access line counts both directions.
+    counted = f'"bytes":{len(payload) + len(reply)},'
+    wait_for(lambda: counted in topo.log(topo.lb))
+    assert counted in topo.log(topo.lb)
 
 
 def test_backend_half_close_reaches_client_which_can_still_send(tcp_site):
@@ -45,9 +58,7 @@ def test_backend_half_close_reaches_client_which_can_still_send(tcp_site):
     assert read_all(sock) == b"bye\n"         # EOF from the backend arrived
     sock.sendall(b"still talking")
     sock.shutdown(socket.SHUT_WR)
-    deadline = time.monotonic() + 5
-    while "after halfclose" not in topo.log(backend) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: "after halfclose" in topo.log(backend))
     sock.close()
     assert "t1 after halfclose got b'still talking'" in topo.log(backend)
 

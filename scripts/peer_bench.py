@@ -27,7 +27,7 @@ HOST = "127.0.0.1"
 BACKEND_HTTP, BACKEND_TCP = 18001, 18201
 PORTS = {"haproxy": (18080, 18090), "nginx": (18081, 18091),
          "l7lb-splice": (18082, 18092), "l7lb-copy": (18083, 18093),
-         "l7lb-no-pool": (18084, 0)}
+         "l7lb-sockmap": (18085, 18095), "l7lb-no-pool": (18084, 0)}
 
 NGINX_BACKEND = """
 daemon off; master_process off; worker_processes 1; pid {dir}/b.pid;

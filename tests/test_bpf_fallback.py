@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from dataplane.kernel.bpf_cc import BpfAlgorithms
+from dataplane.kernel.libbpf import BpfError
+from dataplane.kernel.sockmap import Sockmap
 from dataplane.control.congestion import Congestion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +51,8 @@ def test_bpf_names_map_to_the_pacer_when_not_registered():
         pytest.skip("lb_aimd is registered on this machine right now")
     assert Congestion.effective("lb_aimd") == "pacer"
     assert Congestion.effective("cubic") == "cubic" and Congestion.effective(None) == ""
+
+
+def test_sockmap_relay_without_its_object_names_the_fix(tmp_path):
+    with pytest.raises(BpfError, match="lb_relay.bpf.o not built .* run scripts/build-bpf"):
+        Sockmap(tmp_path / "lb_relay.bpf.o")

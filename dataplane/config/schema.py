@@ -33,7 +33,7 @@ class Balancer(Section):
     health_check_interval: Duration = Duration(10)    # the probe interval (health checks)
     resolve_interval: Duration = Duration(30)         # host names are looked up again
     failure_threshold: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 8.0
-    relay: Literal["auto", "splice", "copy"] = "auto"
+    relay: Literal["auto", "splice", "copy", "sockmap"] = "auto"
     send_proxy: Literal["v1", "v2"] | None = None   # PROXY header to the default group
     accept_proxy: bool = False        # connections must start with a PROXY header...
     trusted_proxies: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(

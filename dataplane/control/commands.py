@@ -12,7 +12,7 @@ from .. import __version__
 from ..breaker.machine import Phase
 from .admin import AdminError
 from ..channel.messages import BackendState
-from ..kernel.bpf_cc import BpfError
+from ..kernel.libbpf import BpfError
 from ..config import DEFAULT, backend_key, check_algorithm
 from .state import name_of
 from .congestion import merge_samples

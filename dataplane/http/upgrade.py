@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..io.relay import make_relay
+from ..io.relays import make_relay
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -24,7 +24,8 @@ def join_streams(site: "Site", client: "ClientConnection", upstream: "UpstreamCo
             return      # called again by the other stream's drain
         handed.append(True)
         relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
-                           pool.detach(upstream), site.forget, site.config.limits.buffer)
+                           pool.detach(upstream), site.forget, site.config.limits.buffer,
+                           site.sockmap)
         site.track(relay)
         relay.start()
 

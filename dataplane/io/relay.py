@@ -302,10 +302,3 @@ class CopyRelay(Relay):
             if self.sides[1].transport is None:
                 self.b.close()
             self.on_closed(self)
-
-
-def make_relay(engine: str, reactor: Reactor, a: socket.socket, b: socket.socket,
-               on_closed: Callable[[Relay], None], buffer: int) -> Relay:
-    if engine == "splice":
-        return SpliceRelay(reactor, a, b, on_closed)
-    return CopyRelay(reactor, a, b, on_closed, buffer)

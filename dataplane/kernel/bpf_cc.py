@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from .libbpf import BpfError, Libbpf
 from .tcp_info import kernel_algorithms
 
 log = structlog.get_logger("l7lb.bpf")
@@ -37,14 +38,6 @@ LOCK_PATH = "/run/l7lb-bpf.lock"
 REGISTER_WAIT = 2.0           # seconds to wait out a registration the kernel is freeing
 _STRUCT_OPS_MAP = 26          # BPF_MAP_TYPE_STRUCT_OPS
 _MAP_INFO_SIZE = 96           # struct bpf_map_info, enough for type, id and name
-
-
-class BpfError(Exception):
-    """BPF cannot be used here; the message says why and what would fix it."""
-
-    def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def check_tunable(name: str, key: str, value: object) -> int:
@@ -67,7 +60,7 @@ def clear_orphans() -> None:
     crashed one left); nothing when a balancer holds the lock."""
     probe = BpfAlgorithms(True, {})
     try:
-        lib = _Libbpf()
+        lib = Libbpf()
     except BpfError:
         return
     if probe._take_lock(quiet=True):
@@ -76,46 +69,10 @@ def clear_orphans() -> None:
         probe.stop()
 
 
-class _Libbpf:
-    """The few libbpf calls we need, typed."""
-
-    def __init__(self) -> None:
-        try:
-            lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-        except OSError:
-            raise BpfError("libbpf.so.1 not found (apt install libbpf1)") from None
-        vp, cp, i, u32p = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)
-        for name, result, args in (
-                ("bpf_object__open_file", vp, [cp, vp]),
-                ("bpf_object__load", i, [vp]),
-                ("bpf_object__close", None, [vp]),
-                ("bpf_object__find_map_by_name", vp, [vp, cp]),
-                ("bpf_map__attach_struct_ops", vp, [vp]),
-                ("bpf_map__fd", i, [vp]),
-                ("bpf_link__destroy", i, [vp]),
-                ("bpf_map_update_elem", i, [i, vp, vp, ctypes.c_uint64]),
-                ("bpf_map_delete_elem", i, [i, vp]),
-                ("bpf_map_get_next_id", i, [ctypes.c_uint32, u32p]),
-                ("bpf_map_get_fd_by_id", i, [ctypes.c_uint32]),
-                ("bpf_obj_get_info_by_fd", i, [i, vp, u32p]),
-                ("libbpf_set_print", vp, [vp])):
-            function = getattr(lib, name)
-            function.restype, function.argtypes = result, args
-            setattr(self, name, function)
-        lib.libbpf_set_print(None)    # failures are reported by us, with errno
-
-    @staticmethod
-    def failed(what: str) -> BpfError:
-        code = ctypes.get_errno()
-        hint = " (needs CAP_BPF and CAP_NET_ADMIN: run as root)" if code in (
-            errno.EPERM, errno.EACCES) else ""
-        return BpfError(f"{what}: {os.strerror(code) if code else 'failed'}{hint}", code)
-
-
 class Algorithm:
     """One loaded and registered algorithm."""
 
-    def __init__(self, lib: _Libbpf, name: str, path: Path, tunables: dict[str, int]) -> None:
+    def __init__(self, lib: Libbpf, name: str, path: Path, tunables: dict[str, int]) -> None:
         self.lib, self.name = lib, name
         self.obj = lib.bpf_object__open_file(str(path).encode(), None)
         if not self.obj:
@@ -193,14 +150,14 @@ class BpfAlgorithms:
         if missing:
             raise BpfError(f"{', '.join(missing)} not built in {self.directory}: "
                            f"run scripts/build-bpf")
-        lib = _Libbpf()
+        lib = Libbpf()
         if not self._take_lock():
             return
         for name in ALGORITHMS:
             self.loaded[name] = self._register(lib, name)
         log.info("bpf congestion control registered", algorithms=list(self.loaded))
 
-    def _register(self, lib: _Libbpf, name: str) -> Algorithm:
+    def _register(self, lib: Libbpf, name: str) -> Algorithm:
         """Register ``name``, first removing a stale registration. The kernel
         frees a dead owner's registration lazily: while it is going, its map is
         no longer listed but its name is still taken (EEXIST), so retry a while."""
@@ -232,7 +189,7 @@ class BpfAlgorithms:
         return True
 
     @staticmethod
-    def _clear_stale(lib: _Libbpf, name: str) -> None:
+    def _clear_stale(lib: Libbpf, name: str) -> None:
         """Delete a registration of ``name`` left by an owner that died."""
         next_id = ctypes.c_uint32(0)
         info = ctypes.create_string_buffer(_MAP_INFO_SIZE)

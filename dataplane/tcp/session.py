@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .. import logs
-from ..io.relay import Relay, make_relay
+from ..io.relay import Relay
+from ..io.relays import make_relay
 from ..io.stream import reset
 from ..proxyproto.header import Addresses, encode
 from .preamble import ProxyPreamble
@@ -92,7 +93,7 @@ class TcpSession:
         if self.host.client_side:
             site.transport.serving(self.sock, self.host)
         relay = make_relay(site.relay_engine, site.reactor, self.sock, upstream,
-                           self._closed, site.config.limits.buffer)
+                           self._closed, site.config.limits.buffer, site.sockmap)
         relay.idle_timeout = site.config.timeouts.idle
         site.track(relay)
         relay.start()

@@ -20,6 +20,8 @@ from ..config import DEFAULT, Config, decode_routes
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
 from ..io.stream import Stream
+from ..kernel.libbpf import BpfError
+from ..kernel.sockmap import Sockmap
 from ..kernel.transport import Transport
 from ..site import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
@@ -29,6 +31,15 @@ from ..upstream.outcome import Outcome
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
+
+
+def load_sockmap() -> Sockmap | None:
+    """relay: sockmap's BPF program, or None (and why, logged): splice then."""
+    try:
+        return Sockmap()
+    except (BpfError, OSError) as exc:
+        log.warning("relay: sockmap not usable, splice used instead", reason=str(exc))
+        return None
 
 
 def sweep_interval(config: Config) -> float:
@@ -66,6 +77,9 @@ class Worker:
         # (small messages), splice for large HTTP bodies of known length.
         self.relay_engine = relay if relay != "auto" else (
             "splice" if config.balancer.mode == "tcp" else "copy")
+        self.sockmap = load_sockmap() if relay == "sockmap" else None
+        if relay == "sockmap" and self.sockmap is None:
+            self.relay_engine = "splice"
         self.splice_bodies = relay != "copy"
         self.server: asyncio.AbstractServer | None = None   # HTTP: uvloop accepts
         self.stopping = False
@@ -249,4 +263,6 @@ class Worker:
             cluster.close()
         log.info("pool stats", clusters={name: c.pool.stats(c.hosts)
                                          for name, c in self.clusters.items()})
+        if self.sockmap is not None:
+            self.sockmap.close()
 
