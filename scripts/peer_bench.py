@@ -43,7 +43,7 @@ load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off; master_process off; worker_processes {workers}; pid {dir}/p.pid;
 error_log {dir}/p.err warn;
 events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 10000000;
+http {{ access_log {nginx_log}; keepalive_requests 10000000;
   client_body_temp_path {dir}/p1; proxy_temp_path {dir}/p2; fastcgi_temp_path {dir}/p3;
   uwsgi_temp_path {dir}/p4; scgi_temp_path {dir}/p5;
   upstream b {{ server {host}:{backend}; keepalive 128; }}
@@ -55,6 +55,7 @@ HAPROXY = """
 global
   nbthread {workers}
   maxconn 4096
+{haproxy_log}
 defaults
   timeout connect 2s
   timeout client 60s
@@ -62,7 +63,7 @@ defaults
 frontend web
   mode http
   bind {host}:{port}
-  default_backend web
+{haproxy_http_log}  default_backend web
 backend web
   mode http
   http-reuse always
@@ -76,7 +77,7 @@ L7LB = """
 balancer: {{port: {port}, bind: {host}, mode: {mode}, workers: {workers}, relay: {relay}}}
 backends: [{{host: {host}, port: {backend}}}]
 pool: {{max_idle: {max_idle}}}
-log: {{access: false, level: info, summary: 0}}
+log: {{access: {access}, level: info, summary: 0}}
 admin: {{socket: {dir}/admin-{port}.sock}}
 {routes}"""
 
@@ -155,12 +156,22 @@ def write(tmp: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0
-                ) -> list[subprocess.Popen]:
+def access_logs(on: bool, tmp: Path) -> dict[str, str]:
+    """Each proxy's access log, off or on (one line per request, to its
+    output: HAProxy in ``option httplog`` format, nginx in its combined one,
+    l7lb in its JSON lines)."""
+    return {"access": "true" if on else "false",
+            "haproxy_log": "  log stdout format raw local0" if on else "",
+            "haproxy_http_log": "  log global\n  option httplog\n" if on else "",
+            "nginx_log": f"{tmp}/nginx-access.log" if on else "off"}
+
+
+def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
+                access_log: bool = False) -> list[subprocess.Popen]:
     port, tcp_port = PORTS[name]
     fields = dict(host=HOST, port=port, tcp_port=tcp_port, backend=BACKEND_HTTP,
                   tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp,
-                  routes=routes(route_count))
+                  routes=routes(route_count), **access_logs(access_log, procs.tmp))
     if name == "haproxy":
         conf = write(procs.tmp, "haproxy.cfg", HAPROXY.format(**fields))
         return [procs.start(["haproxy", "-db", "-f", conf], port, tcp_port, name=name)]
@@ -255,6 +266,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(PORTS), help="targets to run")
     parser.add_argument("--routes", type=int, default=0,
                         help="l7lb HTTP targets get this many routes that no request matches")
+    parser.add_argument("--access-log", action="store_true",
+                        help="every proxy logs each request (default: no access logs)")
     parser.add_argument("--pin", action="store_true",
                         help=f"proxy on CPU {PROXY_CPU}; wrk, iperf3, backends on CPU {LOAD_CPU}")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -270,7 +283,7 @@ def main() -> None:
                     name="backend-iperf3", proxy=False)
         results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
         for name in args.only:
-            running = start_proxy(procs, name, args.workers, args.routes)
+            running = start_proxy(procs, name, args.workers, args.routes, args.access_log)
             results[name] = measure(*PORTS[name], args)
             for proc in running:
                 procs.stop(proc)
@@ -280,7 +293,7 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "workers": args.workers,
                "wrk_connections": args.connections, "seconds": args.seconds,
-               "l7lb_routes": args.routes,
+               "l7lb_routes": args.routes, "access_log": args.access_log,
                "pinned": f"proxy on CPU {PROXY_CPU}, load and backends on CPU {LOAD_CPU}"
                if args.pin else "no"}
     print(f"machine: {machine}")

@@ -206,7 +206,7 @@ class Exchange(RequestSide, Retries, Routed):
         if self.cluster.send_proxy and not reused:
             conn.stream.write(self.proxy_preface(self.cluster.send_proxy))
         transport = site.transport
-        if conn.host.client_side or transport.clients:
+        if conn.host.client_side or transport.clients_tuned:
             transport.serving(client.stream.shared_socket(), conn.host)
         # A refused upgrade may have carried the new protocol's first bytes.
         route = self.route

@@ -40,6 +40,9 @@ class Transport:
         with socket.socket() as probe:      # this namespace's default
             self.default = algorithm(probe) or ""
         self.clients: weakref.WeakKeyDictionary[socket.socket, str] = weakref.WeakKeyDictionary()
+        # Some client socket was given a backend's algorithm (len(clients) is a
+        # Python call per request; this is a read).
+        self.clients_tuned = False
         self._warned: set[tuple[str, str]] = set()
         self._summary: dict[str, dict] = {}
         self._summary_at = -SAMPLE_EVERY
@@ -70,6 +73,7 @@ class Transport:
             self._set(sock, self.default, backend)
             return
         self.clients[sock] = wanted
+        self.clients_tuned = True
         if wanted == PACER:
             self.pacer.adopt(sock)
         else:

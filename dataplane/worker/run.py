@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
+import os
 import signal
 import socket
 
@@ -33,6 +35,18 @@ async def _run_worker(config: Config, listener: socket.socket, link: Link) -> No
 
 
 def run_worker(config: Config, listener: socket.socket, link: Link) -> int:
-    """Serve on ``listener`` until SIGTERM; return the exit code."""
-    uvloop.run(_run_worker(config, listener, link))
+    """Serve on ``listener`` until SIGTERM; return the exit code. With
+    L7LB_PROFILE=DIR in the environment, the worker runs under cProfile and
+    leaves DIR/worker-PID.prof (scripts/profile-http reads it)."""
+    profile_dir = os.environ.get("L7LB_PROFILE")
+    if not profile_dir:
+        uvloop.run(_run_worker(config, listener, link))
+        return 0
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        uvloop.run(_run_worker(config, listener, link))
+    finally:
+        profile.disable()
+        profile.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
     return 0
