@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 

@@ -24,7 +24,7 @@ from ..upstream.outcome import ErrorKind
 from . import rules
 from .deadline import HEAD, IDLE, LINGER, NEVER, Deadlines
 from .exchange import Exchange
-from .rules import Reject
+from .rules import NONE, Reject
 
 if TYPE_CHECKING:
     from ..io.stream import Stream as UpstreamStream
@@ -264,7 +264,9 @@ class ClientConnection(Deadlines):
             raise Reject(405, "CONNECT is not supported by a reverse proxy")
         exchange.inspect_request_headers(upgrade=parser.should_upgrade())
         self.queue.append(exchange)
-        if self.active is None:
+        # A request without a body is whole in a moment (on_message_complete,
+        # in this same feed): it starts then, with no body to wait for.
+        if self.active is None and (exchange.req_framing != NONE or exchange.upgrade):
             self.activate(exchange)
 
     def on_body(self, body: bytes) -> None:
@@ -273,6 +275,8 @@ class ClientConnection(Deadlines):
     def on_message_complete(self) -> None:
         exchange, self.parsing = self.parsing, None
         exchange.request_end(self.trailers)
+        if self.active is None and self.queue and self.queue[0] is exchange:
+            self.activate(exchange)
 
     # -- exchanges -------------------------------------------------------
     def activate(self, exchange: Exchange) -> None:
@@ -298,16 +302,16 @@ class ClientConnection(Deadlines):
             return
         if self.queue:
             self.activate(self.queue[0])
+            self.update_reading()
         elif self.input_error is not None:
             self.reject_now(self.input_error)
-            return
         else:
             timeouts = self.site.config.timeouts
             if self.parsing is None:
                 self.arm(IDLE, timeouts.idle)
             else:
                 self.arm(HEAD, timeouts.header)
-        self.update_reading()
+            self.stream.start_reading()     # nothing holds the client's bytes back now
 
     def start_request_splice(self, exchange: Exchange, upstream: "UpstreamStream",
                              count: int) -> None:

@@ -244,7 +244,8 @@ class Exchange(RequestSide, Retries, Routed):
         if response.started and self.state is SENT:
             self.state = RESPONDING
             self.host.awaiting.discard(self)
-            client.arm_stream()
+            if not response.complete:        # else the next deadline is the idle one
+                client.arm_stream()
         if response.out:
             client.stream.write(response.take())
         if response.complete:
