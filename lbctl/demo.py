@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket as sockets
 import subprocess
 import sys
 import tempfile
+import time
 
 import click
 
@@ -26,6 +28,19 @@ timeouts: {{shutdown: 2s}}
 log: {{format: console}}
 admin: {{socket: {socket}}}
 """
+
+
+def _wait_listening(ports: list[int], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    for port in ports:
+        while True:
+            try:
+                sockets.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"demo backend on port {port} did not start")
+                time.sleep(0.05)
 
 
 def run_demo(port: int, backend_port: int) -> int:
@@ -53,6 +68,7 @@ Try, in another terminal:
 Ctrl-C stops everything.
 """)
     try:
+        _wait_listening(ports)     # else the first health probes find them down
         return serve(config)
     finally:
         for backend in backends:

@@ -54,6 +54,18 @@ def test_each_cycle_honours_weights_exactly(weights):
         assert rr.pick(None) is None
 
 
+def test_a_low_weight_host_gets_its_share_while_weights_change_at_every_pick():
+    pool = hosts([2, 2, 1])
+    rr = RoundRobin(pool, admits)
+    counts = Counter()
+    for step in range(100):
+        for host, weight in zip(pool, [2, 2, 1]):
+            host.weight = weight * (10 + step % 3)     # a ramp (slow start) moving weights
+        rr.refresh()
+        counts[rr.pick(None).host] += 1
+    assert counts["10.0.0.2"] >= 15                     # 1/5 of 100, give or take
+
+
 def test_unresolved_hosts_are_skipped():
     pool = hosts([1, 1])
     pool[0].address = None

@@ -64,18 +64,35 @@ _SPECIAL = {
 _CONNECTION_WORDS = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
 
+_PLAIN, _PROXY = -1, -2        # end to end; Proxy-* (never forwarded)
+# Kinds by header name as sent, so that a name seen before costs one lookup
+# (no lower(), no prefix test); bounded, as names come from clients.
+_KINDS: dict[bytes, int] = {}
+_KINDS_MAX = 1024
+
+
+def _kind_of(name: bytes) -> int:
+    lower = name.lower()
+    kind = _SPECIAL.get(lower, _PROXY if lower.startswith(b"proxy-") else _PLAIN)
+    if len(_KINDS) < _KINDS_MAX:
+        _KINDS[name] = kind
+    return kind
+
+
 def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
     fields = Fields()
     lines = fields.lines
+    kinds = _KINDS
     for name, value in headers:
-        lower = name.lower()
-        kind = _SPECIAL.get(lower)
+        kind = kinds.get(name)
         if kind is None:
-            if not (lower in named or lower.startswith(b"proxy-")):
-                lines.extend((name, b": ", value, b"\r\n"))
+            kind = _kind_of(name)
+        if kind == _PLAIN:
+            if not named or name.lower() not in named:
+                lines += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
             fields.host, fields.authority = True, value
-            lines.extend((name, b": ", value, b"\r\n"))
+            lines += (name, b": ", value, b"\r\n")
         elif kind == _LENGTH:
             fields.length, fields.length_value = int(value), value
             if fields.framing == NONE:

@@ -31,10 +31,12 @@ class StreamOwner(Protocol):
 
 class Stream:
     """An asyncio protocol object; ``data_received`` is the owner's own
-    ``on_data``, so a read costs one Python call."""
+    ``on_data``, so a read costs one Python call, and ``write(data)`` is the
+    transport's (it sends now what the kernel takes and queues the rest;
+    errors surface via on_error), or nothing once closed."""
 
-    __slots__ = ("transport", "sock", "fd", "owner", "data_received", "closed", "reading",
-                 "queued", "_drain_waiters", "_made", "_shared")
+    __slots__ = ("transport", "sock", "fd", "owner", "data_received", "write", "closed",
+                 "reading", "queued", "_drain_waiters", "_made", "_shared")
 
     def __init__(self, owner: StreamOwner | None = None,
                  made: Callable[["Stream"], None] | None = None) -> None:
@@ -48,6 +50,7 @@ class Stream:
         self._made = made
         self._shared: socket.socket | None = None
         self.data_received = None
+        self.write: Callable[[bytes], object] = _nowhere
         if owner is not None:
             self.own(owner)
 
@@ -60,6 +63,7 @@ class Stream:
     # -- protocol callbacks (uvloop) ---------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        self.write = transport.write
         self.sock = transport.get_extra_info("socket")
         self.fd = self.sock.fileno()
         transport.set_write_buffer_limits(0)   # pause_writing whenever bytes stay queued
@@ -102,11 +106,6 @@ class Stream:
                 self.transport.pause_reading()
 
     # -- writing ---------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Send now what the kernel takes; queue the rest. Errors surface via on_error."""
-        if not self.closed:
-            self.transport.write(data)
-
     @property
     def pending(self) -> int:
         """Bytes queued in user space, not yet in the kernel."""
@@ -152,6 +151,7 @@ class Stream:
 
     def _closed(self) -> None:
         self.closed = True
+        self.write = _nowhere
         self.queued = False
         if self._shared is not None:
             self._shared.detach()
@@ -161,6 +161,10 @@ class Stream:
         if not self.closed:
             reset(self.sock)
         self.close()
+
+
+def _nowhere(data: bytes) -> None:
+    """Where a closed stream's writes go."""
 
 
 def reset(sock: socket.socket) -> None:

@@ -75,14 +75,18 @@ class Choice:
 
 class RoundRobin(Choice):
     def refresh(self) -> None:
-        """The rotation restarts only when the candidates or their weights changed."""
+        """Candidates that stay keep their place in the rotation, whatever
+        their new weights: restarting it at every change would hand the first
+        picks to the first hosts each time, and a host of low weight would get
+        nothing while weights change often (slow start ramps them each second).
+        A host joins at 0; one leaving is reset."""
         candidates = [b for b in self.backends if self.admits(b)]
-        total = sum(b.weight for b in candidates)
-        if candidates == self.candidates and total == self.total:
-            return
-        self.candidates, self.total = candidates, total
+        staying = set(candidates).intersection(self.candidates)
         for backend in self.backends:
-            backend.current_weight = 0
+            if backend not in staying:
+                backend.current_weight = 0
+        self.candidates = candidates
+        self.total = sum(b.weight for b in candidates)
 
     def pick(self, key: bytes | None = None) -> Host | None:
         best: Host | None = None
