@@ -9,6 +9,7 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 - ``/drop``: read the request, print ``NAME dropped METHOD PATH BODY_BYTES``,
   reset the connection without answering
 - ``/arm-reset``: answer, then drop the next request on this connection unanswered
+- ``/reset-after``: answer, then reset the connection (it was idle on the client's side)
 - ``/garbage``: answer with bytes that are not HTTP
 - ``/extra``: answer, and in the same write a second, unsolicited response
 - ``/ws``: WebSocket echo (RFC 6455 frames, text and binary)
@@ -176,6 +177,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(body)
+        if parts[0] == "reset-after":
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
 
     def send_bytes(self, size: int, query: dict, send_body: bool) -> None:
         framing = query.get("framing", "length")
