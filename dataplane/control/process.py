@@ -18,7 +18,7 @@ import structlog
 from .. import logs
 from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Trial, Tripped, Verdict
 from ..config import DEFAULT, Config, ConfigError, backend_key, load
-from ..io.listener import listen
+from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
 from .breakers import BreakerBoard
@@ -62,7 +62,7 @@ class Control:
         settings = self.config.balancer
         count = settings.worker_count()
         try:
-            listeners = [listen(settings.bind, settings.port) for _ in range(count)]
+            listeners = [bound(settings.bind, settings.port) for _ in range(count)]
         except OSError as exc:
             log.error("cannot listen", error=exc.strerror or str(exc),
                       address=settings.bind, port=settings.port)
@@ -74,6 +74,8 @@ class Control:
         if not await self._open_admin():
             self.supervisor.close()
             return 1
+        # Only now: a client that can connect finds the admin socket there too.
+        open_listeners(listeners)
         self.congestion.start()      # before the first snapshot: it names algorithms
         self.state.start(self.config)
         self.health.start(self.loop)

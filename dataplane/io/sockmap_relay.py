@@ -13,10 +13,13 @@ from __future__ import annotations
 import socket
 from typing import Callable, Protocol
 
+import structlog
+
 from .reactor import Reactor
 from .relay import Relay
 
 FLUSH_CHECK = 0.001
+log = structlog.get_logger("l7lb.relay")
 
 
 class Joiner(Protocol):
@@ -65,14 +68,23 @@ class SockmapRelay(Relay):
             return 0
 
     def _readable(self, src: socket.socket, dst: socket.socket) -> None:
-        """The kernel takes the data; what wakes us is an EOF or an error."""
+        """The kernel takes the data; what wakes us is an EOF or an error.
+
+        Bytes readable here came in the microseconds of the join after the
+        socket entered the map and before its peer was named (the program
+        passed them to user space). Sending them from here could put them
+        after newer bytes the kernel already moved, so the pair is reset:
+        rare, but never out of order."""
         try:
-            if src.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                return          # a byte the verdict passed over: it moves on its own
+            stray = src.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.abort()        # a reset (or failure) is passed on as a reset
+            return
+        if stray:
+            log.warning("sockmap relay: bytes arrived while joining; connection reset")
+            self.abort()
             return
         self.reactor.remove_reader(src.fileno())
         self.eof.add(src.fileno())

@@ -57,6 +57,8 @@ class Sockmap:
         SO_RCVLOWAT write makes the kernel run the verdict over them).
         Returns the cookies, for ``part``; OSError when the kernel refuses."""
         cookies = _cookie(a), _cookie(b)
+        # Sockets first, then peers: a segment in between is passed to user
+        # space (the relay resets the pair); peers first would drop it.
         try:
             for sock, cookie in zip((a, b), cookies):
                 self._update(self.socks, cookie, sock.fileno())
