@@ -48,11 +48,21 @@ class Tally:
             tally = self.backends[name] = BackendTally()
         return tally
 
-    def outcomes(self, records: list[Outcome]) -> None:
+    def outcomes(self, records: list[Outcome]) -> set[str]:
+        """Count a worker's batch; the backends that answered in it (each once,
+        however many of its requests the batch holds)."""
+        answered: set[str] = set()
+        # Per batch: few backends, many records.
+        found: dict[tuple[str, str], tuple[str, BackendTally]] = {}
         for outcome in records:
             if not outcome.backend:
                 continue           # answered by the balancer before choosing a backend
-            tally = self.backend(backend_key(outcome.cluster, outcome.backend))
+            pair = (outcome.cluster, outcome.backend)
+            known = found.get(pair)
+            if known is None:
+                name = backend_key(*pair)
+                known = found[pair] = (name, self.backend(name))
+            name, tally = known
             tally.requests += 1
             tally.bytes_in += outcome.bytes_in
             tally.bytes_out += outcome.bytes_out
@@ -61,10 +71,12 @@ class Tally:
                 tally.statuses[status // 100] += 1
             if outcome.error is ErrorKind.NONE:
                 tally.latencies.append(outcome.ms)
+                answered.add(name)
             elif outcome.error.connect:
                 tally.connect_errors += 1
             else:
                 tally.response_errors += 1
+        return answered
 
     @staticmethod
     def pool_totals(reports: list[Counters]) -> dict[str, dict[str, int]]:

@@ -174,10 +174,8 @@ class Control:
 
     def on_message(self, message: object) -> None:
         if isinstance(message, Outcomes):
-            self.tally.outcomes(message.records)
-            for outcome in message.records:
-                if outcome.error is NO_ERROR and outcome.backend:
-                    self.health.alive(backend_key(outcome.cluster, outcome.backend))
+            for name in self.tally.outcomes(message.records):
+                self.health.alive(name)
         elif isinstance(message, Verdict):
             self.health.passive_down(backend_key(message.cluster, message.backend),
                                      f"passive: {message.reason}")
