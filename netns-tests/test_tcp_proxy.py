@@ -19,8 +19,7 @@ def tcp_site(request, topology):
         "workers: 1", f"workers: 1, relay: {request.param}"))
     wait_for(lambda: '"event":"worker listening"' in topo.log(lb))
     assert f'"relay":"{request.param}"' in topo.log(lb)      # no fallback
-    topo.lb = lb
-    return topo, backend
+    return topo, backend, lb
 
 
 def wait_for(condition, seconds: float = 5) -> None:
@@ -37,7 +36,7 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 def test_client_half_close_reaches_backend_and_reply_comes_back(tcp_site):
-    topo, _ = tcp_site
+    topo, _, lb = tcp_site
     payload = bytes(range(256)) * 40_000      # ~10 MB
     sock = topo.connect("client", "lb", 8080)
     sock.sendall(payload)
@@ -47,12 +46,12 @@ def test_client_half_close_reaches_backend_and_reply_comes_back(tcp_site):
     assert reply == f"t1 got {len(payload)} bytes {hashlib.sha256(payload).hexdigest()}\n".encode()
     # The connection's access line counts both directions.
     counted = f'"bytes":{len(payload) + len(reply)},'
-    wait_for(lambda: counted in topo.log(topo.lb))
-    assert counted in topo.log(topo.lb)
+    wait_for(lambda: counted in topo.log(lb))
+    assert counted in topo.log(lb)
 
 
 def test_backend_half_close_reaches_client_which_can_still_send(tcp_site):
-    topo, backend = tcp_site
+    topo, backend, _ = tcp_site
     sock = topo.connect("client", "lb", 8080)
     sock.sendall(b"HALFCLOSE\n")
     assert read_all(sock) == b"bye\n"         # EOF from the backend arrived
@@ -64,7 +63,7 @@ def test_backend_half_close_reaches_client_which_can_still_send(tcp_site):
 
 
 def test_backend_reset_reaches_client(tcp_site):
-    topo, _ = tcp_site
+    topo, _, _ = tcp_site
     sock = topo.connect("client", "lb", 8080)
     sock.sendall(b"RESET\n")
     with pytest.raises(ConnectionResetError):

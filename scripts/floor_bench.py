@@ -121,9 +121,7 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-floor-")))
         procs = pb.Procs(stack, tmp, True)
-        procs.start(["nginx", "-c", pb.write(tmp, "backend.conf", pb.NGINX_BACKEND.format(
-            dir=tmp, host=pb.HOST, port=pb.BACKEND_HTTP))], pb.BACKEND_HTTP, name="backend",
-            proxy=False)
+        pb.nginx_backend(procs)
         proc = pb.start_proxy(procs, "haproxy", 1)[0]
         results["haproxy"] = pb.wrk(pb.PORTS["haproxy"][0], args.seconds, 50, pb.LOAD_CPU)
         procs.stop(proc)

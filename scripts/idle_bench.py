@@ -104,9 +104,7 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-idle-")))
         procs = pb.Procs(stack, tmp, False)
-        procs.start(["nginx", "-c", pb.write(tmp, "backend.conf", pb.NGINX_BACKEND.format(
-            dir=tmp, host=pb.HOST, port=pb.BACKEND_HTTP))], pb.BACKEND_HTTP, name="backend",
-            proxy=False)
+        pb.nginx_backend(procs)
         fields = dict(host=pb.HOST, backend=pb.BACKEND_HTTP, dir=tmp,
                       maxconn=args.connections + 100)
         port = pb.PORTS["haproxy"][0]

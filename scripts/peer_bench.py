@@ -166,6 +166,13 @@ def access_logs(on: bool, tmp: Path) -> dict[str, str]:
             "nginx_log": f"{tmp}/nginx-access.log" if on else "off"}
 
 
+def nginx_backend(procs: Procs) -> subprocess.Popen:
+    """The HTTP backend every bench uses: nginx answering a short body."""
+    conf = write(procs.tmp, "nginx-backend.conf", NGINX_BACKEND.format(
+        dir=procs.tmp, host=HOST, port=BACKEND_HTTP))
+    return procs.start(["nginx", "-c", conf], BACKEND_HTTP, name="backend-nginx", proxy=False)
+
+
 def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
                 access_log: bool = False) -> list[subprocess.Popen]:
     port, tcp_port = PORTS[name]
@@ -276,9 +283,7 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-bench-")))
         procs = Procs(stack, tmp, args.pin)
-        procs.start(["nginx", "-c", write(tmp, "nginx-backend.conf", NGINX_BACKEND.format(
-            dir=tmp, host=HOST, port=BACKEND_HTTP))], BACKEND_HTTP, name="backend-nginx",
-            proxy=False)
+        nginx_backend(procs)
         procs.start(["iperf3", "-s", "-B", HOST, "-p", str(BACKEND_TCP)], BACKEND_TCP,
                     name="backend-iperf3", proxy=False)
         results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)

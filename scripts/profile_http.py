@@ -87,9 +87,7 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-profile-")))
         procs = pb.Procs(stack, tmp, True)
-        procs.start(["nginx", "-c", pb.write(tmp, "backend.conf", pb.NGINX_BACKEND.format(
-            dir=tmp, host=pb.HOST, port=pb.BACKEND_HTTP))], pb.BACKEND_HTTP, name="backend",
-            proxy=False)
+        pb.nginx_backend(procs)
         unprofiled(procs, tmp, args)
         profiled(procs, tmp, args)
     sys.stdout.flush()

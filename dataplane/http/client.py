@@ -211,7 +211,7 @@ class ClientConnection(Deadlines):
             upstream = active.upstream
             if upstream is None:
                 want = active.pending_size < self.limits.buffer
-            elif upstream.stream.pending >= self.limits.buffer:
+            elif upstream.stream.queued and upstream.stream.pending >= self.limits.buffer:
                 want = False
                 if not self.awaiting_drain:
                     self.awaiting_drain = True

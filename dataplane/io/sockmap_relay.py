@@ -35,7 +35,7 @@ class SockmapRelay(Relay):
     def __init__(self, reactor: Reactor, a: socket.socket, b: socket.socket,
                  on_closed: Callable[[Relay], None], joiner: Joiner) -> None:
         super().__init__(reactor, a, b, on_closed)
-        self.joiner = self.counters = joiner
+        self.kernel = joiner
         self.cookies: tuple[int, int] | None = None
         # Per direction (a->b, b->a): the source's bytes taken by user space
         # before the join, and what the destination had been given then.
@@ -46,11 +46,11 @@ class SockmapRelay(Relay):
 
     def start(self) -> None:
         a, b = self.a, self.b
-        c = self.counters
+        c = self.kernel
         try:
             self.base = {a.fileno(): (c.consumed(a), c.written(b)),
                          b.fileno(): (c.consumed(b), c.written(a))}
-            self.cookies = self.joiner.join(a, b)
+            self.cookies = self.kernel.join(a, b)
         except OSError:
             self.abort()
             return
@@ -62,7 +62,7 @@ class SockmapRelay(Relay):
         if self.final is not None:
             return self.final
         try:
-            return sum(self.counters.received(s) - self.base[s.fileno()][0]
+            return sum(self.kernel.received(s) - self.base[s.fileno()][0]
                        for s in (self.a, self.b)) - len(self.eof)
         except (OSError, KeyError):
             return 0
@@ -95,8 +95,8 @@ class SockmapRelay(Relay):
             return
         taken, given = self.base[src.fileno()]
         try:
-            flushed = (self.counters.written(dst) - given
-                       >= self.counters.received(src) - taken - 1)
+            flushed = (self.kernel.written(dst) - given
+                       >= self.kernel.received(src) - taken - 1)
         except OSError:
             self.abort()
             return
@@ -117,4 +117,4 @@ class SockmapRelay(Relay):
             if sock.fileno() not in self.ended:
                 self.reactor.remove_reader(sock.fileno())
         if self.cookies is not None:
-            self.joiner.part(self.cookies)
+            self.kernel.part(self.cookies)
