@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -101,10 +103,37 @@ def serve(mode: str) -> None:
     uvloop.run(main())
 
 
+def tree(pid: int) -> list[int]:
+    """A process and its children (l7lb's control process and worker)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *map(int, out.split())]
+
+
+def loaded(proc: subprocess.Popen, port: int, seconds: int) -> dict:
+    """wrk against one proxy, with the proxy's CPU time per request split
+    into user (its own code) and system (the kernel's work for it)."""
+    pids = tree(proc.pid)
+    before = [pb.cpu_seconds(pid) for pid in pids]
+    result = pb.wrk(port, seconds, 50, pb.LOAD_CPU)
+    after = [pb.cpu_seconds(pid) for pid in pids]
+    count = result["req_s"] * seconds
+    for i, part in enumerate(("user_us", "sys_us")):
+        result[part] = sum(a[i] - b[i] for a, b in zip(after, before)) * 1e6 / count
+    return result
+
+
 def measure(procs: pb.Procs, args, mode: str) -> dict:
     proc = procs.start(pb.pinned([sys.executable, __file__, "--serve", mode], pb.PROXY_CPU),
                        PORT, name=f"floor-{mode}")
-    result = pb.wrk(PORT, args.seconds, 50, pb.LOAD_CPU)
+    result = loaded(proc, PORT, args.seconds)
+    procs.stop(proc)
+    return result
+
+
+def measure_peer(procs: pb.Procs, args, name: str) -> dict:
+    proc = pb.start_proxy(procs, name, 1)[0]
+    time.sleep(1)        # l7lb's worker forks after its listener answers
+    result = loaded(proc, pb.PORTS[name][0], args.seconds)
     procs.stop(proc)
     return result
 
@@ -122,16 +151,16 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-floor-")))
         procs = pb.Procs(stack, tmp, True)
         pb.nginx_backend(procs)
-        proc = pb.start_proxy(procs, "haproxy", 1)[0]
-        results["haproxy"] = pb.wrk(pb.PORTS["haproxy"][0], args.seconds, 50, pb.LOAD_CPU)
-        procs.stop(proc)
+        results["haproxy"] = measure_peer(procs, args, "haproxy")
         for mode in ("pass", "response", "both"):
             results[mode] = measure(procs, args, mode)
+        results["l7lb"] = measure_peer(procs, args, "l7lb-splice")
     base = results["haproxy"]["req_s"]
-    print("pinned: proxy on CPU 1; wrk and nginx on CPU 0")
+    print("pinned: proxy on CPU 1; wrk and nginx on CPU 0; CPU: the proxy's, per request")
     for name, row in results.items():
         print(f"{name:10} {row['req_s']:9.0f} req/s ({row['req_s'] / base:.2f}x)"
-              f"  p99 {row['p99_ms']:.2f} ms")
+              f"  p99 {row['p99_ms']:5.2f} ms  user {row['user_us']:5.1f} µs"
+              f"  system {row['sys_us']:5.1f} µs")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,13 @@ class Procs:
             self.stop(proc)
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds a process has used so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def write(tmp: Path, name: str, text: str) -> str:
     path = tmp / name
     path.write_text(text)

@@ -27,12 +27,6 @@ import peer_bench as pb
 PORT = pb.PORTS["l7lb-splice"][0]
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
 def start(procs: pb.Procs, tmp: Path, routes: int) -> tuple[subprocess.Popen, int]:
     conf = pb.write(tmp, "l7lb.yaml", pb.L7LB.format(
         host=pb.HOST, port=PORT, backend=pb.BACKEND_HTTP, workers=1, dir=tmp, mode="http",
@@ -46,9 +40,9 @@ def start(procs: pb.Procs, tmp: Path, routes: int) -> tuple[subprocess.Popen, in
 
 def unprofiled(procs: pb.Procs, tmp: Path, args) -> None:
     proc, worker = start(procs, tmp, args.routes)
-    before = {pid: cpu_seconds(pid) for pid in (worker, proc.pid)}
+    before = {pid: pb.cpu_seconds(pid) for pid in (worker, proc.pid)}
     result = pb.wrk(PORT, args.seconds, 50, pb.LOAD_CPU)
-    after = {pid: cpu_seconds(pid) for pid in (worker, proc.pid)}
+    after = {pid: pb.cpu_seconds(pid) for pid in (worker, proc.pid)}
     procs.stop(proc)
     count = result["req_s"] * args.seconds
     us = {pid: [(a - b) * 1e6 / count for a, b in zip(after[pid], before[pid])]
