@@ -12,6 +12,7 @@ import sys
 
 import click
 from .client import CommandFailed, call
+from .fleet import show as show_fleet
 from .tables import clock, console, table
 
 from dataplane import __version__
@@ -106,7 +107,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"l7lb {result['version']}, up {result['uptime_s']}s, mode {result['mode']}, "
                f"{result['algorithm']}, listening on {', '.join(result['listeners'])}, "
-               f"state version {result['state_version']}")
+               f"state version {result['state_version']}, fleet {result['fleet']}")
     _table(["slot", "pid", "state version"],
            [[w["slot"], w["pid"], w["state_version"]] for w in result["workers"]])
 
@@ -352,8 +353,22 @@ def reload(ctx: click.Context, path: str | None) -> None:
     args = {"path": os.path.abspath(path)} if path else {}
     result = _admin(ctx, "reload", args)
     click.echo(f"reloaded: state version {result['version']}, {result['backends']} backends")
-    if result["not_applied"]:
-        click.echo(f"not applied (restart needed): {', '.join(result['not_applied'])}")
+    kept = [s for s in result["not_applied"] if s != "backends"]
+    if kept:
+        click.echo(f"not applied (restart needed): {', '.join(kept)}")
+    if "backends" in result["not_applied"]:
+        click.echo("backends not applied: this balancer is in a fleet, whose backend set is "
+                   "in etcd (change it with lbctl backend)")
+
+
+@main.command()
+@json_flag
+@click.pass_context
+def fleet(ctx: click.Context, as_json: bool) -> None:
+    """The fleet: members, who probes which backend, each member's view of each."""
+    result = _admin(ctx, "fleet")
+    if not _printed_raw(result, as_json):
+        show_fleet(result, _table, click.echo)
 
 
 @main.group("config")

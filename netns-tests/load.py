@@ -14,8 +14,9 @@ from topology import Topology
 
 class Load:
     def __init__(self, topo: Topology, clients: int = 4, seconds: float = 20.0,
-                 timeout: float = 5.0, path: str = "/") -> None:
+                 timeout: float = 5.0, path: str = "/", target: str = "lb") -> None:
         self.topo = topo
+        self.target = target
         self.request = f"GET {path} HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n".encode()
         self.timeout = timeout
         self.stop = threading.Event()
@@ -32,7 +33,7 @@ class Load:
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             status = 0
             try:
-                with self.topo.connect("client", "lb", 8080, timeout=self.timeout) as sock:
+                with self.topo.connect("client", self.target, 8080, timeout=self.timeout) as sock:
                     sock.sendall(self.request)
                     answer = b""
                     while chunk := sock.recv(65536):     # to the end: Connection: close

@@ -141,11 +141,12 @@ class Topology:
         self.wait_port(host, port, from_host=host)
         return proc
 
-    def balancer(self, host: str, config_text: str, port: int = 8080) -> subprocess.Popen:
+    def balancer(self, host: str, config_text: str, port: int = 8080,
+                 name: str = "balancer") -> subprocess.Popen:
         """Start ``lbctl run -c FILE`` in the host's namespace and wait until it listens."""
-        path = self.tmp / "balancer.yaml"
+        path = self.tmp / f"{name}.yaml"
         path.write_text(config_text)
-        proc = self.spawn(host, [lbctl_path(), "run", "-c", str(path)], log_name="balancer.log")
+        proc = self.spawn(host, [lbctl_path(), "run", "-c", str(path)], log_name=f"{name}.log")
         self.wait_port(host, port, from_host=host, proc=proc)
         return proc
 

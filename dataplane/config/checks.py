@@ -18,6 +18,7 @@ def run_checks(config: Config, lines: dict, source: str) -> None:
     _check_health(config, lines, source)
     _check_breaker(config, lines, source)
     _check_routes(config, lines, source)
+    _check_fleet(config, lines, source)
 
 
 def _is_prime(n: int) -> bool:
@@ -107,6 +108,26 @@ def _check_health(config: Config, lines: dict, source: str) -> None:
         if not 100 <= low <= high <= 599:
             raise _error(lines, source, ("health", "expect"),
                          f"{low}-{high} is not a range of statuses from 100 to 599")
+
+
+def _check_fleet(config: Config, lines: dict, source: str) -> None:
+    fleet = config.fleet
+    if fleet is None:
+        return
+    if not 2 <= fleet.lease_ttl <= 3600:
+        raise _error(lines, source, ("fleet", "lease_ttl"),
+                     "must be from 2s (etcd's shortest lease) to 1h")
+    if not 0.05 <= fleet.timeout < fleet.lease_ttl:
+        raise _error(lines, source, ("fleet", "timeout"), "must be from 50ms to below lease_ttl")
+    if (fleet.user is None) != (fleet.password is None):
+        raise _error(lines, source, ("fleet", "user" if fleet.user is None else "password"),
+                     "user and password go together")
+    tls = fleet.tls
+    if tls is not None and (tls.cert is None) != (tls.key is None):
+        raise _error(lines, source, ("fleet", "tls", "cert" if tls.cert is None else "key"),
+                     "cert and key go together")
+    if tls is not None and not all(url.startswith("https://") for url in fleet.etcd):
+        raise _error(lines, source, ("fleet", "etcd"), "fleet.tls needs https:// endpoints")
 
 
 def _check_breaker(config: Config, lines: dict, source: str) -> None:

@@ -8,8 +8,8 @@ from typing import Literal
 import msgspec
 
 from .routes import Choosing, Group, Name, Route
-from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Health, Limits, Log, Pool,
-                     Retries, Section, Timeouts)
+from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Fleet, Health, Limits, Log,
+                     Pool, Retries, Section, Timeouts)
 
 DEFAULT = "default"                 # the group of the top-level backends
 # Sections a group may override, key by key.
@@ -38,6 +38,7 @@ class Config(Section):
     clusters: dict[Name, Group] = msgspec.field(default_factory=dict)
     routes: list[Route] = msgspec.field(default_factory=list)
     routes_default: Literal["default", "none"] = "default"
+    fleet: Fleet | None = None
 
     def group(self, name: str) -> Group:
         """A group's effective settings (``default``: the top-level ones).

@@ -175,3 +175,24 @@ class Breaker(Section):
     max_connections: Limit | None = None     # for the whole balancer, per backend
     max_pending: Limit | None = None
     max_requests: Limit | None = None
+
+
+class FleetTls(Section):
+    """TLS to etcd: the CA that signed its certificate, and ours if it asks."""
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+class Fleet(Section):
+    """Several balancers as one through etcd (docs/fleet.md); off when unset."""
+    etcd: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^https?://[^/\s]+/?$")]],
+                    msgspec.Meta(min_length=1)]
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^/[!-~]*[^/]$")] = "/l7lb"
+    probe_replicas: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
+    lease_ttl: Duration = Duration(3)
+    timeout: Duration = Duration(1)      # each etcd request
+    user: str | None = None
+    password: str | None = None
+    tls: FleetTls | None = None

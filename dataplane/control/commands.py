@@ -32,6 +32,7 @@ def admin_commands(control: "Control") -> dict:
             "version": __version__, "uptime_s": round(time.time() - control.started, 1),
             "mode": settings.mode, "listeners": [f"{settings.bind}:{settings.port}"],
             "algorithm": settings.algorithm, "state_version": control.state.version,
+            "fleet": control.fleet.mode if control.fleet is not None else "off",
             "workers": [{"slot": s.index, "pid": s.pid, "state_version": s.version}
                         for s in control.supervisor.live()]}
 
@@ -124,15 +125,15 @@ def admin_commands(control: "Control") -> dict:
             "bytes_out": sum(t.bytes_out for t in control.tally.backends.values())}
         return {"backends": per_backend, "listeners": {f"{settings.bind}:{settings.port}": listener}}
 
-    def backend_add(args: dict) -> dict:
+    async def backend_add(args: dict) -> dict:
         host, port = _address(_text(args, "name"))
         cluster = _cluster(control, args)
         if control.state.find(backend_key(cluster, f"{host}:{port}")) is not None:
             raise AdminError("exists", f"backend {host}:{port} exists already in {cluster}")
         weight = _weight(args.get("weight", 100))
         cc = _algorithm(args.get("cc"))
-        control.state.publish([*control.state.backends, BackendState(
-            host, port, weight, "ready", control.congestion.effective(cc), False, cc, cluster)])
+        await _commit(control, None, BackendState(
+            host, port, weight, "ready", control.congestion.effective(cc), False, cc, cluster))
         return {"name": f"{host}:{port}", "cluster": cluster, "weight": weight,
                 "cc": cc or None, "state_version": control.state.version}
 
@@ -144,8 +145,7 @@ def admin_commands(control: "Control") -> dict:
         if not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
             raise AdminError("bad_args", "timeout must be seconds from 0 to 3600")
         if not force:
-            drained = msgspec.structs.replace(old, state="drain")
-            control.state.publish([drained if s is old else s for s in control.state.backends])
+            await _commit(control, old, msgspec.structs.replace(old, state="drain"))
             deadline = time.monotonic() + timeout
             while _busy(control, key) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -153,11 +153,11 @@ def admin_commands(control: "Control") -> dict:
                 raise AdminError("busy", f"{name} still has requests in flight after "
                                          f"{timeout}s; it stays in drain (use --force)")
         gone = _find(control, args)
-        control.state.publish([s for s in control.state.backends if s is not gone])
+        await _commit(control, gone, None)
         return {"name": name, "cluster": gone.cluster, "removed": True,
                 "state_version": control.state.version}
 
-    def backend_set(args: dict) -> dict:
+    async def backend_set(args: dict) -> dict:
         old = _find(control, args)
         name, key = _text(args, "name"), name_of(old)
         changes = {}
@@ -184,7 +184,9 @@ def admin_commands(control: "Control") -> dict:
         elif not changes:
             raise AdminError("bad_args", "give weight, state, cc, client_side or breaker")
         new = msgspec.structs.replace(old, **changes)
-        control.state.publish([new if s is old else s for s in control.state.backends])
+        if changes:
+            await _commit(control, old, new)
+            new = _find(control, args)
         return {"name": name, "cluster": new.cluster, "weight": new.weight, "state": new.state,
                 "breaker": control.breakers.label(key),
                 "cc": new.cc_wanted or None, "cc_in_effect": new.cc or None,
@@ -210,6 +212,11 @@ def admin_commands(control: "Control") -> dict:
             raise AdminError("bad_args", "path must be a string")
         return control.reload(path)
 
+    def fleet(_: dict) -> dict:
+        if control.fleet is None:
+            raise AdminError("unavailable", "this balancer is standalone (no fleet section)")
+        return control.fleet.describe()
+
     def config_show(_: dict) -> Any:
         return msgspec.to_builtins(control.config, enc_hook=float)   # Duration -> seconds
 
@@ -217,7 +224,23 @@ def admin_commands(control: "Control") -> dict:
             "backend.add": backend_add, "backend.remove": backend_remove,
             "backend.set": backend_set, "reload": reload, "config.show": config_show,
             "cc": cc, "cc.set": cc_set, "health": health, "breaker": breaker,
-            "routes": routes}
+            "routes": routes, "fleet": fleet}
+
+
+async def _commit(control: "Control", before: BackendState | None,
+                  after: BackendState | None) -> None:
+    """One backend added (no ``before``), changed, or removed (no ``after``):
+    here, or in a fleet through etcd (control/fleet.py)."""
+    if control.fleet is not None:
+        await control.fleet.change(before, after)
+        return
+    backends = control.state.backends
+    if before is None:
+        control.state.publish([*backends, after])
+    elif after is None:
+        control.state.publish([s for s in backends if s is not before])
+    else:
+        control.state.publish([after if s is before else s for s in backends])
 
 
 def _given(value: Any) -> Any:

@@ -3,6 +3,12 @@ passive verdicts and successful requests go into each backend's HostHealth
 (dataplane/health/); a change of state goes to every worker as a new
 snapshot through State.publish, and is logged and counted.
 
+In a fleet (control/fleet.py) it probes only the backends assigned to this
+member (``assign``), plus any other it has seen fail itself until its own
+probes see it back; the fleet's verdicts (``fleet_verdict``) take a backend
+down here as well, and every change of its own evidence goes to the
+``listeners`` (the prober publishes it).
+
 A timer every ``TICK`` seconds lets phi convict silent backends, ends slow
 starts, republishes slow-start weights as they grow, and feeds the pause
 guard (the control process's own stalls excuse the silences they create).
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Callable
 
 import structlog
 
@@ -53,6 +60,10 @@ class HealthMonitor:
         self.probers: dict[str, Prober] = {}   # one per group: each its own probe settings
         self.loop: asyncio.AbstractEventLoop | None = None
         self._percent: dict[str, int] = {}     # slow-start weights last published
+        self.assigned: set[str] | None = None  # None: every backend is probed here
+        self.suspects: set[str] = set()        # not assigned, but failed here: probed
+        self.fleet_down: dict[str, str] = {}   # down by the fleet's verdict: why
+        self.listeners: list[Callable[[str], None]] = []
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -81,12 +92,45 @@ class HealthMonitor:
                     settings.window, settings.min_std_deviation, settings.acceptable_pause), now)
                 self.marks[name] = self.guard.total
                 self.groups[name] = group
-            self.probers[group].watch(Target(name, backend.host, backend.port, backend.cc,
-                                             backend.state == "maint"))
+            probed = self.probes(name)
+            self.hosts[name].following = not probed
+            if probed:
+                self.probers[group].watch(Target(name, backend.host, backend.port, backend.cc,
+                                                 backend.state == "maint"))
+            else:
+                self.probers[group].forget(name)
         for gone in set(self.hosts) - names:
             del self.hosts[gone], self.marks[gone]
             self._percent.pop(gone, None)
+            self.fleet_down.pop(gone, None)
+            self.suspects.discard(gone)
             self.probers[self.groups.pop(gone)].forget(gone)
+
+    def probes(self, name: str) -> bool:
+        """Is ``name`` probed by this balancer?"""
+        return self.assigned is None or name in self.assigned or name in self.suspects
+
+    def assign(self, names: set[str] | None) -> None:
+        """Probe these backends (None: all of them, as a standalone balancer)."""
+        if names != self.assigned:
+            self.assigned = names
+            self._sync(self.state.backends)
+
+    def fleet_verdict(self, name: str, down: bool, reason: str) -> None:
+        """The fleet's verdict on a backend: down here too, or no longer."""
+        host = self.hosts.get(name)
+        if host is None or down == (name in self.fleet_down):
+            return
+        now = time.monotonic()
+        self.transitions[name] += 1
+        if down:
+            self.fleet_down[name] = reason
+        else:
+            del self.fleet_down[name]
+            host.ramp(now, f"fleet: {reason}")
+        log.info("backend health", backend=name, fleet="down" if down else "up",
+                 reason=reason, own=host.state.value)
+        self._publish()
 
     # -- evidence ------------------------------------------------------------
     def _probed(self, name: str, outcome: str, ms: float | None, detail: str) -> None:
@@ -104,8 +148,12 @@ class HealthMonitor:
 
     def passive_down(self, name: str, reason: str) -> None:
         host = self.hosts.get(name)
-        if host is not None:
-            self._apply(name, host.passive_down(time.monotonic(), reason))
+        if host is None:
+            return
+        self._apply(name, host.passive_down(time.monotonic(), reason))
+        if not self.probes(name):         # see it come back with our own probes
+            self.suspects.add(name)
+            self._sync(self.state.backends)
 
     def alive(self, name: str) -> None:
         host = self.hosts.get(name)
@@ -132,6 +180,11 @@ class HealthMonitor:
         log.info("backend health", backend=name, old=transition.old.value,
                  new=transition.new.value, reason=transition.reason,
                  phi=round(transition.phi, 2))
+        if name in self.suspects and transition.new is not Health.DOWN:
+            self.suspects.discard(name)       # back by our own probes: follow again
+            self._sync(self.state.backends)
+        for listener in self.listeners:
+            listener(name)
         self._publish()
 
     def _republish_ramps(self, now: float) -> None:
@@ -149,7 +202,8 @@ class HealthMonitor:
             if host is None:
                 return None
             percent = self._percent[name] = _step(host, now)
-            return {"health": host.state.value, "weight_percent": percent}
+            state = "down" if name in self.fleet_down else host.state.value
+            return {"health": state, "weight_percent": percent}
         self.state.revise(fields)
 
     # -- what lbctl shows ----------------------------------------------------
@@ -167,13 +221,15 @@ class HealthMonitor:
         now, wall = time.monotonic(), time.time()
         detector = host.detector
         return {
-            "name": name, "health": host.state.value, "phi": self.phi(name),
+            "name": name, "health": "down" if name in self.fleet_down else host.state.value,
+            "own_health": host.state.value, "phi": self.phi(name),
             "since": round(wall - (now - host.since), 3),
             "window": {"samples": len(detector.intervals),
                        "mean_ms": round(detector.mean() * 1000, 2),
                        "std_ms": round(detector.std() * 1000, 2)},
             "weight_percent": host.weight_percent(now),
             "transitions_total": self.transitions[name],
+            "probed_here": self.probes(name), "fleet_down": self.fleet_down.get(name),
             "probes": [{"at": round(wall - (now - p.at), 3), "ok": p.ok, "ms": p.ms,
                         "detail": p.detail} for p in host.probes],
             "transitions": [{"at": round(wall - (now - t.at), 3), "from": t.old.value,

@@ -25,6 +25,7 @@ from .breakers import BreakerBoard
 from .commands import admin_commands
 from .congestion import Congestion
 from .counters import Tally
+from .fleet import FleetLink
 from .health import HealthMonitor
 from .state import State
 from .supervisor import Supervisor
@@ -34,7 +35,8 @@ NO_ERROR = ErrorKind.NONE
 log = structlog.get_logger("l7lb.control")
 
 FLUSH_EVERY = 0.25    # seconds between log flushes
-RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion")
+RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion",
+                "fleet")
 
 
 class Control:
@@ -45,6 +47,8 @@ class Control:
         self.state = State()
         self.state.on_publish(self._sent)
         self.health = HealthMonitor(config, self.state)
+        self.fleet = (FleetLink(config, self.state, self.health, self.congestion)
+                      if config.fleet is not None else None)
         timeouts = config.timeouts
         self.breakers = BreakerBoard(config, self.state, self._live_slots,
                                      timeouts.connect + timeouts.request + 1.0)
@@ -79,6 +83,8 @@ class Control:
         self.congestion.start()      # before the first snapshot: it names algorithms
         self.state.start(self.config)
         self.health.start(self.loop)
+        if self.fleet is not None:
+            self.fleet.start(self.loop)
         self.breakers.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
@@ -95,6 +101,8 @@ class Control:
         finally:
             self.health.stop()
             self.congestion.stop()
+            if self.fleet is not None:
+                await self.fleet.stop()
         self.admin.close()
         self.supervisor.close()
         log.info("stopped", code=self.exit_code)
@@ -155,18 +163,23 @@ class Control:
                 ignored.append("routes")      # they name a group the workers lack
                 config.routes, config.routes_default = (self.config.routes,
                                                         self.config.routes_default)
-        else:                                 # each group's backends; its settings stay
+        elif self.fleet is None:              # each group's backends; its settings stay
             for name, group in config.clusters.items():
                 self.config.clusters[name].backends = group.backends
         config.clusters = self.config.clusters
+        if self.fleet is not None:            # the fleet's set (etcd) is in force, not the file's
+            ignored.append("backends")
         if ignored:
-            log.warning("reload: these sections need a restart and were not applied",
-                        sections=ignored)
-        self.config.backends = config.backends
+            log.warning("reload: these sections need a restart (backends in a fleet: lbctl "
+                        "backend) and were not applied", sections=ignored)
         self.config.routes, self.config.routes_default = config.routes, config.routes_default
-        self.state.load(config)
-        log.info("reload sent", version=self.state.version, backends=len(config.backends))
-        return {"version": self.state.version, "backends": len(config.backends),
+        if self.fleet is not None:
+            self.state.load_routes(config)
+        else:
+            self.config.backends = config.backends
+            self.state.load(config)
+        log.info("reload sent", version=self.state.version, backends=len(self.state.backends))
+        return {"version": self.state.version, "backends": len(self.state.backends),
                 "not_applied": ignored}
 
     def _sent(self, snapshot: Snapshot) -> None:

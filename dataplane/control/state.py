@@ -69,6 +69,11 @@ class State:
         self.routes = encode_routes(config)
         self.publish(states_of(config, self.backends))
 
+    def load_routes(self, config: Config) -> None:
+        """A reloaded file's routes only (a fleet keeps its backend set in etcd)."""
+        self.routes = encode_routes(config)
+        self.publish(self.backends)
+
     def revise(self, fields_of: Callable[[BackendState], dict | None],
                force: bool = False) -> None:
         """Publish the backends with ``fields_of(backend)`` replaced in each, if

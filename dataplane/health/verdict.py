@@ -68,6 +68,8 @@ class HostHealth:
         self.timeouts = 0          # probes timed out in a row
         self.probes: deque[Probe] = deque(maxlen=HISTORY)
         self.transitions: deque[Transition] = deque(maxlen=HISTORY)
+        # Probed by other members of a fleet, not here: no heartbeats to expect.
+        self.following = False
 
     # -- evidence ----------------------------------------------------------
     def probe_passed(self, now: float, ms: float, detail: str) -> Transition | None:
@@ -110,12 +112,19 @@ class HostHealth:
         """The periodic look: conviction by phi, the end of slow start."""
         if self.state is Health.DOWN:
             return None
-        phi = self.detector.phi(now, paused)
+        phi = 0.0 if self.following else self.detector.phi(now, paused)
         if phi > self.rules.threshold:
             return self._down(now, f"phi {phi:.1f} over {self.rules.threshold}")
         if self.state is Health.SLOW_START and now - self.since >= self.rules.slow_start:
             return self._move(now, Health.UP, "slow start over")
         return None
+
+    def ramp(self, now: float, reason: str) -> Transition | None:
+        """Back from a fleet-wide down that this member did not see itself:
+        slow start as after its own recovery."""
+        if self.state is Health.DOWN or self.rules.slow_start <= 0:
+            return None
+        return self._move(now, Health.SLOW_START, reason)
 
     # -- what the workers get ----------------------------------------------
     def weight_percent(self, now: float) -> int:

@@ -109,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_"):
             self.read_body()
             return self.faults.control(self.path, self.answer)
-        self.faults.enter()
+        self.faults.enter(self.client_address[0])
         try:
             if not self.faults.inject(self):
                 self.serve(send_body)

@@ -7,7 +7,9 @@ aside): ``ok``; ``status-NNN`` (an empty answer with that status;
 for 60 s); ``stall-N`` (a head promising 2N bytes, N of them, then
 silence for 60 s); ``slow-MS`` (the normal answer, MS ms late). ``/_stats`` answers
 JSON with the requests counted (``/_...`` routes are not), how many are
-under way and the most there were at once; ``/_health`` always answers 200.
+under way and the most there were at once, the requests by client address
+and the longest gap between two requests; ``/_reset`` starts those counts
+again; ``/_health`` always answers 200.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from typing import Callable
 
 
@@ -26,12 +29,26 @@ class Faults:
         self.mode = "ok"
         self.lock = threading.Lock()
         self.requests = self.concurrent = self.max_concurrent = 0
+        self.clients: Counter[str] = Counter()
+        self.last_at: float | None = None
+        self.max_gap = 0.0
 
-    def enter(self) -> None:
+    def enter(self, client: str) -> None:
         with self.lock:
             self.requests += 1
             self.concurrent += 1
             self.max_concurrent = max(self.max_concurrent, self.concurrent)
+            self.clients[client] += 1
+            now = time.monotonic()
+            if self.last_at is not None:
+                self.max_gap = max(self.max_gap, now - self.last_at)
+            self.last_at = now
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = self.max_concurrent = 0
+            self.clients.clear()
+            self.last_at, self.max_gap = None, 0.0
 
     def leave(self) -> None:
         with self.lock:
@@ -40,7 +57,9 @@ class Faults:
     def stats(self) -> bytes:
         with self.lock:
             return json.dumps({"requests": self.requests, "concurrent": self.concurrent,
-                               "max_concurrent": self.max_concurrent, "mode": self.mode}).encode()
+                               "max_concurrent": self.max_concurrent, "mode": self.mode,
+                               "clients": self.clients,
+                               "max_gap_ms": round(self.max_gap * 1000, 1)}).encode()
 
     def control(self, path: str, answer: Callable[[int, bytes], None]) -> None:
         """A ``/_`` route."""
@@ -49,6 +68,9 @@ class Faults:
             answer(200, self.mode.encode())
         elif path == "/_stats":
             answer(200, self.stats())
+        elif path == "/_reset":
+            self.reset()
+            answer(200, b"reset")
         else:
             answer(200, b"ok")
 
