@@ -88,6 +88,13 @@ def test_defaults():
      "f.yaml:2: routes[0].rewrite_prefix: needs match.path.prefix"),
     ("clusters: {api: {backends: [], pool: {max_idle: lots}}}\n",
      "f.yaml:1: clusters.api.pool.max_idle: expected `int`"),
+    ('fleet: {etcd: ["http://198.18.0.10:2379"], lease_ttl: 1s}\n',
+     "f.yaml:1: fleet.lease_ttl: must be from 2s (etcd's shortest lease) to 1h"),
+    ("fleet: {etcd: []}\n", "f.yaml:1: fleet.etcd: expected `array` of length >= 1"),
+    ('fleet: {etcd: ["http://a:2379"], tls: {ca: ca.pem}}\n',
+     "f.yaml:1: fleet.etcd: fleet.tls needs https:// endpoints"),
+    ('fleet: {etcd: ["http://a:2379"], user: lb}\n',
+     "f.yaml: fleet.password: user and password go together"),
 ])
 
 def test_errors_name_key_and_line(text, message):

@@ -87,3 +87,23 @@ def test_flapping_is_limited_by_rise():
         states.append(h.state)
     assert set(states[1:]) == {Health.DOWN}
     assert len(h.transitions) == 2          # up (first answer), then down once
+
+
+def test_a_followed_backend_is_not_convicted_by_its_silence():
+    h = host(threshold=8.0)
+    t = beating(h, 10)
+    h.following = True                    # other members of a fleet probe it now
+    assert h.check(t + 60, paused=0.0) is None and h.state is Health.UP
+    h.following = False
+    assert h.check(t + 60, paused=0.0).new is Health.DOWN
+
+
+def test_back_from_a_fleet_wide_down_it_ramps_unless_down_here():
+    h = host(slow_start=30.0)
+    t = beating(h, 5)
+    move = h.ramp(t, "fleet: 2 of 2 probers do not say down")
+    assert move.new is Health.SLOW_START and h.weight_percent(t + 15) == 50
+    down = host(slow_start=30.0)
+    down.passive_down(1.0, "passive: refused")
+    assert down.ramp(2.0, "fleet") is None and down.state is Health.DOWN
+    assert host(slow_start=0.0).ramp(1.0, "fleet") is None

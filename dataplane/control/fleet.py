@@ -67,19 +67,22 @@ class FleetLink:
         await self.member.stop()
 
     # -- health ------------------------------------------------------------------
-    def _view_changed(self) -> None:
+    def _view_changed(self, observed: set[str] | None = None) -> None:
+        """Members changed (None: shards move; every verdict is taken again), or
+        the observations of some backends did."""
         if self.mode != "ok":
             return
         names = [name_of(s) for s in self.state.backends]
         view = self.member.view
-        assigned = view.assigned(names)
-        for name in self.assigned - assigned:
-            self.member.publish(name, None)
-        for name in assigned - self.assigned:
-            self._own_evidence(name, force=True)
-        self.assigned = assigned
-        self.health.assign(assigned)
-        for name in names:
+        if observed is None:
+            assigned = view.assigned(names)
+            for name in self.assigned - assigned:
+                self.member.publish(name, None)
+            for name in assigned - self.assigned:
+                self._own_evidence(name, force=True)
+            self.assigned = assigned
+            self.health.assign(assigned)
+        for name in names if observed is None else observed & set(names):
             verdict = view.verdict(name)
             if verdict is None:
                 self.health.fleet_verdict(name, False, "no prober has published yet")
@@ -91,7 +94,8 @@ class FleetLink:
             self.assigned = set()
             self.health.assign(None)
             for backend in self.state.backends:
-                self.health.fleet_verdict(name_of(backend), False, "fleet degraded: own evidence only")
+                self.health.fleet_verdict(name_of(backend), False,
+                                          "fleet degraded: own evidence only")
 
     def _own_evidence(self, name: str, force: bool = False) -> None:
         """Publish this member's view of a backend it probes."""

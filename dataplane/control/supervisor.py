@@ -20,6 +20,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import stat
 import socket
 import time
 from typing import Callable
@@ -112,6 +113,7 @@ class Supervisor:
             for other in self.slots:
                 if other is not slot:
                     other.listener.close()
+            _drop_inherited_sockets(keep={slot.listener.fileno()})
             code = run_worker(self.config, slot.listener, slot.link)
         except BaseException as exc:  # noqa: BLE001 - report anything, then leave
             log.error("worker failed", error=repr(exc), exc_info=True)
@@ -164,3 +166,26 @@ class Supervisor:
     def close(self) -> None:
         for slot in self.slots:
             slot.listener.close()
+
+
+def _drop_inherited_sockets(keep: set[int]) -> None:
+    """In a new worker: let go of the control process's sockets (admin clients,
+    probes, etcd's watch stream), which would otherwise stay open for as long as
+    the worker lives. Each is replaced by /dev/null rather than closed: the
+    control's objects still name those numbers, and one of them closing its
+    number later must not close a socket the worker has opened since."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd != null and fd not in keep and _is_socket(fd):
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False

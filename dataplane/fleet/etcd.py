@@ -113,19 +113,19 @@ class Etcd:
             await self._authenticate()
             response = await self.http.post(self.endpoint + path, json=body,
                                             headers=self._headers())
-        data = response.json() if response.content else {}
-        if response.status_code != 200:
-            detail = data.get("message") or data.get("error") or response.status_code
-            raise EtcdError(f"{self.endpoint}{path}: {detail}")
+        data = _json(response)
+        if response.status_code != 200 or "error" in data:
+            raise EtcdError(f"{self.endpoint}{path}: {_detail(response, data)}")
         return data
 
     async def _authenticate(self) -> None:
         response = await self.http.post(self.endpoint + "/v3/auth/authenticate",
                                         json={"name": self.user, "password": self.password})
-        if response.status_code != 200:
+        data = _json(response)
+        if response.status_code != 200 or "token" not in data:
             raise EtcdError(f"{self.endpoint}: authentication as {self.user} failed: "
-                            f"{response.json().get('message', response.status_code)}")
-        self.token = response.json()["token"]
+                            f"{_detail(response, data)}")
+        self.token = data["token"]
 
     def _headers(self) -> dict:
         return {"Authorization": self.token} if self.token else {}
@@ -182,6 +182,20 @@ class Etcd:
             self.at = (self.at + 1) % len(self.endpoints)
             raise EtcdError(f"watch: {exc.__class__.__name__} {exc}".strip()) from None
         raise EtcdError(f"{self.endpoint}: the watch stream ended")
+
+
+def _json(response: httpx.Response) -> dict:
+    """The body as JSON; {} when it is not (etcd answers some errors in text)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _detail(response: httpx.Response, data: dict) -> str:
+    text = data.get("message") or data.get("error") or response.text.strip()[:200]
+    return f"{response.status_code} {text}".strip()
 
 
 def _watch_result(data: dict) -> list[Event]:

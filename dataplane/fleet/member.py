@@ -29,6 +29,7 @@ log = structlog.get_logger("l7lb.fleet")
 
 RETRY = 0.5            # seconds between attempts to reach etcd
 APPLIED_WAIT = 2.0     # a backend change must come back through the watch within this
+TXN_OPS = 128          # etcd's default --max-txn-ops
 
 
 class Conflict(Exception):
@@ -36,7 +37,7 @@ class Conflict(Exception):
 
 
 class Hooks(NamedTuple):
-    view_changed: Callable[[], None]          # members or observations
+    view_changed: Callable[[set[str] | None], None]   # backends observed anew; None: members
     backends_changed: Callable[[], None]      # the fleet's backend set
     mode_changed: Callable[[str], None]
     seed: Callable[[], dict[tuple[str, str], dict]]   # the file's backends, for an empty fleet
@@ -123,7 +124,7 @@ class FleetMember:
             log.info("fleet joined", member=self.name, members=sorted(self.view.members),
                      endpoint=etcd.endpoint)
         self._set_mode("ok")
-        self.hooks.view_changed()
+        self.hooks.view_changed(None)
         self.hooks.backends_changed()
         tasks = [asyncio.ensure_future(job) for job in
                  (self._keep_alive(ttl), self._watch(revision), self._publish())]
@@ -146,39 +147,46 @@ class FleetMember:
         return revision
 
     async def _seed(self) -> bool:
-        """An empty fleet takes this member's file's backends, once."""
-        seed = self.hooks.seed()
-        done = await self.etcd.transaction(
-            [unchanged_since(self.layout.seeded, 0)],
-            [put_op(self.layout.seeded, json.dumps({"by": self.name}).encode()),
-             *(put_op(self.layout.backend(g, a), json.dumps(f).encode())
-               for (g, a), f in seed.items())])
-        if done:
-            log.info("fleet backend set seeded from this file", backends=len(seed))
-        return done
+        """An empty fleet takes this member's file's backends, once: the first
+        transaction claims the seeding, the rest follow in etcd-sized ones."""
+        puts = [put_op(self.layout.backend(g, a), json.dumps(f).encode())
+                for (g, a), f in self.hooks.seed().items()]
+        claim = put_op(self.layout.seeded, json.dumps({"by": self.name}).encode())
+        first, rest = puts[:TXN_OPS - 1], puts[TXN_OPS - 1:]
+        if not await self.etcd.transaction([unchanged_since(self.layout.seeded, 0)],
+                                           [claim, *first]):
+            return False
+        for at in range(0, len(rest), TXN_OPS):
+            await self.etcd.transaction([], rest[at:at + TXN_OPS])
+        log.info("fleet backend set seeded from this file", backends=len(puts))
+        return True
 
     async def _watch(self, revision: int) -> None:
         async for events in self.etcd.watch(self.layout.prefix + "/", revision + 1):
             kinds = {self._apply(event.deleted, event.kv) for event in events}
-            if "view" in kinds:
-                self.hooks.view_changed()
+            if "members" in kinds:
+                self.hooks.view_changed(None)
+            elif observed := {kind[1] for kind in kinds if isinstance(kind, tuple)}:
+                self.hooks.view_changed(observed)
             if "backends" in kinds:
                 self.backends_seen.set()
                 self.backends_seen.clear()
                 self.hooks.backends_changed()
 
-    def _apply(self, deleted: bool, kv: KeyValue) -> str | None:
+    def _apply(self, deleted: bool, kv: KeyValue) -> str | tuple[str, str] | None:
+        """Take in one key; what it changed: "members", ("health", BACKEND),
+        "backends" (or None)."""
         layout, key = self.layout, kv.key
         try:
             if key.startswith(layout.members):
                 name = layout.member_of(key)
                 self.view.leave(name) if deleted else self.view.join(name)
-                return "view"
+                return "members"
             if key.startswith(layout.health):
                 backend, member = layout.observation_of(key)
                 self.view.observe(backend, member,
                                   None if deleted else Observation(**json.loads(kv.value)))
-                return "view"
+                return "health", backend
             if key.startswith(layout.backends):
                 where = layout.backend_of(key)
                 if deleted:

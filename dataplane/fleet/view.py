@@ -35,16 +35,20 @@ class FleetView:
         self.replicas = replicas
         self.members: set[str] = set()
         self.observations: dict[str, dict[str, Observation]] = {}
+        self._probers: dict[str, list[str]] = {}     # per backend, until members change
 
     # -- what etcd says --------------------------------------------------------
     def set_members(self, names: Iterable[str]) -> None:
         self.members = set(names)
+        self._probers.clear()
 
     def join(self, name: str) -> None:
         self.members.add(name)
+        self._probers.clear()
 
     def leave(self, name: str) -> None:
         self.members.discard(name)
+        self._probers.clear()
 
     def observe(self, backend: str, member: str, observation: Observation | None) -> None:
         """A member's observation of a backend; None when its key is gone."""
@@ -59,7 +63,10 @@ class FleetView:
 
     # -- what follows ----------------------------------------------------------
     def probers(self, backend: str) -> list[str]:
-        return probers(backend, self.members, self.replicas)
+        chosen = self._probers.get(backend)
+        if chosen is None:
+            chosen = self._probers[backend] = probers(backend, self.members, self.replicas)
+        return chosen
 
     def assigned(self, backends: Iterable[str]) -> set[str]:
         """The backends this member probes."""

@@ -8,7 +8,7 @@ for 60 s); ``stall-N`` (a head promising 2N bytes, N of them, then
 silence for 60 s); ``slow-MS`` (the normal answer, MS ms late). ``/_stats`` answers
 JSON with the requests counted (``/_...`` routes are not), how many are
 under way and the most there were at once, the requests by client address
-and the longest gap between two requests; ``/_reset`` starts those counts
+and when each client's first came, and the longest gap between two requests; ``/_reset`` starts those counts
 again; ``/_health`` always answers 200.
 """
 
@@ -30,6 +30,7 @@ class Faults:
         self.lock = threading.Lock()
         self.requests = self.concurrent = self.max_concurrent = 0
         self.clients: Counter[str] = Counter()
+        self.first_seen: dict[str, float] = {}     # client -> wall-clock time of its first
         self.last_at: float | None = None
         self.max_gap = 0.0
 
@@ -39,6 +40,7 @@ class Faults:
             self.concurrent += 1
             self.max_concurrent = max(self.max_concurrent, self.concurrent)
             self.clients[client] += 1
+            self.first_seen.setdefault(client, time.time())
             now = time.monotonic()
             if self.last_at is not None:
                 self.max_gap = max(self.max_gap, now - self.last_at)
@@ -48,7 +50,8 @@ class Faults:
         with self.lock:
             self.requests = self.max_concurrent = 0
             self.clients.clear()
-            self.last_at, self.max_gap = None, 0.0
+            self.first_seen.clear()
+            self.last_at, self.max_gap = time.monotonic(), 0.0    # a silence from now counts
 
     def leave(self) -> None:
         with self.lock:
@@ -58,7 +61,7 @@ class Faults:
         with self.lock:
             return json.dumps({"requests": self.requests, "concurrent": self.concurrent,
                                "max_concurrent": self.max_concurrent, "mode": self.mode,
-                               "clients": self.clients,
+                               "clients": self.clients, "first_seen": self.first_seen,
                                "max_gap_ms": round(self.max_gap * 1000, 1)}).encode()
 
     def control(self, path: str, answer: Callable[[int, bytes], None]) -> None:
