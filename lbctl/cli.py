@@ -164,6 +164,11 @@ def health(ctx: click.Context, name: str | None, cluster: str | None, as_json: b
     if name is None:
         return
     for row in result:
+        if row["fleet_down"]:
+            click.echo(f"down by the fleet: {row['fleet_down']} (own evidence: "
+                       f"{row['own_health']})")
+        if not row["probed_here"]:
+            click.echo("not probed here: other members of the fleet probe it")
         _table(["probe at", "ok", "ms", "detail"],
                [[clock(p["at"]), p["ok"], p["ms"], p["detail"]] for p in row["probes"][-10:]])
         _table(["changed at", "from", "to", "phi", "reason"],
