@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
 
+from certs import CA
 from conftest import lbctl
 
 INTERVAL = 0.1
@@ -132,25 +132,12 @@ class Fleet:
 
 def make_certs(tmp: Path, addresses: list[str]) -> dict[str, str]:
     """A CA, etcd's server certificate (for ``addresses``) and a client one."""
-    d = tmp / "certs"
-    d.mkdir()
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-            "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    ca = CA(tmp / "certs")
     sans = ",".join(f"IP:{a}" for a in addresses)
-    for name, subject, extension in (("server", "/CN=etcd", f"subjectAltName={sans}"),
-                                     ("client", "/CN=root", "extendedKeyUsage=clientAuth")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
-                "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))
-        (d / f"{name}.ext").write_text(extension + "\n")
-        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
-                "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "1",
-                "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.pem"))
-    return {"ca": str(d / "ca.pem"), "cert": str(d / "client.pem"), "key": str(d / "client.key"),
-            "server_cert": str(d / "server.pem"), "server_key": str(d / "server.key")}
+    server_cert, server_key = ca.issue("server", "/CN=etcd", f"subjectAltName={sans}")
+    cert, key = ca.issue("client", "/CN=root", "extendedKeyUsage=clientAuth")
+    return {"ca": str(ca.pem), "cert": cert, "key": key,
+            "server_cert": server_cert, "server_key": server_key}
 
 
 def _pick(d: dict, *keys: str) -> dict:

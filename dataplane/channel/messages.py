@@ -38,6 +38,7 @@ class Snapshot(msgspec.Struct, tag="state", array_like=True):
     version: int
     backends: list[BackendState]
     routes: bytes = b""       # the route table's settings (config.encode_routes)
+    certificates: bytes = b""  # the listener's (config.encode_certificates)
 
 
 class Ack(msgspec.Struct, tag="ack", array_like=True):

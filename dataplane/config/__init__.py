@@ -17,13 +17,14 @@ from .checks import check_algorithm, congestion_algorithms, run_checks, warnings
 from .errors import ConfigError, DuplicateKey, StrictLoader, explain, line_index
 from .model import DEFAULT, Config, backend_key
 from .routes import Group, Route
-from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Health, Limits, Log, Pacer,
-                     Pool, Retries, Timeouts)
+from .schema import (Admin, Backend, Balancer, Breaker, Certificate, Congestion, Health, Limits,
+                     Log, Pacer, Pool, Retries, Timeouts)
 from .units import Duration, Rate
 
 __all__ = ["DEFAULT", "Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError",
            "Congestion", "Duration", "Group", "Health", "Route", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
-           "backend_key", "check_algorithm", "decode_routes", "encode_routes", "congestion_algorithms", "load", "parse", "warnings"]
+           "backend_key", "check_algorithm", "decode_routes", "encode_routes", "congestion_algorithms", "load", "parse", "warnings",
+           "Certificate", "decode_certificates"]
 
 
 def _decode_hook(kind: type, value: Any) -> Any:
@@ -82,6 +83,10 @@ def decode_routes(raw: bytes) -> tuple[list[Route], str]:
     data = msgspec.msgpack.decode(raw)
     return (msgspec.convert(data["routes"], list[Route], dec_hook=_decode_hook),
             data["default"])
+
+
+def decode_certificates(raw: bytes) -> list[Certificate]:
+    return msgspec.convert(msgspec.msgpack.decode(raw)["certificates"], list[Certificate])
 
 
 def load(path: str) -> Config:

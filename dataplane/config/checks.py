@@ -4,6 +4,8 @@ algorithm names, tunables."""
 from __future__ import annotations
 
 import ipaddress
+import os
+import ssl
 import re
 
 from .errors import error as _error
@@ -19,6 +21,7 @@ def run_checks(config: Config, lines: dict, source: str) -> None:
     _check_breaker(config, lines, source)
     _check_routes(config, lines, source)
     _check_fleet(config, lines, source)
+    _check_tls(config, lines, source)
 
 
 def _is_prime(n: int) -> bool:
@@ -108,6 +111,51 @@ def _check_health(config: Config, lines: dict, source: str) -> None:
         if not 100 <= low <= high <= 599:
             raise _error(lines, source, ("health", "expect"),
                          f"{low}-{high} is not a range of statuses from 100 to 599")
+
+
+def _check_tls(config: Config, lines: dict, source: str) -> None:
+    """Every certificate loads with its key, as the workers will load them."""
+    tls = config.balancer.tls
+    if tls is None:
+        return
+    where = ("balancer", "tls")
+    if config.balancer.mode != "http":
+        raise _error(lines, source, where, "only in http mode (no TLS in tcp mode yet)")
+    for i, pair in enumerate(tls.certificates):
+        problem = certificate_problem(pair.cert, pair.key)
+        if problem:
+            raise _error(lines, source, (*where, "certificates", i), problem)
+    if tls.verify != "none" and not tls.client_ca:
+        raise _error(lines, source, (*where, "verify"), f"{tls.verify} needs client_ca")
+    if tls.client_ca:
+        problem = ca_problem(tls.client_ca)
+        if problem:
+            raise _error(lines, source, (*where, "client_ca"), problem)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).set_ciphers(tls.ciphers)
+    except ssl.SSLError:
+        raise _error(lines, source, (*where, "ciphers"),
+                     "OpenSSL knows none of these ciphers") from None
+
+
+def certificate_problem(cert: str, key: str) -> str | None:
+    """Why a certificate and key do not load together ("FILE: problem"), or None."""
+    for path in (cert, key):
+        if not os.access(path, os.R_OK):
+            return f"{path}: cannot be read"
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        return f"{cert}: does not load with {key} ({exc.reason or exc})"
+    return None
+
+
+def ca_problem(path: str) -> str | None:
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_verify_locations(path)
+    except (OSError, ssl.SSLError) as exc:
+        return f"{path}: {getattr(exc, 'reason', None) or exc.strerror or exc}"
+    return None
 
 
 def _check_fleet(config: Config, lines: dict, source: str) -> None:

@@ -18,6 +18,30 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+# Mozilla's "intermediate" choice for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).
+INTERMEDIATE_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305"))
+
+
+class Certificate(Section):
+    cert: Annotated[str, msgspec.Meta(min_length=1)]      # PEM: the certificate and its chain
+    key: Annotated[str, msgspec.Meta(min_length=1)]       # PEM: its private key
+    source: str | None = None     # set by the balancer: the file a private copy came from
+
+
+class ListenerTls(Section):
+    """HTTPS on the listener (docs/tls.md)."""
+    certificates: Annotated[list[Certificate], msgspec.Meta(min_length=1)]
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    alpn: list[Literal["http/1.1"]] = msgspec.field(default_factory=lambda: ["http/1.1"])
+    ciphers: Annotated[str, msgspec.Meta(min_length=1)] = INTERMEDIATE_CIPHERS
+    client_ca: str | None = None          # PEM: CAs whose client certificates are accepted
+    verify: Literal["none", "optional", "required"] = "none"
+
+
 class Balancer(Section):
     port: Port = 8080
     bind: str = "0.0.0.0"
@@ -38,6 +62,7 @@ class Balancer(Section):
     accept_proxy: bool = False        # connections must start with a PROXY header...
     trusted_proxies: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(
         default_factory=list)         # ...and come from these CIDRs; others are refused
+    tls: ListenerTls | None = None    # HTTPS on the listener
 
     def worker_count(self) -> int:
         if self.workers == "auto":

@@ -10,9 +10,11 @@ that keep dying at start make it stop everything and exit 1.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
+import msgspec
 import structlog
 
 from .. import logs
@@ -22,6 +24,7 @@ from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
 from .breakers import BreakerBoard
+from .certificates import CertificateError, CertificateStore
 from .commands import admin_commands
 from .congestion import Congestion
 from .counters import Tally
@@ -44,6 +47,7 @@ class Control:
         self.config = config
         self.path = path
         self.congestion = Congestion(config)
+        self.certificates: CertificateStore | None = None
         self.state = State()
         self.state.on_publish(self._sent)
         self.health = HealthMonitor(config, self.state)
@@ -78,10 +82,17 @@ class Control:
         if not await self._open_admin():
             self.supervisor.close()
             return 1
+        try:       # before listening: a client's first handshake needs them
+            certificates = self._copy_certificates(self.config)
+        except CertificateError as exc:
+            log.error("cannot load the listener's certificates", error=str(exc))
+            self.admin.close()
+            self.supervisor.close()
+            return 1
         # Only now: a client that can connect finds the admin socket there too.
         open_listeners(listeners)
         self.congestion.start()      # before the first snapshot: it names algorithms
-        self.state.start(self.config)
+        self.state.start(self.config, certificates)
         self.health.start(self.loop)
         if self.fleet is not None:
             self.fleet.start(self.loop)
@@ -105,6 +116,8 @@ class Control:
                 await self.fleet.stop()
         self.admin.close()
         self.supervisor.close()
+        if self.certificates is not None:
+            self.certificates.close()
         log.info("stopped", code=self.exit_code)
         return self.exit_code
 
@@ -153,10 +166,11 @@ class Control:
             raise AdminError("no_file", "this balancer was started without a configuration file")
         try:
             config = load(path)
-        except ConfigError as exc:
+            certificates = self._copy_certificates(config)
+        except (ConfigError, CertificateError) as exc:
             raise AdminError("invalid_config", str(exc)) from None
         ignored = [key for key in RESTART_ONLY
-                   if getattr(config, key) != getattr(self.config, key)]
+                   if _restart_part(config, key) != _restart_part(self.config, key)]
         if set(config.clusters) != set(self.config.clusters):
             ignored.append("clusters")        # groups added or removed: restart
             if {r.cluster for r in config.routes} - {None, DEFAULT, *self.config.clusters}:
@@ -174,13 +188,21 @@ class Control:
                         "backend) and were not applied", sections=ignored)
         self.config.routes, self.config.routes_default = config.routes, config.routes_default
         if self.fleet is not None:
-            self.state.load_routes(config)
+            self.state.load_routes(config, certificates)
         else:
             self.config.backends = config.backends
-            self.state.load(config)
+            self.state.load(config, certificates)
         log.info("reload sent", version=self.state.version, backends=len(self.state.backends))
         return {"version": self.state.version, "backends": len(self.state.backends),
                 "not_applied": ignored}
+
+    def _copy_certificates(self, config: Config) -> bytes:
+        """The listener's certificate files, copied where workers read them."""
+        if config.balancer.tls is None:
+            return b""
+        if self.certificates is None:
+            self.certificates = CertificateStore(os.path.dirname(self.config.admin.socket))
+        return self.certificates.publish(config)
 
     def _sent(self, snapshot: Snapshot) -> None:
         self.sent_at[snapshot.version] = time.monotonic()
@@ -233,3 +255,13 @@ class Control:
         log.info("summary", workers=workers, backends=backends)
         if not self.supervisor.stopping:
             self.loop.call_later(self.config.log.summary, self.summarise)
+
+
+def _restart_part(config: Config, key: str) -> object:
+    """What of a section a reload cannot apply: all of it, but the listener's
+    certificate files (read again by every reload)."""
+    section = getattr(config, key)
+    if key == "balancer" and section.tls is not None:
+        return msgspec.structs.replace(
+            section, tls=msgspec.structs.replace(section.tls, certificates=[]))
+    return section

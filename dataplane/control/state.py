@@ -48,6 +48,7 @@ class State:
         self.version = 1
         self.backends: list[BackendState] = []
         self.routes = b""          # config.encode_routes of the routes in use
+        self.certificates = b""    # the listener's, as control/certificates.py copied them
         self.snapshot = Snapshot(self.version, self.backends)
         self.state_changed: dict[str, float] = {}    # backend name -> when its state changed
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -55,24 +56,29 @@ class State:
     def on_publish(self, subscriber: Callable[[Snapshot], None]) -> None:
         self._subscribers.append(subscriber)
 
-    def start(self, config: Config) -> None:
+    def start(self, config: Config, certificates: bytes = b"") -> None:
         """The first snapshot, from the file, before any worker runs."""
         self.backends = states_of(config)
-        self.routes = encode_routes(config)
-        self.snapshot = Snapshot(self.version, self.backends, self.routes)
+        self._files(config, certificates)
+        self.snapshot = Snapshot(self.version, self.backends, self.routes, self.certificates)
         now = time.time()
         self.state_changed = {name_of(s): now for s in self.backends}
 
-    def load(self, config: Config) -> None:
+    def load(self, config: Config, certificates: bytes = b"") -> None:
         """A reloaded file: its backends (keeping admin states of known ones)
-        and its routes."""
-        self.routes = encode_routes(config)
+        its routes and its certificates (copied again)."""
+        self._files(config, certificates)
         self.publish(states_of(config, self.backends))
 
-    def load_routes(self, config: Config) -> None:
-        """A reloaded file's routes only (a fleet keeps its backend set in etcd)."""
-        self.routes = encode_routes(config)
+    def load_routes(self, config: Config, certificates: bytes = b"") -> None:
+        """A reloaded file's routes and certificates only (a fleet keeps its
+        backend set in etcd)."""
+        self._files(config, certificates)
         self.publish(self.backends)
+
+    def _files(self, config: Config, certificates: bytes) -> None:
+        self.routes = encode_routes(config)
+        self.certificates = certificates
 
     def revise(self, fields_of: Callable[[BackendState], dict | None],
                force: bool = False) -> None:
@@ -103,6 +109,6 @@ class State:
                 self.state_changed[name_of(state)] = now
         self.backends = backends
         self.version += 1
-        self.snapshot = Snapshot(self.version, backends, self.routes)
+        self.snapshot = Snapshot(self.version, backends, self.routes, self.certificates)
         for subscriber in self._subscribers:
             subscriber(self.snapshot)

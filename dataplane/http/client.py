@@ -11,6 +11,7 @@ body is spliced in the kernel.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ class ClientConnection(Deadlines):
                  "parsing", "in_trailers", "trailers", "active", "head_bytes", "closing",
                  "closed", "upgrading", "feeding", "input_error", "splice", "spliced_seen",
                  "awaiting_drain", "client_in", "backend_in", "stalled_since", "total_at",
-                 "deadline", "deadline_kind", "__weakref__")
+                 "deadline", "deadline_kind", "splice_bodies", "proto", "__weakref__")
 
     def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
         self.site = site
@@ -50,6 +51,9 @@ class ClientConnection(Deadlines):
         self.preamble: bytes | None = b"" if site.config.balancer.accept_proxy else None
         self.stream = stream
         stream.own(self)
+        # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
+        self.splice_bodies = site.splice_bodies and stream.tls is None
+        self.proto = b"http" if stream.tls is None else b"https"
         self.parser = httptools.HttpRequestParser(self)
         self.peer = peer.encode()
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a
@@ -394,3 +398,9 @@ class ClientConnection(Deadlines):
         self.closed = True
         self.site.forget(self)
         return self.stream.detach()
+
+    def upgraded_transport(self) -> asyncio.Transport:
+        """The same over TLS: the transport itself goes to the relay."""
+        self.closed = True
+        self.site.forget(self)
+        return self.stream.hand_over()

@@ -214,7 +214,7 @@ class Exchange(RequestSide, Retries, Routed):
                                        self.upgrade, bool(self.upgrade_tail), client.is_closing,
                                        route.response_edits if route is not None else None)
         head = rules.request_head(self.method, self.target, self.fields, client.peer,
-                                  self.upgrade is not None)
+                                  client.proto, self.upgrade is not None)
         if self.pending:
             head = b"".join([head, *self.pending])
             self.pending.clear()
@@ -250,7 +250,7 @@ class Exchange(RequestSide, Retries, Routed):
             client.stream.write(response.take())
         if response.complete:
             client.exchange_done(self, self.request_complete and response.upstream_keep_alive)
-        elif response.may_splice(SPLICE_MIN) and self.site.splice_bodies:
+        elif response.may_splice(SPLICE_MIN) and client.splice_bodies:
             self._splice_response()
         elif client.stream.pending >= client.limits.buffer:
             client.hold_back(self.upstream.stream, self)

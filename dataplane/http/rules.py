@@ -122,14 +122,14 @@ def _framing_lines(fields: Fields, framing: int) -> list[bytes]:
 
 
 def request_head(method: bytes, target: bytes, fields: Fields, client_ip: bytes,
-                 upgrade: bool) -> bytes:
+                 proto: bytes, upgrade: bool) -> bytes:
     """The request head sent upstream: HTTP/1.1, hop-by-hop headers dropped,
     X-Forwarded-For appended to, X-Forwarded-Proto set, body framing restated."""
     forwarded_for = fields.forwarded_for + b", " + client_ip if fields.forwarded_for \
         else client_ip
     parts = [method, b" ", target, b" HTTP/1.1\r\n", *fields.lines,
              *_framing_lines(fields, fields.framing),
-             b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: http\r\n"]
+             b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n"]
     if upgrade and fields.upgrade is not None:
         parts += (b"Connection: upgrade\r\nUpgrade: ", fields.upgrade, b"\r\n")
     parts.append(b"\r\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..io.relay import CopyRelay
 from ..io.relays import make_relay
 
 if TYPE_CHECKING:
@@ -23,9 +24,14 @@ def join_streams(site: "Site", client: "ClientConnection", upstream: "UpstreamCo
         if handed or client.stream.pending or upstream.stream.pending:
             return      # called again by the other stream's drain
         handed.append(True)
-        relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
-                           pool.detach(upstream), site.forget, site.config.limits.buffer,
-                           site.sockmap)
+        buffer = site.config.limits.buffer
+        if client.stream.tls is not None:     # its TLS layer stays: copy through it
+            transport = client.upgraded_transport()
+            relay = CopyRelay(site.reactor, transport.get_extra_info("socket"),
+                              pool.detach(upstream), site.forget, buffer, adopted=transport)
+        else:
+            relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
+                               pool.detach(upstream), site.forget, buffer, site.sockmap)
         site.track(relay)
         relay.start()
 

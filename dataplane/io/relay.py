@@ -237,8 +237,11 @@ class _CopySide(asyncio.Protocol):
         target = self.peer.transport
         if target is None:
             self.early_eof = True
-        else:
+        elif target.can_write_eof():
             target.write_eof()   # sent after the queued bytes
+        else:                    # TLS has no half-close: the stream ends both ways
+            self.relay.close()
+            return True
         self.relay.direction_done()
         return True
 
@@ -253,9 +256,14 @@ class _CopySide(asyncio.Protocol):
 
 
 class CopyRelay(Relay):
+    """``adopted``: side a is a transport already (a TLS client after a 101,
+    whose bytes must go through its TLS layer), taken over as it is."""
+
     def __init__(self, reactor: Reactor, a: socket.socket, b: socket.socket,
-                 on_closed: Callable[[Relay], None], buffer: int = 256 * 1024) -> None:
+                 on_closed: Callable[[Relay], None], buffer: int = 256 * 1024,
+                 adopted: asyncio.Transport | None = None) -> None:
         super().__init__(reactor, a, b, on_closed)
+        self.adopted = adopted
         self.buffer = buffer
         self.sides = (_CopySide(self), _CopySide(self))
         self.sides[0].peer, self.sides[1].peer = self.sides[1], self.sides[0]
@@ -270,7 +278,12 @@ class CopyRelay(Relay):
     async def _wrap(self) -> None:
         try:
             for side, sock in zip(self.sides, (self.a, self.b)):
-                await self.loop.connect_accepted_socket(lambda s=side: s, sock)
+                if side is self.sides[0] and self.adopted is not None:
+                    side.connection_made(self.adopted)
+                    self.adopted.set_protocol(side)
+                    self.adopted.resume_reading()
+                else:
+                    await self.loop.connect_accepted_socket(lambda s=side: s, sock)
                 side.transport.set_write_buffer_limits(high=self.buffer)
         except OSError:
             self.abort()

@@ -17,6 +17,7 @@ import asyncio
 import errno
 import os
 import socket
+import ssl
 import struct
 from typing import Callable, Protocol
 
@@ -35,7 +36,7 @@ class Stream:
     transport's (it sends now what the kernel takes and queues the rest;
     errors surface via on_error), or nothing once closed."""
 
-    __slots__ = ("transport", "sock", "fd", "owner", "data_received", "write", "closed",
+    __slots__ = ("transport", "sock", "fd", "tls", "owner", "data_received", "write", "closed",
                  "reading", "queued", "_drain_waiters", "_made", "_shared")
 
     def __init__(self, owner: StreamOwner | None = None,
@@ -43,6 +44,7 @@ class Stream:
         self.transport: asyncio.Transport | None = None
         self.sock: socket.socket | None = None
         self.fd = -1
+        self.tls: ssl.SSLObject | None = None     # over TLS: the handshake's outcome
         self.closed = False
         self.reading = True       # a transport reads from the start
         self.queued = False       # bytes wait in the transport's buffer
@@ -66,6 +68,7 @@ class Stream:
         self.write = transport.write
         self.sock = transport.get_extra_info("socket")
         self.fd = self.sock.fileno()
+        self.tls = transport.get_extra_info("ssl_object")
         transport.set_write_buffer_limits(0)   # pause_writing whenever bytes stay queued
         if self._made is not None:
             made, self._made = self._made, None
@@ -128,12 +131,17 @@ class Stream:
 
     # -- ending ----------------------------------------------------------
     def shutdown_write(self) -> None:
-        """Half-close once the queued bytes are sent (the peer reads EOF)."""
-        if not self.closed:
-            try:
-                self.transport.write_eof()
-            except (OSError, RuntimeError):
-                pass
+        """Half-close once the queued bytes are sent (the peer reads EOF). TLS
+        has no half-close: its transport closes after them (close_notify)."""
+        if self.closed:
+            return
+        if self.tls is not None:
+            self.transport.close()
+            return
+        try:
+            self.transport.write_eof()
+        except (OSError, RuntimeError):
+            pass
 
     def detach(self) -> socket.socket:
         """Stop all callbacks and hand over a socket on the same connection
@@ -143,6 +151,13 @@ class Stream:
         self._closed()
         self.transport.abort()      # closes uvloop's descriptor only: no FIN, no RST
         return sock
+
+    def hand_over(self) -> asyncio.Transport:
+        """Stop all callbacks and give the transport itself to a relay (over
+        TLS, where a descriptor would carry ciphertext)."""
+        self._closed()
+        self.transport.pause_reading()
+        return self.transport
 
     def close(self) -> None:
         if not self.closed:

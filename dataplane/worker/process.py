@@ -9,14 +9,16 @@ import errno
 import ipaddress
 import os
 import socket
+import ssl
 
+import msgspec
 import structlog
 
 from .. import logs
 from ..channel.link import Link
 from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Trial,
                                 Tripped, Verdict)
-from ..config import DEFAULT, Config, decode_routes
+from ..config import DEFAULT, Config, decode_certificates, decode_routes
 from ..http.client import ClientConnection
 from ..io.reactor import Reactor
 from ..io.stream import Stream
@@ -27,6 +29,7 @@ from ..site import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
 from ..routing.table import RouteTable
+from ..tls.contexts import ListenerContexts
 from ..upstream.outcome import Outcome
 
 log = structlog.get_logger("l7lb.worker")
@@ -82,6 +85,8 @@ class Worker:
             self.relay_engine = "splice"
         self.splice_bodies = relay != "copy"
         self.server: asyncio.AbstractServer | None = None   # HTTP: uvloop accepts
+        self.tls: ListenerContexts | None = None   # from the first snapshot's certificates
+        self.certificates = b""     # the snapshot's certificate files last loaded
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
@@ -106,8 +111,11 @@ class Worker:
         if self.config.balancer.mode == "tcp":
             self.reactor.add_reader(self.listener.fileno(), self._accept)
         else:
+            tls = {} if self.config.balancer.tls is None else {
+                "ssl": self.tls.front, "ssl_handshake_timeout": self.config.timeouts.header}
             self.server = await self.loop.create_server(
-                lambda: Stream(made=self._accepted), sock=self.listener, backlog=socket.SOMAXCONN)
+                lambda: Stream(made=self._accepted), sock=self.listener, backlog=socket.SOMAXCONN,
+                **tls)
         self.loop.call_later(self._tick, self._sweep)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
@@ -233,10 +241,29 @@ class Worker:
         (requests under way keep the route they took)."""
         if snapshot.routes and snapshot.routes != self.routes.raw:
             self.routes = RouteTable(*decode_routes(snapshot.routes), raw=snapshot.routes)
+        if snapshot.certificates and snapshot.certificates != self.certificates:
+            self._load_certificates(snapshot.certificates)
         for name, cluster in self.clusters.items():
             cluster.update([s for s in snapshot.backends if s.cluster == name],
                            resolve=self.version > 0)
         self.version = snapshot.version
+
+    def _load_certificates(self, raw: bytes) -> None:
+        """The control process's checked copies of the certificate files: the
+        first ones before listening, later ones for every new handshake (a
+        failure here keeps the old ones)."""
+        self.certificates = raw
+        settings = msgspec.structs.replace(self.config.balancer.tls,
+                                           certificates=decode_certificates(raw))
+        if self.tls is None:
+            self.tls = ListenerContexts(settings)
+            return
+        try:
+            self.tls.load(settings)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("certificates not reloaded; the old ones stay", error=str(exc))
+            return
+        log.info("certificates reloaded", files=[c.source for c in settings.certificates])
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""

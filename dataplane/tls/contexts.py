@@ -1,0 +1,55 @@
+"""The listener's SSL contexts: one per certificate, with the configured
+versions, ciphers, ALPN and client verification. The context a connection
+starts with only reads the ClientHello; its SNI callback moves the connection
+to the context of the certificate that fits (names.py), so replacing the set
+(a reload) changes what every new handshake gets and none in progress."""
+
+from __future__ import annotations
+
+import ssl
+
+from ..config.schema import ListenerTls
+from .certificates import CertificateInfo, read
+from .names import NameIndex
+
+VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+VERIFY = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def server_context(settings: ListenerTls, cert: str | None = None,
+                   key: str | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = VERSIONS[settings.min_version]
+    context.set_ciphers(settings.ciphers)
+    context.set_alpn_protocols(settings.alpn)
+    context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    if settings.client_ca:
+        context.load_verify_locations(settings.client_ca)
+    context.verify_mode = VERIFY[settings.verify]
+    return context
+
+
+class ListenerContexts:
+    """What the listener's TLS uses now; ``load`` replaces it whole."""
+
+    def __init__(self, settings: ListenerTls) -> None:
+        self.front = server_context(settings, settings.certificates[0].cert,
+                                    settings.certificates[0].key)
+        self.front.sni_callback = self._choose
+        self.load(settings)
+
+    def load(self, settings: ListenerTls) -> None:
+        """Build every context first: a file that fails raises and changes nothing."""
+        contexts = [server_context(settings, c.cert, c.key) for c in settings.certificates]
+        infos = [read(c.cert) for c in settings.certificates]
+        self.settings, self.contexts, self.infos = settings, contexts, infos
+        self.index = NameIndex(info.names for info in infos)
+
+    def _choose(self, ssl_object: ssl.SSLObject, server_name: str | None,
+                _: ssl.SSLContext) -> None:
+        ssl_object.context = self.contexts[self.index.pick(server_name)]
+
+    def certificates(self) -> list[CertificateInfo]:
+        return list(self.infos)

@@ -1,0 +1,210 @@
+"""HTTPS on the listener, end to end: certificates made here with openssl,
+the real balancer (lbctl run) with balancer.tls, clients speaking TLS from the
+client host (Python's ssl, openssl s_client, curl)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import threading
+import time
+
+import pytest
+
+from certs import CA
+from conftest import lbctl
+
+from dataplane.testing.backend import encode_frame
+
+NAMES = ("a.test", "x.w.test", "other.test")
+
+
+class TlsSite:
+    """A balancer on "lb" with two certificates (a.test; *.w.test) before b1."""
+
+    def __init__(self, topology, tls_extra: str = "") -> None:
+        topo = self.topo = topology(["client", "lb", "b1"])
+        self.ca = CA(topo.tmp / "pki")
+        self.a = self.ca.issue("a", "/CN=a.test", "subjectAltName=DNS:a.test")
+        self.w = self.ca.issue("w", "/CN=w.test", "subjectAltName=DNS:*.w.test")
+        topo.python_backend("b1", "b1")
+        certificates = ", ".join(f"{{cert: {c}, key: {k}}}" for c, k in (self.a, self.w))
+        self.config = (
+            f"balancer: {{port: 8443, bind: {topo.hosts['lb']}, workers: 2, "
+            f"tls: {{certificates: [{certificates}]{tls_extra}}}}}\n"
+            f"backends: [{{host: {topo.hosts['b1']}, port: 8000}}]\n"
+            f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n"
+            "timeouts: {header: 1s}\n")
+        self.lb = topo.balancer("lb", self.config, port=8443)
+
+    def context(self, **versions) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca.pem))
+        for key, value in versions.items():
+            setattr(context, key, value)
+        return context
+
+    def connect(self, name: str, context: ssl.SSLContext | None = None) -> ssl.SSLSocket:
+        raw = self.topo.connect("client", "lb", 8443, timeout=5)
+        context = context or self.context()
+        context.check_hostname = name != "other.test"   # the default certificate's names
+        return context.wrap_socket(raw, server_hostname=name)
+
+    def get(self, name: str, path: str = "/who") -> tuple[dict, ssl.SSLSocket]:
+        sock = self.connect(name)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return json.loads(body), sock
+
+    def served_subject(self, name: str) -> str:
+        sock = self.connect(name)
+        subject = dict(x[0] for x in sock.getpeercert()["subject"])["commonName"]
+        sock.close()
+        return subject
+
+
+def test_sni_picks_exact_then_wildcard_then_the_first_and_requests_say_https(topology):
+    site = TlsSite(topology)
+    assert site.served_subject("a.test") == "a.test"
+    assert site.served_subject("x.w.test") == "w.test"
+    assert site.served_subject("other.test") == "a.test"      # no match: the first one
+    report, sock = site.get("x.w.test")
+    assert sock.selected_alpn_protocol() is None or sock.selected_alpn_protocol() == "http/1.1"
+    headers = {k.lower(): v for k, v in report["headers"]}
+    assert headers["x-forwarded-proto"] == "https" and report["backend"] == "b1"
+
+
+def test_alpn_http11_and_old_versions_refused(topology):
+    site = TlsSite(topology, tls_extra=", min_version: \"1.3\"")
+    context = site.context()
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    sock = site.connect("a.test", context)
+    assert sock.selected_alpn_protocol() == "http/1.1" and sock.version() == "TLSv1.3"
+    sock.close()
+    old = site.context(maximum_version=ssl.TLSVersion.TLSv1_2)
+    with pytest.raises(ssl.SSLError):
+        site.connect("a.test", old)
+    assert site.served_subject("a.test") == "a.test"          # still serving
+
+
+def test_tls_1_1_is_refused_by_default(topology):
+    site = TlsSite(topology)
+    address = f"{site.topo.hosts['lb']}:8443"
+
+    def s_client(version: str) -> str:
+        out = site.topo.run("client", ["openssl", "s_client", "-connect", address, version,
+                                       "-cipher", "DEFAULT:@SECLEVEL=0"], input=b"", timeout=10)
+        return (out.stdout + out.stderr).decode(errors="replace")
+    assert "Cipher is (NONE)" in s_client("-tls1_1")          # no session: refused
+    assert "Protocol  : TLSv1.2" in s_client("-tls1_2")
+
+
+def test_websocket_over_tls(topology):
+    site = TlsSite(topology)
+    sock = site.connect("a.test")
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\n"
+                 b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    for message in (b"hello", b"x" * 70_000):
+        sock.sendall(encode_frame(2, message, mask=b"\x01\x02\x03\x04"))
+        expected = encode_frame(2, message)
+        got = b""
+        while len(got) < len(expected):
+            got += sock.recv(65536)
+        assert got == expected
+    sock.close()
+
+
+def test_large_bodies_both_ways_over_tls(topology):
+    site = TlsSite(topology)
+    report, _ = site.get("a.test", "/who")
+    sock = site.connect("a.test")
+    body = b"u" * 3_000_000                   # over the splice threshold: never spliced
+    sock.sendall(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n"
+                 b"Connection: close\r\n\r\n" % len(body) + body)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    answer = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert answer["body_bytes"] == len(body)
+    sock = site.connect("a.test")
+    sock.sendall(b"GET /bytes/5000000 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(1 << 20):
+        data += chunk
+    assert len(data.split(b"\r\n\r\n", 1)[1]) == 5_000_000
+
+
+def test_certificates_reload_under_load_without_a_failed_request(topology):
+    site = TlsSite(topology)
+    failures, done, stop = [], [0], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                site.get("a.test")
+                done[0] += 1
+            except (OSError, AssertionError) as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        new_cert, new_key = site.ca.issue("a2", "/CN=a.test/O=renewed", "subjectAltName=DNS:a.test")
+        shutil.copy(new_cert, site.a[0])
+        shutil.copy(new_key, site.a[1])
+        result = lbctl(site.topo, "reload")
+        assert result.returncode == 0, result.stderr
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not failures and done[0] > 20, (failures[:5], done)
+    sock = site.connect("a.test")
+    subject = dict(x[0] for x in sock.getpeercert()["subject"])
+    assert subject.get("organizationName") == "renewed"
+
+
+def test_a_bad_certificate_on_reload_is_refused_and_the_old_one_stays(topology):
+    site = TlsSite(topology)
+    with open(site.a[0], "w") as f:
+        f.write("not a certificate\n")
+    result = lbctl(site.topo, "reload")
+    assert result.returncode != 0 and site.a[0] in result.stderr, result.stderr
+    assert site.served_subject("a.test") == "a.test"
+
+
+def test_garbage_and_stalled_handshakes_do_not_stop_the_others(topology):
+    site = TlsSite(topology)
+    garbage = site.topo.connect("client", "lb", 8443, timeout=5)
+    garbage.sendall(b"GET / HTTP/1.1\r\nHost: plain\r\n\r\n")   # HTTP, not a ClientHello
+    answer = b""
+    try:
+        while chunk := garbage.recv(100):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    assert not answer.startswith(b"HTTP"), answer         # closed, not served
+    stalled = [site.topo.connect("client", "lb", 8443, timeout=5) for _ in range(50)]
+    report, _ = site.get("a.test")
+    assert report["backend"] == "b1"
+    started = time.monotonic()
+    stalled[0].settimeout(5)
+    try:
+        assert stalled[0].recv(100) == b""        # closed after timeouts.header (1s)
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - started < 3
+    for sock in [garbage, *stalled]:
+        sock.close()
