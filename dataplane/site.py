@@ -25,11 +25,13 @@ class Clock:
 
 class Stats:
     """Per-worker counters of what happened before or beside any backend."""
-    __slots__ = ("requests", "errors", "rejected", "refused", "accepted", "untrusted")
+    __slots__ = ("requests", "errors", "rejected", "refused", "accepted", "untrusted",
+                 "handshakes", "resumed")
 
     def __init__(self) -> None:
         self.requests = self.errors = self.rejected = self.refused = self.accepted = 0
         self.untrusted = 0     # accept_proxy: not from trusted_proxies, or no valid header
+        self.handshakes = self.resumed = 0     # TLS: completed, and of those resumed
 
 
 class Tracked(Protocol):

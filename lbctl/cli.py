@@ -369,6 +369,22 @@ def reload(ctx: click.Context, path: str | None) -> None:
 @main.command()
 @json_flag
 @click.pass_context
+def tls(ctx: click.Context, as_json: bool) -> None:
+    """The listener's certificates (names, issuer, expiry) and TLS handshakes."""
+    result = _admin(ctx, "tls")
+    if _printed_raw(result, as_json):
+        return
+    _table(["file", "names", "issuer", "expires", "days left"],
+           [[c["file"], ", ".join(c["names"]), c["issuer"], c["not_after"][:19],
+             f"{c['days_left']}" + (" EXPIRING" if c["expiring"] else "")]
+            for c in result["certificates"]])
+    _table(["listener", "handshakes", "resumed"],
+           [[name, row["handshakes"], row["resumed"]] for name, row in result["listeners"].items()])
+
+
+@main.command()
+@json_flag
+@click.pass_context
 def fleet(ctx: click.Context, as_json: bool) -> None:
     """The fleet: members, who probes which backend, each member's view of each."""
     result = _admin(ctx, "fleet")

@@ -23,15 +23,18 @@ NAMES = ("a.test", "x.w.test", "other.test")
 class TlsSite:
     """A balancer on "lb" with two certificates (a.test; *.w.test) before b1."""
 
-    def __init__(self, topology, tls_extra: str = "") -> None:
+    def __init__(self, topology, tls_extra: str = "", workers: int = 2,
+                 client_certificates: bool = False) -> None:
         topo = self.topo = topology(["client", "lb", "b1"])
         self.ca = CA(topo.tmp / "pki")
         self.a = self.ca.issue("a", "/CN=a.test", "subjectAltName=DNS:a.test")
         self.w = self.ca.issue("w", "/CN=w.test", "subjectAltName=DNS:*.w.test")
         topo.python_backend("b1", "b1")
         certificates = ", ".join(f"{{cert: {c}, key: {k}}}" for c, k in (self.a, self.w))
+        if client_certificates:
+            tls_extra += f", verify: required, client_ca: {self.ca.pem}"
         self.config = (
-            f"balancer: {{port: 8443, bind: {topo.hosts['lb']}, workers: 2, "
+            f"balancer: {{port: 8443, bind: {topo.hosts['lb']}, workers: {workers}, "
             f"tls: {{certificates: [{certificates}]{tls_extra}}}}}\n"
             f"backends: [{{host: {topo.hosts['b1']}, port: 8000}}]\n"
             f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n"
@@ -208,3 +211,47 @@ def test_garbage_and_stalled_handshakes_do_not_stop_the_others(topology):
     assert time.monotonic() - started < 3
     for sock in [garbage, *stalled]:
         sock.close()
+
+
+def test_client_certificates_required(topology):
+    site = TlsSite(topology, client_certificates=True)
+    answer = b""
+    try:                                      # no certificate: no request gets through
+        sock = site.connect("a.test")
+        sock.sendall(b"GET /who HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        answer = sock.recv(100)
+    except (ssl.SSLError, ConnectionResetError):
+        pass
+    assert not answer.startswith(b"HTTP"), answer
+    cert, key = site.ca.issue("client", "/CN=client-1", "extendedKeyUsage=clientAuth")
+    context = site.context()
+    context.load_cert_chain(cert, key)
+    sock = site.connect("a.test", context)
+    sock.sendall(b"GET /who HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert sock.recv(12) == b"HTTP/1.1 200"
+
+
+def test_lbctl_tls_lists_certificates_and_counts_resumed_handshakes(topology):
+    site = TlsSite(topology, workers=1)       # one worker: its own session tickets
+    context = site.context(maximum_version=ssl.TLSVersion.TLSv1_2)
+    first = site.connect("a.test", context)
+    session = first.session
+    first.close()
+    raw = site.topo.connect("client", "lb", 8443, timeout=5)
+    second = context.wrap_socket(raw, server_hostname="a.test", session=session)
+    assert second.session_reused
+    second.close()
+    time.sleep(0.6)                           # a worker report
+    shown = json.loads(lbctl(site.topo, "tls", "--json").stdout)
+    files = {c["file"]: c for c in shown["certificates"]}
+    assert files[site.a[0]]["names"] == ["a.test"] and files[site.w[0]]["names"] == ["*.w.test"]
+    assert files[site.a[0]]["expiring"] and files[site.a[0]]["days_left"] < 3    # made for 2 days
+    listener = next(iter(shown["listeners"].values()))
+    assert listener["handshakes"] >= 2 and listener["resumed"] >= 1, listener
+    table = lbctl(site.topo, "tls").stdout
+    assert "EXPIRING" in table and "*.w.test" in table
+    site.get("x.w.test")
+    time.sleep(0.5)                           # access lines are flushed every 250 ms
+    access = [json.loads(line) for line in open(site.lb.log_path) if '"event":"request"' in line]
+    assert access[-1]["sni"] == "x.w.test" and access[-1]["tls"].startswith("TLSv1.")
+    assert access[-1]["cipher"]

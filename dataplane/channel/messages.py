@@ -89,6 +89,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     tcp: dict[str, dict] = {}                  # transport samples by backend (tcp_stats)
     calls: dict[str, bytes] = {}   # breaker marks of the calls since the last report, by backend
     routes: list[int] = []         # requests each route took, in the table's order (since start)
+    tls: tuple[int, int] = (0, 0)  # TLS handshakes completed and resumed (since start)
 
 
 Down = Snapshot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import types
 import typing
 from typing import Any, Literal
 
@@ -71,10 +72,22 @@ def _dotted(path: tuple) -> str:
     return out or "(top level)"
 
 
+def _bare(kind: Any) -> Any:
+    """A type without Annotated[...] and without "| None"."""
+    while True:
+        if typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+        elif typing.get_origin(kind) in (typing.Union, types.UnionType):
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        else:
+            return kind
+
+
 def _choices(path: tuple) -> list[str]:
     """The allowed words of the Literal field at ``path`` (for enum errors)."""
     kind: Any = Config
     for part in path:
+        kind = _bare(kind)
         if isinstance(part, int):
             kind = typing.get_args(kind)[0]          # list[Backend] -> Backend
         else:

@@ -7,11 +7,14 @@ copies stay in force until a reload accepts new ones."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import tempfile
 
 import msgspec
+
+from ..tls.certificates import EXPIRY_WARNING, read
 
 from ..config import Certificate, Config
 from ..config.checks import certificate_problem
@@ -27,6 +30,7 @@ class CertificateStore:
     def __init__(self, near: str) -> None:
         self.root = tempfile.mkdtemp(prefix="l7lb-tls-", dir=near)   # mode 0700
         self.generation = 0
+        self.current: list[Certificate] = []     # the copies in force
 
     def publish(self, config: Config) -> bytes:
         """Copy and check the listener's certificate files; what the snapshot
@@ -50,6 +54,7 @@ class CertificateStore:
                 raise CertificateError(problem.replace(cert, pair.cert).replace(key, pair.key))
             copies.append(Certificate(cert=cert, key=key, source=pair.cert))
         self.generation += 1
+        self.current = copies
         self._forget_old()
         return msgspec.msgpack.encode({"generation": self.generation,
                                        "certificates": msgspec.to_builtins(copies)})
@@ -58,6 +63,18 @@ class CertificateStore:
         for name in os.listdir(self.root):
             if name.isdigit() and int(name) <= self.generation - KEEP:
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+
+    def describe(self, now: datetime.datetime) -> list[dict]:
+        """What ``lbctl tls`` shows of each certificate in force."""
+        rows = []
+        for copy in self.current:
+            info = read(copy.cert)
+            left = info.expires_in(now)
+            rows.append({"file": copy.source, "names": info.names, "subject": info.subject,
+                         "issuer": info.issuer, "not_after": info.not_after.isoformat(),
+                         "days_left": round(left.total_seconds() / 86400, 1),
+                         "expiring": left < EXPIRY_WARNING})
+        return rows
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

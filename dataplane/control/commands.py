@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +213,17 @@ def admin_commands(control: "Control") -> dict:
             raise AdminError("bad_args", "path must be a string")
         return control.reload(path)
 
+    def tls(_: dict) -> dict:
+        store = control.certificates
+        if store is None:
+            raise AdminError("unavailable", "the listener has no TLS (no balancer.tls)")
+        settings = control.config.balancer
+        reports = control.reports()
+        return {"certificates": store.describe(datetime.datetime.now(datetime.timezone.utc)),
+                "listeners": {f"{settings.bind}:{settings.port}": {
+                    "handshakes": sum(r.tls[0] for r in reports),
+                    "resumed": sum(r.tls[1] for r in reports)}}}
+
     def fleet(_: dict) -> dict:
         if control.fleet is None:
             raise AdminError("unavailable", "this balancer is standalone (no fleet section)")
@@ -224,7 +236,7 @@ def admin_commands(control: "Control") -> dict:
             "backend.add": backend_add, "backend.remove": backend_remove,
             "backend.set": backend_set, "reload": reload, "config.show": config_show,
             "cc": cc, "cc.set": cc_set, "health": health, "breaker": breaker,
-            "routes": routes, "fleet": fleet}
+            "routes": routes, "fleet": fleet, "tls": tls}
 
 
 async def _commit(control: "Control", before: BackendState | None,

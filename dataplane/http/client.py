@@ -19,11 +19,12 @@ import httptools
 import structlog
 
 from ..io.relay import SplicePump
-from ..proxyproto.header import Addresses, ProxyError, parse
+from ..proxyproto.header import Addresses
 from ..io.stream import Stream
 from ..upstream.outcome import ErrorKind
 from . import rules
 from .deadline import HEAD, IDLE, LINGER, NEVER, Deadlines
+from .peer import Peer
 from .exchange import Exchange
 from .rules import NONE, Reject
 
@@ -36,7 +37,7 @@ log = structlog.get_logger("l7lb.http")
 LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
 
 
-class ClientConnection(Deadlines):
+class ClientConnection(Deadlines, Peer):
     __slots__ = ("site", "limits", "proxied", "preamble", "stream", "parser", "peer", "queue",
                  "parsing", "in_trailers", "trailers", "active", "head_bytes", "closing",
                  "closed", "upgrading", "feeding", "input_error", "splice", "spliced_seen",
@@ -123,35 +124,6 @@ class ClientConnection(Deadlines):
         return moved
 
     # -- input -----------------------------------------------------------
-    def addresses(self) -> Addresses:
-        """Who the client is and what it connected to: as a trusted balancer's
-        PROXY header said, or as the socket says."""
-        if self.proxied is None:
-            sock = self.stream.sock
-            (src, src_port, *_), (dst, dst_port, *_) = sock.getpeername(), sock.getsockname()
-            self.proxied = Addresses(src, src_port, dst, dst_port)
-        return self.proxied
-
-    def _proxy_header(self, data: bytes) -> bytes | None:
-        """accept_proxy: collect and read the PROXY header; what follows it, or
-        None while it is incomplete (a bad one closes the connection)."""
-        data = self.preamble + data
-        try:
-            read = parse(data)
-        except ProxyError as exc:
-            log.info("connection refused", client=self.peer.decode(), reason=str(exc))
-            self.site.stats.untrusted += 1
-            self.abort()
-            return None
-        if read is None:
-            self.preamble = data
-            return None
-        addresses, size = read
-        self.preamble = None
-        if addresses is not None:
-            self.proxied, self.peer = addresses, addresses.src.encode()
-        return data[size:]
-
     def on_data(self, data: bytes) -> None:
         self.client_in = self.site.clock.now
         if self.preamble is not None:

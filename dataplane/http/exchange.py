@@ -391,7 +391,8 @@ class Exchange(RequestSide, Retries, Routed):
             route = self.route
             access_line(self.client.peer, self.method, self.target, status, host,
                         self.bytes_in, bytes_out, ms, self.error,
-                        route and route.name, cluster.name if cluster is not None else None)
+                        route and route.name, cluster.name if cluster is not None else None,
+                        self.client.tls_fields())
 
     def _ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 2)

@@ -144,6 +144,9 @@ class Worker:
     def _accepted(self, stream: Stream) -> None:
         """An HTTP client connection, accepted by uvloop."""
         peer = stream.sock.getpeername()[0]
+        if stream.tls is not None:
+            self.stats.handshakes += 1
+            self.stats.resumed += stream.tls.session_reused
         if self._admit(peer):
             ClientConnection(self, stream, peer)
         else:
@@ -212,7 +215,8 @@ class Worker:
                               self.transport.summary(hosts, self.clock.now),
                               {name: marks for c in self.clusters.values()
                                for name, marks in c.breakers.take_marks().items()},
-                              [route.requests for route in self.routes.routes]))
+                              [route.requests for route in self.routes.routes],
+                              (self.stats.handshakes, self.stats.resumed)))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property
