@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -106,9 +107,8 @@ def test_tls_1_1_is_refused_by_default(topology):
     assert "Protocol  : TLSv1.2" in s_client("-tls1_2")
 
 
-def test_websocket_over_tls(topology):
-    site = TlsSite(topology)
-    sock = site.connect("a.test")
+def websocket_echo(sock: socket.socket) -> None:
+    """Upgrade to WebSocket on /ws and check the backend echoes two messages."""
     sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\n"
                  b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  b"Sec-WebSocket-Version: 13\r\n\r\n")
@@ -124,6 +124,10 @@ def test_websocket_over_tls(topology):
             got += sock.recv(65536)
         assert got == expected
     sock.close()
+
+
+def test_websocket_over_tls(topology):
+    websocket_echo(TlsSite(topology).connect("a.test"))
 
 
 def test_large_bodies_both_ways_over_tls(topology):
@@ -255,3 +259,44 @@ def test_lbctl_tls_lists_certificates_and_counts_resumed_handshakes(topology):
     access = [json.loads(line) for line in open(site.lb.log_path) if '"event":"request"' in line]
     assert access[-1]["sni"] == "x.w.test" and access[-1]["tls"].startswith("TLSv1.")
     assert access[-1]["cipher"]
+
+
+def test_tls_to_backends_is_verified_by_name(topology):
+    topo = topology(["client", "lb", "b1"])
+    ca = CA(topo.tmp / "pki")
+    topo.python_backend("b1", "b1", tls=ca.issue("b1", "/CN=b1.test", "subjectAltName=DNS:b1.test"))
+
+    def balancer(sni: str, name: str):
+        config = (f"balancer: {{port: 8080, bind: {topo.hosts['lb']}, workers: 1, "
+                  f"backend_tls: {{ca: {ca.pem}, sni: {sni}}}}}\n"
+                  f"backends: [{{host: {topo.hosts['b1']}, port: 8000}}]\n"
+                  f"health: {{interval: 200ms}}\n"
+                  f"admin: {{socket: {topo.tmp / name}.sock}}\n")
+        return topo.balancer("lb", config, name=name)
+
+    def get() -> bytes:
+        sock = topo.connect("client", "lb", 8080, timeout=5)
+        sock.sendall(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+    right = balancer("b1.test", "right")
+    answer = get()
+    assert answer.startswith(b"HTTP/1.1 200") and b'"backend": "b1"' in answer
+    for _ in range(40):                       # probes speak TLS too
+        health = json.loads(lbctl(topo, "health", "--json", socket="right.sock").stdout)[0]
+        if health["probes"]:
+            break
+        time.sleep(0.1)
+    assert health["probes"][-1]["ok"] and health["probes"][-1]["detail"] == "200", health
+    websocket_echo(topo.connect("client", "lb", 8080, timeout=5))   # TLS on the backend side
+    right.terminate()
+    right.wait(10)
+
+    wrong = balancer("wrong.test", "wrong")
+    assert get()[9:12] in (b"502", b"503")
+    time.sleep(0.5)
+    log = topo.log(wrong)
+    assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log, log[-2000:]

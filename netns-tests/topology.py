@@ -118,11 +118,11 @@ class Topology:
         return proc
 
     def python_backend(self, host: str, name: str, port: int = 8000,
-                       tcp: bool = False, delay: str = "", proxy: bool = False
-                       ) -> subprocess.Popen:
+                       tcp: bool = False, delay: str = "", proxy: bool = False,
+                       tls: tuple[str, str] | None = None) -> subprocess.Popen:
         argv = [sys.executable, "-m", "dataplane.testing.backend", "--name", name,
                 "--host", self.hosts[host], "--port", str(port)] + (["--tcp"] if tcp else []) \
-            + (["--proxy"] if proxy else [])
+            + (["--proxy"] if proxy else []) + (["--tls", ":".join(tls)] if tls else [])
         if delay:
             argv += ["--delay", delay]
         proc = self.spawn(host, argv, log_name=f"{name}.log")

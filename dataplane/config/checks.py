@@ -113,8 +113,23 @@ def _check_health(config: Config, lines: dict, source: str) -> None:
                          f"{low}-{high} is not a range of statuses from 100 to 599")
 
 
+def _check_backend_tls(config: Config, lines: dict, source: str) -> None:
+    for group in config.group_names():
+        settings = config.balancer_of(group).backend_tls
+        where = ("balancer", "backend_tls") if group == DEFAULT or \
+            config.clusters[group].balancer.backend_tls is None \
+            else ("clusters", group, "balancer", "backend_tls")
+        if settings is None:
+            continue
+        if config.balancer.mode != "http":
+            raise _error(lines, source, where, "only in http mode (no TLS in tcp mode yet)")
+        if settings.ca and (problem := ca_problem(settings.ca)):
+            raise _error(lines, source, (*where, "ca"), problem)
+
+
 def _check_tls(config: Config, lines: dict, source: str) -> None:
     """Every certificate loads with its key, as the workers will load them."""
+    _check_backend_tls(config, lines, source)
     tls = config.balancer.tls
     if tls is None:
         return

@@ -59,7 +59,8 @@ class Config(Section):
         return msgspec.structs.replace(
             self.balancer, algorithm=choosing.algorithm or self.balancer.algorithm,
             hash_key=choosing.hash_key or self.balancer.hash_key,
-            send_proxy=choosing.send_proxy or self.balancer.send_proxy)
+            send_proxy=choosing.send_proxy or self.balancer.send_proxy,
+            backend_tls=choosing.backend_tls or self.balancer.backend_tls)
 
     def merge_groups(self, raw: dict, convert) -> None:
         """Fill each group's sections: the top-level one with the keys the group

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .schema import Backend, Breaker, Health, Pool, Retries, Section
+from .schema import BackendTls, Backend, Breaker, Health, Pool, Retries, Section
 from .units import Duration
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -23,6 +23,7 @@ class Choosing(Section):
     hash_key: Annotated[str, msgspec.Meta(
         pattern=r"^(client_ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")] | None = None
     send_proxy: Literal["v1", "v2"] | None = None
+    backend_tls: BackendTls | None = None
 
 
 class Group(Section):

@@ -42,6 +42,14 @@ class ListenerTls(Section):
     verify: Literal["none", "optional", "required"] = "none"
 
 
+class BackendTls(Section):
+    """TLS to a group's backends (connections and probes)."""
+    verify: bool = True               # the certificate, and that it names the backend
+    ca: str | None = None             # PEM CAs to trust; unset: the system's
+    sni: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.-]{1,253}$")] | None = None
+    min_version: Literal["1.2", "1.3"] = "1.2"
+
+
 class Balancer(Section):
     port: Port = 8080
     bind: str = "0.0.0.0"
@@ -63,6 +71,7 @@ class Balancer(Section):
     trusted_proxies: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(
         default_factory=list)         # ...and come from these CIDRs; others are refused
     tls: ListenerTls | None = None    # HTTPS on the listener
+    backend_tls: BackendTls | None = None   # TLS to the default group's backends
 
     def worker_count(self) -> int:
         if self.workers == "auto":

@@ -28,6 +28,8 @@ from ..config import Config
 from ..health.pause import PauseGuard
 from ..health.phi import PhiDetector
 from ..health.verdict import Health, HostHealth, Rules, Transition
+from ..tls.contexts import backend_context
+from ..upstream.pool import Tls
 from .prober import ProbeSpec, Prober, Target
 from .state import State, name_of
 
@@ -41,8 +43,11 @@ def probe_spec(config: Config, group: str) -> ProbeSpec:
     interval = health.interval or config.balancer.health_check_interval
     kind = health.type or ("tcp" if config.balancer.mode == "tcp" else "http")
     fast = health.fast_interval if health.fast_interval is not None else min(interval, 1.0)
+    settings = config.balancer_of(group)
+    tls = settings.backend_tls
     return ProbeSpec(kind, health.path, health.host, health.expect_ranges(), health.timeout,
-                     interval, fast, config.balancer_of(group).send_proxy)
+                     interval, fast, settings.send_proxy,
+                     Tls(backend_context(tls), tls.sni) if tls is not None else None)
 
 
 class HealthMonitor:

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 
 from ..kernel.tcp_info import set_algorithm
 from ..proxyproto.header import encode
+from ..upstream.pool import Tls
 
 LATE_CAP = 30.0          # seconds a timed-out probe is still waited for
 JITTER = 0.1
@@ -36,6 +37,7 @@ class ProbeSpec(NamedTuple):
     interval: float
     fast_interval: float
     send_proxy: str | None = None   # "v1" | "v2": probes begin with a PROXY header too
+    tls: Tls | None = None          # probes over TLS, as the group's connections
 
 
 class Target:
@@ -127,22 +129,46 @@ class Prober:
             await self.loop.sock_connect(sock, address)
             if self.spec.send_proxy:           # the balancer's own connection: no client
                 await self.loop.sock_sendall(sock, encode(self.spec.send_proxy, None))
+            if self.spec.tls is not None:
+                return await self._over_tls(sock.detach(), target)
             if self.spec.kind == "tcp":
                 return True, "connected"
-            return await self._http(sock, target)
+            await self.loop.sock_sendall(sock, self._request(target))
+            data = b""
+            while b"\r\n" not in data and len(data) < READ_LIMIT:
+                chunk = await self.loop.sock_recv(sock, READ_LIMIT)
+                if not chunk:
+                    break
+                data += chunk
+            return self._judge(data)
 
-    async def _http(self, sock: socket.socket, target: Target) -> tuple[bool, str]:
+    async def _over_tls(self, fd: int, target: Target) -> tuple[bool, str]:
+        """The handshake (verified as the group's connections are), then as above."""
+        context, name = self.spec.tls
+        reader, writer = await asyncio.open_connection(
+            sock=socket.socket(fileno=fd), ssl=context, server_hostname=name or target.host)
+        try:
+            if self.spec.kind == "tcp":
+                return True, "handshake"
+            writer.write(self._request(target))
+            data = b""
+            while b"\r\n" not in data and len(data) < READ_LIMIT:
+                chunk = await reader.read(READ_LIMIT)
+                if not chunk:
+                    break
+                data += chunk
+            return self._judge(data)
+        finally:
+            writer.close()
+
+    def _request(self, target: Target) -> bytes:
         spec = self.spec
         host = spec.host_header or f"{target.host}:{target.port}"
-        await self.loop.sock_sendall(sock, (
-            f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
-            f"User-Agent: l7lb-health\r\n\r\n").encode("latin-1"))
-        data = b""
-        while b"\r\n" not in data and len(data) < READ_LIMIT:
-            chunk = await self.loop.sock_recv(sock, READ_LIMIT)
-            if not chunk:
-                break
-            data += chunk
+        return (f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                f"User-Agent: l7lb-health\r\n\r\n").encode("latin-1")
+
+    def _judge(self, data: bytes) -> tuple[bool, str]:
+        spec = self.spec
         status = _status(data)
         if status is None:
             return False, "bad response" if data else "closed before answering"

@@ -250,7 +250,8 @@ class Exchange(RequestSide, Retries, Routed):
             client.stream.write(response.take())
         if response.complete:
             client.exchange_done(self, self.request_complete and response.upstream_keep_alive)
-        elif response.may_splice(SPLICE_MIN) and client.splice_bodies:
+        elif (response.may_splice(SPLICE_MIN) and client.splice_bodies
+              and self.upstream.stream.tls is None):
             self._splice_response()
         elif client.stream.pending >= client.limits.buffer:
             client.hold_back(self.upstream.stream, self)

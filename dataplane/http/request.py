@@ -84,6 +84,7 @@ class RequestSide:
         come first, and the count to splice is known only after them."""
         if (self.req_framing != LENGTH or self.request_complete or self.upstream is None
                 or self.req_remaining < SPLICE_MIN or not self.client.splice_bodies
+                or self.upstream.stream.tls is not None
                 or not self.client.may_splice_request()):
             return False
         self.client.start_request_splice(self, self.upstream.stream, self.req_remaining)

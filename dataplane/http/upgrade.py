@@ -25,10 +25,13 @@ def join_streams(site: "Site", client: "ClientConnection", upstream: "UpstreamCo
             return      # called again by the other stream's drain
         handed.append(True)
         buffer = site.config.limits.buffer
-        if client.stream.tls is not None:     # its TLS layer stays: copy through it
-            transport = client.upgraded_transport()
-            relay = CopyRelay(site.reactor, transport.get_extra_info("socket"),
-                              pool.detach(upstream), site.forget, buffer, adopted=transport)
+        if client.stream.tls is not None or upstream.stream.tls is not None:
+            # TLS layers stay: the relay copies through them.
+            sides = (client.upgraded_transport() if client.stream.tls else None,
+                     pool.detach_transport(upstream) if upstream.stream.tls else None)
+            a = client.upgraded() if sides[0] is None else sides[0].get_extra_info("socket")
+            b = pool.detach(upstream) if sides[1] is None else sides[1].get_extra_info("socket")
+            relay = CopyRelay(site.reactor, a, b, site.forget, buffer, adopted=sides)
         else:
             relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
                                pool.detach(upstream), site.forget, buffer, site.sockmap)

@@ -256,12 +256,13 @@ class _CopySide(asyncio.Protocol):
 
 
 class CopyRelay(Relay):
-    """``adopted``: side a is a transport already (a TLS client after a 101,
-    whose bytes must go through its TLS layer), taken over as it is."""
+    """``adopted``: a side that is a transport already (TLS after a 101, whose
+    bytes must go through its TLS layer), taken over as it is."""
 
     def __init__(self, reactor: Reactor, a: socket.socket, b: socket.socket,
                  on_closed: Callable[[Relay], None], buffer: int = 256 * 1024,
-                 adopted: asyncio.Transport | None = None) -> None:
+                 adopted: tuple[asyncio.Transport | None, asyncio.Transport | None] = (None, None)
+                 ) -> None:
         super().__init__(reactor, a, b, on_closed)
         self.adopted = adopted
         self.buffer = buffer
@@ -277,11 +278,11 @@ class CopyRelay(Relay):
 
     async def _wrap(self) -> None:
         try:
-            for side, sock in zip(self.sides, (self.a, self.b)):
-                if side is self.sides[0] and self.adopted is not None:
-                    side.connection_made(self.adopted)
-                    self.adopted.set_protocol(side)
-                    self.adopted.resume_reading()
+            for side, sock, transport in zip(self.sides, (self.a, self.b), self.adopted):
+                if transport is not None:
+                    side.connection_made(transport)
+                    transport.set_protocol(side)
+                    transport.resume_reading()
                 else:
                     await self.loop.connect_accepted_socket(lambda s=side: s, sock)
                 side.transport.set_write_buffer_limits(high=self.buffer)

@@ -18,7 +18,7 @@ Used by ``lbctl demo`` and by the tests (beside Debian's nginx). Routes:
 
 With ``--delay MIN-MAX`` every HTTP answer comes MIN to MAX ms late. Faults
 switched on at run time, and the request counts: faults.py (``/_...``).
-With ``--proxy`` every connection must begin with a PROXY header (v1 or v2,
+With ``--tls CERT:KEY`` it speaks HTTPS. With ``--proxy`` every connection must begin with a PROXY header (v1 or v2,
 read here by a parser of its own): HTTP answers report it as ``proxy``
 (``ADDRESS:PORT``, or ``LOCAL``/``UNKNOWN`` for the balancer's own
 connections), the TCP answer ends in ``from ORIGIN``.
@@ -37,6 +37,7 @@ import hashlib
 import json
 import random
 import socket
+import ssl
 import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -343,10 +344,15 @@ def main() -> None:
                         help="every connection begins with a PROXY header (v1 or v2)")
     parser.add_argument("--delay", default="0-0", metavar="MIN-MAX",
                         help="answer every request MIN to MAX milliseconds late (uniform)")
+    parser.add_argument("--tls", metavar="CERT:KEY", help="HTTPS with this certificate")
     args = parser.parse_args()
     low, _, high = args.delay.partition("-")
     server = make_server(args.name, args.host, args.port, args.tcp,
                          (float(low) / 1000, float(high or low) / 1000), args.proxy)
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*args.tls.split(":"))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"backend {args.name} listening on {args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()

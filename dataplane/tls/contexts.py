@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-from ..config.schema import ListenerTls
+from ..config.schema import BackendTls, ListenerTls
 from .certificates import CertificateInfo, read
 from .names import NameIndex
 
@@ -28,6 +28,17 @@ def server_context(settings: ListenerTls, cert: str | None = None,
     if settings.client_ca:
         context.load_verify_locations(settings.client_ca)
     context.verify_mode = VERIFY[settings.verify]
+    return context
+
+
+def backend_context(settings: BackendTls) -> ssl.SSLContext:
+    """For connections and probes to a group's backends."""
+    context = ssl.create_default_context(cafile=settings.ca)
+    context.minimum_version = VERSIONS[settings.min_version]
+    context.set_alpn_protocols(["http/1.1"])
+    if not settings.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return context
 
 

@@ -40,12 +40,13 @@ from ..config import Retries as RetrySettings
 from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
+from ..tls.contexts import backend_context
 from .breakers import CLOSED, Signals, WorkerBreakers
 from .choice import Build, build_now, make_choice
 from .host import Host
 from .keys import key_function
 from .outcome import ErrorKind, Outcome
-from .pool import Pool, UpstreamConnection, Waiter
+from .pool import Pool, Tls, UpstreamConnection, Waiter
 from .resolver import Resolver
 
 log = structlog.get_logger("l7lb.cluster")
@@ -117,7 +118,9 @@ class Cluster:
         self.send_proxy = settings.send_proxy
         if self.send_proxy:
             pool = msgspec.structs.replace(pool, max_idle=0)
-        self.pool = Pool(reactor, pool, transport, connections, pending)
+        tls = settings.backend_tls
+        self.pool = Pool(reactor, pool, transport, connections, pending,
+                         Tls(backend_context(tls), tls.sni) if tls is not None else None)
         self.max_requests = share(breaker.max_requests, slot, workers) or 1 << 62
         # What a full queue means: a breaker limit (named in the 503) or the pool's own.
         self.full = (MAX_PENDING if pending is not None and pending <= pool.max_queue

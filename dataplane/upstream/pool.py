@@ -7,10 +7,12 @@ Limits: ``pool.max_active`` connections per host (busy + idle + connecting),
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
-from typing import Callable, Protocol
+import ssl
+from typing import Callable, NamedTuple, Protocol
 
 from .host import Host, PoolStats
 from ..config import Pool as PoolSettings
@@ -59,6 +61,11 @@ class UpstreamConnection:
 
 
 Connected = Callable[[UpstreamConnection | None, OSError | None], None]
+
+
+class Tls(NamedTuple):
+    context: ssl.SSLContext
+    name: str | None           # SNI and the name verified; None: the backend's host
 SocketConnected = Callable[[socket.socket | None, OSError | None], None]
 
 
@@ -129,10 +136,13 @@ class Pool:
     past ``max_active``, requests wait in a FIFO of at most ``max_queue``."""
 
     def __init__(self, reactor: Reactor, settings: PoolSettings, transport: Transport,
-                 max_connections: int | None = None, max_pending: int | None = None) -> None:
+                 max_connections: int | None = None, max_pending: int | None = None,
+                 tls: Tls | None = None) -> None:
         """``max_connections`` and ``max_pending``: this worker's share of the
-        breaker limits, when lower than max_active and max_queue."""
+        breaker limits, when lower than max_active and max_queue; ``tls``: the
+        context and server name for TLS to the backends."""
         self.reactor = reactor
+        self.tls = tls
         self.transport = transport
         self.loop = reactor.loop
         self.max_idle = settings.max_idle
@@ -194,7 +204,9 @@ class Pool:
     async def _on_transport(self, conn: UpstreamConnection, callback: Connected) -> None:
         """Put a connected socket on a uvloop transport (a coroutine in uvloop's API)."""
         try:
-            await self.loop.create_connection(lambda: conn.stream, sock=conn.sock)
+            tls = {} if self.tls is None else {
+                "ssl": self.tls.context, "server_hostname": self.tls.name or conn.host.host}
+            await self.loop.create_connection(lambda: conn.stream, sock=conn.sock, **tls)
         except OSError as exc:
             conn.sock.close()
             conn.stream.closed = True
@@ -244,12 +256,20 @@ class Pool:
 
     def detach(self, conn: UpstreamConnection) -> socket.socket:
         """Take a connection out of the pool's accounting for good (an upgrade)."""
+        self._uncount(conn)
+        return conn.stream.detach()
+
+    def detach_transport(self, conn: UpstreamConnection) -> asyncio.Transport:
+        """The same over TLS: the transport itself leaves."""
+        self._uncount(conn)
+        return conn.stream.hand_over()
+
+    def _uncount(self, conn: UpstreamConnection) -> None:
         conn.user = None
         if conn.counted:
             conn.counted = False
             conn.host.active -= 1
             self.pass_turn(conn.host)
-        return conn.stream.detach()
 
     def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
         conn.user = None
