@@ -23,6 +23,7 @@ from ..config import DEFAULT, Config, ConfigError, backend_key, load
 from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
+from ..tls.contexts import front_context
 from .breakers import BreakerBoard
 from .certificates import CertificateError, CertificateStore
 from .commands import admin_commands
@@ -77,7 +78,8 @@ class Control:
             return 1
         self.supervisor = Supervisor(self.config, self.loop, listeners, lambda: self.state.snapshot,
                                      self.on_message, lambda: self.stop(exit_code=1),
-                                     self._all_stopped)
+                                     self._all_stopped,
+                                     front_context(settings.tls) if settings.tls else None)
         self.state.on_publish(self.supervisor.send)
         if not await self._open_admin():
             self.supervisor.close()

@@ -22,6 +22,7 @@ import os
 import signal
 import stat
 import socket
+import ssl
 import time
 from typing import Callable
 
@@ -59,8 +60,10 @@ class Supervisor:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
                  listeners: list[socket.socket], snapshot: Callable[[], Snapshot],
                  on_message: Callable[[object], None],
-                 on_give_up: Callable[[], None], on_all_stopped: Callable[[], None]) -> None:
+                 on_give_up: Callable[[], None], on_all_stopped: Callable[[], None],
+                 tls_front: ssl.SSLContext | None = None) -> None:
         self.config = config
+        self.tls_front = tls_front      # inherited by every worker (tls/contexts.py)
         self.loop = loop
         self.slots = [Slot(i, sock) for i, sock in enumerate(listeners)]
         self.snapshot = snapshot
@@ -114,7 +117,7 @@ class Supervisor:
                 if other is not slot:
                     other.listener.close()
             _drop_inherited_sockets(keep={slot.listener.fileno()})
-            code = run_worker(self.config, slot.listener, slot.link)
+            code = run_worker(self.config, slot.listener, slot.link, self.tls_front)
         except BaseException as exc:  # noqa: BLE001 - report anything, then leave
             log.error("worker failed", error=repr(exc), exc_info=True)
         finally:

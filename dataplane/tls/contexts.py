@@ -42,12 +42,18 @@ def backend_context(settings: BackendTls) -> ssl.SSLContext:
     return context
 
 
+def front_context(settings: ListenerTls) -> ssl.SSLContext:
+    """The context handshakes start in. OpenSSL keeps session ticket keys per
+    context and encrypts tickets with the starting one's: made once before the
+    workers fork, its keys are the same in all of them (as nginx does)."""
+    return server_context(settings)
+
+
 class ListenerContexts:
     """What the listener's TLS uses now; ``load`` replaces it whole."""
 
-    def __init__(self, settings: ListenerTls) -> None:
-        self.front = server_context(settings, settings.certificates[0].cert,
-                                    settings.certificates[0].key)
+    def __init__(self, settings: ListenerTls, front: ssl.SSLContext | None = None) -> None:
+        self.front = front or front_context(settings)
         self.front.sni_callback = self._choose
         self.load(settings)
 

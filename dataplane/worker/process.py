@@ -55,7 +55,11 @@ def sweep_interval(config: Config) -> float:
 
 class Worker:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 listener: socket.socket, link: Link) -> None:
+                 listener: socket.socket, link: Link,
+                 tls_front: ssl.SSLContext | None = None) -> None:
+        """``tls_front``: the context every TLS handshake starts in, made by the
+        control process before forking, so that all workers share its session
+        ticket keys (a client resumes on any worker)."""
         self.config = config
         self.link = link
         self.version = 0          # of the last state snapshot applied
@@ -85,6 +89,7 @@ class Worker:
             self.relay_engine = "splice"
         self.splice_bodies = relay != "copy"
         self.server: asyncio.AbstractServer | None = None   # HTTP: uvloop accepts
+        self.tls_front = tls_front
         self.tls: ListenerContexts | None = None   # from the first snapshot's certificates
         self.certificates = b""     # the snapshot's certificate files last loaded
         self.stopping = False
@@ -260,7 +265,7 @@ class Worker:
         settings = msgspec.structs.replace(self.config.balancer.tls,
                                            certificates=decode_certificates(raw))
         if self.tls is None:
-            self.tls = ListenerContexts(settings)
+            self.tls = ListenerContexts(settings, self.tls_front)
             return
         try:
             self.tls.load(settings)

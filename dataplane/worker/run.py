@@ -8,6 +8,7 @@ import gc
 import os
 import signal
 import socket
+import ssl
 
 import structlog
 import uvloop
@@ -19,9 +20,10 @@ from .process import Worker
 log = structlog.get_logger("l7lb")
 
 
-async def _run_worker(config: Config, listener: socket.socket, link: Link) -> None:
+async def _run_worker(config: Config, listener: socket.socket, link: Link,
+                      tls_front: ssl.SSLContext | None) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(config, loop, listener, link)
+    worker = Worker(config, loop, listener, link, tls_front)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -34,18 +36,19 @@ async def _run_worker(config: Config, listener: socket.socket, link: Link) -> No
     log.info("worker stopped", requests=worker.stats.requests, errors=worker.stats.errors)
 
 
-def run_worker(config: Config, listener: socket.socket, link: Link) -> int:
+def run_worker(config: Config, listener: socket.socket, link: Link,
+               tls_front: ssl.SSLContext | None = None) -> int:
     """Serve on ``listener`` until SIGTERM; return the exit code. With
     L7LB_PROFILE=DIR in the environment, the worker runs under cProfile and
     leaves DIR/worker-PID.prof (scripts/profile-http reads it)."""
     profile_dir = os.environ.get("L7LB_PROFILE")
     if not profile_dir:
-        uvloop.run(_run_worker(config, listener, link))
+        uvloop.run(_run_worker(config, listener, link, tls_front))
         return 0
     profile = cProfile.Profile()
     profile.enable()
     try:
-        uvloop.run(_run_worker(config, listener, link))
+        uvloop.run(_run_worker(config, listener, link, tls_front))
     finally:
         profile.disable()
         profile.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
