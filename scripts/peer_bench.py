@@ -220,18 +220,24 @@ def pool_figures(log_path: Path) -> dict:
             "reuse_ratio": reused / total if total else 0.0}
 
 
-def wrk(port: int, seconds: int, connections: int, cpu: str | None) -> dict:
+def wrk(port: int, seconds: int, connections: int, cpu: str | None, scheme: str = "http",
+        path: str = "/", header: str | None = None) -> dict:
+    """wrk's figures; ``header`` (e.g. "Connection: close") on every request."""
+    extra = ["-H", header] if header else []
     out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          f"http://{HOST}:{port}/"], cpu), capture_output=True, text=True,
-                         timeout=seconds + 30).stdout
+                                 *extra, f"{scheme}://{HOST}:{port}{path}"], cpu),
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
 
     def percentile(p: str) -> float:
         value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
     return {"req_s": rps, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
-            "errors": errors.group(0) if errors else None}
+            "errors": errors.group(0) if errors else None,
+            "mbyte_s": float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1.0,
+                                                   "GB": 1e3}[transfer.group(2)]}
 
 
 def iperf(port: int, seconds: int, streams: int, cpu: str | None) -> float:
