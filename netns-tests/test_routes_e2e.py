@@ -22,6 +22,8 @@ routes:
      respond: {{status: 200, body: "fine\\n"}}}}
   - {{name: old, match: {{host: old.example.com}},
      redirect: {{status: 301, location: "https://new.example.com"}}}}
+  - {{name: to-https, match: {{host: secure.example.com}},
+     redirect: {{status: 308, scheme: https}}}}
   - {{name: api-host, match: {{host: "*.api.example.com"}}, cluster: api,
      set_headers: {{request: {{X-Via-Route: api-host}}, response: {{X-Served-By: l7lb}}}},
      remove_headers: {{request: [X-Secret], response: [X-Backend]}}}}
@@ -90,6 +92,9 @@ def test_respond_and_redirect_are_answered_by_the_balancer(site):
     response, _ = ask(site, "/a/b?c=1", host="old.example.com")
     assert response.status == 301
     assert response.getheader("Location") == "https://new.example.com/a/b?c=1"
+    response, _ = ask(site, "/pay?x=1", host="secure.example.com")
+    assert response.status == 308
+    assert response.getheader("Location") == "https://secure.example.com/pay?x=1"
 
 
 def test_rewrite_and_header_edits_on_both_sides(site):

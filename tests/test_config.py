@@ -91,6 +91,8 @@ def test_defaults():
     ('fleet: {etcd: ["http://198.18.0.10:2379"], lease_ttl: 1s}\n',
      "f.yaml:1: fleet.lease_ttl: must be from 2s (etcd's shortest lease) to 1h"),
     ("fleet: {etcd: []}\n", "f.yaml:1: fleet.etcd: expected `array` of length >= 1"),
+    ("routes:\n  - {match: {host: a.test}, redirect: {status: 308}}\n",
+     "f.yaml:2: routes[0].redirect: give location or scheme (one)"),
     ('fleet: {etcd: ["http://a:2379"], tls: {ca: ca.pem}}\n',
      "f.yaml:1: fleet.etcd: fleet.tls needs https:// endpoints"),
     ('fleet: {etcd: ["http://a:2379"], user: lb}\n',

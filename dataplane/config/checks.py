@@ -233,6 +233,9 @@ def _check_routes(config: Config, lines: dict, source: str) -> None:
         if len(answers) > 1:
             raise _error(lines, source, path, f"give one of cluster, redirect, respond, "
                                               f"not {' and '.join(answers)}")
+        if route.redirect is not None and \
+                (route.redirect.location is None) == (route.redirect.scheme is None):
+            raise _error(lines, source, path + ("redirect",), "give location or scheme (one)")
         if route.rewrite_prefix is not None and (route.match.path is None
                                                  or route.match.path.prefix is None):
             raise _error(lines, source, path + ("rewrite_prefix",),

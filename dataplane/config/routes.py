@@ -58,7 +58,8 @@ class Match(Section):
 
 
 class Redirect(Section):
-    location: Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,2048}$")]
+    location: Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,2048}$")] | None = None
+    scheme: Literal["https", "http"] | None = None   # instead of location: same host and path
     status: Literal[301, 302, 303, 307, 308] = 302
     keep_path: bool = True      # the request's path and query are appended to location
 

@@ -51,8 +51,11 @@ class Routed:
                         respond.body.encode())
             return None
         if route.redirect is not None:
-            self.answer(route.redirect.status, b"Location: %b\r\n" % route.location(self.target),
-                        b"")
+            location = route.location(self.target, self.fields.authority or b"")
+            if location is None:
+                self.answer(400, b"", b"no Host header to redirect with\n")
+            else:
+                self.answer(route.redirect.status, b"Location: %b\r\n" % location, b"")
             return None
         self.target = route.rewrite(self.target)
         if route.request_edits is not None:

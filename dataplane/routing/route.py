@@ -93,8 +93,12 @@ class Route:
             return target
         return self.rewrite_prefix.encode() + target[len(self.prefix):]
 
-    def location(self, target: bytes) -> bytes:
-        """Where a redirect sends the client."""
+    def location(self, target: bytes, authority: bytes) -> bytes | None:
+        """Where a redirect sends the client; None for a scheme change of a
+        request without a Host to send it to."""
         redirect = self.redirect
+        if redirect.scheme is not None:
+            return b"%b://%b%b" % (redirect.scheme.encode(), authority, target) \
+                if authority else None
         location = redirect.location.encode()
         return location.rstrip(b"/") + target if redirect.keep_path else location
