@@ -33,7 +33,8 @@ class TlsSite:
         topo.python_backend("b1", "b1")
         certificates = ", ".join(f"{{cert: {c}, key: {k}}}" for c, k in (self.a, self.w))
         if client_certificates:
-            tls_extra += f", verify: required, client_ca: {self.ca.pem}"
+            tls_extra += (f", verify: required, client_ca: {self.ca.pem}, "
+                          "client_subject_header: X-Client-Subject")
         self.config = (
             f"balancer: {{port: 8443, bind: {topo.hosts['lb']}, workers: {workers}, "
             f"tls: {{certificates: [{certificates}]{tls_extra}}}}}\n"
@@ -231,8 +232,14 @@ def test_client_certificates_required(topology):
     context = site.context()
     context.load_cert_chain(cert, key)
     sock = site.connect("a.test", context)
-    sock.sendall(b"GET /who HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-    assert sock.recv(12) == b"HTTP/1.1 200"
+    sock.sendall(b"GET /who HTTP/1.1\r\nHost: a.test\r\nX-Client-Subject: CN=forged\r\n"
+                 b"Connection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    sent = [(k.lower(), v) for k, v in json.loads(data.split(b"\r\n\r\n", 1)[1])["headers"]]
+    assert [v for k, v in sent if k == "x-client-subject"] == ["CN=client-1"], sent
 
 
 def test_lbctl_tls_lists_certificates_and_counts_resumed_handshakes(topology):

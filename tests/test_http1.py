@@ -12,7 +12,7 @@ def test_request_head_drops_hop_by_hop_and_adds_forwarding():
          (b"Keep-Alive", b"timeout=5"), (b"TE", b"trailers"), (b"Proxy-Connection", b"x"),
          (b"X-Forwarded-For", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2"),
          (b"X-Forwarded-Proto", b"https"), (b"Accept", b"*/*")]),
-        b"198.18.0.2", b"http", False)
+        b"198.18.0.2", b"X-Forwarded-Proto: http\r\n", False)
     assert head == (b"GET /x?y=1 HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n"
                     b"X-Forwarded-For: 10.0.0.1, 10.0.0.2, 198.18.0.2\r\n"
                     b"X-Forwarded-Proto: http\r\n\r\n")
@@ -21,7 +21,7 @@ def test_request_head_drops_hop_by_hop_and_adds_forwarding():
 def test_request_head_restates_chunked_and_upgrade():
     head = http1.request_head(b"POST", b"/", http1.scan([(b"Transfer-Encoding", b"chunked"),
                                                          (b"Upgrade", b"websocket")]),
-                              b"1.2.3.4", b"https", True)
+                              b"1.2.3.4", b"X-Forwarded-Proto: https\r\n", True)
     assert b"Transfer-Encoding: chunked\r\n" in head
     assert head.endswith(b"Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
     assert head.count(b"Upgrade:") == 1

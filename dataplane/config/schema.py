@@ -40,6 +40,10 @@ class ListenerTls(Section):
     ciphers: Annotated[str, msgspec.Meta(min_length=1)] = INTERMEDIATE_CIPHERS
     client_ca: str | None = None          # PEM: CAs whose client certificates are accepted
     verify: Literal["none", "optional", "required"] = "none"
+    # The verified client certificate's subject goes to the backend in this header
+    # (a client's own header of that name is always removed).
+    client_subject_header: Annotated[str, msgspec.Meta(
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")] | None = None
 
 
 class BackendTls(Section):

@@ -42,7 +42,8 @@ class ClientConnection(Deadlines, Peer):
                  "parsing", "in_trailers", "trailers", "active", "head_bytes", "closing",
                  "closed", "upgrading", "feeding", "input_error", "splice", "spliced_seen",
                  "awaiting_drain", "client_in", "backend_in", "stalled_since", "total_at",
-                 "deadline", "deadline_kind", "splice_bodies", "proto", "__weakref__")
+                 "deadline", "deadline_kind", "splice_bodies", "forwarded", "stripped",
+                 "__weakref__")
 
     def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
         self.site = site
@@ -54,7 +55,7 @@ class ClientConnection(Deadlines, Peer):
         stream.own(self)
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
         self.splice_bodies = site.splice_bodies and stream.tls is None
-        self.proto = b"http" if stream.tls is None else b"https"
+        self.forwarded, self.stripped = self.forwarding(site.config.balancer.tls)
         self.parser = httptools.HttpRequestParser(self)
         self.peer = peer.encode()
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a

@@ -214,7 +214,7 @@ class Exchange(RequestSide, Retries, Routed):
                                        self.upgrade, bool(self.upgrade_tail), client.is_closing,
                                        route.response_edits if route is not None else None)
         head = rules.request_head(self.method, self.target, self.fields, client.peer,
-                                  client.proto, self.upgrade is not None)
+                                  client.forwarded, self.upgrade is not None)
         if self.pending:
             head = b"".join([head, *self.pending])
             self.pending.clear()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ..config.schema import ListenerTls
 from ..proxyproto.header import Addresses, ProxyError, parse
 
 if TYPE_CHECKING:
@@ -58,6 +59,21 @@ class Peer:
             self.proxied, self.peer = addresses, addresses.src.encode()
         return data[size:]
 
+    def forwarding(self, settings: ListenerTls | None) -> tuple[bytes, frozenset[bytes]]:
+        """The header lines every request of this connection gets (X-Forwarded-Proto;
+        the verified client certificate's subject in ``client_subject_header``),
+        and the header names taken from the client's requests (that one)."""
+        if self.stream.tls is None:
+            return b"X-Forwarded-Proto: http\r\n", frozenset()
+        lines = b"X-Forwarded-Proto: https\r\n"
+        name = settings.client_subject_header if settings is not None else None
+        if name is None:
+            return lines, frozenset()
+        subject = _subject(self.stream.tls.getpeercert())
+        if subject:
+            lines += b"%b: %b\r\n" % (name.encode(), subject.encode("latin-1", "replace"))
+        return lines, frozenset({name.lower().encode()})
+
     def tls_fields(self) -> dict | None:
         """TLS version, cipher and the name the client asked for (SNI)."""
         tls = self.stream.tls
@@ -66,3 +82,17 @@ class Peer:
         cipher = tls.cipher()
         return {"tls": tls.version(), "cipher": cipher[0] if cipher else None,
                 "sni": getattr(tls, "sni", None)}
+
+
+_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+          "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
+          "emailAddress": "emailAddress"}
+
+
+def _subject(cert: dict | None) -> str:
+    """A verified client certificate's subject as ``CN=...,O=...`` ("" without one)."""
+    if not cert:
+        return ""
+    parts = [f"{_SHORT.get(key, key)}={value}" for rdn in cert.get("subject", ())
+             for key, value in rdn]
+    return ",".join(parts).replace("\r", "").replace("\n", "")

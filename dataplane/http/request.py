@@ -39,7 +39,7 @@ class RequestSide:
         raise NotImplementedError
 
     def inspect_request_headers(self, upgrade: bool) -> None:
-        fields = self.fields = rules.scan(self.headers)
+        fields = self.fields = rules.scan(self.headers, self.client.stripped)
         if self.version == "1.1" and not fields.host:
             raise Reject(400, "HTTP/1.1 request without Host header")
         if upgrade:

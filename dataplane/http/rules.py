@@ -108,8 +108,8 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
             fields.forwarded_for = (fields.forwarded_for + b", " + value
                                     if fields.forwarded_for else value)
     extra = fields.connection - _CONNECTION_WORDS
-    if extra and not named:
-        return scan(headers, frozenset(extra))   # rare: drop what Connection names
+    if extra - named:
+        return scan(headers, named | extra)     # rare: drop what Connection names
     return fields
 
 
@@ -122,14 +122,16 @@ def _framing_lines(fields: Fields, framing: int) -> list[bytes]:
 
 
 def request_head(method: bytes, target: bytes, fields: Fields, client_ip: bytes,
-                 proto: bytes, upgrade: bool) -> bytes:
+                 forwarded: bytes, upgrade: bool) -> bytes:
     """The request head sent upstream: HTTP/1.1, hop-by-hop headers dropped,
-    X-Forwarded-For appended to, X-Forwarded-Proto set, body framing restated."""
+    X-Forwarded-For appended to, ``forwarded`` (X-Forwarded-Proto and what
+    else the connection says of the client, whole lines) added, body framing
+    restated."""
     forwarded_for = fields.forwarded_for + b", " + client_ip if fields.forwarded_for \
         else client_ip
     parts = [method, b" ", target, b" HTTP/1.1\r\n", *fields.lines,
              *_framing_lines(fields, fields.framing),
-             b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n"]
+             b"X-Forwarded-For: ", forwarded_for, b"\r\n", forwarded]
     if upgrade and fields.upgrade is not None:
         parts += (b"Connection: upgrade\r\nUpgrade: ", fields.upgrade, b"\r\n")
     parts.append(b"\r\n")
