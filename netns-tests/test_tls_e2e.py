@@ -314,3 +314,37 @@ def test_tls_to_backends_is_verified_by_name(topology):
     time.sleep(0.5)
     log = topo.log(wrong)
     assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log, log[-2000:]
+
+
+def test_tcp_mode_routes_tls_by_server_name_without_decrypting(topology):
+    topo = topology(["client", "lb", "b1", "b2"])
+    ca = CA(topo.tmp / "pki")
+    topo.python_backend("b1", "b1", tls=ca.issue("b1", "/CN=a.test", "subjectAltName=DNS:a.test"))
+    topo.python_backend("b2", "b2", tls=ca.issue("b2", "/CN=w", "subjectAltName=DNS:*.w.test"))
+    config = (f"balancer: {{port: 8443, bind: {topo.hosts['lb']}, mode: tcp, workers: 1}}\n"
+              f"backends: [{{host: {topo.hosts['b1']}, port: 8000}}]\n"
+              f"clusters: {{w: {{backends: [{{host: {topo.hosts['b2']}, port: 8000}}]}}}}\n"
+              "routes:\n  - {match: {host: \"*.w.test\"}, cluster: w}\n"
+              f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n")
+    topo.balancer("lb", config, port=8443)
+    context = ssl.create_default_context(cafile=str(ca.pem))
+
+    def who(name: str) -> str:
+        sock = context.wrap_socket(topo.connect("client", "lb", 8443, timeout=5),
+                                   server_hostname=name)
+        sock.sendall(f"GET /who HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return json.loads(data.split(b"\r\n\r\n", 1)[1])["backend"]
+
+    # The client verifies the backend's own certificate: the stream was not decrypted.
+    assert who("api.w.test") == "b2"
+    assert who("a.test") == "b1"              # no route: the default group
+    plain = topo.connect("client", "lb", 8443, timeout=5)
+    plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")   # not TLS: reset, not relayed
+    try:
+        answer = plain.recv(100)
+    except ConnectionResetError:
+        answer = b""
+    assert answer == b""

@@ -241,6 +241,19 @@ def _check_routes(config: Config, lines: dict, source: str) -> None:
             raise _error(lines, source, path + ("rewrite_prefix",),
                          "needs match.path.prefix (the part it replaces)")
         _check_regexes(route, lines, source, path)
+        if config.balancer.mode == "tcp" and _more_than_sni(route):
+            raise _error(lines, source, path, "in tcp mode a route matches match.host (the "
+                                              "TLS server name) and names a cluster, no more")
+
+
+def _more_than_sni(route) -> bool:
+    match = route.match
+    return (match.path is not None or match.method is not None or bool(match.header)
+            or bool(match.query) or route.redirect is not None or route.respond is not None
+            or route.rewrite_prefix is not None or route.retries is not None
+            or route.set_headers != type(route.set_headers)()
+            or route.remove_headers != type(route.remove_headers)()
+            or route.timeouts != type(route.timeouts)())
 
 
 def _check_regexes(route, lines: dict, source: str, path: tuple) -> None:

@@ -1,60 +1,92 @@
-"""TCP mode with ``accept_proxy``: read a trusted balancer's PROXY header
-before anything else, then hand the connection on with the client it names
-and the client's bytes that came with the header."""
+"""TCP mode: what is read of a connection before it is relayed. With
+``accept_proxy``, a trusted balancer's PROXY header (the client it names);
+with routes, the TLS ClientHello's server name (the group it goes to). The
+bytes read after what was needed are sent on first, so the backend sees the
+stream untouched (a ClientHello included)."""
 
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
 from ..io.stream import reset
-from ..proxyproto.header import Addresses, ProxyError, parse
+from ..proxyproto.header import parse
+from .client_hello import NEED_MORE, server_name
 
 if TYPE_CHECKING:
     from ..site import Site
 
 log = structlog.get_logger("l7lb.tcp")
-MAX_PREAMBLE = 4096       # more than any header we read, TLVs included
-Start = Callable[[Addresses | None, bytes], None]
+MAX_PREAMBLE = 4096       # more than any PROXY header we read, TLVs included
+WAIT = object()           # a parser's "not yet"
 
 
-class ProxyPreamble:
-    """Waits (at most ``timeouts.connect``) for the header; a bad or missing
-    one resets the connection and counts it as refused."""
+def proxy_header(data: bytes) -> Any:
+    """(addresses, size) of a PROXY header, or WAIT; raises ProxyError."""
+    read = parse(data)
+    return WAIT if read is None else read
 
-    def __init__(self, site: "Site", sock: socket.socket, peer: str, start: Start) -> None:
-        self.site, self.sock, self.peer, self.start = site, sock, peer, start
-        self.data = b""
-        self.deadline = site.clock.now + site.connect_timeout
-        site.track(self)
-        site.reactor.add_reader(sock.fileno(), self._readable)
+
+def client_hello(data: bytes) -> Any:
+    """The ClientHello's server name (None: it sent none), or WAIT; raises NotTls."""
+    name = server_name(data)
+    return WAIT if name is NEED_MORE else name
+
+
+class Preamble:
+    """Reads until ``parse`` has what it needs, within ``timeout``, then calls
+    ``start(result, data)`` with all bytes read; a parse error, EOF first or
+    ``limit`` bytes without an answer reset the connection (counted as refused)."""
+
+    def __init__(self, site: "Site", sock: socket.socket, peer: str,
+                 parse: Callable[[bytes], Any], start: Callable[[Any, bytes], None],
+                 what: str, timeout: float, limit: int, data: bytes = b"") -> None:
+        self.site, self.sock, self.peer = site, sock, peer
+        self.parse, self.start, self.what, self.limit = parse, start, what, limit
+        self.data = data
+        self.deadline = site.clock.now + timeout
+        self.reading = False
+        if not data or not self._try():
+            site.track(self)
+            site.reactor.add_reader(sock.fileno(), self._readable)
+            self.reading = True
 
     def _readable(self) -> None:
         try:
-            chunk = self.sock.recv(MAX_PREAMBLE)
+            chunk = self.sock.recv(self.limit)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             chunk = b""
+        if not chunk:
+            self._refuse(f"closed before a complete {self.what}")
+            return
         self.data += chunk
+        self._try()
+
+    def _try(self) -> bool:
+        """True once the connection has left this preamble (started or refused)."""
         try:
-            read = parse(self.data) if chunk else None
-        except ProxyError as exc:
+            result = self.parse(self.data)
+        except ValueError as exc:
             self._refuse(str(exc))
-            return
-        if read is None:
-            if not chunk or len(self.data) >= MAX_PREAMBLE:
-                self._refuse("no complete PROXY header")
-            return
-        addresses, size = read
+            return True
+        if result is WAIT:
+            if len(self.data) >= self.limit:
+                self._refuse(f"no complete {self.what} in {self.limit} bytes")
+                return True
+            return False
         self._done()
-        self.start(addresses, self.data[size:])
+        self.start(result, self.data)
+        return True
 
     def _done(self) -> None:
-        self.site.reactor.remove_reader(self.sock.fileno())
-        self.site.forget(self)
+        if self.reading:
+            self.reading = False
+            self.site.reactor.remove_reader(self.sock.fileno())
+            self.site.forget(self)
 
     def _refuse(self, why: str) -> None:
         self._done()
@@ -65,10 +97,12 @@ class ProxyPreamble:
 
     def check(self, now: float) -> None:
         if now >= self.deadline:
-            self._refuse("no PROXY header within timeouts.connect")
+            self._refuse(f"no {self.what} in time")
 
     def shutdown(self) -> None:
         self._refuse("stopping")
 
     def abort(self) -> None:
         self._refuse("stopping")
+
+

@@ -14,7 +14,9 @@ from ..io.relay import Relay
 from ..io.relays import make_relay
 from ..io.stream import reset
 from ..proxyproto.header import Addresses, encode
-from .preamble import ProxyPreamble
+from ..config import DEFAULT
+from .client_hello import MAX_RECORD
+from .preamble import MAX_PREAMBLE, Preamble, client_hello, proxy_header
 from ..upstream.outcome import ErrorKind, Outcome, connect_error
 
 if TYPE_CHECKING:
@@ -27,12 +29,43 @@ log = structlog.get_logger("l7lb.tcp")
 
 
 def accept(site: "Site", sock: socket.socket, peer: str) -> None:
-    """A TCP-mode connection: with accept_proxy, its PROXY header first."""
+    """A TCP-mode connection: with accept_proxy, its PROXY header first; with
+    routes, its TLS ClientHello's server name picks the group."""
+    timeouts = site.config.timeouts
+
+    def session(proxied: Addresses | None, early: bytes) -> None:
+        if not site.routes.routes:
+            TcpSession(site, sock, peer, proxied, early)
+            return
+
+        def routed(name: str | None, data: bytes) -> None:
+            cluster = _group_for(site, name)
+            if cluster is None:
+                site.stats.untrusted += 1
+                log.info("connection refused", client=peer, reason=f"no route for {name!r}")
+                reset(sock)
+                sock.close()
+            else:
+                TcpSession(site, sock, peer, proxied, data, cluster)
+        Preamble(site, sock, peer, client_hello, routed, "TLS ClientHello", timeouts.header,
+                 MAX_RECORD, early)
+
     if site.config.balancer.accept_proxy:
-        ProxyPreamble(site, sock, peer,
-                      lambda addresses, early: TcpSession(site, sock, peer, addresses, early))
+        Preamble(site, sock, peer, proxy_header,
+                 lambda read, data: session(read[0], data[read[1]:]), "PROXY header",
+                 timeouts.connect, MAX_PREAMBLE)
     else:
-        TcpSession(site, sock, peer)
+        session(None, b"")
+
+
+def _group_for(site: "Site", name: str | None) -> "Cluster | None":
+    """The group a TLS server name is routed to (routes match on host only here)."""
+    route = site.routes.find(b"", b"/", (name or "").encode(), ())
+    if route is None:
+        return site.default if site.routes.fallback != "none" else None
+    route.requests += 1
+    return site.clusters[route.cluster] if route.cluster not in (None, DEFAULT) \
+        else site.default
 
 
 class TcpSession:
@@ -41,7 +74,8 @@ class TcpSession:
     client's bytes that came with that header (sent on first)."""
 
     def __init__(self, site: "Site", sock: socket.socket, peer: str,
-                 proxied: Addresses | None = None, early: bytes = b"") -> None:
+                 proxied: Addresses | None = None, early: bytes = b"",
+                 cluster: "Cluster | None" = None) -> None:
         if proxied is not None:
             peer = proxied.src
         self.proxied, self.early = proxied, early
@@ -49,8 +83,7 @@ class TcpSession:
         self.started = time.monotonic()
         self.deadline = site.clock.now + site.connect_timeout
         self.connecting: Connect | None = None
-        cluster: Cluster = site.default
-        self.cluster = cluster
+        cluster = self.cluster = cluster or site.default
         host = cluster.choose(peer.encode())    # hashed by client address
         if host is None or not cluster.pool.can_open(host):
             self._refuse("no backend available" if host is None else "pool.max_active or breaker.max_connections reached")
