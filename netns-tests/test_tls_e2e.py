@@ -348,3 +348,37 @@ def test_tcp_mode_routes_tls_by_server_name_without_decrypting(topology):
     except ConnectionResetError:
         answer = b""
     assert answer == b""
+
+
+def test_session_ticket_keys_rotate_and_the_previous_one_still_resumes(topology):
+    site = TlsSite(topology, tls_extra=", ticket_rotation: 2s")
+    context = site.context(maximum_version=ssl.TLSVersion.TLSv1_2)
+
+    def rotations() -> int:
+        return site.topo.log(site.lb).count('"event":"session ticket keys rotated"')
+
+    def next_rotation() -> None:
+        seen = rotations()
+        deadline = time.monotonic() + 5
+        while rotations() == seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rotations() > seen
+        time.sleep(0.3)                        # the workers take the new keys
+
+    def resumes(session) -> bool:
+        raw = site.topo.connect("client", "lb", 8443, timeout=5)
+        sock = context.wrap_socket(raw, server_hostname="a.test", session=session)
+        reused = sock.session_reused
+        sock.close()
+        return reused
+
+    next_rotation()
+    first = site.connect("a.test", context)
+    session = first.session
+    first.close()
+    assert resumes(session)
+    next_rotation()
+    assert resumes(session)                   # its key is the previous one now
+    next_rotation()
+    assert not resumes(session)               # and now it is gone: a full handshake
+    assert "session ticket keys not installed" not in site.topo.log(site.lb)

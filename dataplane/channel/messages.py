@@ -38,7 +38,8 @@ class Snapshot(msgspec.Struct, tag="state", array_like=True):
     version: int
     backends: list[BackendState]
     routes: bytes = b""       # the route table's settings (config.encode_routes)
-    certificates: bytes = b""  # the listener's (config.encode_certificates)
+    certificates: bytes = b""  # the listener's (control/certificates.py)
+    tickets: bytes = b""      # session ticket keys, 80 bytes each, the current first
 
 
 class Ack(msgspec.Struct, tag="ack", array_like=True):

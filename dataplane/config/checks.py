@@ -140,6 +140,8 @@ def _check_tls(config: Config, lines: dict, source: str) -> None:
         problem = certificate_problem(pair.cert, pair.key)
         if problem:
             raise _error(lines, source, (*where, "certificates", i), problem)
+    if tls.ticket_rotation < 1:
+        raise _error(lines, source, (*where, "ticket_rotation"), "must be at least 1s")
     if tls.verify != "none" and not tls.client_ca:
         raise _error(lines, source, (*where, "verify"), f"{tls.verify} needs client_ca")
     if tls.client_ca:

@@ -40,6 +40,7 @@ class ListenerTls(Section):
     ciphers: Annotated[str, msgspec.Meta(min_length=1)] = INTERMEDIATE_CIPHERS
     client_ca: str | None = None          # PEM: CAs whose client certificates are accepted
     verify: Literal["none", "optional", "required"] = "none"
+    ticket_rotation: Duration = Duration(12 * 3600)   # session ticket keys renewed
     # The verified client certificate's subject goes to the backend in this header
     # (a client's own header of that name is always removed).
     client_subject_header: Annotated[str, msgspec.Meta(

@@ -33,6 +33,7 @@ from .fleet import FleetLink
 from .health import HealthMonitor
 from .state import State
 from .supervisor import Supervisor
+from .tickets import TicketRotation
 
 NO_ERROR = ErrorKind.NONE
 
@@ -95,6 +96,8 @@ class Control:
         open_listeners(listeners)
         self.congestion.start()      # before the first snapshot: it names algorithms
         self.state.start(self.config, certificates)
+        if settings.tls is not None:
+            TicketRotation(self.state, settings.tls.ticket_rotation).start(self.loop)
         self.health.start(self.loop)
         if self.fleet is not None:
             self.fleet.start(self.loop)

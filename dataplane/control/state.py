@@ -49,6 +49,7 @@ class State:
         self.backends: list[BackendState] = []
         self.routes = b""          # config.encode_routes of the routes in use
         self.certificates = b""    # the listener's, as control/certificates.py copied them
+        self.tickets = b""         # session ticket keys (control/tickets.py)
         self.snapshot = Snapshot(self.version, self.backends)
         self.state_changed: dict[str, float] = {}    # backend name -> when its state changed
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -60,7 +61,8 @@ class State:
         """The first snapshot, from the file, before any worker runs."""
         self.backends = states_of(config)
         self._files(config, certificates)
-        self.snapshot = Snapshot(self.version, self.backends, self.routes, self.certificates)
+        self.snapshot = Snapshot(self.version, self.backends, self.routes, self.certificates,
+                                 self.tickets)
         now = time.time()
         self.state_changed = {name_of(s): now for s in self.backends}
 
@@ -75,6 +77,11 @@ class State:
         backend set in etcd)."""
         self._files(config, certificates)
         self.publish(self.backends)
+
+    def set_tickets(self, keys: bytes, publish: bool = True) -> None:
+        self.tickets = keys
+        if publish:
+            self.publish(self.backends)
 
     def _files(self, config: Config, certificates: bytes) -> None:
         self.routes = encode_routes(config)
@@ -109,6 +116,7 @@ class State:
                 self.state_changed[name_of(state)] = now
         self.backends = backends
         self.version += 1
-        self.snapshot = Snapshot(self.version, backends, self.routes, self.certificates)
+        self.snapshot = Snapshot(self.version, backends, self.routes, self.certificates,
+                                 self.tickets)
         for subscriber in self._subscribers:
             subscriber(self.snapshot)

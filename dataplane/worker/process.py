@@ -30,6 +30,7 @@ from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
 from ..routing.table import RouteTable
 from ..tls.contexts import ListenerContexts
+from ..tls.tickets import KEY_SIZE, TicketKeys
 from ..upstream.outcome import Outcome
 
 log = structlog.get_logger("l7lb.worker")
@@ -92,6 +93,7 @@ class Worker:
         self.tls_front = tls_front
         self.tls: ListenerContexts | None = None   # from the first snapshot's certificates
         self.certificates = b""     # the snapshot's certificate files last loaded
+        self.tickets: TicketKeys | None = None
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
@@ -252,6 +254,8 @@ class Worker:
             self.routes = RouteTable(*decode_routes(snapshot.routes), raw=snapshot.routes)
         if snapshot.certificates and snapshot.certificates != self.certificates:
             self._load_certificates(snapshot.certificates)
+        if snapshot.tickets and self.tls is not None:
+            self._use_tickets(snapshot.tickets)
         for name, cluster in self.clusters.items():
             cluster.update([s for s in snapshot.backends if s.cluster == name],
                            resolve=self.version > 0)
@@ -273,6 +277,19 @@ class Worker:
             log.error("certificates not reloaded; the old ones stay", error=str(exc))
             return
         log.info("certificates reloaded", files=[c.source for c in settings.certificates])
+
+    def _use_tickets(self, raw: bytes) -> None:
+        """The control process's session ticket keys (the current one first)."""
+        keys = [raw[i:i + KEY_SIZE] for i in range(0, len(raw), KEY_SIZE)]
+        if self.tickets is not None:
+            self.tickets.keys = keys
+            return
+        try:
+            self.tickets = TicketKeys(self.tls.front, keys)
+        except (OSError, AttributeError) as exc:     # no such OpenSSL: its own keys then
+            log.warning("session ticket keys not installed; OpenSSL's own are used",
+                        error=str(exc))
+            self.tickets = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""
