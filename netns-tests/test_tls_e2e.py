@@ -5,6 +5,7 @@ client host (Python's ssl, openssl s_client, curl)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -382,3 +383,34 @@ def test_session_ticket_keys_rotate_and_the_previous_one_still_resumes(topology)
     next_rotation()
     assert not resumes(session)               # and now it is gone: a full handshake
     assert "session ticket keys not installed" not in site.topo.log(site.lb)
+
+
+def test_ten_thousand_handshakes_that_never_start_do_not_stop_the_others(topology):
+    site = TlsSite(topology)                  # timeouts.header: 1s bounds each handshake
+    workers = site.topo.worker_pids(site.lb, 2)
+
+    def descriptors() -> int:
+        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in workers)
+
+    baseline = descriptors()
+    stalled = []
+    deadline = time.monotonic() + 30
+    while len(stalled) < 10_000 and time.monotonic() < deadline:
+        sock = site.topo.socket("client")
+        sock.setblocking(False)
+        sock.connect_ex((site.topo.hosts["lb"], 8443))     # and never a byte
+        stalled.append(sock)
+    try:
+        assert len(stalled) == 10_000
+        started = time.monotonic()
+        report, _ = site.get("a.test")         # someone else is served meanwhile
+        assert report["backend"] == "b1" and time.monotonic() - started < 5
+        peak = descriptors()
+        time.sleep(3.0)                        # every stalled handshake timed out by now
+        after = descriptors()
+        assert peak > baseline + 1000, (baseline, peak)    # they were accepted...
+        assert after <= baseline + 20, (baseline, peak, after)   # ...and closed in time
+        assert site.lb.poll() is None
+    finally:
+        for sock in stalled:
+            sock.close()
