@@ -9,7 +9,7 @@ import msgspec
 
 from .routes import Choosing, Group, Name, Route
 from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Fleet, Health, Limits, Log,
-                     Pool, Retries, Section, Timeouts)
+                     Metrics, Pool, Retries, Section, Timeouts)
 
 DEFAULT = "default"                 # the group of the top-level backends
 # Sections a group may override, key by key.
@@ -39,6 +39,7 @@ class Config(Section):
     routes: list[Route] = msgspec.field(default_factory=list)
     routes_default: Literal["default", "none"] = "default"
     fleet: Fleet | None = None
+    metrics: Metrics = msgspec.field(default_factory=Metrics)
 
     def group(self, name: str) -> Group:
         """A group's effective settings (``default``: the top-level ones).

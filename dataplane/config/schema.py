@@ -216,6 +216,11 @@ class Breaker(Section):
     max_requests: Limit | None = None
 
 
+class Metrics(Section):
+    """Prometheus metrics, /healthz and /ready (docs/metrics.md); off when unset."""
+    listen: Annotated[str, msgspec.Meta(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):[0-9]{1,5}$")] | None = None
+
+
 class FleetTls(Section):
     """TLS to etcd: the CA that signed its certificate, and ours if it asks."""
     ca: str | None = None

@@ -3,6 +3,7 @@ totals, status classes, error kinds, and a recent latency window."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 
 from ..channel.messages import Counters
@@ -10,6 +11,8 @@ from ..config import backend_key
 from ..upstream.outcome import ErrorKind, Outcome
 
 WINDOW = 1000            # latencies kept per backend for p50/p99
+# Milliseconds: the duration histogram's bounds (metrics/families.py BUCKETS).
+BOUNDS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 POOL_SUMS = ("open", "idle", "waiting", "inflight", "retries", "retries_budget_exhausted",
              "connect_failures", "queue_timeouts", "opened", "reused",
              "over_max_connections", "over_max_pending", "over_max_requests")
@@ -17,7 +20,8 @@ POOL_SUMS = ("open", "idle", "waiting", "inflight", "retries", "retries_budget_e
 
 class BackendTally:
     __slots__ = ("requests", "bytes_in", "bytes_out", "statuses", "connect_errors",
-                 "response_errors", "latencies", "max_open", "max_queue")
+                 "response_errors", "latencies", "max_open", "max_queue", "durations",
+                 "duration_sum")
 
     def __init__(self) -> None:
         self.requests = self.bytes_in = self.bytes_out = 0
@@ -25,6 +29,8 @@ class BackendTally:
         self.connect_errors = self.response_errors = 0
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         self.max_open = self.max_queue = 0
+        self.durations = [0] * (len(BOUNDS_MS) + 1)   # per bound, then beyond the last
+        self.duration_sum = 0.0                       # seconds
 
     @property
     def errors(self) -> int:
@@ -70,7 +76,10 @@ class Tally:
             if 100 <= status < 600:
                 tally.statuses[status // 100] += 1
             if outcome.error is ErrorKind.NONE:
-                tally.latencies.append(outcome.ms)
+                ms = outcome.ms
+                tally.latencies.append(ms)
+                tally.durations[bisect_left(BOUNDS_MS, ms)] += 1
+                tally.duration_sum += ms / 1000
                 answered.add(name)
             elif outcome.error.connect:
                 tally.connect_errors += 1

@@ -31,6 +31,7 @@ from .congestion import Congestion
 from .counters import Tally
 from .fleet import FleetLink
 from .health import HealthMonitor
+from .metrics import Metrics
 from .state import State
 from .supervisor import Supervisor
 from .tickets import TicketRotation
@@ -41,7 +42,7 @@ log = structlog.get_logger("l7lb.control")
 
 FLUSH_EVERY = 0.25    # seconds between log flushes
 RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion",
-                "fleet")
+                "fleet", "metrics")
 
 
 class Control:
@@ -64,6 +65,8 @@ class Control:
         self.supervisor: Supervisor | None = None
         self.exit_code = 0
         self.tally = Tally()
+        self.reloads = 0
+        self.metrics = Metrics(self) if config.metrics.listen else None
 
     # -- running ---------------------------------------------------------
     async def run(self) -> int:
@@ -83,6 +86,10 @@ class Control:
                                      front_context(settings.tls) if settings.tls else None)
         self.state.on_publish(self.supervisor.send)
         if not await self._open_admin():
+            self.supervisor.close()
+            return 1
+        if not await self._open_metrics():
+            self.admin.close()
             self.supervisor.close()
             return 1
         try:       # before listening: a client's first handshake needs them
@@ -120,6 +127,8 @@ class Control:
             if self.fleet is not None:
                 await self.fleet.stop()
         self.admin.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self.supervisor.close()
         if self.certificates is not None:
             self.certificates.close()
@@ -137,6 +146,17 @@ class Control:
         except (AdminError, OSError) as exc:
             log.error("cannot open the admin socket", path=admin.socket,
                       error=getattr(exc, "message", None) or str(exc))
+            return False
+        return True
+
+    async def _open_metrics(self) -> bool:
+        if self.metrics is None:
+            return True
+        try:
+            await self.metrics.start(self.config.metrics.listen)
+        except OSError as exc:
+            log.error("cannot open the metrics listener", address=self.config.metrics.listen,
+                      error=exc.strerror or str(exc))
             return False
         return True
 
@@ -197,6 +217,7 @@ class Control:
         else:
             self.config.backends = config.backends
             self.state.load(config, certificates)
+        self.reloads += 1
         log.info("reload sent", version=self.state.version, backends=len(self.state.backends))
         return {"version": self.state.version, "backends": len(self.state.backends),
                 "not_applied": ignored}

@@ -64,6 +64,7 @@ class Supervisor:
                  tls_front: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.tls_front = tls_front      # inherited by every worker (tls/contexts.py)
+        self.restarts = 0               # workers that died and were replaced
         self.loop = loop
         self.slots = [Slot(i, sock) for i, sock in enumerate(listeners)]
         self.snapshot = snapshot
@@ -148,6 +149,7 @@ class Supervisor:
             self.on_give_up()
             return
         delay = min(0.1 * 2 ** slot.failures, 5.0)
+        self.restarts += 1
         self.loop.call_later(delay, self.spawn, slot)
 
     def stop(self) -> None:

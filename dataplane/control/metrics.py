@@ -1,0 +1,81 @@
+"""The control process's metrics (docs/metrics.md): figures gathered at each
+scrape from what it already holds (the workers' counters and outcomes,
+health, breakers, the state), served on ``metrics.listen`` with /healthz and
+/ready (dataplane/metrics/)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from .. import __version__
+from ..metrics.endpoint import METRICS_TYPE, MetricsEndpoint
+from ..metrics.families import Backend, Figures, families
+from .state import name_of
+
+if TYPE_CHECKING:
+    from .process import Control
+
+
+class _Collector:
+    def __init__(self, figures) -> None:
+        self.figures = figures
+
+    def collect(self):
+        yield from families(self.figures())
+
+
+class Metrics:
+    def __init__(self, control: "Control") -> None:
+        self.control = control
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self.figures))
+        self.endpoint = MetricsEndpoint({"/metrics": self._metrics, "/healthz": self._healthz,
+                                         "/ready": self._ready})
+
+    async def start(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        await self.endpoint.start(host.strip("[]"), int(port))
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+    # -- pages ---------------------------------------------------------------
+    def _metrics(self) -> tuple[int, str, bytes]:
+        return 200, METRICS_TYPE, generate_latest(self.registry)
+
+    def _healthz(self) -> tuple[int, str, bytes]:
+        return 200, "text/plain", b"ok\n"
+
+    def _ready(self) -> tuple[int, str, bytes]:
+        control = self.control
+        workers = len(control.supervisor.live()) if control.supervisor else 0
+        healthy = sum(1 for b in control.state.backends
+                      if b.state == "ready" and b.health != "down")
+        ready = workers > 0 and healthy > 0
+        text = f"{'ready' if ready else 'not ready'}: {workers} workers, {healthy} healthy backends\n"
+        return (200 if ready else 503), "text/plain", text.encode()
+
+    # -- figures -------------------------------------------------------------
+    def figures(self) -> Figures:
+        control = self.control
+        reports = control.reports()
+        pools = control.tally.pool_totals(reports)
+        backends = []
+        for state in control.state.backends:
+            key = name_of(state)
+            tally, pool = control.tally.backend(key), pools.get(key, {})
+            backends.append(Backend(
+                state.cluster, f"{state.host}:{state.port}", state.state, state.health,
+                control.health.phi(key), control.breakers.label(key) or "closed", state.weight,
+                tally.requests, tally.statuses, tally.connect_errors, tally.response_errors,
+                tally.bytes_in, tally.bytes_out, pool.get("opened", 0), pool.get("reused", 0),
+                pool.get("retries", 0), pool.get("waiting", 0),
+                pool.get("open", 0) - pool.get("idle", 0), pool.get("idle", 0),
+                tally.durations, tally.duration_sum, state.cc))
+        return Figures(__version__, backends, sum(r.open for r in reports),
+                       sum(r.connections for r in reports), sum(r.rejected for r in reports),
+                       sum(r.refused for r in reports), control.supervisor.restarts,
+                       control.reloads, sum(r.tls[0] for r in reports),
+                       sum(r.tls[1] for r in reports))

@@ -1,0 +1,62 @@
+"""The metrics listener: ``GET /metrics`` (Prometheus' text format, made by
+prometheus-client), ``/healthz`` (200 while the control process runs) and
+``/ready`` (200 when workers are up and a backend is healthy, else 503).
+One request per connection, heads up to 8 KiB read within 5 s; anything else
+gets 404 or 400."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+HEAD_LIMIT = 8192
+READ_TIMEOUT = 5.0
+
+Page = Callable[[], tuple[int, str, bytes]]   # status, content type, body
+
+
+class MetricsEndpoint:
+    def __init__(self, pages: dict[str, Page]) -> None:
+        self.pages = pages
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.start_server(self._serve, host, port, limit=HEAD_LIMIT)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            status, kind, body = self._answer(head)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            writer.close()
+            return
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}[status]
+        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    def _answer(self, head: bytes) -> tuple[int, str, bytes]:
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return 400, "text/plain", b"bad request\n"
+        if parts[0] not in (b"GET", b"HEAD"):
+            return 405, "text/plain", b"GET only\n"
+        page = self.pages.get(parts[1].split(b"?", 1)[0].decode("latin-1"))
+        if page is None:
+            return 404, "text/plain", b"try /metrics, /healthz or /ready\n"
+        return page()
+
+
+METRICS_TYPE = CONTENT_TYPE_LATEST
