@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -214,12 +213,12 @@ def admin_commands(control: "Control") -> dict:
         return control.reload(path)
 
     def tls(_: dict) -> dict:
-        store = control.certificates
-        if store is None:
+        certificates = control.tls.describe()
+        if certificates is None:
             raise AdminError("unavailable", "the listener has no TLS (no balancer.tls)")
         settings = control.config.balancer
         reports = control.reports()
-        return {"certificates": store.describe(datetime.datetime.now(datetime.timezone.utc)),
+        return {"certificates": certificates,
                 "listeners": {f"{settings.bind}:{settings.port}": {
                     "handshakes": sum(r.tls[0] for r in reports),
                     "resumed": sum(r.tls[1] for r in reports)}}}

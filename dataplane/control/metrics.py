@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 
 from .. import __version__
@@ -16,6 +17,8 @@ from .state import name_of
 
 if TYPE_CHECKING:
     from .process import Control
+
+log = structlog.get_logger("l7lb.control")
 
 
 class _Collector:
@@ -34,9 +37,17 @@ class Metrics:
         self.endpoint = MetricsEndpoint({"/metrics": self._metrics, "/healthz": self._healthz,
                                          "/ready": self._ready})
 
-    async def start(self, listen: str) -> None:
+    async def start(self) -> bool:
+        """Listen on metrics.listen; False (logged) when that fails."""
+        listen = self.control.config.metrics.listen
         host, _, port = listen.rpartition(":")
-        await self.endpoint.start(host.strip("[]"), int(port))
+        try:
+            await self.endpoint.start(host.strip("[]"), int(port))
+        except OSError as exc:
+            log.error("cannot open the metrics listener", address=listen,
+                      error=exc.strerror or str(exc))
+            return False
+        return True
 
     def close(self) -> None:
         self.endpoint.close()

@@ -10,7 +10,6 @@ that keep dying at start make it stop everything and exit 1.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 
@@ -23,18 +22,18 @@ from ..config import DEFAULT, Config, ConfigError, backend_key, load
 from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
-from ..tls.contexts import front_context
 from .breakers import BreakerBoard
-from .certificates import CertificateError, CertificateStore
+from .certificates import CertificateError
+from .listener_tls import ListenerTls
 from .commands import admin_commands
 from .congestion import Congestion
 from .counters import Tally
 from .fleet import FleetLink
 from .health import HealthMonitor
 from .metrics import Metrics
+from .notify import Notifier
 from .state import State
 from .supervisor import Supervisor
-from .tickets import TicketRotation
 
 NO_ERROR = ErrorKind.NONE
 
@@ -50,7 +49,7 @@ class Control:
         self.config = config
         self.path = path
         self.congestion = Congestion(config)
-        self.certificates: CertificateStore | None = None
+        self.tls = ListenerTls(config)
         self.state = State()
         self.state.on_publish(self._sent)
         self.health = HealthMonitor(config, self.state)
@@ -66,6 +65,7 @@ class Control:
         self.exit_code = 0
         self.tally = Tally()
         self.reloads = 0
+        self.notify = Notifier()
         self.metrics = Metrics(self) if config.metrics.listen else None
 
     # -- running ---------------------------------------------------------
@@ -82,29 +82,16 @@ class Control:
             return 1
         self.supervisor = Supervisor(self.config, self.loop, listeners, lambda: self.state.snapshot,
                                      self.on_message, lambda: self.stop(exit_code=1),
-                                     self._all_stopped,
-                                     front_context(settings.tls) if settings.tls else None)
+                                     self._all_stopped, self.tls.front)
         self.state.on_publish(self.supervisor.send)
-        if not await self._open_admin():
-            self.supervisor.close()
-            return 1
-        if not await self._open_metrics():
-            self.admin.close()
-            self.supervisor.close()
-            return 1
-        try:       # before listening: a client's first handshake needs them
-            certificates = self._copy_certificates(self.config)
-        except CertificateError as exc:
-            log.error("cannot load the listener's certificates", error=str(exc))
-            self.admin.close()
-            self.supervisor.close()
+        certificates = await self._prepare()
+        if certificates is None:
             return 1
         # Only now: a client that can connect finds the admin socket there too.
         open_listeners(listeners)
         self.congestion.start()      # before the first snapshot: it names algorithms
         self.state.start(self.config, certificates)
-        if settings.tls is not None:
-            TicketRotation(self.state, settings.tls.ticket_rotation).start(self.loop)
+        self.tls.start(self.state, self.loop)
         self.health.start(self.loop)
         if self.fleet is not None:
             self.fleet.start(self.loop)
@@ -116,6 +103,7 @@ class Control:
                  mode=settings.mode, workers=count)
         self._sent(self.state.snapshot)
         self.supervisor.start()
+        self.notify.start_watchdog(self.loop)
         if self.config.log.summary:
             self.loop.call_later(self.config.log.summary, self.summarise)
         self._flush_logs()
@@ -126,14 +114,25 @@ class Control:
             self.congestion.stop()
             if self.fleet is not None:
                 await self.fleet.stop()
-        self.admin.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        self.supervisor.close()
-        if self.certificates is not None:
-            self.certificates.close()
+        self._close()
         log.info("stopped", code=self.exit_code)
         return self.exit_code
+
+    async def _prepare(self) -> bytes | None:
+        """Admin socket, metrics listener and certificates, before listening;
+        None (logged, all closed again) when one of them fails."""
+        try:
+            if await self._open_admin() and (self.metrics is None or await self.metrics.start()):
+                return self.tls.copy(self.config)    # a client's first handshake needs them
+        except CertificateError as exc:
+            log.error("cannot load the listener's certificates", error=str(exc))
+        self._close()
+        return None
+
+    def _close(self) -> None:
+        for part in (self.admin, self.metrics, self.supervisor, self.tls):
+            if part is not None:
+                part.close()
 
     async def _open_admin(self) -> bool:
         admin = self.config.admin
@@ -149,17 +148,6 @@ class Control:
             return False
         return True
 
-    async def _open_metrics(self) -> bool:
-        if self.metrics is None:
-            return True
-        try:
-            await self.metrics.start(self.config.metrics.listen)
-        except OSError as exc:
-            log.error("cannot open the metrics listener", address=self.config.metrics.listen,
-                      error=exc.strerror or str(exc))
-            return False
-        return True
-
     def _flush_logs(self) -> None:
         logs.flush()
         if not self.done.done():
@@ -168,6 +156,7 @@ class Control:
     def stop(self, exit_code: int = 0) -> None:
         if self.supervisor.stopping:
             return
+        self.notify.stopping()
         self.exit_code = exit_code
         log.info("stopping", grace=self.config.timeouts.shutdown)
         self.supervisor.stop()
@@ -178,10 +167,12 @@ class Control:
 
     # -- state down, reports up -----------------------------------------
     def _reload_signal(self) -> None:
+        self.notify.reloading()
         try:
             self.reload()
         except AdminError as exc:
             log.error("reload rejected, keeping the running configuration", error=exc.message)
+        self.notify.ready(self._status())
 
     def reload(self, path: str | None = None) -> dict:
         """Validate the file, then apply its backends to every worker (SIGHUP and
@@ -191,7 +182,7 @@ class Control:
             raise AdminError("no_file", "this balancer was started without a configuration file")
         try:
             config = load(path)
-            certificates = self._copy_certificates(config)
+            certificates = self.tls.copy(config)
         except (ConfigError, CertificateError) as exc:
             raise AdminError("invalid_config", str(exc)) from None
         ignored = [key for key in RESTART_ONLY
@@ -222,14 +213,6 @@ class Control:
         return {"version": self.state.version, "backends": len(self.state.backends),
                 "not_applied": ignored}
 
-    def _copy_certificates(self, config: Config) -> bytes:
-        """The listener's certificate files, copied where workers read them."""
-        if config.balancer.tls is None:
-            return b""
-        if self.certificates is None:
-            self.certificates = CertificateStore(os.path.dirname(self.config.admin.socket))
-        return self.certificates.publish(config)
-
     def _sent(self, snapshot: Snapshot) -> None:
         self.sent_at[snapshot.version] = time.monotonic()
 
@@ -259,9 +242,18 @@ class Control:
         slot.version = ack.version
         self.breakers.acked(ack.slot, ack.version)
         live = self.supervisor.live()
+        if not self.notify.ready_sent and len(live) == len(self.supervisor.slots) \
+                and all(s.version for s in live):
+            self.notify.ready(self._status())        # every worker has its first state
         if all(s.version >= ack.version for s in live) and ack.version in self.sent_at:
             ms = (time.monotonic() - self.sent_at.pop(ack.version)) * 1000
             log.info("state applied", version=ack.version, workers=len(live), ms=round(ms, 2))
+
+    def _status(self) -> str:
+        settings = self.config.balancer
+        return (f"serving {settings.mode} on {settings.bind}:{settings.port}, "
+                f"{len(self.supervisor.live())} workers, {len(self.state.backends)} backends, "
+                f"state version {self.state.version}")
 
     def _live_slots(self) -> list[int]:
         return [s.index for s in self.supervisor.live()] if self.supervisor else []

@@ -1,0 +1,45 @@
+"""The listener's TLS as the control process keeps it (docs/tls.md): the
+context every handshake starts in (made before the workers fork), the checked
+private copies of the certificate files, and the session ticket keys."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+
+from ..config import Config
+from ..tls.contexts import front_context
+from .certificates import CertificateStore
+from .state import State
+from .tickets import TicketRotation
+
+
+class ListenerTls:
+    def __init__(self, config: Config) -> None:
+        self.settings = config.balancer.tls
+        self.front = front_context(self.settings) if self.settings is not None else None
+        self.near = os.path.dirname(config.admin.socket)
+        self.store: CertificateStore | None = None
+
+    def copy(self, config: Config) -> bytes:
+        """The certificate files of ``config``, copied where workers read them
+        (what the snapshot carries); raises CertificateError and keeps the last."""
+        if config.balancer.tls is None:
+            return b""
+        if self.store is None:
+            self.store = CertificateStore(self.near)
+        return self.store.publish(config)
+
+    def start(self, state: State, loop: asyncio.AbstractEventLoop) -> None:
+        if self.settings is not None:
+            TicketRotation(state, self.settings.ticket_rotation).start(loop)
+
+    def describe(self) -> list[dict] | None:
+        if self.store is None:
+            return None
+        return self.store.describe(datetime.datetime.now(datetime.timezone.utc))
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
