@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 UNIT = Path(__file__).resolve().parent.parent / "packaging" / "l7lb.service"
 
@@ -25,3 +26,25 @@ def test_the_unit_asks_for_what_the_balancer_needs_and_no_more():
     caps = [line.split("=", 1)[1].split() for line in text.splitlines()
             if line.startswith(("AmbientCapabilities=", "CapabilityBoundingSet="))]
     assert caps == [["CAP_NET_BIND_SERVICE", "CAP_BPF", "CAP_NET_ADMIN"]] * 2
+
+
+ROOT = UNIT.parent.parent
+
+
+def test_the_image_is_made_by_scripts_setup_and_nothing_else():
+    steps = [line for line in (ROOT / "Dockerfile").read_text().splitlines()
+             if line.startswith("RUN ")]
+    assert any("scripts/setup" in step for step in steps)
+    installs = [step for step in steps if "pip install" in step or "apt-get install" in step]
+    # Only sudo, which scripts/setup calls when it is not root; the rest is its list.
+    assert all("apt-get install -y -qq sudo" in step and "pip" not in step for step in installs)
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="needs docker-compose")
+def test_the_compose_file_parses_and_mounts_the_seed_example_unchanged():
+    out = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    assert services["l7lb"]["volumes"] == [f"{ROOT}/config.example.yaml:/etc/l7lb/config.yaml:ro"]
+    assert [(p["published"], p["target"]) for p in services["l7lb"]["ports"]] == [(8080, 8080)]
+    assert services["backend2"]["networks"]["default"]["aliases"] == ["backend2.example.com"]
