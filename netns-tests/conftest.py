@@ -181,3 +181,37 @@ def streaming_upload(topo: Topology, seconds: float):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()            # reset: the balancer drops what it holds of the body
         thread.join(10)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (a reset ends it too)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def websocket_echo(sock: socket.socket) -> None:
+    """Upgrade to WebSocket on the test backend's /ws and check that two
+    messages (one over 64 KiB) and a close come back as sent."""
+    from dataplane.testing.backend import encode_frame
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+    for message in (b"hello", b"x" * 70_000):
+        sock.sendall(encode_frame(2, message, mask=b"\x01\x02\x03\x04"))
+        expected = encode_frame(2, message)
+        got = b""
+        while len(got) < len(expected):
+            got += sock.recv(65536)
+        assert got == expected
+    sock.sendall(encode_frame(8, b"", mask=b"abcd"))
+    assert sock.recv(100) == encode_frame(8, b"")
+    sock.close()

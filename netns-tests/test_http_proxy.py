@@ -8,10 +8,10 @@ import json
 import time
 
 import pytest
-from conftest import Client, balancer_config, two_backend_site
+from conftest import Client, balancer_config, two_backend_site, websocket_echo
 from topology import Topology
 
-from dataplane.testing.backend import PATTERN, encode_frame
+from dataplane.testing.backend import PATTERN
 
 
 @pytest.fixture(scope="module")
@@ -163,24 +163,7 @@ def test_expect_100_continue(client, site):
 
 
 def test_websocket_echo_through_upgrade(site):
-    sock = site.connect("client", "lb", 8080)
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101")
-    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
-    for message in (b"hello", b"x" * 70_000):
-        sock.sendall(encode_frame(2, message, mask=b"\x01\x02\x03\x04"))
-        expected = encode_frame(2, message)
-        got = b""
-        while len(got) < len(expected):
-            got += sock.recv(65536)
-        assert got == expected
-    sock.sendall(encode_frame(8, b"", mask=b"abcd"))
-    assert sock.recv(100) == encode_frame(8, b"")
-    sock.close()
+    websocket_echo(site.connect("client", "lb", 8080))
 
 
 def test_http10_client_gets_chunked_body_close_delimited(client):

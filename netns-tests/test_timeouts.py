@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from conftest import ask_backend, balancer_config
+from conftest import ask_backend, balancer_config, read_until_closed
 from load import Load
 
 TIMEOUTS = ("timeouts: {header: 2s, client_body: 1s, backend_idle: 1s, client_write: 1s}\n"
@@ -20,16 +20,6 @@ def site(topology, extra: str = TIMEOUTS):
     topo.python_backend("b1", "b1")
     lb = topo.balancer("lb", balancer_config(topo, ["b1"], extra=extra))
     return topo, lb
-
-
-def read_all(sock: socket.socket) -> bytes:
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
 
 
 def upstream_connections(topo) -> int:
@@ -62,7 +52,7 @@ def test_slowloris_gets_408_while_50_others_are_served(topology):
     started = time.monotonic()
     sender.start()
     with Load(topo, clients=50, seconds=4) as load:
-        answer.append(read_all(sock))
+        answer.append(read_until_closed(sock))
         elapsed = time.monotonic() - started
     sender.join(25)
     sock.close()
@@ -76,7 +66,7 @@ def test_a_client_that_stops_sending_its_body_gets_408_and_the_upstream_is_close
     sock = topo.connect("client", "lb", 8080, timeout=10)
     sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 900\r\n\r\n" + b"x" * 100)
     started = time.monotonic()
-    data = read_all(sock)
+    data = read_until_closed(sock)
     elapsed = time.monotonic() - started
     sock.close()
     assert data.startswith(b"HTTP/1.1 408"), data
@@ -91,7 +81,7 @@ def test_a_backend_silent_mid_response_is_cut_after_backend_idle(topology):
     sock = topo.connect("client", "lb", 8080, timeout=10)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     started = time.monotonic()
-    data = read_all(sock)
+    data = read_until_closed(sock)
     elapsed = time.monotonic() - started
     sock.close()
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"s" * 5000)   # cut short
@@ -134,7 +124,7 @@ def test_total_timeout_answers_504_with_retries_included(topology):
     sock = topo.connect("client", "lb", 8080, timeout=10)
     started = time.monotonic()
     sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    data = read_all(sock)
+    data = read_until_closed(sock)
     sock.close()
     assert data.startswith(b"HTTP/1.1 504") and b"timeouts.total" in data, data
     assert 0.9 < time.monotonic() - started < 1.6
@@ -144,7 +134,7 @@ def test_bodies_over_limits_body_bytes_get_413(topology):
     topo, lb = site(topology)
     sock = topo.connect("client", "lb", 8080, timeout=10)
     sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000)
-    data = read_all(sock)
+    data = read_until_closed(sock)
     sock.close()
     assert data.startswith(b"HTTP/1.1 413") and b"limits.body_bytes" in data, data
     assert json.loads(ask_backend(topo, "b1", "/_stats"))["requests"] == 0   # never sent
@@ -152,11 +142,11 @@ def test_bodies_over_limits_body_bytes_get_413(topology):
     chunk = b"%x\r\n%b\r\n" % (600, b"y" * 600)
     sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                  + chunk * 2 + b"0\r\n\r\n")
-    data = read_all(sock)
+    data = read_until_closed(sock)
     sock.close()
     assert data.startswith(b"HTTP/1.1 413"), data
     ok = topo.connect("client", "lb", 8080, timeout=10)
     ok.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n"
                + b"z" * 1000)
-    assert read_all(ok).startswith(b"HTTP/1.1 200")
+    assert read_until_closed(ok).startswith(b"HTTP/1.1 200")
     ok.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import threading
 import time
@@ -15,9 +14,8 @@ import time
 import pytest
 
 from certs import CA
-from conftest import lbctl
+from conftest import lbctl, read_until_closed, websocket_echo
 
-from dataplane.testing.backend import encode_frame
 
 NAMES = ("a.test", "x.w.test", "other.test")
 
@@ -109,25 +107,6 @@ def test_tls_1_1_is_refused_by_default(topology):
     assert "Protocol  : TLSv1.2" in s_client("-tls1_2")
 
 
-def websocket_echo(sock: socket.socket) -> None:
-    """Upgrade to WebSocket on /ws and check the backend echoes two messages."""
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\n"
-                 b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101")
-    for message in (b"hello", b"x" * 70_000):
-        sock.sendall(encode_frame(2, message, mask=b"\x01\x02\x03\x04"))
-        expected = encode_frame(2, message)
-        got = b""
-        while len(got) < len(expected):
-            got += sock.recv(65536)
-        assert got == expected
-    sock.close()
-
-
 def test_websocket_over_tls(topology):
     websocket_echo(TlsSite(topology).connect("a.test"))
 
@@ -198,12 +177,7 @@ def test_garbage_and_stalled_handshakes_do_not_stop_the_others(topology):
     site = TlsSite(topology)
     garbage = site.topo.connect("client", "lb", 8443, timeout=5)
     garbage.sendall(b"GET / HTTP/1.1\r\nHost: plain\r\n\r\n")   # HTTP, not a ClientHello
-    answer = b""
-    try:
-        while chunk := garbage.recv(100):
-            answer += chunk
-    except ConnectionResetError:
-        pass
+    answer = read_until_closed(garbage)
     assert not answer.startswith(b"HTTP"), answer         # closed, not served
     stalled = [site.topo.connect("client", "lb", 8443, timeout=5) for _ in range(50)]
     report, _ = site.get("a.test")

@@ -36,7 +36,8 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   client_body_temp_path {dir}/b1; proxy_temp_path {dir}/b2; fastcgi_temp_path {dir}/b3;
   uwsgi_temp_path {dir}/b4; scgi_temp_path {dir}/b5;
-  server {{ listen {host}:{port}; location / {{ return 200 "hello from nginx\\n"; }} }} }}
+  server {{ listen {host}:{port}; root {dir}/www;
+    location = / {{ return 200 "hello from nginx\\n"; }} }} }}
 """
 NGINX_PROXY = """
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;

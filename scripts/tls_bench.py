@@ -21,16 +21,6 @@ import peer_bench as pb
 
 PORT = 18443
 BIG = "/big"
-BACKEND = """
-daemon off; master_process off; worker_processes 1; pid {dir}/b.pid;
-error_log {dir}/b.err warn;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
-  client_body_temp_path {dir}/b1; proxy_temp_path {dir}/b2; fastcgi_temp_path {dir}/b3;
-  uwsgi_temp_path {dir}/b4; scgi_temp_path {dir}/b5;
-  server {{ listen {host}:{port}; root {dir}/www;
-    location = / {{ return 200 "hello from nginx\\n"; }} }} }}
-"""
 HAPROXY = """
 global
   nbthread 1
@@ -100,11 +90,9 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-tls-")))
         procs = pb.Procs(stack, tmp, True)
-        (tmp / "www").mkdir()
+        (tmp / "www").mkdir()                 # the backend's files (peer_bench)
         (tmp / "www" / BIG.strip("/")).write_bytes(b"x" * 1_000_000)
-        conf = pb.write(tmp, "backend.conf", BACKEND.format(dir=tmp, host=pb.HOST,
-                                                            port=pb.BACKEND_HTTP))
-        procs.start(["nginx", "-c", conf], pb.BACKEND_HTTP, name="backend", proxy=False)
+        pb.nginx_backend(procs)
         files = certificate(tmp)
         for name in args.only:
             proc = start(procs, name, files)
