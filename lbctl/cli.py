@@ -12,10 +12,10 @@ import sys
 
 import click
 from .client import CommandFailed, call
+from .build import build
 from .fleet import show as show_fleet
 from .tables import clock, console, table
 
-from dataplane import __version__
 from dataplane.config import ConfigError, load, warnings
 
 EXIT_CONFIG = 2
@@ -30,7 +30,9 @@ def _load_or_exit(path: str):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="lbctl")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              help="Show the version (and the git commit it runs from) and exit.",
+              callback=lambda ctx, _, on: on and (click.echo(f"lbctl {build()}"), ctx.exit()))
 @click.option("--socket", "socket_path", default="/run/l7lb/admin.sock", show_default=True,
               envvar="L7LB_SOCKET", help="Admin socket of a running balancer ($L7LB_SOCKET).")
 @click.pass_context

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,21 @@ def test_the_compose_file_parses_and_mounts_the_seed_example_unchanged():
     assert services["l7lb"]["volumes"] == [f"{ROOT}/config.example.yaml:/etc/l7lb/config.yaml:ro"]
     assert [(p["published"], p["target"]) for p in services["l7lb"]["ports"]] == [(8080, 8080)]
     assert services["backend2"]["networks"]["default"]["aliases"] == ["backend2.example.com"]
+
+
+def lbctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed lbctl, as a user runs it."""
+    return subprocess.run([str(Path(sys.executable).parent / "lbctl"), *args],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def test_lbctl_version_names_the_build():
+    out = lbctl("--version")
+    assert out.returncode == 0 and re.match(r"lbctl \d+\.\d+\.\d+( \([0-9a-f]+(-dirty)?\))?$",
+                                            out.stdout.strip()), out.stdout
+
+
+def test_lbctl_has_shell_completion():
+    out = lbctl(env={"_LBCTL_COMPLETE": "bash_source"})
+    assert "complete " in out.stdout and "_LBCTL_COMPLETE" in out.stdout, out.stdout[:300]
