@@ -69,3 +69,10 @@ def test_lbctl_version_names_the_build():
 def test_lbctl_has_shell_completion():
     out = lbctl(env={"_LBCTL_COMPLETE": "bash_source"})
     assert "complete " in out.stdout and "_LBCTL_COMPLETE" in out.stdout, out.stdout[:300]
+
+
+@pytest.mark.skipif(not shutil.which("vagrant"), reason="needs vagrant (scripts/setup)")
+def test_vagrant_accepts_the_vagrantfile():
+    out = subprocess.run(["vagrant", "validate"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "validated successfully" in out.stdout, out.stdout + out.stderr
