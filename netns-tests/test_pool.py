@@ -119,14 +119,19 @@ def test_idle_timeout_closes_idle_connections_on_time(topology):
     assert established(topo, "b1") == 0
 
 
+def one_backend(topology):
+    """A balancer before one Python backend, and a client connection to it."""
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    topo.balancer("lb", balancer_config(topo, ["b1"]))
+    return Client(topo).connection()
+
+
 def test_backend_resetting_an_idle_connection_is_seen_before_reuse(topology):
     """A peer's RST on an idle pooled connection (EPOLLERR, which uvloop's
     poll handles would lose) reaches the pool through the transport: a POST,
     which is never retried, then goes on a new connection and succeeds."""
-    topo = topology(["client", "lb", "b1"])
-    topo.python_backend("b1", "b1")
-    topo.balancer("lb", balancer_config(topo, ["b1"]))
-    conn = Client(topo).connection()
+    conn = one_backend(topology)
     conn.request("GET", "/reset-after")
     first = peer(conn.getresponse().read())
     time.sleep(0.3)                               # the RST arrives while idle
@@ -137,10 +142,7 @@ def test_backend_resetting_an_idle_connection_is_seen_before_reuse(topology):
 
 
 def test_reset_reused_connection_retries_safe_requests_only(topology):
-    topo = topology(["client", "lb", "b1"])
-    topo.python_backend("b1", "b1")
-    topo.balancer("lb", balancer_config(topo, ["b1"]))
-    conn = Client(topo).connection()
+    conn = one_backend(topology)
     conn.request("GET", "/arm-reset")
     first = peer(conn.getresponse().read())
     conn.request("GET", "/after")                 # lands on the armed connection

@@ -43,7 +43,7 @@ class ClientConnection(Deadlines, Peer):
                  "closed", "upgrading", "feeding", "input_error", "splice", "spliced_seen",
                  "awaiting_drain", "client_in", "backend_in", "stalled_since", "total_at",
                  "deadline", "deadline_kind", "splice_bodies", "forwarded", "stripped",
-                 "__weakref__")
+                 "tls_log", "__weakref__")
 
     def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
         self.site = site
@@ -56,6 +56,7 @@ class ClientConnection(Deadlines, Peer):
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
         self.splice_bodies = site.splice_bodies and stream.tls is None
         self.forwarded, self.stripped = self.forwarding(site.config.balancer.tls)
+        self.tls_log = self.tls_fields()
         self.parser = httptools.HttpRequestParser(self)
         self.peer = peer.encode()
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a

@@ -393,7 +393,7 @@ class Exchange(RequestSide, Retries, Routed):
             access_line(self.client.peer, self.method, self.target, status, host,
                         self.bytes_in, bytes_out, ms, self.error,
                         route and route.name, cluster.name if cluster is not None else None,
-                        self.client.tls_fields())
+                        self.client.tls_log)
 
     def _ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 2)

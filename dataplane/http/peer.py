@@ -11,6 +11,7 @@ import structlog
 
 from ..config.schema import ListenerTls
 from ..proxyproto.header import Addresses, ProxyError, parse
+from ..tls.certificates import subject as certificate_subject
 
 if TYPE_CHECKING:
     from ..io.stream import Stream
@@ -69,30 +70,19 @@ class Peer:
         name = settings.client_subject_header if settings is not None else None
         if name is None:
             return lines, frozenset()
-        subject = _subject(self.stream.tls.getpeercert())
+        # A certificate's text never ends a header line early.
+        subject = certificate_subject(self.stream.tls.getpeercert(binary_form=True))
+        subject = subject.replace("\r", "").replace("\n", "")
         if subject:
             lines += b"%b: %b\r\n" % (name.encode(), subject.encode("latin-1", "replace"))
         return lines, frozenset({name.lower().encode()})
 
     def tls_fields(self) -> dict | None:
-        """TLS version, cipher and the name the client asked for (SNI)."""
+        """TLS version, cipher and the name the client asked for (SNI), for the
+        access lines (made once per connection)."""
         tls = self.stream.tls
         if tls is None:
             return None
         cipher = tls.cipher()
         return {"tls": tls.version(), "cipher": cipher[0] if cipher else None,
                 "sni": getattr(tls, "sni", None)}
-
-
-_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
-          "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
-          "emailAddress": "emailAddress"}
-
-
-def _subject(cert: dict | None) -> str:
-    """A verified client certificate's subject as ``CN=...,O=...`` ("" without one)."""
-    if not cert:
-        return ""
-    parts = [f"{_SHORT.get(key, key)}={value}" for rdn in cert.get("subject", ())
-             for key, value in rdn]
-    return ",".join(parts).replace("\r", "").replace("\n", "")

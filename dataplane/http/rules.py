@@ -108,7 +108,7 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
             fields.forwarded_for = (fields.forwarded_for + b", " + value
                                     if fields.forwarded_for else value)
     extra = fields.connection - _CONNECTION_WORDS
-    if extra - named:
+    if extra and extra - named:
         return scan(headers, named | extra)     # rare: drop what Connection names
     return fields
 

@@ -23,6 +23,11 @@ class CertificateInfo(NamedTuple):
         return self.not_after - now
 
 
+def subject(der: bytes | None) -> str:
+    """A certificate's subject as RFC 4514 writes it (``CN=...,O=...``); "" for none."""
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string() if der else ""
+
+
 def read(path: str) -> CertificateInfo:
     """The first certificate in a PEM file (the server's own; the chain follows)."""
     with open(path, "rb") as pem:
