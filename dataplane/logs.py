@@ -5,6 +5,9 @@ A busy balancer writes one access line per request, so the output is kept in
 a 64 KiB buffer that the worker's timer tick flushes (every 250 ms at most,
 and at exit) instead of paying one write(2) per line; on a terminal every
 line is written at once.
+
+With ``log.file`` the lines go to that file (appended, shared by the control
+process and its workers); SIGUSR1 makes every process reopen it, for logrotate.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .config import Log
 
 BUFFER = 64 * 1024
 _output: list[TextIO] = []
+_file: list[str] = []          # log.file's path when set, for reopen()
 _pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 _second = [0, ""]    # the last whole second and its ISO-8601 text
@@ -67,10 +71,14 @@ class _BufferedLogger:
 
 
 def setup(settings: Log, stream: TextIO | None = None) -> None:
+    """Configure structlog; with ``log.file`` set, open it (OSError when it cannot be)."""
+    _file[:] = [settings.file] if settings.file else []
+    if settings.file:
+        stream = open(_open_file(settings.file), "a", buffering=BUFFER, encoding="utf-8")
     stream = stream or sys.stdout
     tty = stream.isatty()
     fmt = settings.format if settings.format != "auto" else ("console" if tty else "json")
-    if not tty:
+    if not tty and not settings.file:
         stream = open(stream.fileno(), "w", buffering=BUFFER, encoding="utf-8", closefd=False)
     _output[:] = [stream]
     access.json_stream = stream if fmt == "json" and settings.level in ("debug", "info") else None
@@ -111,6 +119,28 @@ class _AccessLog:
 
 
 access = _AccessLog()
+
+
+def _open_file(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+
+def reopen() -> None:
+    """SIGUSR1: open ``log.file`` again at its path (logrotate moved the old
+    one away). The new file takes the old descriptor's number, so every stream
+    writing there follows; when it cannot be opened, the old file is kept."""
+    if not _file:
+        return
+    flush()
+    try:
+        fd = _open_file(_file[0])
+    except OSError as exc:
+        structlog.get_logger("l7lb").error(
+            "cannot reopen the log file, still writing to the old one", error=str(exc))
+        return
+    os.dup2(fd, _output[0].fileno(), inheritable=False)
+    os.close(fd)
+    structlog.get_logger("l7lb").info("log file reopened", path=_file[0])
 
 
 def flush() -> None:

@@ -131,6 +131,7 @@ class Log(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access: bool = True
     format: Literal["auto", "json", "console"] = "auto"
+    file: Annotated[str, msgspec.Meta(min_length=1)] | None = None   # None: standard output
     summary: Duration = Duration(10)   # control process's periodic summary; 0 = off
 
 

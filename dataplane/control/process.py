@@ -3,7 +3,8 @@ supervisor (worker processes) and the state holder (snapshots), serves the
 admin socket and gathers what the workers report. It never proxies.
 
 Signals: SIGTERM/SIGINT drain the workers (each finishes in-flight requests
-within ``timeouts.shutdown``) and exit 0; SIGHUP reloads the file. Workers
+within ``timeouts.shutdown``) and exit 0; SIGHUP reloads the file; SIGUSR1
+reopens ``log.file`` here and in every worker (logrotate). Workers
 that keep dying at start make it stop everything and exit 1.
 """
 
@@ -99,6 +100,7 @@ class Control:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
+        self.loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         log.info("listening", address=settings.bind, port=settings.port,
                  mode=settings.mode, workers=count)
         self._sent(self.state.snapshot)
@@ -173,6 +175,10 @@ class Control:
         except AdminError as exc:
             log.error("reload rejected, keeping the running configuration", error=exc.message)
         self.notify.ready(self._status())
+
+    def _reopen_logs(self) -> None:
+        logs.reopen()
+        self.supervisor.send_signal(signal.SIGUSR1)
 
     def reload(self, path: str | None = None) -> dict:
         """Validate the file, then apply its backends to every worker (SIGHUP and

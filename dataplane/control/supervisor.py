@@ -152,12 +152,15 @@ class Supervisor:
         self.restarts += 1
         self.loop.call_later(delay, self.spawn, slot)
 
+    def send_signal(self, signum: int) -> None:
+        for slot in self.live():
+            os.kill(slot.pid, signum)
+
     def stop(self) -> None:
         """SIGTERM every worker (they drain), SIGKILL the ones still there after
         the shutdown grace; ``on_all_stopped`` once none is left."""
         self.stopping = True
-        for slot in self.live():
-            os.kill(slot.pid, signal.SIGTERM)
+        self.send_signal(signal.SIGTERM)
         if not self.live():
             self.on_all_stopped()
             return

@@ -13,6 +13,7 @@ import ssl
 import structlog
 import uvloop
 
+from .. import logs
 from ..channel.link import Link
 from ..config import Config
 from .process import Worker
@@ -27,6 +28,7 @@ async def _run_worker(config: Config, listener: socket.socket, link: Link,
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, logs.reopen)
     await worker.start()
     gc.freeze()   # start-up objects need no more collection passes
     log.info("worker listening", slot=link.slot, relay=worker.relay_engine)
