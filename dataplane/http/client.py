@@ -314,6 +314,8 @@ class ClientConnection(Deadlines, Peer):
     # -- errors and closing ---------------------------------------------
     def reject_later(self, reject: Reject) -> None:
         """Answer a bad request after the requests before it are done."""
+        if self.closing and self.active is None:
+            return      # answered and half-closed in this same read: the rest is discarded
         self.input_error = reject
         parsing, self.parsing = self.parsing, None
         self.stream.stop_reading()

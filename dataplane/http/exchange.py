@@ -108,7 +108,8 @@ class Exchange(RequestSide, Retries, Routed):
         """The client connection may carry another request after this one."""
         if self.error:
             return False
-        return self.response.client_keep_alive if self.response is not None else self.local
+        response = self.response
+        return response.client_keep_alive if response is not None else self.local and self.keep_alive
 
     @property
     def written(self) -> bool:

@@ -23,6 +23,7 @@ class RequestSide:
     client: "ClientConnection"
     site: "Site"
     upstream: "UpstreamConnection | None"
+    target: bytes
     headers: rules.Headers
     fields: rules.Fields | None
     version: str
@@ -39,15 +40,40 @@ class RequestSide:
         raise NotImplementedError
 
     def inspect_request_headers(self, upgrade: bool) -> None:
+        per_client = self.site.per_client
+        if per_client is not None and not per_client.allow_request(self.client):
+            raise Reject(429, "too many requests from this address (limits.per_client_rate)")
         fields = self.fields = rules.scan(self.headers, self.client.stripped)
-        if self.version == "1.1" and not fields.host:
-            raise Reject(400, "HTTP/1.1 request without Host header")
+        if self.version != "1.1" and self.version != "1.0":
+            # httptools lets 0.9 and 2.0 through (it refuses 1.2 itself).
+            raise Reject(400, f"HTTP/{self.version} is not HTTP/1.x")
+        if fields.host != 1 and (fields.host or self.version == "1.1"):
+            raise Reject(400, "more than one Host header" if fields.host else
+                         "HTTP/1.1 request without Host header")
+        if not fields.host:
+            fields.lines += (b"Host: ", self._implied_authority(), b"\r\n")
+        if fields.coding is not None and fields.coding.lower() != b"chunked":
+            # Only chunked is read here (RFC 9112 section 6.1: 501 for the others).
+            raise Reject(501, f"Transfer-Encoding {fields.coding.decode('latin-1')!r}")
         if upgrade:
             self.upgrade = fields.upgrade
         self.req_framing, self.req_remaining = fields.framing, fields.length
+        if self.req_framing == CHUNKED and self.version == "1.0":
+            # RFC 9112 section 6.1: its framing is faulty whatever it says.
+            raise Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
         limit = self.site.config.limits.body_bytes
         if limit is not None and fields.framing == LENGTH and fields.length > limit:
             raise Reject(413, f"request body larger than limits.body_bytes ({limit})")
+
+    def _implied_authority(self) -> bytes:
+        """An HTTP/1.0 request without Host goes upstream as HTTP/1.1, which needs
+        one: the absolute-form target's authority, else the address the client
+        reached (RFC 9112 section 3.3 rebuilds the target URI the same way)."""
+        target = self.target
+        if target[:7].lower() == b"http://":
+            return target[7:].partition(b"/")[0]
+        host, port = self.client.stream.shared_socket().getsockname()[:2]
+        return f"[{host}]:{port}".encode() if ":" in host else f"{host}:{port}".encode()
 
     def request_body(self, body: bytes) -> None:
         self.bytes_in += len(body)

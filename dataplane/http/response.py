@@ -106,6 +106,7 @@ class ResponseReader:
         if self.complete:
             return
         status = self.parser.get_status_code()
+        self.reason = rules.reason_phrase(self.reason, status)
         if status < 200 and status != 101:
             if self.version == "1.1":
                 self.out.append(rules.interim_head(status, self.reason, self.headers))
@@ -118,6 +119,8 @@ class ResponseReader:
         if status == 101:
             return    # the parser stops at the protocol switch
         fields = rules.scan(self.headers)
+        if fields.coding is not None and not rules.chunked_once_and_last(fields.coding):
+            raise ValueError(f"Transfer-Encoding {fields.coding!r}")     # a 502
         if self.edits is not None:
             fields.lines = self.edits.apply(fields.lines)
         framing = rules.response_framing(fields, status, self.head_request)

@@ -67,9 +67,12 @@ class Routed:
 
     def answer(self, status: int, headers: bytes, body: bytes) -> None:
         """The balancer's own answer. The connection stays open for the next
-        request once this one has been read whole (at once when it has no
-        body; one with a body is not waited for: the connection closes)."""
+        request, unless the client asked to close, once this one has been read
+        whole (at once when it has no body; one with a body is not waited for:
+        the connection closes)."""
         self.status, self.local = status, True
+        if not self.keep_alive:      # the client asked to close (or HTTP/1.0)
+            headers += b"Connection: close\r\n"
         self.client.stream.write(rules.local_response(status, headers, body,
                                                       self.method == b"HEAD"))
         if self.request_complete or self.req_framing != NONE:

@@ -25,7 +25,7 @@ REASONS = {
     303: b"See Other", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
     401: b"Unauthorized", 403: b"Forbidden", 429: b"Too Many Requests",
     400: b"Bad Request", 414: b"URI Too Long", 404: b"Not Found", 405: b"Method Not Allowed",
-    408: b"Request Timeout", 413: b"Content Too Large",
+    408: b"Request Timeout", 413: b"Content Too Large", 501: b"Not Implemented",
     431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
     502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
 }
@@ -39,18 +39,19 @@ class Fields:
     """
 
     __slots__ = ("lines", "framing", "length", "length_value", "host", "authority", "upgrade",
-                 "forwarded_for", "connection")
+                 "forwarded_for", "connection", "coding")
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         self.framing = NONE
         self.length = 0
         self.length_value = b""
-        self.host = False
+        self.host = 0             # Host header fields seen (a request may have one)
         self.authority = b""      # the Host header's value
         self.upgrade: bytes | None = None
         self.forwarded_for = b""
         self.connection: set[bytes] = set()
+        self.coding: bytes | None = None   # a Transfer-Encoding other than "chunked"
 
 
 # Header names the proxy looks at; everything else is end to end unless a
@@ -91,7 +92,8 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
             if not named or name.lower() not in named:
                 lines += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
-            fields.host, fields.authority = True, value
+            fields.host += 1
+            fields.authority = value
             lines += (name, b": ", value, b"\r\n")
         elif kind == _LENGTH:
             fields.length, fields.length_value = int(value), value
@@ -99,6 +101,8 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
                 fields.framing = LENGTH
         elif kind == _TRANSFER:
             fields.framing = CHUNKED     # the parser only accepts chunked as final coding
+            if value != b"chunked":
+                fields.coding = value
         elif kind == _CONNECTION:
             tokens = value.lower().split(b",")
             fields.connection.update(tokens if len(tokens) == 1 else map(bytes.strip, tokens))
@@ -113,9 +117,27 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
     return fields
 
 
+_CONTROLS = bytes(range(9)) + bytes(range(10, 32)) + b"\x7f"
+
+
+def reason_phrase(reason: bytes, status: int) -> bytes:
+    """A backend's reason phrase as it is, or ours when it holds control bytes
+    (RFC 9112 section 4 allows tab, space and visible bytes only)."""
+    if len(reason.translate(None, _CONTROLS)) == len(reason):
+        return reason
+    return REASONS.get(status, b"")
+
+
+def chunked_once_and_last(coding: bytes) -> bool:
+    """Whether a Transfer-Encoding ends in chunked and applies it only there
+    (RFC 9112 section 6.1); "gzip, chunked" does, "chunked, chunked" does not."""
+    codings = [token.strip() for token in coding.lower().split(b",")]
+    return codings[-1] == b"chunked" and codings.count(b"chunked") == 1
+
+
 def _framing_lines(fields: Fields, framing: int) -> list[bytes]:
-    if framing == CHUNKED:
-        return [b"Transfer-Encoding: chunked\r\n"]
+    if framing == CHUNKED:     # a response's other codings (gzip, chunked) stay
+        return [b"Transfer-Encoding: ", fields.coding or b"chunked", b"\r\n"]
     if fields.length_value and framing in (LENGTH, NONE):
         return [b"Content-Length: ", fields.length_value, b"\r\n"]
     return []
@@ -190,8 +212,7 @@ def client_framing(upstream: int, client_version: str) -> int:
 
 
 def local_response(status: int, headers: bytes, body: bytes, head_only: bool) -> bytes:
-    """An answer of the balancer's own that keeps the connection open
-    (``headers``: lines ending in CRLF)."""
+    """An answer of the balancer's own (``headers``: lines ending in CRLF)."""
     reason = REASONS.get(status, b"OK" if status < 300 else b"Error")
     return b"HTTP/1.1 %d %b\r\n%bContent-Length: %d\r\n\r\n%b" % (
         status, reason, headers, len(body), b"" if head_only else body)
@@ -201,6 +222,6 @@ def error_response(status: int, detail: str, headers: bytes = b"") -> bytes:
     """The balancer's own answer; ``headers``: more header lines, each ending in CRLF."""
     reason = REASONS.get(status, b"Error")
     body = b"%d %b: %b\n" % (status, reason, detail.encode())
-    extra = (b"Retry-After: 1\r\n" if status == 503 else b"") + headers
+    extra = (b"Retry-After: 1\r\n" if status in (429, 503) else b"") + headers
     return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
             b"%bConnection: close\r\n\r\n%b" % (status, reason, len(body), extra, body))
