@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .io.reactor import Reactor
     from .io.sockmap_relay import Joiner
     from .kernel.transport import Transport
+    from .limits.per_client import PerClient
     from .routing.table import RouteTable
     from .upstream.cluster import Cluster
 
@@ -45,6 +46,7 @@ class Site(Protocol):
     loop: asyncio.AbstractEventLoop
     clock: Clock
     stats: Stats
+    per_client: "PerClient | None"     # limits.per_client_* (dataplane/limits)
     reactor: "Reactor"
     transport: "Transport"
     relay_engine: str          # for upgraded HTTP streams and TCP mode

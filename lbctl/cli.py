@@ -175,7 +175,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     print_table(["backend", *columns], [[name, *(row[c] for c in columns)]
                                         for name, row in result["backends"].items()])
     listener_columns = ["sessions_current", "sessions_max", "sessions_total",
-                        "request_errors", "bytes_in", "bytes_out"]
+                        "request_errors", "refused", "limited_connections", "limited_requests",
+                        "bytes_in", "bytes_out"]
     print_table(["listener", *listener_columns], [[name, *(row[c] for c in listener_columns)]
                                                   for name, row in result["listeners"].items()])
 

@@ -21,7 +21,7 @@ def exposed() -> str:
 
     class Collector:
         def collect(self):
-            yield from families(Figures("0.1.0", [row], 1, 10, 0, 0, 0, 1, 0, 0))
+            yield from families(Figures("0.1.0", [row], 1, 10, 0, 0, 0, 1, 0, 0, 0, 0))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector())
     return generate_latest(registry).decode()

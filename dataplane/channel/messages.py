@@ -91,6 +91,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     calls: dict[str, bytes] = {}   # breaker marks of the calls since the last report, by backend
     routes: list[int] = []         # requests each route took, in the table's order (since start)
     tls: tuple[int, int] = (0, 0)  # TLS handshakes completed and resumed (since start)
+    limited: tuple[int, int] = (0, 0)   # refused by limits.per_client_connections, _rate
 
 
 Down = Snapshot

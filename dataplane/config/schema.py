@@ -125,6 +125,9 @@ class Limits(Section):
     buffer: Bytes = 256 * 1024           # per direction, per connection
     connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000  # per worker
     body_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 50)] | None = None   # request body
+    # Per client address, for the whole balancer (dataplane/limits); unset = off.
+    per_client_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    per_client_rate: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None   # per s
 
 
 class Log(Section):

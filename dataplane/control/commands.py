@@ -121,6 +121,8 @@ def admin_commands(control: "Control") -> dict:
             "sessions_total": sum(r.connections for r in reports),
             "request_errors": sum(r.rejected for r in reports),
             "refused": sum(r.refused for r in reports),
+            "limited_connections": sum(r.limited[0] for r in reports),
+            "limited_requests": sum(r.limited[1] for r in reports),
             "bytes_in": sum(t.bytes_in for t in control.tally.backends.values()),
             "bytes_out": sum(t.bytes_out for t in control.tally.backends.values())}
         return {"backends": per_backend, "listeners": {f"{settings.bind}:{settings.port}": listener}}

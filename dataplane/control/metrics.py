@@ -89,4 +89,5 @@ class Metrics:
                        sum(r.connections for r in reports), sum(r.rejected for r in reports),
                        sum(r.refused for r in reports), control.supervisor.restarts,
                        control.reloads, sum(r.tls[0] for r in reports),
-                       sum(r.tls[1] for r in reports))
+                       sum(r.tls[1] for r in reports), sum(r.limited[0] for r in reports),
+                       sum(r.limited[1] for r in reports))

@@ -32,6 +32,7 @@ from .. import logs
 from ..channel.link import STATE_WAIT, Link
 from ..channel.messages import Counters, Snapshot
 from ..config import Config
+from ..limits.per_client import PerClient
 from ..worker.run import run_worker
 
 log = structlog.get_logger("l7lb.control")
@@ -64,6 +65,7 @@ class Supervisor:
                  tls_front: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.tls_front = tls_front      # inherited by every worker (tls/contexts.py)
+        self.client_counts = PerClient.shared_buffer(config)   # shared by every worker
         self.restarts = 0               # workers that died and were replaced
         self.loop = loop
         self.slots = [Slot(i, sock) for i, sock in enumerate(listeners)]
@@ -118,7 +120,8 @@ class Supervisor:
                 if other is not slot:
                     other.listener.close()
             _drop_inherited_sockets(keep={slot.listener.fileno()})
-            code = run_worker(self.config, slot.listener, slot.link, self.tls_front)
+            code = run_worker(self.config, slot.listener, slot.link, self.tls_front,
+                              self.client_counts)
         except BaseException as exc:  # noqa: BLE001 - report anything, then leave
             log.error("worker failed", error=repr(exc), exc_info=True)
         finally:

@@ -55,6 +55,8 @@ class Figures(NamedTuple):
     reloads: int
     tls_handshakes: int
     tls_resumed: int
+    limited_connections: int
+    limited_requests: int
 
 
 def families(figures: Figures) -> Iterator[Metric]:
@@ -74,6 +76,12 @@ def _frontend(f: Figures) -> Iterator[Metric]:
     yield CounterMetricFamily("l7lb_frontend_denied_connections",
                               "Connections refused at accept (limits.connections, untrusted)",
                               value=f.refused)
+    yield CounterMetricFamily("l7lb_frontend_limited_connections",
+                              "Connections refused by limits.per_client_connections (HTTP: 429)",
+                              value=f.limited_connections)
+    yield CounterMetricFamily("l7lb_frontend_limited_requests",
+                              "Requests (TCP mode: connections) refused by limits.per_client_rate",
+                              value=f.limited_requests)
     yield CounterMetricFamily("l7lb_frontend_tls_handshakes", "TLS handshakes completed",
                               value=f.tls_handshakes)
     yield CounterMetricFamily("l7lb_frontend_tls_resumed", "TLS handshakes that resumed",

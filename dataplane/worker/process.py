@@ -20,11 +20,13 @@ from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Sn
                                 Tripped, Verdict)
 from ..config import DEFAULT, Config, decode_certificates, decode_routes
 from ..http.client import ClientConnection
+from ..http.rules import Reject
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.libbpf import BpfError
 from ..kernel.sockmap import Sockmap
 from ..kernel.transport import Transport
+from ..limits.per_client import PerClient
 from ..site import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
@@ -57,10 +59,11 @@ def sweep_interval(config: Config) -> float:
 class Worker:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
                  listener: socket.socket, link: Link,
-                 tls_front: ssl.SSLContext | None = None) -> None:
+                 tls_front: ssl.SSLContext | None = None, client_counts=None) -> None:
         """``tls_front``: the context every TLS handshake starts in, made by the
         control process before forking, so that all workers share its session
-        ticket keys (a client resumes on any worker)."""
+        ticket keys (a client resumes on any worker); ``client_counts``: the
+        per-client counts all workers share (limits/counts.py), or None."""
         self.config = config
         self.link = link
         self.version = 0          # of the last state snapshot applied
@@ -80,6 +83,7 @@ class Worker:
         t = config.timeouts
         self.stream_timeout = min(t.idle, t.client_body, t.backend_idle, t.client_write)
         self.connections: set[Tracked] = set()
+        self.per_client = PerClient.of(config, client_counts, link.slot)
         relay = config.balancer.relay
         # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
         # (small messages), splice for large HTTP bodies of known length.
@@ -141,7 +145,7 @@ class Worker:
                 # EMFILE/ENFILE/ENOBUFS: skip this wake-up rather than spin.
                 log.error("accept failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno))
                 return
-            if not self._admit(address[0]):
+            if not self._admit(address[0]) or self._limited(address[0]):
                 sock.close()
                 continue
             sock.setblocking(False)
@@ -154,10 +158,12 @@ class Worker:
         if stream.tls is not None:
             self.stats.handshakes += 1
             self.stats.resumed += stream.tls.session_reused
-        if self._admit(peer):
-            ClientConnection(self, stream, peer)
-        else:
+        if not self._admit(peer):
             stream.close()
+        elif (refusal := self._limited(peer)) is not None:
+            ClientConnection(self, stream, peer).reject_now(Reject(429, refusal))
+        else:
+            ClientConnection(self, stream, peer)
 
     def _admit(self, peer: str) -> bool:
         """Within limits.connections, and (accept_proxy) from a trusted balancer."""
@@ -170,15 +176,23 @@ class Worker:
         self.stats.accepted += 1
         return True
 
+    def _limited(self, peer: str) -> str | None:
+        """Why the limits per client address refuse a new connection, or None."""
+        return None if self.per_client is None else self.per_client.admit(peer)
+
     def _trusted(self, address: str) -> bool:
         peer = ipaddress.ip_address(address)
         return any(peer in network for network in self.trusted)
 
     def track(self, conn: Tracked) -> None:
         self.connections.add(conn)
+        if self.per_client is not None:
+            self.per_client.hold(conn)     # the connection just admitted, if any
 
     def forget(self, conn: Tracked) -> None:
         self.connections.discard(conn)
+        if self.per_client is not None:
+            self.per_client.release(conn)
         if self.stopping and not self.connections and not self.stopped.done():
             self.stopped.set_result(None)
 
@@ -223,7 +237,10 @@ class Worker:
                               {name: marks for c in self.clusters.values()
                                for name, marks in c.breakers.take_marks().items()},
                               [route.requests for route in self.routes.routes],
-                              (self.stats.handshakes, self.stats.resumed)))
+                              (self.stats.handshakes, self.stats.resumed),
+                              (0, 0) if self.per_client is None else
+                              (self.per_client.refused_connections,
+                               self.per_client.refused_requests)))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property

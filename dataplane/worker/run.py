@@ -22,9 +22,9 @@ log = structlog.get_logger("l7lb")
 
 
 async def _run_worker(config: Config, listener: socket.socket, link: Link,
-                      tls_front: ssl.SSLContext | None) -> None:
+                      tls_front: ssl.SSLContext | None, client_counts) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(config, loop, listener, link, tls_front)
+    worker = Worker(config, loop, listener, link, tls_front, client_counts)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -39,18 +39,18 @@ async def _run_worker(config: Config, listener: socket.socket, link: Link,
 
 
 def run_worker(config: Config, listener: socket.socket, link: Link,
-               tls_front: ssl.SSLContext | None = None) -> int:
+               tls_front: ssl.SSLContext | None = None, client_counts=None) -> int:
     """Serve on ``listener`` until SIGTERM; return the exit code. With
     L7LB_PROFILE=DIR in the environment, the worker runs under cProfile and
     leaves DIR/worker-PID.prof (scripts/profile-http reads it)."""
     profile_dir = os.environ.get("L7LB_PROFILE")
     if not profile_dir:
-        uvloop.run(_run_worker(config, listener, link, tls_front))
+        uvloop.run(_run_worker(config, listener, link, tls_front, client_counts))
         return 0
     profile = cProfile.Profile()
     profile.enable()
     try:
-        uvloop.run(_run_worker(config, listener, link, tls_front))
+        uvloop.run(_run_worker(config, listener, link, tls_front, client_counts))
     finally:
         profile.disable()
         profile.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
