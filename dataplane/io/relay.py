@@ -52,7 +52,11 @@ class SplicePump:
         self.done = False
 
     def start(self) -> None:
-        self._pump()
+        """Begin moving (it is often called back once a stream has drained: by
+        then the pump may have been stopped, and its pipe's descriptor numbers
+        may belong to a new connection)."""
+        if not self.done:
+            self._pump()
 
     @property
     def blocked_on_output(self) -> bool:
@@ -86,7 +90,9 @@ class SplicePump:
             self.in_pipe += n
             if self.remaining is not None:
                 self.remaining -= n
-        # Still busy: come back on the next loop iteration, after others.
+        if not self.in_pipe and self.remaining == 0:
+            return self._finish(None)     # the last round wrote the last byte
+        # Still busy: come back when the socket is ready, after others.
         self._wait(writing=bool(self.in_pipe))
 
     def _wait(self, writing: bool) -> None:
