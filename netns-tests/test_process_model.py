@@ -155,3 +155,29 @@ def test_workers_stop_when_the_control_process_is_killed(topology):
     while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
+
+
+def test_workers_hold_only_their_own_descriptors_however_often_they_are_replaced(topology):
+    """A worker forked after its siblings used to inherit their rings, doorbells
+    and the control's pidfds on them (and a replaced sibling's, for life): the
+    soak saw one descriptor more per restart."""
+    topo = topology(["client", "lb", "b1"])
+    topo.python_backend("b1", "b1")
+    lb = topo.balancer("lb", balancer_config(topo, ["b1"], extra="health: {type: tcp}\n")
+                       .replace("workers: 1", "workers: 3"))
+
+    def descriptors() -> list[int]:
+        pids = topo.worker_pids(lb, 3)
+        return sorted(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+    first = descriptors()
+    assert len(set(first)) == 1, first
+    for _ in range(4):
+        pid = topo.worker_pids(lb, 3)[0]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid in topo.worker_pids(lb, 3) or len(topo.worker_pids(lb, 3)) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    time.sleep(0.5)
+    assert descriptors() == first

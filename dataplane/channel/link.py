@@ -103,3 +103,12 @@ class Link:
             endpoint.stop()
             os.close(endpoint.bell)
             endpoint.ring.close()
+
+    def forget(self) -> None:
+        """In a worker: let go of another slot's link that came with the fork
+        (its descriptors and mappings), leaving the control process's loop and
+        memory alone. A worker forked later than its siblings would otherwise
+        keep their rings, and a dead sibling's, for its whole life."""
+        for endpoint in (self.down, self.up):
+            os.close(endpoint.bell)
+            endpoint.ring.close(unlink=False)

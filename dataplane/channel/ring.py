@@ -129,11 +129,12 @@ class Ring:
     def name(self) -> str:
         return self.shm.name
 
-    def close(self) -> None:
+    def close(self, unlink: bool = True) -> None:
+        """Unmap; the owner also removes the segment (not a forked copy of it)."""
         self.counters.release()
         self.data.release()
         self.shm.close()
-        if self.owner:
+        if self.owner and unlink:
             self.shm.unlink()
 
     # -- producer --------------------------------------------------------

@@ -119,6 +119,10 @@ class Supervisor:
             for other in self.slots:
                 if other is not slot:
                     other.listener.close()
+                    if other.link is not None:
+                        other.link.forget()
+                    if other.pid:
+                        os.close(other.pidfd)      # the control's watch on that sibling
             _drop_inherited_sockets(keep={slot.listener.fileno()})
             code = run_worker(self.config, slot.listener, slot.link, self.tls_front,
                               self.client_counts)
