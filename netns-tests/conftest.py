@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from topology import Topology, lbctl_path  # noqa: E402
+from topology import HTTPConnection, Topology, lbctl_path  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -67,9 +67,8 @@ class Client:
         self.topo, self.host, self.target, self.port = topo, host, target, port
 
     def connection(self, timeout: float = 10.0) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection(self.topo.hosts[self.target], self.port,
-                                          timeout=timeout)
-        conn.sock = self.topo.connect(self.host, self.target, self.port, timeout=timeout)
+        conn = HTTPConnection(self.topo, self.host, self.target, self.port, timeout)
+        conn.connect()
         return conn
 
     def request(self, method: str, path: str, body=None, headers=None,

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from dataplane.testing.backend import PATTERN, encode_frame
-from topology import Topology
+from topology import HTTPConnection, Topology
 
 HTTP_PORT, TCP_PORT = 8080, 9090
 
@@ -81,8 +81,7 @@ class Traffic:
     def _connection(self, state: dict) -> http.client.HTTPConnection:
         conn = state.get("conn")
         if conn is None:
-            conn = http.client.HTTPConnection(self.topo.hosts["lb"], HTTP_PORT, timeout=10)
-            conn.sock = self.topo.connect("client", "lb", HTTP_PORT, timeout=10)
+            conn = HTTPConnection(self.topo, "client", "lb", HTTP_PORT)
             state["conn"] = conn
         return conn
 
@@ -94,10 +93,9 @@ class Traffic:
         conn = self._connection(state)
         conn.request("GET", f"/bytes/{size}?framing={framing}")
         response = conn.getresponse()
-        body = response.read()
         if response.status != 200:
             return _status(response), True
-        return _download_outcome(response.status, body, size), True
+        return _download_outcome(response.status, response.read(), size), True
 
     def get_close(self, state: dict) -> tuple[str, bool]:
         size = self.rng.choice([10, 5000, 300_000])
@@ -125,9 +123,9 @@ class Traffic:
         else:
             conn.request("POST", "/upload", body=body)
         response = conn.getresponse()
-        answer = response.read()
         if response.status != 200:
             return _status(response), False
+        answer = response.read()
         report = json.loads(answer)
         if report["body_sha256"] != hashlib.sha256(body).hexdigest():
             return f"corrupt: upload of {size} bytes reached {report['backend']} changed", False
@@ -176,7 +174,10 @@ class Traffic:
 
 
 def _status(response: http.client.HTTPResponse) -> str:
-    return f"status {response.status} from {response.getheader('X-Backend') or 'the balancer'}"
+    """The status, who answered, and the start of what it said (read by the caller)."""
+    said = response.read()[:60]
+    return (f"status {response.status} from {response.getheader('X-Backend') or 'the balancer'}"
+            f": {said!r}")
 
 
 def _download_outcome(status: int, body: bytes, size: int) -> str:

@@ -10,6 +10,7 @@ Nothing here touches the root namespace's network.
 from __future__ import annotations
 
 import ctypes
+import http.client
 import itertools
 import json
 import os
@@ -50,6 +51,22 @@ def inside(ns_name: str):
         _libc.setns(own, CLONE_NEWNET)
         os.close(own)
         os.close(target)
+
+
+class HTTPConnection(http.client.HTTPConnection):
+    """http.client from one host of a topology to another. Its own connect()
+    opens the socket in the host's namespace, also when http.client reconnects
+    by itself after a ``Connection: close``: the default would open it in the
+    test process's namespace, whose route leads out of the topology."""
+
+    def __init__(self, topo: "Topology", from_host: str, to_host: str, port: int,
+                 timeout: float = 10.0) -> None:
+        super().__init__(topo.hosts[to_host], port, timeout=timeout)
+        self.topo, self.from_host, self.to_host = topo, from_host, to_host
+
+    def connect(self) -> None:
+        self.sock = self.topo.connect(self.from_host, self.to_host, self.port,
+                                      timeout=self.timeout)
 
 
 class Topology:
