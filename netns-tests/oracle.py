@@ -231,12 +231,9 @@ class CannedBackend(_Server):
         sock.settimeout(5)
         with sock:
             try:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return
-                    head += chunk
+                head = read_head(sock)
+                if not head:
+                    return
                 sock.sendall(SENTINEL_ANSWER if head.startswith(b"GET /sentinel")
                              else self.response)
                 sock.shutdown(socket.SHUT_WR)
@@ -244,6 +241,17 @@ class CannedBackend(_Server):
                     pass
             except OSError:
                 return
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """Bytes up to and with the first empty line (fewer if the peer closes first)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        head += chunk
+    return head
 
 
 def read_response(data: bytes) -> tuple[Answer | None, bool]:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import Client, balancer_config, lbctl
+from oracle import read_head
 from topology import Topology
 
 LIMITS = "limits: {per_client_connections: 3, per_client_rate: 20}\n"
@@ -29,13 +30,7 @@ def site():
 
 def request(sock: socket.socket, path: str) -> bytes:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        head += chunk
-    return head.split(b"\r\n", 1)[0]
+    return read_head(sock).split(b"\r\n", 1)[0]
 
 
 def listener_row(topo: Topology) -> dict:

@@ -9,11 +9,12 @@ TCP streams (digest checked), while a chaos loop, one thing at a time, kills
 (-9) and restarts a backend, freezes one, drops its packets (nftables), kills
 a worker, reloads, changes weights, drains, removes and re-adds a backend
 with lbctl, and sends clients that abort mid-request or mid-response and
-slowloris clients. Every second it samples the balancers' descriptors and
-memory. At the end it prints (and with --json writes) requests, failures by
-cause, corrupted bodies, descriptor growth beyond pooled connections, memory
-growth from the first minute (or the first tenth of a shorter run) to the
-end, worker restarts, and the failures no disruption explains. Exit 1 when a
+slowloris clients. Every second it samples the balancers' descriptors,
+memory and connections (from clients, to backends). At the end it prints
+(and with --json writes) requests, failures by cause, corrupted bodies,
+descriptor growth beyond pooled connections, memory growth from the first
+minute (or the first tenth of a shorter run) to the end, peak connections,
+worker restarts, and the failures no disruption explains. Exit 1 when a
 body was corrupted, descriptors grew, or a failure is unexplained.
 """
 
@@ -82,12 +83,16 @@ class Site:
                 pass
         return total
 
+    def connections(self) -> tuple[int, int]:
+        """The balancers' established connections now: from clients, to backends."""
+        out = self.topo.run("lb", ["ss", "-tnH", "state", "established"], text=True).stdout
+        peers = [line.split()[-1] for line in out.splitlines()]
+        upstream = sum(peer.endswith((":8000", ":9000")) for peer in peers)
+        return len(peers) - upstream, upstream
+
     def pooled(self) -> int:
         """Connections the balancers hold to backends now (idle in their pools)."""
-        out = self.topo.run("lb", ["ss", "-tnH", "state", "established"], text=True).stdout
-        ports = {f":{p}" for p in (8000, 9000)}
-        return sum(1 for line in out.splitlines()
-                   if any(line.split()[-1].endswith(p) for p in ports))
+        return self.connections()[1]
 
     def at_rest(self) -> int:
         """Descriptors beyond the pooled connections, once nothing is in flight:
@@ -104,7 +109,8 @@ class Site:
 def sample(site: Site, stop: threading.Event, samples: list) -> None:
     start = time.monotonic()
     while not stop.wait(1.0):
-        samples.append((time.monotonic() - start, site.descriptors(), site.rss_kib()))
+        samples.append((time.monotonic() - start, site.descriptors(), site.rss_kib(),
+                        *site.connections()))
 
 
 def summarise(results: Results, chaos: Chaos, base: int, end: int, samples: list,
@@ -117,7 +123,7 @@ def summarise(results: Results, chaos: Chaos, base: int, end: int, samples: list
     explained_by = Counter(chaos.explains(r.started, r.ended).kind for r in failed
                            if r not in unexplained)
     mark = min(60.0, seconds / 10)
-    early = next((rss for t, _, rss in samples if t >= mark), samples[0][2] if samples else 0)
+    early = next((s[2] for s in samples if s[0] >= mark), samples[0][2] if samples else 0)
     return {
         "seconds": round(seconds), "requests": len(records),
         "by_kind": {k: v for k, v in Counter(r.kind for r in records).items()},
@@ -133,6 +139,9 @@ def summarise(results: Results, chaos: Chaos, base: int, end: int, samples: list
         "descriptors_at_rest": [base, end], "descriptor_growth": end - base,
         "rss_kib": [early, samples[-1][2] if samples else 0],
         "rss_growth_kib": (samples[-1][2] - early) if samples else 0,
+        "connections_peak": [max((s[3] for s in samples), default=0),
+                             max((s[4] for s in samples), default=0)],   # clients, backends
+        "descriptors_peak": max((s[1] for s in samples), default=0),
         "worker_restarts": restarts,
         "chaos": dict(Counter(e.kind for e in chaos.events)),
     }

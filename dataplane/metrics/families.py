@@ -65,31 +65,28 @@ def families(figures: Figures) -> Iterator[Metric]:
     yield from _backends(figures.backends)
 
 
+_FRONTEND_COUNTERS = (   # (name, help, Figures field)
+    ("l7lb_frontend_sessions", "Client connections accepted", "sessions_total"),
+    ("l7lb_frontend_request_errors", "Requests refused before a backend (400, 408, 431...)",
+     "request_errors"),
+    ("l7lb_frontend_denied_connections",
+     "Connections refused at accept (limits.connections, untrusted)", "refused"),
+    ("l7lb_frontend_limited_connections",
+     "Connections refused by limits.per_client_connections (HTTP: 429)", "limited_connections"),
+    ("l7lb_frontend_limited_requests",
+     "Requests (TCP mode: connections) refused by limits.per_client_rate", "limited_requests"),
+    ("l7lb_frontend_tls_handshakes", "TLS handshakes completed", "tls_handshakes"),
+    ("l7lb_frontend_tls_resumed", "TLS handshakes that resumed", "tls_resumed"),
+    ("l7lb_worker_restarts", "Workers that died and were replaced", "worker_restarts"),
+    ("l7lb_config_reloads", "Configuration reloads applied", "reloads"),
+)
+
+
 def _frontend(f: Figures) -> Iterator[Metric]:
     yield GaugeMetricFamily("l7lb_frontend_current_sessions",
                             "Client connections open now", value=f.sessions_current)
-    yield CounterMetricFamily("l7lb_frontend_sessions", "Client connections accepted",
-                              value=f.sessions_total)
-    yield CounterMetricFamily("l7lb_frontend_request_errors",
-                              "Requests refused before a backend (400, 408, 431...)",
-                              value=f.request_errors)
-    yield CounterMetricFamily("l7lb_frontend_denied_connections",
-                              "Connections refused at accept (limits.connections, untrusted)",
-                              value=f.refused)
-    yield CounterMetricFamily("l7lb_frontend_limited_connections",
-                              "Connections refused by limits.per_client_connections (HTTP: 429)",
-                              value=f.limited_connections)
-    yield CounterMetricFamily("l7lb_frontend_limited_requests",
-                              "Requests (TCP mode: connections) refused by limits.per_client_rate",
-                              value=f.limited_requests)
-    yield CounterMetricFamily("l7lb_frontend_tls_handshakes", "TLS handshakes completed",
-                              value=f.tls_handshakes)
-    yield CounterMetricFamily("l7lb_frontend_tls_resumed", "TLS handshakes that resumed",
-                              value=f.tls_resumed)
-    yield CounterMetricFamily("l7lb_worker_restarts", "Workers that died and were replaced",
-                              value=f.worker_restarts)
-    yield CounterMetricFamily("l7lb_config_reloads", "Configuration reloads applied",
-                              value=f.reloads)
+    for name, text, field in _FRONTEND_COUNTERS:
+        yield CounterMetricFamily(name, text, value=getattr(f, field))
 
 
 _COUNTERS = (   # (name, help, field)
