@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -153,7 +154,7 @@ class Chaos:
             sock.sendall(head)
             if head.startswith(b"GET"):
                 sock.recv(1000)                     # mid-response
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()                            # a reset, as a crashed client leaves it
         return "mid-request, mid-response", False
 

@@ -98,8 +98,11 @@ class Site:
         """Descriptors beyond the pooled connections, once nothing is in flight:
         the smallest of several looks (a health probe may hold one briefly)."""
         time.sleep(2.5)
-        return min(self.descriptors() - self.pooled() for _ in range(5)
-                   if time.sleep(0.2) is None)
+        looks = []
+        for _ in range(5):
+            looks.append(self.descriptors() - self.pooled())
+            time.sleep(0.2)
+        return min(looks)
 
     def restarts(self) -> int:
         started = self.topo.log(self.http).count('"event":"worker started"')

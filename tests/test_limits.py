@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.limits.counts import BUCKETS, ClientCounts, buffer_size, positions
+from dataplane.limits.counts import ClientCounts, buffer_size, positions
 from dataplane.limits.per_client import PerClient
 
 ADDRESSES = st.builds(lambda a, b: f"10.{a}.{b}.1", st.integers(0, 255), st.integers(0, 255))
@@ -45,12 +45,17 @@ def test_counts_are_exact_without_collisions_and_closing_gives_them_back():
     assert second.open_connections(a) == 3
 
 
-def test_the_memory_is_fixed_however_many_addresses_appear():
+def test_many_addresses_fit_in_fixed_memory_and_barely_touch_the_others():
+    """768 KiB a worker however many addresses appear (docs/config.md); with
+    50,000 addresses holding a connection each, an address never seen is
+    over-counted by about one (two buckets of 65,536, the smaller one counts)."""
+    assert buffer_size(1) // 1024 == 768
     first, _ = two_workers()
-    size = buffer_size(2)
     for i in range(50_000):
         first.opened(positions(f"2001:db8::{i:x}"))
-    assert size == 2 * (3 * BUCKETS + 2) * 4       # 768 KiB a worker
+    unseen = [first.open_connections(positions(f"10.0.{i >> 8}.{i & 255}"))
+              for i in range(10_000)]
+    assert max(unseen) <= 8 and sum(unseen) / len(unseen) < 1.5
 
 
 def test_a_replaced_worker_starts_from_an_empty_row():
