@@ -146,6 +146,18 @@ def lbctl(topo: Topology, *args: str, socket: str = "admin.sock") -> subprocess.
                           capture_output=True, text=True, timeout=30)
 
 
+def stats_when(topo: Topology, ready, timeout: float = 3.0) -> dict:
+    """`lbctl stats --json` once ``ready(stats)`` holds, or the last one read at
+    the timeout: workers report every timer tick (at most 0.25 s), later when
+    busy, so a count can trail what the test just did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = json.loads(lbctl(topo, "stats", "--json").stdout)
+        if ready(stats) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.1)
+
+
 def balancer_config(topo: Topology, backends: list[str], mode: str = "http",
                     extra: str = "", port: int = 8000) -> str:
     """YAML for a balancer on host "lb" in front of the named hosts."""

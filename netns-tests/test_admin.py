@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import Client, balancer_config, lbctl, two_backend_site
+from conftest import Client, balancer_config, lbctl, stats_when, two_backend_site
 from topology import Topology, lbctl_path
 
 
@@ -169,8 +169,7 @@ def test_second_balancer_on_the_same_socket_refuses_to_start(site):
 def test_stats_human_and_json(site):
     for _ in range(5):
         Client(site).request("GET", "/counted")
-    time.sleep(0.5)                       # one report tick
-    result = json.loads(lbctl(site, "stats", "--json").stdout)
+    result = stats_when(site, lambda s: sum(b["http_2xx"] for b in s["backends"].values()) >= 5)
     backends = result["backends"]
     assert sum(b["http_2xx"] for b in backends.values()) >= 5
     assert sum(b["bytes_out"] for b in backends.values()) > 0
