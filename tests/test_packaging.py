@@ -72,7 +72,9 @@ def test_lbctl_has_shell_completion():
 
 
 @pytest.mark.skipif(not shutil.which("vagrant"), reason="needs vagrant (scripts/setup)")
-def test_vagrant_accepts_the_vagrantfile():
+def test_vagrant_accepts_the_vagrantfile(tmp_path):
+    # Vagrant's state goes to tmp_path, not a .vagrant/ inside the checkout.
+    env = {**os.environ, "VAGRANT_DOTFILE_PATH": str(tmp_path / "vagrant")}
     out = subprocess.run(["vagrant", "validate"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, env=env)
     assert out.returncode == 0 and "validated successfully" in out.stdout, out.stdout + out.stderr
