@@ -61,7 +61,9 @@ def test_prometheus_scrapes_the_requests_sent_and_ready_follows_the_backends(top
     status, text = http_get(topo, f"http://{lb_ip}:9100/metrics")
     assert 'l7lb_backend_http_responses_total{backend="%s:8000",cluster="default",code="2xx"}' \
         % topo.hosts["b1"] in text
-    assert "l7lb_backend_http_request_duration_seconds_bucket" in text
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("l7lb_backend_http_request_duration_seconds_count{"))
+    assert counted == 25, counted       # every answered request in the histogram
 
     for proc in backends.values():
         proc.send_signal(signal.SIGKILL)

@@ -21,7 +21,7 @@ POOL_SUMS = ("open", "idle", "waiting", "inflight", "retries", "retries_budget_e
 class BackendTally:
     __slots__ = ("requests", "bytes_in", "bytes_out", "statuses", "connect_errors",
                  "response_errors", "latencies", "max_open", "max_queue", "durations",
-                 "duration_sum")
+                 "duration_ms")
 
     def __init__(self) -> None:
         self.requests = self.bytes_in = self.bytes_out = 0
@@ -30,7 +30,7 @@ class BackendTally:
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         self.max_open = self.max_queue = 0
         self.durations = [0] * (len(BOUNDS_MS) + 1)   # per bound, then beyond the last
-        self.duration_sum = 0.0                       # seconds
+        self.duration_ms = 0.0
 
     @property
     def errors(self) -> int:
@@ -44,8 +44,10 @@ class BackendTally:
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, histogram: bool = False) -> None:
+        """``histogram``: keep the durations' histogram (only /metrics shows it)."""
         self.backends: dict[str, BackendTally] = {}
+        self.histogram = histogram
         self.max_sessions = 0
 
     def backend(self, name: str) -> BackendTally:
@@ -60,6 +62,7 @@ class Tally:
         answered: set[str] = set()
         # Per batch: few backends, many records.
         found: dict[tuple[str, str], tuple[str, BackendTally]] = {}
+        histogram = self.histogram
         for outcome in records:
             if not outcome.backend:
                 continue           # answered by the balancer before choosing a backend
@@ -78,8 +81,9 @@ class Tally:
             if outcome.error is ErrorKind.NONE:
                 ms = outcome.ms
                 tally.latencies.append(ms)
-                tally.durations[bisect_left(BOUNDS_MS, ms)] += 1
-                tally.duration_sum += ms / 1000
+                if histogram:
+                    tally.durations[bisect_left(BOUNDS_MS, ms)] += 1
+                    tally.duration_ms += ms
                 answered.add(name)
             elif outcome.error.connect:
                 tally.connect_errors += 1

@@ -84,7 +84,7 @@ class Metrics:
                 tally.bytes_in, tally.bytes_out, pool.get("opened", 0), pool.get("reused", 0),
                 pool.get("retries", 0), pool.get("waiting", 0),
                 pool.get("open", 0) - pool.get("idle", 0), pool.get("idle", 0),
-                tally.durations, tally.duration_sum, state.cc))
+                tally.durations, tally.duration_ms / 1000, state.cc))
         return Figures(__version__, backends, sum(r.open for r in reports),
                        sum(r.connections for r in reports), sum(r.rejected for r in reports),
                        sum(r.refused for r in reports), control.supervisor.restarts,

@@ -64,7 +64,7 @@ class Control:
         self.admin: AdminServer | None = None
         self.supervisor: Supervisor | None = None
         self.exit_code = 0
-        self.tally = Tally()
+        self.tally = Tally(histogram=config.metrics.listen is not None)
         self.reloads = 0
         self.notify = Notifier()
         self.metrics = Metrics(self) if config.metrics.listen else None
