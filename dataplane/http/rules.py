@@ -3,6 +3,8 @@ bodies are framed on each side, and the proxy's own error responses."""
 
 from __future__ import annotations
 
+import re
+
 # Body framings
 NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
 
@@ -117,15 +119,13 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
     return fields
 
 
-_CONTROLS = bytes(range(9)) + bytes(range(10, 32)) + b"\x7f"
+_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 
 
 def reason_phrase(reason: bytes, status: int) -> bytes:
     """A backend's reason phrase as it is, or ours when it holds control bytes
     (RFC 9112 section 4 allows tab, space and visible bytes only)."""
-    if len(reason.translate(None, _CONTROLS)) == len(reason):
-        return reason
-    return REASONS.get(status, b"")
+    return reason if _CONTROL_BYTE(reason) is None else REASONS.get(status, b"")
 
 
 def chunked_once_and_last(coding: bytes) -> bool:
