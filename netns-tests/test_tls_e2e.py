@@ -254,15 +254,16 @@ def test_lbctl_tls_lists_certificates_and_counts_resumed_handshakes(topology):
 
 
 def test_tls_to_backends_is_verified_by_name(topology):
-    topo = topology(["client", "lb", "b1"])
+    topo = topology(["client", "lb", "b1", "b2"])
     ca = CA(topo.tmp / "pki")
     topo.python_backend("b1", "b1", tls=ca.issue("b1", "/CN=b1.test", "subjectAltName=DNS:b1.test"))
 
-    def balancer(sni: str, name: str):
+    def balancer(sni: str, name: str, hosts: list[str], health: str = "", more: str = ""):
+        listed = ", ".join(f"{{host: {topo.hosts[h]}, port: 8000}}" for h in hosts)
         config = (f"balancer: {{port: 8080, bind: {topo.hosts['lb']}, workers: 1, "
                   f"backend_tls: {{ca: {ca.pem}, sni: {sni}}}}}\n"
-                  f"backends: [{{host: {topo.hosts['b1']}, port: 8000}}]\n"
-                  f"health: {{interval: 200ms}}\n"
+                  f"backends: [{listed}]\n"
+                  f"health: {{interval: 200ms{health}}}\n{more}"
                   f"admin: {{socket: {topo.tmp / name}.sock}}\n")
         return topo.balancer("lb", config, name=name)
 
@@ -274,25 +275,43 @@ def test_tls_to_backends_is_verified_by_name(topology):
             data += chunk
         return data
 
-    right = balancer("b1.test", "right")
+    def probed(socket: str) -> dict[str, dict]:
+        """Each backend's health row, once every one has a probe on record."""
+        for _ in range(40):
+            rows = json.loads(lbctl(topo, "health", "--json", socket=socket).stdout)
+            if all(row["probes"] for row in rows):
+                break
+            time.sleep(0.1)
+        return {row["name"].split(":")[0]: row for row in rows}
+
+    right = balancer("b1.test", "right", ["b1"])
     answer = get()
     assert answer.startswith(b"HTTP/1.1 200") and b'"backend": "b1"' in answer
-    for _ in range(40):                       # probes speak TLS too
-        health = json.loads(lbctl(topo, "health", "--json", socket="right.sock").stdout)[0]
-        if health["probes"]:
-            break
-        time.sleep(0.1)
+    health = probed("right.sock")[topo.hosts["b1"]]       # probes speak TLS too
     assert health["probes"][-1]["ok"] and health["probes"][-1]["detail"] == "200", health
     websocket_echo(topo.connect("client", "lb", 8080, timeout=5))   # TLS on the backend side
     right.terminate()
     right.wait(10)
 
-    wrong = balancer("wrong.test", "wrong")
-    assert get()[9:12] == b"502"              # panic mode still tries it: verification fails
+    # Now the balancer expects "wrong.test": b1's certificate does not name it,
+    # b2's does. Probes fail b1 by name; panic (threshold 100%, b2 alone
+    # healthy) still sends b1 its share, and that handshake fails too.
+    topo.python_backend("b2", "b2", tls=ca.issue("b2", "/CN=wrong.test",
+                                                 "subjectAltName=DNS:wrong.test"))
+    wrong = balancer("wrong.test", "wrong", ["b1", "b2"], health=", panic_threshold: 100",
+                     more="retries: {attempts: 0}\nbreaker: {enabled: false}\n")
+    rows = probed("wrong.sock")
+    assert "certificate verify failed" in rows[topo.hosts["b1"]]["probes"][-1]["detail"], rows
+    assert rows[topo.hosts["b2"]]["probes"][-1]["ok"], rows
+    answers = [get() for _ in range(6)]
+    assert sorted(a[9:12] for a in answers) == [b"200"] * 3 + [b"502"] * 3, answers
+    assert all(b'"backend": "b2"' in a for a in answers if a[9:12] == b"200")
     time.sleep(0.5)                           # access lines are flushed every 250 ms
     access = [json.loads(line) for line in topo.log(wrong).splitlines()
               if '"event":"request"' in line]
-    assert "certificate verify failed" in access[-1]["error"], access[-1]
+    failed = [line for line in access if line["status"] == 502]
+    assert len(failed) == 3 and all(
+        "certificate verify failed" in line["error"] for line in failed), access
 
 
 def test_tcp_mode_routes_tls_by_server_name_without_decrypting(topology):

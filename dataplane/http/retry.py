@@ -92,7 +92,7 @@ class Retries:
     def _retry_target(self, budgeted: bool) -> "tuple[Host, set[Host]] | None":
         cluster, host = self.cluster, self.host
         attempts = self.retry_attempts(cluster.retry_attempts)
-        if (self.responding or (self.tried is not None and len(self.tried) >= attempts)
+        if (self.responding or len(self.tried or ()) >= attempts
                 or not replayable(self.method, self.written, self.req_framing != NONE,
                                   self.upgrade is not None)):
             return None
