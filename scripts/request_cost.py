@@ -1,0 +1,285 @@
+"""scripts/request-cost: the Python cost of one proxied HTTP request, in one
+process, without the kernel or the event loop in the way.
+
+A real Worker (its clusters, pool, routes, breakers, health, limits) takes
+client connections whose transports are stand-ins that record what is
+written; the upstream connections are pooled ones on stand-in transports
+too. Each request is fed to the client side as one read, the backend's
+response to the upstream side as one read, and what the client receives is
+checked against an expected answer, so a figure never comes from a path
+that failed. It reports µs per request (best of several rounds) and, under
+cProfile, Python calls per request (builtins included) with the top
+functions. Requests: wrk's (a Host header), a browser's (about 550 bytes,
+10 headers), and either with routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+from dataplane import logs
+from dataplane.channel.messages import BackendState
+from dataplane.config import parse
+from dataplane.io.stream import Stream
+from dataplane.worker.process import Worker
+
+WRK = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+BROWSER = (
+    b"GET /assets/app.js?v=12 HTTP/1.1\r\nHost: www.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/120.0.0.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    b"*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Referer: https://www.example.com/index.html\r\n"
+    b"Cookie: session=4f2a9c1e8b7d6a5f3e2d1c0b; theme=dark; lang=en\r\n"
+    b"Sec-Fetch-Dest: script\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\n"
+    b"Connection: keep-alive\r\n\r\n")
+NGINX_HEAD = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT\r\n"
+              b"Content-Type: text/plain\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n")
+SMALL = NGINX_HEAD % 17 + b"hello from nginx\n"
+LARGE = NGINX_HEAD % 2048 + b"x" * 2048
+
+CONFIG = """
+balancer: {{port: 8080, bind: 127.0.0.1, workers: 1}}
+backends: [{{host: 127.0.0.1, port: 9}}]
+pool: {{max_requests_per_connection: 0}}
+log: {{access: {access}, level: info, summary: 0}}
+admin: {{socket: /tmp/l7lb-request-cost.sock}}
+{routes}"""
+
+
+def routes(count: int) -> str:
+    """Routes no request matches (as scripts/bench --routes makes them)."""
+    if not count:
+        return ""
+    lines = [f"  - {{match: {{host: site{i}.example.com}}}}" if i % 2 else
+             f"  - {{match: {{path: {{prefix: /service{i}/}}}}}}" for i in range(count)]
+    return "routes:\n" + "\n".join(lines) + "\n"
+
+
+class Link:
+    """The worker's link to a control process that is not there."""
+    slot = 0
+
+    class up:             # noqa: N801 - stands in for an Endpoint
+        class ring:        # noqa: N801
+            dropped = 0
+
+        @staticmethod
+        def send(message, wait: float = 0.0) -> bool:
+            return True
+
+
+class Transport(asyncio.Transport):
+    """A transport that keeps what is written; ``peer`` is told of each write."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.written: list[bytes] = []
+        self.peer = None
+
+    def get_extra_info(self, name, default=None):
+        return self.sock if name == "socket" else default
+
+    def write(self, data) -> None:
+        self.written.append(bytes(data))
+        if self.peer is not None:
+            self.peer()
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_protocol(self, protocol) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def abort(self) -> None:
+        raise AssertionError("a connection was aborted: the request failed")
+
+    def close(self) -> None:
+        raise AssertionError("a connection was closed: the request failed")
+
+    def write_eof(self) -> None:
+        raise AssertionError("a connection was half-closed: the request failed")
+
+
+_KEPT: list[socket.socket] = []
+
+
+def socket_pair() -> socket.socket:
+    """A connected loopback TCP socket (its peer kept open for the run): the
+    stand-in transports need a real descriptor and real addresses."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        near = socket.create_connection(server.getsockname())
+        far, _ = server.accept()
+    _KEPT.append(far)
+    return near
+
+
+class Bench:
+    """One worker, one client connection, upstream connections in its pool."""
+
+    def __init__(self, request: bytes, response: bytes, access: bool, route_count: int) -> None:
+        self.loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        config = parse(CONFIG.format(access="true" if access else "false",
+                                     routes=routes(route_count)))
+        self.log = tempfile.TemporaryFile("w")      # the access lines, unread
+        logs.setup(config.log, self.log)
+        self.worker = Worker(config, self.loop, socket_pair(), Link())
+        self.request, self.response = request, response
+        self._backend()
+        self.client_transport = Transport(socket_pair())
+        client = Stream(made=self.worker._accepted)
+        client.connection_made(self.client_transport)
+        self.client = client
+        self.expected: bytes | None = None
+
+    def _backend(self) -> None:
+        cluster = self.worker.default
+        cluster.update([BackendState("127.0.0.1", 9, 100, health="up")], resolve=False)
+        host = cluster.hosts[0]
+        host.set_address(socket.AF_INET, ("127.0.0.1", 9))
+        cluster.choice.refresh()
+        self.host = host
+        self.upstreams = []
+        for _ in range(2):
+            self.upstreams.append(self._upstream(cluster, host))
+
+    def _upstream(self, cluster, host):
+        upstream = pooled_connection(cluster, host)
+        transport = Transport(socket_pair())
+        transport.peer = lambda: self.loop.call_soon(lambda: None)  # nothing: fed below
+        upstream.stream.connection_made(transport)
+        give_back(cluster, upstream, self.loop.time())
+        return upstream, transport
+
+    def one(self) -> None:
+        """A request in, the response back; the client's bytes checked."""
+        self.client.data_received(self.request)
+        for upstream, transport in self.upstreams:
+            if transport.written:
+                transport.written.clear()
+                upstream.stream.data_received(self.response)
+                break
+        else:
+            raise AssertionError("no request reached a backend")
+        out = b"".join(self.client_transport.written)
+        self.client_transport.written.clear()
+        if self.expected is None:
+            self.expected = out
+            if not out.startswith(b"HTTP/1.1 200"):
+                raise AssertionError(f"unexpected answer: {out[:200]!r}")
+        elif out != self.expected:
+            raise AssertionError(f"answers differ: {out[:200]!r}")
+
+    def run(self, count: int) -> float:
+        one = self.one
+        start = time.perf_counter()
+        for _ in range(count):
+            one()
+        return time.perf_counter() - start
+
+
+def pooled_connection(cluster, host):
+    """An upstream connection of the cluster's pool, as if just connected."""
+    from dataplane.upstream.pool import UpstreamConnection
+    host.active += 1
+    return UpstreamConnection(cluster.pool, host, socket_pair())
+
+
+def give_back(cluster, upstream, now: float) -> None:
+    cluster.pool.release(upstream, now)
+
+
+def measure(name: str, request: bytes, response: bytes, args) -> None:
+    bench = Bench(request, response, args.access_log, args.routes)
+    if args.only_run:
+        bench.run(args.count)     # for an instruction count under valgrind
+        return
+    bench.run(2000)                        # warm up: caches, first objects
+    best = min(bench.run(args.count) for _ in range(args.rounds)) / args.count
+    profile = cProfile.Profile()
+    profile.enable()
+    bench.run(args.count)
+    profile.disable()
+    stats = pstats.Stats(profile)
+    calls = sum(row[1] for row in stats.stats.values()) / args.count
+    print(f"{name}: {best * 1e6:.2f} µs and {calls:.0f} calls per request "
+          f"({len(request)} bytes in, {len(response)} bytes back)")
+    if args.top:
+        rows = sorted(stats.stats.items(), key=lambda item: -item[1][1])[:args.top]
+        for (path, line, func), (_, ncalls, _, _, _) in rows:
+            where = f"{Path(path).parent.name}/{Path(path).name}:{line}" if line else "builtin"
+            print(f"    {ncalls / args.count:5.2f}x  {func}  ({where})")
+
+
+def instructions(request: str, args) -> float:
+    """Machine instructions per request, counted by valgrind (cachegrind): the
+    same figure on a busy machine as on an idle one. Two runs of N and 3N
+    requests; their difference leaves out start-up."""
+    counts = []
+    for count in (args.count, 3 * args.count):
+        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--only-run",
+                "--count", str(count), "--request", request, "--routes", str(args.routes)]
+        if args.access_log:
+            argv.append("--access-log")
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+        counts.append(int(re.search(r"I\s+refs:\s+([\d,]+)", out).group(1).replace(",", "")))
+    return (counts[1] - counts[0]) / (2 * args.count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--routes", type=int, default=0, help="routes no request matches")
+    parser.add_argument("--access-log", action="store_true", help="access log on (to a temporary file)")
+    parser.add_argument("--top", type=int, default=0, help="list the most called functions")
+    parser.add_argument("--only-run", action="store_true",
+                        help="run --count requests once, unmeasured (for valgrind)")
+    parser.add_argument("--request", choices=("wrk", "browser", "both"), default="both")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count machine instructions per request with valgrind instead")
+    args = parser.parse_args()
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            sys.exit("request-cost: --instructions needs valgrind (apt install valgrind)")
+        for request in ("wrk", "browser") if args.request == "both" else (args.request,):
+            print(f"{request}: {instructions(request, args) / 1000:.1f}k instructions per request")
+        return
+    if args.request in ("wrk", "both"):
+        measure("wrk's request, 17-byte answer", WRK, SMALL, args)
+    if args.request in ("browser", "both"):
+        measure("browser's request, 2 KB answer", BROWSER, LARGE, args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
