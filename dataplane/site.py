@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from .io.sockmap_relay import Joiner
     from .kernel.transport import Transport
     from .limits.per_client import PerClient
+    from .logs.access_lines import AccessLog
+    from .routing.route import Route
     from .routing.table import RouteTable
     from .upstream.cluster import Cluster
 
@@ -57,8 +59,15 @@ class Site(Protocol):
     stream_timeout: float      # the shortest timeout that can apply while bodies move
     stopping: bool
 
+    access: "AccessLog | None"  # log.access on
+    lane: bool                 # the fast lane may be taken (http/lane.py)
+    lane_head: int             # ...by heads of at most this many bytes
+    lane_headers: int          # ...and at most this many header fields (limits.headers)
+    lane_body: int             # ...and bodies of at most this many bytes
+
     clusters: dict[str, "Cluster"]   # one per backend group
     default: "Cluster"               # the top-level backends' group
     routes: "RouteTable"
+    def cluster_for(self, route: "Route | None") -> "Cluster": ...
     def track(self, conn: Tracked) -> None: ...
     def forget(self, conn: Tracked) -> None: ...

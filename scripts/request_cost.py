@@ -209,12 +209,13 @@ class Bench:
 def pooled_connection(cluster, host):
     """An upstream connection of the cluster's pool, as if just connected."""
     from dataplane.upstream.pool import UpstreamConnection
-    host.active += 1
-    return UpstreamConnection(cluster.pool, host, socket_pair())
+    slot = cluster.pool.of(host)
+    slot.open += 1
+    return UpstreamConnection(cluster.pool, slot, socket_pair())
 
 
 def give_back(cluster, upstream, now: float) -> None:
-    cluster.pool.release(upstream, now)
+    cluster.give_back(upstream, now)
 
 
 def measure(name: str, request: bytes, response: bytes, args) -> None:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from dataplane.breaker.machine import Breaker, Phase, Rules
 from dataplane.breaker.policy import Judge, may_eject, share
 from dataplane.breaker.window import CallWindow
-from dataplane.upstream.breakers import judged
-from dataplane.upstream.outcome import FAILURE_CLASS, ErrorKind, Outcome
+from dataplane.upstream.breakers import verdict_of
+from dataplane.upstream.outcome import FAILURE_CLASS, ErrorKind
 
 
 @given(st.integers(1, 20), st.lists(st.tuples(st.booleans(), st.booleans()), max_size=200))
@@ -138,9 +138,8 @@ def test_forced_open_stays_until_forced_closed():
     (["timeout"], ErrorKind.CONNECT_TIMEOUT, 502, False),     # a connect error
 ])
 def test_what_counts_as_a_failure(failure_on, kind, status, failed):
-    outcome = Outcome("default", "b:1", status, 1.0, 0, 0, kind)
-    assert judged(Judge(failure_on, None), outcome) == ((failed, False) if FAILURE_CLASS[kind]
-                                                        is not None else None)
+    assert verdict_of(Judge(failure_on, None), status, 1.0, kind) == (
+        (failed, False) if FAILURE_CLASS[kind] is not None else None)
 
 
 def test_every_error_kind_has_a_failure_class():
@@ -149,7 +148,9 @@ def test_every_error_kind_has_a_failure_class():
 
 def test_slow_is_off_unless_set():
     def slow(ms: float, slow_call: float | None) -> bool:
-        return judged(Judge(["5xx"], slow_call), Outcome("default", "b:1", 200, ms, 0, 0))[1]
+        verdict = verdict_of(Judge(["5xx"], slow_call), 200, ms, ErrorKind.NONE)
+        assert verdict is not None
+        return verdict[1]
     assert not slow(1e9, None)
     assert slow(251, 0.25) and not slow(250, 0.25)
 

@@ -129,7 +129,7 @@ def test_in_flight_accounting_returns_to_zero():
     try:
         cluster = Cluster("default", Balancer(algorithm="least_request"), Pool(), Health(),
                           Retries(), Breaker(), Reactor(loop), Transport(Pacer()),
-                          lambda outcome: None, SimpleNamespace(slot=0))
+                          SimpleNamespace(slot=0))
         pool = hosts([1, 1])
         cluster.hosts[:] = pool
         cluster.choice.refresh()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataplane.http import rules as http1
-from dataplane.http.rules import CHUNKED, CLOSE, LENGTH, NONE
+from dataplane.http import codec as http1
+from dataplane.http.codec import CHUNKED, CLOSE, LENGTH, NONE
 
 
 def test_request_head_drops_hop_by_hop_and_adds_forwarding():
@@ -31,7 +31,7 @@ def test_request_head_restates_chunked_and_upgrade():
 def test_response_head_reframes_for_client():
     fields = http1.scan([(b"Content-Length", b"5"), (b"Connection", b"close"), (b"X-A", b"1")])
     assert http1.response_head(200, b"OK", fields, LENGTH, None) == (
-        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n")
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n")      # in its place
     chunked = http1.response_head(200, b"OK", http1.scan([(b"X-A", b"1")]), CHUNKED, b"close")
     assert chunked == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
 

@@ -3,8 +3,9 @@ msgspec, never pickle).
 
 Down (control -> worker): versioned state snapshots; a worker applies a newer
 one between requests and acknowledges it. Up (worker -> control):
-acknowledgements, outcome batches, periodic counters, and what must not wait
-for the batches: health verdicts, breaker trips and half-open trials.
+acknowledgements, periodic reports (counters, and each host's tally of the
+requests that ended since the last one), and what must not wait for them:
+health verdicts, breaker trips and half-open trials.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from typing import Union
 
 import msgspec
 
-from ..upstream.outcome import Outcome
-
-OUTCOMES_PER_RECORD = 512
+from ..upstream.tally import HostFigures
 
 
 class BackendState(msgspec.Struct, array_like=True):
@@ -46,12 +45,6 @@ class Ack(msgspec.Struct, tag="ack", array_like=True):
     slot: int
     pid: int
     version: int
-
-
-class Outcomes(msgspec.Struct, tag="outcomes", array_like=True):
-    """Finished requests (HTTP) or connections (TCP), in the order they ended."""
-    slot: int
-    records: list[Outcome]
 
 
 class Verdict(msgspec.Struct, tag="verdict", array_like=True):
@@ -92,9 +85,10 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     routes: list[int] = []         # requests each route took, in the table's order (since start)
     tls: tuple[int, int] = (0, 0)  # TLS handshakes completed and resumed (since start)
     limited: tuple[int, int] = (0, 0)   # refused by limits.per_client_connections, _rate
+    tallies: dict[str, dict[str, HostFigures]] = {}   # by cluster, host: since the last report
 
 
 Down = Snapshot
-Up = Union[Ack, Outcomes, Verdict, Tripped, Trial, Counters]
+Up = Union[Ack, Verdict, Tripped, Trial, Counters]
 
 

@@ -1,18 +1,16 @@
 """What the control process counts from the workers' reports: per-backend
-totals, status classes, error kinds, and a recent latency window."""
+totals, status classes, error kinds, and a recent latency window, added up
+from each report's host tallies (upstream/tally.py): no work per request."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 
 from ..channel.messages import Counters
 from ..config import backend_key
-from ..upstream.outcome import ErrorKind, Outcome
+from ..upstream.tally import BOUNDS_MS, HostFigures
 
-WINDOW = 1000            # latencies kept per backend for p50/p99
-# Milliseconds: the duration histogram's bounds (metrics/families.py BUCKETS).
-BOUNDS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+WINDOW = 1000            # sampled latencies kept per backend for p50/p99
 POOL_SUMS = ("open", "idle", "waiting", "inflight", "retries", "retries_budget_exhausted",
              "connect_failures", "queue_timeouts", "opened", "reused",
              "over_max_connections", "over_max_pending", "over_max_requests")
@@ -32,6 +30,20 @@ class BackendTally:
         self.durations = [0] * (len(BOUNDS_MS) + 1)   # per bound, then beyond the last
         self.duration_ms = 0.0
 
+    def add(self, figures: HostFigures) -> None:
+        self.requests += figures.requests
+        self.bytes_in += figures.bytes_in
+        self.bytes_out += figures.bytes_out
+        for index, count in enumerate(figures.statuses):
+            self.statuses[index] += count
+        self.connect_errors += figures.connect_errors
+        self.response_errors += figures.response_errors
+        self.latencies.extend(figures.latencies)
+        if figures.durations:
+            for index, count in enumerate(figures.durations):
+                self.durations[index] += count
+            self.duration_ms += figures.duration_ms
+
     @property
     def errors(self) -> int:
         return self.connect_errors + self.response_errors
@@ -44,10 +56,8 @@ class BackendTally:
 
 
 class Tally:
-    def __init__(self, histogram: bool = False) -> None:
-        """``histogram``: keep the durations' histogram (only /metrics shows it)."""
+    def __init__(self) -> None:
         self.backends: dict[str, BackendTally] = {}
-        self.histogram = histogram
         self.max_sessions = 0
 
     def backend(self, name: str) -> BackendTally:
@@ -56,39 +66,15 @@ class Tally:
             tally = self.backends[name] = BackendTally()
         return tally
 
-    def outcomes(self, records: list[Outcome]) -> set[str]:
-        """Count a worker's batch; the backends that answered in it (each once,
-        however many of its requests the batch holds)."""
+    def add(self, report: Counters) -> set[str]:
+        """Add a worker's host tallies; the backends that answered in them."""
         answered: set[str] = set()
-        # Per batch: few backends, many records.
-        found: dict[tuple[str, str], tuple[str, BackendTally]] = {}
-        histogram = self.histogram
-        for outcome in records:
-            if not outcome.backend:
-                continue           # answered by the balancer before choosing a backend
-            pair = (outcome.cluster, outcome.backend)
-            known = found.get(pair)
-            if known is None:
-                name = backend_key(*pair)
-                known = found[pair] = (name, self.backend(name))
-            name, tally = known
-            tally.requests += 1
-            tally.bytes_in += outcome.bytes_in
-            tally.bytes_out += outcome.bytes_out
-            status = outcome.status
-            if 100 <= status < 600:
-                tally.statuses[status // 100] += 1
-            if outcome.error is ErrorKind.NONE:
-                ms = outcome.ms
-                tally.latencies.append(ms)
-                if histogram:
-                    tally.durations[bisect_left(BOUNDS_MS, ms)] += 1
-                    tally.duration_ms += ms
-                answered.add(name)
-            elif outcome.error.connect:
-                tally.connect_errors += 1
-            else:
-                tally.response_errors += 1
+        for cluster, hosts in report.tallies.items():
+            for host, figures in hosts.items():
+                name = backend_key(cluster, host)
+                self.backend(name).add(figures)
+                if figures.answered:
+                    answered.add(name)
         return answered
 
     @staticmethod

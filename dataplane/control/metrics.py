@@ -5,7 +5,7 @@ health, breakers, the state), served on ``metrics.listen`` with /healthz and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
@@ -16,7 +16,26 @@ from ..metrics.families import Backend, Figures, families
 from .state import name_of
 
 if TYPE_CHECKING:
-    from .process import Control
+    from ..channel.messages import Counters
+    from ..config import Config
+    from .breakers import BreakerBoard
+    from .counters import Tally
+    from .health import HealthMonitor
+    from .state import State
+    from .supervisor import Supervisor
+
+
+class Watched(Protocol):
+    """What the metrics read of the control process (process.Control)."""
+    config: "Config"
+    state: "State"
+    health: "HealthMonitor"
+    breakers: "BreakerBoard"
+    supervisor: "Supervisor | None"
+    tally: "Tally"
+    reloads: int
+
+    def reports(self) -> "list[Counters]": ...
 
 log = structlog.get_logger("l7lb.control")
 
@@ -30,7 +49,7 @@ class _Collector:
 
 
 class Metrics:
-    def __init__(self, control: "Control") -> None:
+    def __init__(self, control: Watched) -> None:
         self.control = control
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self.figures))

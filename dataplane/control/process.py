@@ -18,7 +18,7 @@ import msgspec
 import structlog
 
 from .. import logs
-from ..channel.messages import Ack, Counters, Outcomes, Snapshot, Trial, Tripped, Verdict
+from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, Verdict
 from ..config import DEFAULT, Config, ConfigError, backend_key, load
 from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
@@ -64,7 +64,7 @@ class Control:
         self.admin: AdminServer | None = None
         self.supervisor: Supervisor | None = None
         self.exit_code = 0
-        self.tally = Tally(histogram=config.metrics.listen is not None)
+        self.tally = Tally()
         self.reloads = 0
         self.notify = Notifier()
         self.metrics = Metrics(self) if config.metrics.listen else None
@@ -223,10 +223,7 @@ class Control:
         self.sent_at[snapshot.version] = time.monotonic()
 
     def on_message(self, message: object) -> None:
-        if isinstance(message, Outcomes):
-            for name in self.tally.outcomes(message.records):
-                self.health.alive(name)
-        elif isinstance(message, Verdict):
+        if isinstance(message, Verdict):
             self.health.passive_down(backend_key(message.cluster, message.backend),
                                      f"passive: {message.reason}")
         elif isinstance(message, Tripped):
@@ -235,6 +232,8 @@ class Control:
             self.breakers.trial(message)
         elif isinstance(message, Counters):
             self.supervisor.slots[message.slot].counters = message
+            for name in self.tally.add(message):
+                self.health.alive(name)
             self.breakers.calls(message.calls)
             sessions = sum(r.open for r in self.reports())
             self.tally.max_sessions = max(self.tally.max_sessions, sessions)

@@ -1,10 +1,19 @@
-"""HTTP/1.1 proxying: rules.py (framing, header rewriting, error answers;
-no I/O), client.py (one accepted client connection: parsing, pipelining,
-deadlines) and exchange.py (one request carried to a host of a cluster and
-its response back, a state machine), with response.py reading the backend's
-response.
+"""HTTP/1.1 proxying.
 
-May import dataplane.upstream, dataplane.io, dataplane.config and
-dataplane.logs; never the worker or the control process (the worker is
-reached through the small interface in exchange.py's ``Site``).
+- ``client.py``: one accepted client connection: its parser, its one
+  deadline, the fast lane's side of a request, pipelining, closing.
+- ``lane.py``: the fast lane's checks (no I/O): a read that is one simple
+  request, a read that is one simple response.
+- ``exchange.py``: one request on the general path, carried to a host of a
+  cluster and its response back (a state machine), with ``request.py``
+  (the parsed head and its checks), ``response.py`` (responses read and
+  re-framed), ``retry.py`` (when an attempt may be tried again),
+  ``routed.py`` (what a route asks of a request) and ``upgrade.py`` (101).
+- ``codec.py``: the HTTP/1.1 codec (framing, heads, error answers; no I/O);
+  ``identity.py``: who the client is and what the backend is told of it;
+  ``deadline.py``: what the connection's deadline guards (no I/O).
+
+May import dataplane.upstream, dataplane.routing, dataplane.io,
+dataplane.config, dataplane.logs and dataplane.site; never the worker or
+the control process (the worker is reached through ``site.Site``).
 """

@@ -1,41 +1,47 @@
-"""One request and its response, carried between a client and a host.
+"""One request and its response on the general path, carried between a client
+and a host; made only for what the fast lane (lane.py) does not carry.
 
-An Exchange asks its cluster for a host and a connection (pooled, new, or a
-turn in the host's queue), writes the rewritten request head and streams the
-body, then reads the response (response.py) and streams it to the client.
-Large bodies of known length move by splice(2). Its progress is one State;
-the request side's only independent fact is whether the whole request has
-been read from the client (``request_complete``). When it ends it reports a
-typed Outcome to the cluster.
+An Exchange owns its request's framing toward the backend, its retries and
+its ending. It asks its cluster for a host and a connection (pooled, new,
+or a turn in the host's queue), writes the request head and streams the
+body (re-chunked, or spliced in the kernel when large), then reads the
+response with the connection's reader (response.py) and streams it to the
+client. It reaches its client only through ``Client`` and the upstream
+only through its ``Cluster``. Its progress is one State; the request side's
+only independent fact is whether the whole request has been read from the
+client (``request_complete``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 import structlog
 
 from ..io.relay import SplicePump
-from ..upstream.cluster import IN_QUEUE, MAY_OPEN, NO_ROOM, Cluster
-from ..upstream.outcome import ErrorKind, Outcome, connect_error
-from . import rules
-from .access import access_line
+from ..io.stream import Stream
+from ..proxyproto.header import Addresses, encode
+from ..upstream.cluster import OPEN, QUEUED, Cluster
+from ..upstream.host import Host
+from ..upstream.outcome import ErrorKind, connect_error
+from ..upstream.pool import UpstreamConnection
+from . import codec, retry
+from ..logs.access_lines import AccessLog
+from .codec import CHUNKED, LENGTH, NONE
 from .deadline import CONNECT, QUEUE, RESPONSE
+from .request import SPLICE_MIN, RequestHead
 from .response import ResponseReader
-from .request import SPLICE_MIN, RequestSide
-from .retry import Retries
-from .routed import Routed
 from .upgrade import join_streams
-from .rules import NONE
 
 if TYPE_CHECKING:
     from ..routing.route import Route
-    from ..upstream.host import Host
-    from ..upstream.pool import Connect, UpstreamConnection
-    from .client import ClientConnection
+    from ..site import Site
+    from ..upstream.pool import Connect
 
 log = structlog.get_logger("l7lb.http")
 
@@ -51,53 +57,78 @@ class State(enum.Enum):
 
 
 # Module-level names: a global is read ten times faster than an enum member.
-PENDING, QUEUED, CONNECTING, SENT, RESPONDING, SPLICING, DONE = State
+PENDING, QUEUED_STATE, CONNECTING, SENT, RESPONDING, SPLICING, DONE = State
 NO_ERROR = ErrorKind.NONE
 
 
-class Exchange(RequestSide, Retries, Routed):
-    __slots__ = (
-        "client", "site", "cluster", "state", "target", "headers", "method", "version",
-        "keep_alive", "upgrade", "upgrade_tail", "fields", "req_framing", "req_remaining",
-        "request_complete", "pending", "pending_size", "host", "upstream", "connecting",
-        "response", "splice", "reused", "attempts", "started", "bytes_in", "status",
-        "error", "kind", "key", "tried", "route", "local", "wait")
+class Client(Protocol):
+    """What an exchange may ask of the client connection it answers."""
+    stream: Stream
+    peer: bytes                 # the client's address, as X-Forwarded-For names it
+    splice_bodies: bool         # large bodies of known length may move by splice
+    closing: bool               # no further request: the connection closes after this one
+    access: AccessLog | None
+    log_prefix: bytes           # its part of every access line
 
-    def __init__(self, client: "ClientConnection") -> None:
+    def is_active(self, exchange: "Exchange") -> bool: ...
+    def expect(self, kind: int, seconds: float) -> None: ...
+    def watch_stream(self) -> None: ...
+    def backend_active(self) -> None: ...
+    def hold_back(self, upstream: Stream, exchange: "Exchange") -> None: ...
+    def update_reading(self) -> None: ...
+    def may_splice_request(self) -> bool: ...
+    def splice_request(self, exchange: "Exchange", upstream: Stream, count: int) -> None: ...
+    def addresses(self) -> Addresses: ...
+    def exchange_done(self, exchange: "Exchange", reuse: bool) -> None: ...
+    def abort(self) -> None: ...
+    def upgraded(self) -> socket.socket: ...
+    def upgraded_transport(self) -> asyncio.Transport: ...
+
+
+class Exchange:
+    __slots__ = (
+        "client", "site", "cluster", "state", "method", "target", "version", "keep_alive",
+        "upgrade", "upgrade_tail", "forward", "framing", "remaining", "request_complete",
+        "pending", "pending_size", "host", "upstream", "connecting", "response", "splice",
+        "reused", "attempts", "started", "bytes_in", "status", "error", "kind", "key",
+        "tried", "route", "local", "per_try", "head")
+
+    def __init__(self, client: Client, site: "Site", method: bytes, target: bytes,
+                 version: str, keep_alive: bool, started: float) -> None:
         self.client = client
-        self.site = client.site
+        self.site = site
         self.cluster: Cluster | None = None
         self.state = PENDING
-        self.target = b""
-        self.headers: rules.Headers = []
-        self.fields: rules.Fields | None = None
-        self.method = b""
-        self.version = "1.1"
-        self.keep_alive = True
+        self.method = method
+        self.target = target
+        self.version = version
+        self.keep_alive = keep_alive
         self.upgrade: bytes | None = None
         self.upgrade_tail = b""
-        self.req_framing = NONE
-        self.req_remaining = 0
+        self.forward = b""                # the request head as sent upstream
+        self.framing = NONE               # of the request body
+        self.remaining = 0                # its bytes still to come (Content-Length)
         self.request_complete = False
-        self.pending: list[bytes] = []      # request bytes waiting for a connection
+        self.pending: list[bytes] = []    # request bytes waiting for a connection
         self.pending_size = 0
         self.host: Host | None = None
         self.upstream: UpstreamConnection | None = None
         self.connecting: Connect | None = None
         self.response: ResponseReader | None = None
         self.splice: SplicePump | None = None   # response body moving in the kernel
-        self.reused = False                # on a pooled connection (retry candidate)
+        self.reused = False               # on a pooled connection (retry candidate)
         self.attempts = 0
-        self.started = time.monotonic()
+        self.started = started
         self.bytes_in = 0
-        self.status = 0                    # set when the balancer answers itself
+        self.status = 0                   # set when the balancer answers itself
         self.error = ""
         self.kind = NO_ERROR
-        self.key: bytes | None = None       # the hash key, kept for a retry elsewhere
+        self.key: bytes | None = None      # the hash key, kept for a retry elsewhere
         self.tried: set[Host] | None = None  # hosts failed over from (retries elsewhere)
-        self.route: Route | None = None      # the route it took (None: the default group)
-        self.local = False                  # answered by the balancer (respond, redirect)
-        self.wait = self.site.response_timeout   # for the response head, per try
+        self.route: Route | None = None     # the route it took (None: the default group)
+        self.local = False                 # answered by the balancer (respond, redirect)
+        self.per_try = site.response_timeout   # seconds for the response head, per try
+        self.head: RequestHead | None = None   # as parsed; None for one the lane handed over
 
     @property
     def done(self) -> bool:
@@ -119,121 +150,197 @@ class Exchange(RequestSide, Retries, Routed):
     @property
     def responding(self) -> bool:
         """The response head went to the client: an error can only cut it."""
-        return self.state in (RESPONDING, SPLICING)
+        return self.state is RESPONDING or self.state is SPLICING
 
-    def request_sent(self) -> None:
-        if self.local:                  # answered already; now the request is whole
-            self.client.exchange_done(self, False)
-            return
-        if self.state is SENT and self.client.is_active(self):
-            self.client.arm(RESPONSE, self.wait)
+    # -- where it goes -----------------------------------------------------
+    def routed(self, cluster: Cluster, route: "Route | None", key: bytes | None,
+               forward: bytes) -> None:
+        """Its group, route, hash key and upstream head, decided by the client."""
+        self.cluster, self.route, self.key, self.forward = cluster, route, key, forward
+        if route is not None:
+            self.per_try = route.per_try_timeout or route.request_timeout or self.per_try
 
-    # -- choosing a host and a connection ----------------------------------
-    def start(self) -> None:
-        cluster = self.cluster = self.take_route()
-        if cluster is None:
-            return
-        key = self.key = cluster.key_of(self.client.peer, self.target, self.headers) \
-            if cluster.hashed else None
-        host = cluster.choose(key)
+    def start(self, host: Host | None) -> None:
+        """On to ``host`` (chosen already), or to one its cluster chooses now."""
+        cluster = self.cluster
+        assert cluster is not None, "routed before it starts"
+        if host is None:
+            host = cluster.choose(self.key)
         if host is None:
             self.fail(503, ErrorKind.NO_HOST, "no backend available")
             return
         self._use(host)
 
-    def _use(self, host: "Host") -> None:
-        site, cluster = self.site, self.cluster
+    def _use(self, host: Host) -> None:
+        cluster = self._cluster()
         self.host = host
         cluster.begin(host)
         host.awaiting.add(self)          # until its response head (see host_down)
-        got = cluster.connection(host, self, site.clock.now)
-        if got is MAY_OPEN:
+        got = cluster.connection(host, self, self.site.clock.now)
+        if isinstance(got, UpstreamConnection):
+            self.attach(got, reused=True)
+        elif got is OPEN:
             self._open()
-        elif got is IN_QUEUE:
-            self.state = QUEUED
-            self.client.arm(QUEUE, site.config.pool.queue_timeout)
-        elif got is NO_ROOM:
+        elif got is QUEUED:
+            self.state = QUEUED_STATE
+            self.client.expect(QUEUE, self.site.config.pool.queue_timeout)
+        elif got.limit:
+            self.fail(503, ErrorKind.OVERLOADED, f"backend {host.name} at breaker.{got.value}",
+                      b"X-L7lb-Overloaded: %b\r\n" % got.value.encode())
+        else:
             self.fail(503, ErrorKind.POOL_FULL,
                       f"backend {host.name} busy: pool.max_active and max_queue reached")
-        elif got.__class__ is str:            # a breaker limit
-            self.fail(503, ErrorKind.OVERLOADED, f"backend {host.name} at breaker.{got}",
-                      b"X-L7lb-Overloaded: %b\r\n" % got.encode())
-        else:
-            self.attach(got, reused=True)
+
+    def _cluster(self) -> Cluster:
+        assert self.cluster is not None, "a cluster is known once routed"
+        return self.cluster
+
+    def _host(self) -> Host:
+        assert self.host is not None, "a host is known once started"
+        return self.host
 
     def _open(self) -> None:
         self.state = CONNECTING
-        self.client.arm(CONNECT, self.site.connect_timeout)
-        self.connecting = self.cluster.pool.connect(self.host, self._connected)
+        self.client.expect(CONNECT, self.site.connect_timeout)
+        self.connecting = self._cluster().open(self._host(), self._connected)
 
-    def dequeued(self, conn: "UpstreamConnection | None") -> None:
+    def dequeued(self, conn: UpstreamConnection | None) -> None:
         """Our turn in the host's queue: a connection, or room to open one."""
-        pool = self.cluster.pool
-        if self.state is not QUEUED:          # gone meanwhile: pass the turn on
+        cluster = self._cluster()
+        if self.state is not QUEUED_STATE:    # gone meanwhile: pass the turn on
             if conn is not None:
-                pool.release(conn, self.site.clock.now)
+                cluster.give_back(conn, self.site.clock.now)
             else:
-                pool.pass_turn(self.host)
+                cluster.pass_turn(self._host())
             return
         if conn is not None:
-            pool.backend_reused(conn)
+            cluster.taken(conn)
             self.attach(conn, reused=True)
         else:
             self._open()
 
     def queue_timed_out(self) -> None:
-        self.cluster.pool.unqueue(self.host, self, timed_out=True)
+        self._cluster().unqueue(self._host(), self, timed_out=True)
         self.fail(503, ErrorKind.QUEUE_TIMEOUT,
                   "no backend connection free within pool.queue_timeout")
 
-    def _connected(self, conn: "UpstreamConnection | None", exc: OSError | None) -> None:
+    def _connected(self, conn: UpstreamConnection | None, exc: OSError | None) -> None:
         self.connecting = None
         if conn is None:
             self.attempt_failed(502, connect_error(exc),
-                                f"cannot connect to backend: {exc.strerror or exc}")
+                                f"cannot connect to backend: {exc.strerror or exc}"
+                                if exc is not None else "cannot connect to backend")
         elif self.done:
-            self.cluster.pool.discard(conn)
+            self._cluster().discard(conn)
         else:
             self.attach(conn, reused=False)
 
-    def attach(self, conn: "UpstreamConnection", reused: bool) -> None:
+    def attach(self, conn: UpstreamConnection, reused: bool) -> None:
+        """Send the request on ``conn``."""
         self.state = SENT
         self.reused = reused
         self.attempts += 1
         self.upstream = conn
         conn.user = self
         conn.requests += 1
-        site, client = self.site, self.client
-        if self.cluster.send_proxy and not reused:
-            conn.stream.write(self.proxy_preface(self.cluster.send_proxy))
-        transport = site.transport
-        if conn.host.client_side or transport.clients_tuned:
-            transport.serving(client.stream.shared_socket(), conn.host)
-        # A refused upgrade may have carried the new protocol's first bytes.
-        route = self.route
-        self.response = ResponseReader(self.method, self.version, self.keep_alive,
-                                       self.upgrade, bool(self.upgrade_tail), client.is_closing,
-                                       route.response_edits if route is not None else None)
-        head = rules.request_head(self.method, self.target, self.fields, client.peer,
-                                  client.forwarded, self.upgrade is not None)
-        if self.pending:
-            head = b"".join([head, *self.pending])
-            self.pending.clear()
-            self.pending_size = 0
-        conn.stream.write(head)
+        cluster, client = self._cluster(), self.client
+        stream = conn.stream
+        if cluster.send_proxy and not reused:
+            stream.write(encode(cluster.send_proxy, client.addresses()))
+        if conn.host.client_side or cluster.transport.clients_tuned:
+            cluster.transport.serving(client.stream.shared_socket(), conn.host)
+        self.response = self._reader(conn)
+        stream.write(b"".join([self.forward, *self.pending]) if self.pending else self.forward)
+        self.pending.clear()
+        self.pending_size = 0
         if self.upgrade_tail:
-            conn.stream.write(self.upgrade_tail)
+            stream.write(self.upgrade_tail)
         if self.request_complete:
-            client.arm(RESPONSE, self.wait)
+            client.expect(RESPONSE, self.per_try)
         else:
-            client.arm_stream()
+            client.watch_stream()
             if not self.splice_request_body():
                 client.update_reading()
 
-    # -- response ----------------------------------------------------------
+    def _reader(self, conn: UpstreamConnection) -> ResponseReader:
+        """The connection's response reader, ready for this request's answer.
+        A refused upgrade may have carried the new protocol's first bytes:
+        then the connection is not reused."""
+        reader = cast("ResponseReader | None", conn.reader)
+        if reader is None:
+            reader = ResponseReader()
+            conn.reader = reader
+        route = self.route
+        reader.begin(self.method, self.version, self.keep_alive, self.upgrade,
+                     bool(self.upgrade_tail), route.response_edits if route is not None else None)
+        return reader
+
+    def sent(self, conn: UpstreamConnection, body: int) -> None:
+        """The fast lane sent it whole on ``conn`` (with ``body`` bytes of
+        body) and hands it over here."""
+        self.state = SENT
+        self.reused = True
+        self.attempts = 1
+        self.upstream = conn
+        self.host = conn.host
+        conn.user = self
+        self.request_complete = True
+        self.bytes_in = body
+        self.framing = LENGTH if body else NONE
+        self.response = self._reader(conn)
+        self._host().awaiting.add(self)
+
+    # -- the request body ----------------------------------------------------
+    def request_body(self, body: bytes) -> None:
+        self.bytes_in += len(body)
+        if self.framing == CHUNKED:
+            limit = self.site.config.limits.body_bytes
+            if limit is not None and self.bytes_in > limit:
+                raise codec.Reject(413, f"request body larger than limits.body_bytes ({limit})")
+            self._send(codec.chunk(body))
+        else:
+            self.remaining -= len(body)
+            self._send(body)
+
+    def request_end(self, trailers: codec.Headers) -> None:
+        """The whole request has been read from the client."""
+        self.request_complete = True
+        if self.framing == CHUNKED:
+            self._send(codec.last_chunk(trailers))
+        if self.local:                  # answered already; now the request is whole
+            self.client.exchange_done(self, False)
+        elif self.state is SENT and self.client.is_active(self):
+            self.client.expect(RESPONSE, self.per_try)
+
+    def _send(self, data: bytes) -> None:
+        if self.upstream is not None and self.client.is_active(self):
+            self.upstream.stream.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+
+    def splice_request_body(self) -> bool:
+        """Start splicing the rest of a large Content-Length body; True if started.
+        Never while the parser is still handing over bytes it has read: those
+        come first, and the count to splice is known only after them."""
+        upstream = self.upstream
+        if (self.framing != LENGTH or self.request_complete or upstream is None
+                or self.remaining < SPLICE_MIN or not self.client.splice_bodies
+                or upstream.stream.tls is not None or not self.client.may_splice_request()):
+            return False
+        self.client.splice_request(self, upstream.stream, self.remaining)
+        return True
+
+    def request_spliced(self, moved: int) -> None:
+        self.bytes_in += moved
+        self.request_end([])
+
+    # -- the response --------------------------------------------------------
     def on_upstream_data(self, data: bytes) -> None:
         client, response = self.client, self.response
-        client.touch()
+        assert response is not None, "a reader is ready once sent"
+        client.backend_active()
+        response.closing = client.closing
         try:
             response.feed(data)
         except httptools.HttpParserUpgrade as switch:
@@ -244,34 +351,36 @@ class Exchange(RequestSide, Retries, Routed):
             return
         if response.started and self.state is SENT:
             self.state = RESPONDING
-            self.host.awaiting.discard(self)
+            self._host().awaiting.discard(self)
             if not response.complete:        # else the next deadline is the idle one
-                client.arm_stream()
+                client.watch_stream()
         if response.out:
             client.stream.write(response.take())
+        upstream = self.upstream
+        assert upstream is not None, "data comes on an attached connection"
         if response.complete:
             client.exchange_done(self, self.request_complete and response.upstream_keep_alive)
         elif (response.may_splice(SPLICE_MIN) and client.splice_bodies
-              and self.upstream.stream.tls is None):
-            self._splice_response()
-        elif client.stream.pending >= client.limits.buffer:
-            client.hold_back(self.upstream.stream, self)
+              and upstream.stream.tls is None):
+            self._splice_response(upstream, response)
+        elif client.stream.pending >= self.site.config.limits.buffer:
+            client.hold_back(upstream.stream, self)
 
-    def _splice_response(self) -> None:
+    def _splice_response(self, upstream: UpstreamConnection, response: ResponseReader) -> None:
         self.state = SPLICING
-        upstream = self.upstream
         upstream.stream.stop_reading()
         self.splice = SplicePump(self.site.reactor, upstream.stream.fd, self.client.stream.fd,
-                                 self.response.remaining, self._response_spliced)
+                                 response.remaining, self._response_spliced)
         self.client.stream.when_drained(self.splice.start)
 
     def _response_spliced(self, error: OSError | None) -> None:
         pump, self.splice = self.splice, None
-        if self.done:
+        if self.done or pump is None:
             return
         if error is not None:
             self.abort(ErrorKind.RELAY_FAILED, f"response body relay failed: {error}")
             return
+        assert self.response is not None and self.upstream is not None
         self.response.spliced(pump.moved)
         self.state = RESPONDING
         self.upstream.stream.start_reading()
@@ -279,13 +388,19 @@ class Exchange(RequestSide, Retries, Routed):
 
     def on_upstream_closed(self, exc: OSError | None) -> None:
         upstream, self.upstream = self.upstream, None
-        self.cluster.pool.discard(upstream, by_peer=True)
+        if upstream is not None:
+            self._cluster().discard(upstream, by_peer=True)
         response = self.response
-        if exc is None and response.end_at_eof():     # close-delimited body: EOF ends it
-            self.client.stream.write(response.take())
+        if exc is None and response is not None and response.end_at_eof():
+            self.client.stream.write(response.take())     # close-delimited: EOF ends it
             self.client.exchange_done(self, False)
-        elif self._retryable():
-            self._retry()
+        elif retry.reconnect_allowed(self.reused, self.attempts, self.written,
+                                     self.framing != NONE, self.upgrade is not None):
+            if self._cluster().reconnect(self._host()):
+                self._open()
+            else:
+                self.fail(503, ErrorKind.POOL_FULL,
+                          f"backend {self._host().name} at pool.max_active")
         elif self.responding:
             self.abort(ErrorKind.RESET_MID_RESPONSE,
                        "backend closed mid-response" if exc is None
@@ -297,41 +412,86 @@ class Exchange(RequestSide, Retries, Routed):
             self.attempt_failed(502, ErrorKind.RESET_BEFORE_RESPONSE,
                                 f"backend connection failed: {exc.strerror or exc}")
 
-    def _drop_attempt(self) -> None:
-        """Let go of the host and whatever connection this attempt had."""
-        self.host.awaiting.discard(self)
-        if self.state is QUEUED:
-            self.cluster.pool.unqueue(self.host, self, timed_out=False)
-        self.cluster.release(self.host)
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            self.cluster.pool.discard(upstream)
-
     def _switch_protocols(self, tail: bytes) -> None:
         """101 from the backend: both connections become one byte stream."""
         if self.upgrade is None:
             self.fail(502, ErrorKind.BAD_RESPONSE, "backend switched protocols unasked")
             return
+        assert self.response is not None and self.upstream is not None
+        cluster, host = self._cluster(), self._host()
         self.state = RESPONDING
-        self.host.awaiting.discard(self)
+        host.awaiting.discard(self)
         self.client.stream.write(self.response.switch_head() + tail)
         self._report()
-        self.cluster.release(self.host)    # a stream, no longer a request in flight
+        cluster.release(host)    # a stream, no longer a request in flight
         self.state = DONE
-        self.response.close()
-        join_streams(self.site, self.client, self.upstream, self.cluster.pool)
+        join_streams(self.site, self.client, self.upstream, cluster)
+
+    # -- retries ---------------------------------------------------------------
+    def attempt_failed(self, status: int, kind: ErrorKind, detail: str) -> None:
+        """This attempt failed before any response byte: another host if the
+        request can be replayed, retries are left and the budget allows, else
+        the error answer."""
+        other = self._retry_host(budgeted=True)
+        if other is None:
+            self.fail(status, kind, detail)
+        else:
+            self._fail_over(other, kind)
+
+    def host_down(self) -> None:
+        """The host was declared down while this request waited for a
+        connection or its response head: on to another host now if it can be
+        replayed; if not, it keeps waiting (the verdict may be wrong, and it
+        cannot be resent). The balancer's own decision, not a failure seen:
+        exempt from the retry budget."""
+        other = self._retry_host(budgeted=False)
+        if other is not None:
+            self._fail_over(other, ErrorKind.HOST_DOWN)
+
+    def _retry_host(self, budgeted: bool) -> Host | None:
+        cluster, host = self._cluster(), self._host()
+        route = self.route
+        allowed = route.attempts if route is not None and route.attempts is not None \
+            else cluster.retry_attempts
+        if (self.responding or not retry.attempts_left(len(self.tried or ()), allowed)
+                or not retry.replayable(self.method, self.written, self.framing != NONE,
+                                        self.upgrade is not None)):
+            return None
+        other = cluster.choose_other(self.key, (self.tried or set()) | {host})
+        if other is None or budgeted and not cluster.may_retry(host):
+            return None
+        return other
+
+    def _fail_over(self, other: Host, kind: ErrorKind) -> None:
+        cluster, host = self._cluster(), self._host()
+        cluster.finished(host, 0, self._ms(), 0, 0, kind, self.reused)
+        cluster.retrying(host, first=self.tried is None)
+        self._drop_attempt()
+        self.tried = (self.tried or set()) | {host}
+        self.response = None
+        self._use(other)
 
     # -- endings ---------------------------------------------------------
+    def answer(self, status: int, headers: bytes, body: bytes) -> None:
+        """The balancer's own answer. The connection stays open for the next
+        request, unless the client asked to close, once this one has been read
+        whole (at once when it has no body; one with a body is not waited for:
+        the connection closes)."""
+        self.status, self.local = status, True
+        if not self.keep_alive:      # the client asked to close (or HTTP/1.0)
+            headers += b"Connection: close\r\n"
+        self.client.stream.write(codec.local_response(status, headers, body,
+                                                      self.method == b"HEAD"))
+        if self.request_complete or self.framing != NONE:
+            self.client.exchange_done(self, False)
+
     def fail(self, status: int, kind: ErrorKind, detail: str, headers: bytes = b"") -> None:
         """The backend side failed: answer with an error if nothing was sent yet."""
         if self.responding:
             self.abort(kind, detail)
             return
         self.status, self.error, self.kind = status, detail, kind
-        self.client.stream.write(rules.error_response(status, detail, headers))
+        self.client.stream.write(codec.error_response(status, detail, headers))
         self.client.exchange_done(self, False)
 
     def out_of_time(self) -> None:
@@ -359,42 +519,54 @@ class Exchange(RequestSide, Retries, Routed):
         """Give back the host's in-flight slot and the connection; the end."""
         if self.state is DONE:
             return
-        if self.tried is not None:
-            self.cluster.retrying -= 1
+        cluster = self.cluster
+        if self.tried is not None and cluster is not None:
+            cluster.retry_over()
         if self.splice is not None:
             self.splice.stop()
             self.splice = None
-        if self.response is not None:
-            self.response.close()
         upstream = self.upstream
-        if reuse and upstream is not None and not upstream.stream.pending:
+        if reuse and upstream is not None and cluster is not None \
+                and not upstream.stream.pending:
             self.upstream = None
-            self.cluster.pool.release(upstream, self.site.clock.now)
+            cluster.give_back(upstream, self.site.clock.now)
         if self.host is not None:
             self._drop_attempt()
         self.state = DONE
 
+    def _drop_attempt(self) -> None:
+        """Let go of the host and whatever connection this attempt had."""
+        cluster, host = self._cluster(), self._host()
+        host.awaiting.discard(self)
+        if self.state is QUEUED_STATE:
+            cluster.unqueue(host, self, timed_out=False)
+        cluster.release(host)
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            cluster.discard(upstream)
+
     def _report(self) -> None:
-        """The outcome to the cluster (and so to the control process), and the
-        access log line."""
-        site, response = self.site, self.response
+        """How it ended, to its cluster (the host's tally, passive health, the
+        breaker) and to the access log."""
+        site, response, cluster, host = self.site, self.response, self.cluster, self.host
         status = self.status or (response.status if response is not None else 0)
         bytes_out = response.body_bytes if response is not None else 0
         site.stats.requests += 1
         if status >= 500 or self.error:
             site.stats.errors += 1
         ms = self._ms()
-        host = self.host.name if self.host else ""
-        cluster = self.cluster
-        if cluster is not None:                # None: the balancer answered (routed.py)
-            cluster.report(self.host, Outcome(cluster.name, host, status, ms, self.bytes_in,
-                                              bytes_out, self.kind, self.reused))
-        if site.config.log.access:
+        if cluster is not None and host is not None:
+            cluster.finished(host, status, ms, self.bytes_in, bytes_out, self.kind, self.reused)
+        access = self.client.access
+        if access is not None:
             route = self.route
-            access_line(self.client.peer, self.method, self.target, status, host,
-                        self.bytes_in, bytes_out, ms, self.error,
-                        route and route.name, cluster.name if cluster is not None else None,
-                        self.client.tls_log)
+            access.request(self.client.log_prefix, self.method, self.target, status,
+                           host.name if host else "", self.bytes_in, bytes_out, ms, self.error,
+                           route.name if route is not None else None,
+                           cluster.name if cluster is not None and route is not None else None)
 
     def _ms(self) -> float:
-        return round((time.monotonic() - self.started) * 1000, 2)
+        return (time.monotonic() - self.started) * 1000

@@ -1,49 +1,64 @@
-"""One backend response read and re-framed for the client, without I/O.
+"""Backend responses read and re-framed for the client, without I/O.
 
-The reader is httptools' callback object: fed the backend's bytes, it
-collects what the client must receive (relayed 1xx heads, the rewritten
-response head, the body re-chunked or not, the last chunk with trailers) in
-``out``, and knows when the response is complete. Framing decisions are
-rules.py's; the exchange does the I/O.
+One reader per upstream connection, kept for its whole life (its llhttp
+parser with it): ``begin`` readies it for the next response. It is
+httptools' callback object: fed the backend's bytes, it collects what the
+client must receive (relayed 1xx heads, the rewritten response head, the
+body re-chunked or not, the last chunk with trailers) in ``out``, and knows
+when the response is complete. Framing decisions are codec.py's; the
+exchange does the I/O.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import httptools
 
-from . import rules
-from .rules import CHUNKED, CLOSE, LENGTH, NONE
+from ..routing.route import HeaderEdits
+from . import codec
+from .codec import CHUNKED, CLOSE, LENGTH, NONE
 
 
 class ResponseReader:
     __slots__ = ("parser", "feed", "head_request", "version", "keep_alive", "upgrade", "closing",
                  "reuse_forbidden", "status", "reason", "headers", "trailers", "framing",
                  "client_framing", "remaining", "started", "complete", "interim",
-                 "upstream_keep_alive", "client_keep_alive", "out", "body_bytes", "edits")
+                 "upstream_keep_alive", "client_keep_alive", "out", "body_bytes", "edits",
+                 "in_step")
 
-    def __init__(self, method: bytes, version: str, keep_alive: bool, upgrade: bytes | None,
-                 reuse_forbidden: bool, closing: Callable[[], bool], edits=None) -> None:
-        """``keep_alive``: the client asked to keep its connection;
-        ``reuse_forbidden``: the upstream connection must not be reused whatever
-        the backend says (it may have read bytes of a refused upgrade);
-        ``closing``: whether the client connection is closing by now;
-        ``edits``: a route's response header changes (routing.route.HeaderEdits)."""
+    def __init__(self) -> None:
+        self._new_parser()
+        self.begin(b"GET", "1.1", True, None, False, None)
+
+    def _new_parser(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         # Raises httptools.HttpParserUpgrade at a 101 (its argument: where the
         # new protocol's bytes start) and HttpParserError on a broken response.
         self.feed = self.parser.feed_data
+        self.in_step = True       # the parser is between two messages
+
+    def begin(self, method: bytes, version: str, keep_alive: bool, upgrade: bytes | None,
+              reuse_forbidden: bool, edits: HeaderEdits | None) -> None:
+        """Ready for the response to a request: ``keep_alive``: the client
+        asked to keep its connection; ``reuse_forbidden``: the upstream
+        connection must not be reused whatever the backend says (it may have
+        read bytes of a refused upgrade); ``edits``: a route's response header
+        changes. ``closing`` (whether the client connection is closing) is
+        kept up to date by the exchange."""
+        if not self.in_step:
+            # The last response ended where llhttp could not see it (a HEAD
+            # response's announced body, or one spliced in the kernel).
+            self._new_parser()
+        self.in_step = False
         self.head_request = method == b"HEAD"
         self.version = version
         self.keep_alive = keep_alive
         self.upgrade = upgrade
-        self.closing = closing
+        self.closing = False
         self.reuse_forbidden = reuse_forbidden
         self.status = 0
         self.reason = b""
-        self.headers: rules.Headers = []
-        self.trailers: rules.Headers = []
+        self.headers: codec.Headers = []
+        self.trailers: codec.Headers = []
         self.framing = self.client_framing = NONE
         self.remaining = 0            # body bytes still to come (LENGTH framing)
         self.started = False          # the response head is in ``out`` (or sent)
@@ -56,9 +71,9 @@ class ResponseReader:
         self.edits = edits
 
     def close(self) -> None:
-        """Done with it: the parser refers back to us, so break the cycle rather
-        than leave it to the garbage collector."""
-        self.parser = self.feed = None
+        """Its connection is closed: the parser refers back to us, so break the
+        cycle rather than leave it to the garbage collector."""
+        del self.parser, self.feed
 
     def take(self) -> bytes:
         out = self.out
@@ -68,7 +83,7 @@ class ResponseReader:
 
     def switch_head(self) -> bytes:
         """The 101 head for the client once the backend switched protocols."""
-        return rules.response_head(101, self.reason, rules.scan(self.headers), NONE, None,
+        return codec.response_head(101, self.reason, codec.scan(self.headers), NONE, None,
                                    upgrade=self.upgrade)
 
     def end_at_eof(self) -> bool:
@@ -106,10 +121,10 @@ class ResponseReader:
         if self.complete:
             return
         status = self.parser.get_status_code()
-        self.reason = rules.reason_phrase(self.reason, status)
+        self.reason = codec.reason_phrase(self.reason, status)
         if status < 200 and status != 101:
             if self.version == "1.1":
-                self.out.append(rules.interim_head(status, self.reason, self.headers))
+                self.out.append(codec.interim_head(status, self.reason, self.headers))
             self.headers = []
             self.reason = b""
             self.interim = True
@@ -118,15 +133,15 @@ class ResponseReader:
         self.upstream_keep_alive = self.parser.should_keep_alive() and not self.reuse_forbidden
         if status == 101:
             return    # the parser stops at the protocol switch
-        fields = rules.scan(self.headers)
-        if fields.coding is not None and not rules.chunked_once_and_last(fields.coding):
+        fields = codec.scan(self.headers)
+        if fields.coding is not None and not codec.chunked_once_and_last(fields.coding):
             raise ValueError(f"Transfer-Encoding {fields.coding!r}")     # a 502
         if self.edits is not None:
             fields.lines = self.edits.apply(fields.lines)
-        framing = rules.response_framing(fields, status, self.head_request)
-        client_framing = rules.client_framing(framing, self.version)
+        framing = codec.response_framing(fields, status, self.head_request)
+        client_framing = codec.client_framing(framing, self.version)
         keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None
-                      and not self.closing())
+                      and not self.closing)
         if keep_alive:
             connection = b"keep-alive" if self.version == "1.0" else None
         else:
@@ -134,7 +149,7 @@ class ResponseReader:
         self.client_keep_alive = keep_alive
         self.framing, self.remaining = framing, fields.length
         self.client_framing = client_framing
-        self.out.append(rules.response_head(status, self.reason, fields, client_framing,
+        self.out.append(codec.response_head(status, self.reason, fields, client_framing,
                                             connection))
         self.started = True
         if self.head_request:
@@ -146,15 +161,17 @@ class ResponseReader:
         self.body_bytes += len(body)
         if self.framing == LENGTH:
             self.remaining -= len(body)
-        self.out.append(rules.chunk(body) if self.client_framing == CHUNKED else body)
+        self.out.append(codec.chunk(body) if self.client_framing == CHUNKED else body)
 
     def on_message_complete(self) -> None:
         if self.interim:
             self.interim = False
-        elif not self.complete and self.status != 101:
+            return
+        self.in_step = True
+        if not self.complete and self.status != 101:
             self._end()
 
     def _end(self) -> None:
         self.complete = True
         if self.client_framing == CHUNKED:
-            self.out.append(rules.last_chunk(self.trailers))
+            self.out.append(codec.last_chunk(self.trailers))

@@ -4,19 +4,30 @@ HTTP layer had queued for them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Protocol
 
 from ..io.relay import CopyRelay
 from ..io.relays import make_relay
+from ..io.stream import Stream
+from ..upstream.cluster import Cluster
+from ..upstream.pool import UpstreamConnection
 
 if TYPE_CHECKING:
     from ..site import Site
-    from ..upstream.pool import Pool, UpstreamConnection
-    from .client import ClientConnection
 
 
-def join_streams(site: "Site", client: "ClientConnection", upstream: "UpstreamConnection",
-                 pool: "Pool") -> None:
+class Upgraded(Protocol):
+    """The client connection, handing its socket (or transport) over."""
+    stream: Stream
+
+    def upgraded(self) -> socket.socket: ...
+    def upgraded_transport(self) -> asyncio.Transport: ...
+
+
+def join_streams(site: "Site", client: Upgraded, upstream: UpstreamConnection,
+                 cluster: Cluster) -> None:
     """Hand both sockets to a relay; the upstream one leaves the pool for good."""
     handed = []
 
@@ -28,15 +39,18 @@ def join_streams(site: "Site", client: "ClientConnection", upstream: "UpstreamCo
         if client.stream.tls is not None or upstream.stream.tls is not None:
             # TLS layers stay: the relay copies through them.
             sides = (client.upgraded_transport() if client.stream.tls else None,
-                     pool.detach_transport(upstream) if upstream.stream.tls else None)
+                     cluster.detach_transport(upstream) if upstream.stream.tls else None)
             a = client.upgraded() if sides[0] is None else sides[0].get_extra_info("socket")
-            b = pool.detach(upstream) if sides[1] is None else sides[1].get_extra_info("socket")
+            b = cluster.detach(upstream) if sides[1] is None \
+                else sides[1].get_extra_info("socket")
             relay = CopyRelay(site.reactor, a, b, site.forget, buffer, adopted=sides)
-        else:
-            relay = make_relay(site.relay_engine, site.reactor, client.upgraded(),
-                               pool.detach(upstream), site.forget, buffer, site.sockmap)
-        site.track(relay)
-        relay.start()
+            site.track(relay)
+            relay.start()
+            return
+        spliced = make_relay(site.relay_engine, site.reactor, client.upgraded(),
+                             cluster.detach(upstream), site.forget, buffer, site.sockmap)
+        site.track(spliced)
+        spliced.start()
 
     client.stream.when_drained(hand_over)
     upstream.stream.when_drained(hand_over)

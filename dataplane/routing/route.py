@@ -55,7 +55,7 @@ class Route:
     __slots__ = ("index", "name", "host", "wildcard", "exact", "prefix", "regex", "methods",
                  "headers", "query", "cluster", "redirect", "respond", "rewrite_prefix",
                  "request_edits", "response_edits", "request_timeout", "total_timeout",
-                 "attempts", "per_try_timeout", "requests")
+                 "attempts", "per_try_timeout", "requests", "plain")
 
     def __init__(self, index: int, spec: RouteSettings) -> None:
         match = spec.match
@@ -86,6 +86,10 @@ class Route:
         self.attempts = retries.attempts if retries else None
         self.per_try_timeout = retries.per_try_timeout if retries else None
         self.requests = 0          # counted by the worker
+        # Nothing for the fast lane to do but send the request on (http/lane.py).
+        self.plain = (self.redirect is None and self.respond is None
+                      and self.rewrite_prefix is None and self.request_edits is None
+                      and self.response_edits is None)
 
     def rewrite(self, target: bytes) -> bytes:
         """The target with the matched prefix replaced (``rewrite_prefix``)."""

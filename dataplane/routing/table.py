@@ -123,6 +123,8 @@ class RouteTable:
                           for s in wild}
         self.any_host = PathIndex([r for r in self.routes if not r.host])
         self.seen: dict[bytes, PathIndex] = {}   # Host header as sent -> its list
+        # Some route looks at request headers (find then needs them).
+        self.needs_headers = any(r.headers for r in self.routes)
 
     def find(self, method: bytes, target: bytes, host: bytes,
              headers: Sequence[tuple[bytes, bytes]]) -> Route | None:

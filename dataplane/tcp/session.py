@@ -14,10 +14,10 @@ from ..io.relay import Relay
 from ..io.relays import make_relay
 from ..io.stream import reset
 from ..proxyproto.header import Addresses, encode
-from ..config import DEFAULT
 from .client_hello import MAX_RECORD
 from .preamble import MAX_PREAMBLE, Preamble, client_hello, proxy_header
-from ..upstream.outcome import ErrorKind, Outcome, connect_error
+from ..upstream.cluster import OPEN, Admission
+from ..upstream.outcome import ErrorKind, connect_error
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -64,8 +64,7 @@ def _group_for(site: "Site", name: str | None) -> "Cluster | None":
     if route is None:
         return site.default if site.routes.fallback != "none" else None
     route.requests += 1
-    return site.clusters[route.cluster] if route.cluster not in (None, DEFAULT) \
-        else site.default
+    return site.cluster_for(route)
 
 
 class TcpSession:
@@ -85,16 +84,19 @@ class TcpSession:
         self.connecting: Connect | None = None
         cluster = self.cluster = cluster or site.default
         host = cluster.choose(peer.encode())    # hashed by client address
-        if host is None or not cluster.pool.can_open(host):
-            self._refuse("no backend available" if host is None else "pool.max_active or breaker.max_connections reached")
+        if host is None:
+            self._refuse("no backend available")
             return
-        if host.inflight >= cluster.max_requests:
-            self._refuse(f"{host.name} at breaker.max_requests")
+        admission = cluster.may_connect(host)
+        if admission is not OPEN:
+            self._refuse(f"{host.name} at breaker.max_requests"
+                         if admission is Admission.MAX_REQUESTS
+                         else "pool.max_active or breaker.max_connections reached")
             return
         self.host: Host = host
         cluster.begin(host)
         site.track(self)
-        self.connecting = cluster.pool.connect_socket(host, self._connected)
+        self.connecting = cluster.connect_socket(host, self._connected)
 
     def _refuse(self, why: str) -> None:
         self.site.stats.errors += 1
@@ -120,7 +122,7 @@ class TcpSession:
         first = (self._proxy_header() if self.cluster.send_proxy else b"") + self.early
         if first and upstream.send(first) != len(first):   # a fresh socket takes this much
             upstream.close()
-            self.cluster.pool.socket_closed(self.host)
+            self.cluster.socket_closed(self.host)
             self._failed(ErrorKind.CONNECT_ERROR, "could not send the first bytes")
             return
         if self.host.client_side:
@@ -143,7 +145,7 @@ class TcpSession:
     def _closed(self, relay: Relay) -> None:
         site = self.site
         site.forget(relay)
-        self.cluster.pool.socket_closed(self.host)
+        self.cluster.socket_closed(self.host)
         self.cluster.release(self.host)
         site.stats.requests += 1
         ms = self._report(relay.moved, ErrorKind.NONE)
@@ -153,8 +155,7 @@ class TcpSession:
 
     def _report(self, moved: int, kind: ErrorKind) -> float:
         ms = round((time.monotonic() - self.started) * 1000, 2)
-        self.cluster.report(self.host, Outcome(self.cluster.name, self.host.name, 0, ms, moved,
-                                               0, kind))
+        self.cluster.finished(self.host, 0, ms, moved, 0, kind, False)
         return ms
 
     def check(self, now: float) -> None:

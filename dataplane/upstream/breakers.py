@@ -21,7 +21,7 @@ from ..breaker.machine import Breaker
 from ..breaker.policy import Judge, judge_of, may_eject, rules_of
 from ..config import Breaker as BreakerSettings
 from ..config import backend_key
-from .outcome import FAILURE_CLASS, ErrorKind, Outcome
+from .outcome import FAILURE_CLASS, ErrorKind
 
 if TYPE_CHECKING:
     from .host import Host
@@ -30,15 +30,16 @@ CLOSED, OPEN = "closed", "open"
 NO_ERROR = ErrorKind.NONE
 
 
-def judged(judge: Judge, outcome: Outcome) -> tuple[bool, bool] | None:
-    """(failed, slow) as a breaker counts the outcome; None when it was not the
-    backend's doing (the client left, the pool was full...)."""
-    if outcome.error is NO_ERROR:        # the common case, without hashing the enum
-        return outcome.status in judge.bad_statuses, outcome.ms > judge.slow_ms
-    kind = FAILURE_CLASS[outcome.error]
-    if kind is None:
+def verdict_of(judge: Judge, status: int, ms: float, kind: ErrorKind) -> tuple[bool, bool] | None:
+    """(failed, slow) as a breaker counts a call that ended with ``status``
+    after ``ms`` (``kind``: how it failed); None when it was not the backend's
+    doing (the client left, the pool was full...)."""
+    if kind is NO_ERROR:        # the common case, without hashing the enum
+        return status in judge.bad_statuses, ms > judge.slow_ms
+    failure = FAILURE_CLASS[kind]
+    if failure is None:
         return None
-    return kind in judge.errors, outcome.ms > judge.slow_ms
+    return failure in judge.errors, ms > judge.slow_ms
 
 
 class Signals(Protocol):
@@ -62,36 +63,34 @@ class WorkerBreakers:
         self.signals = signals
         self.refresh = refresh
 
-    def outcome(self, host: "Host", outcome: Outcome) -> None:
+    def call(self, host: "Host", status: int, ms: float, kind: ErrorKind) -> None:
         """A call on ``host`` ended: a trial's verdict, or one more call in the window."""
         if not self.enabled:
             return
-        verdict = judged(self.judge, outcome)
+        verdict = verdict_of(self.judge, status, ms, kind)
         if verdict is None:              # not the backend's doing
             if host.trials:              # nor a trial's verdict: the permit goes back
-                self._judged(host, "void")
+                self._trial_ended(host, "void")
             return
         bad, slow = verdict
         if host.trials:
-            self._judged(host, "failed" if bad or slow else "passed")
+            self._trial_ended(host, "failed" if bad or slow else "passed")
         elif host.breaker == CLOSED:
             mark = bad + 2 * slow                   # window.FAILED | window.SLOW
             host.marks.append(mark)
             if mark:           # a bad call is judged at once; good ones at the report
-                self._count(host)
+                self.count(host)
 
-    def _count(self, host: "Host") -> None:
-        """This worker's own window takes the calls marked since it last
+    def count(self, host: "Host") -> None:
+        """This worker's own breaker takes the calls marked since it last
         looked (counted in C); trip if they say so."""
-        calls = host.calls or self._calls(host)
-        reason = calls.record_many(bytes(host.marks[host.counted:]))
-        host.counted = len(host.marks)
+        own = host.own_breaker
+        if own is None:
+            own = host.own_breaker = Breaker(self.rules)
+        reason = own.record_many(bytes(host.marks[host.marks_counted:]))
+        host.marks_counted = len(host.marks)
         if reason is not None and host.breaker == CLOSED:
             self._trip(host, reason)
-
-    def _calls(self, host: "Host") -> Breaker:
-        host.calls = Breaker(self.rules)
-        return host.calls
 
     def _trip(self, host: "Host", reason: str) -> None:
         total = ejected = 0
@@ -118,9 +117,9 @@ class WorkerBreakers:
         """TCP mode: a trial connection is judged when its connect succeeds,
         not when it ends (it may last for hours)."""
         if host.trials:
-            self._judged(host, "passed")
+            self._trial_ended(host, "passed")
 
-    def _judged(self, host: "Host", result: str) -> None:
+    def _trial_ended(self, host: "Host", result: str) -> None:
         host.trials -= 1
         self.signals.trial(self.cluster, host.name, result)
 
@@ -130,18 +129,18 @@ class WorkerBreakers:
         out = {}
         for host in self.hosts:
             if host.marks:
-                if host.counted < len(host.marks) and host.breaker == CLOSED:
-                    self._count(host)
+                if host.marks_counted < len(host.marks) and host.breaker == CLOSED:
+                    self.count(host)
                 out[backend_key(self.cluster, host.name)] = bytes(host.marks)
                 host.marks.clear()
-                host.counted = 0
+                host.marks_counted = 0
         return out
 
     def apply(self, host: "Host", phase: str, lease: int, allowed: int) -> None:
         """The control process's word on ``host``: its phase, and under grant
         ``lease`` the trials this worker may start (less those it has)."""
-        if phase == CLOSED and host.breaker != CLOSED and host.calls is not None:
-            host.calls.window.clear()    # a fresh start, as in the control process
+        if phase == CLOSED and host.breaker != CLOSED and host.own_breaker is not None:
+            host.own_breaker.window.clear()    # a fresh start, as in the control process
         if lease != host.lease:
             host.lease, host.used = lease, 0
         host.breaker, host.permits = phase, max(0, allowed - host.used)

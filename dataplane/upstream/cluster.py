@@ -18,15 +18,20 @@ this worker at once; ``health.passive_errors`` connect timeouts, resets or
 closes before any response byte in a row do too. Errors on a reused pooled
 connection do not count (keep-alive races). The verdict goes to the control
 process at once (``verdict``), which tells every worker.
-Exchanges ask it for a host (``choose(key)``: the key is ignored by unhashed
-choices), for a connection (``connection``), and report the typed Outcome
-when done (``report``); it keeps the in-flight
-counts and passes outcomes on to whoever listens (the worker's batch for the
-control process).
+Requests ask it for a host (``choose(key)``: the key is ignored by unhashed
+choices), for a connection (``connection``, or ``lease`` on the fast lane),
+and tell it how they ended (``finished``, ``answered``): it keeps the
+in-flight counts, counts each host's traffic in its tally (sent to the
+control process with the worker's reports) and reads the ending as a
+passive health signal and a breaker's call. Everything a request does with
+connections goes through it: nothing above the cluster touches the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import socket
 from typing import Callable, Protocol, Sequence
 
 import msgspec
@@ -42,24 +47,37 @@ from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from ..tls.contexts import backend_context
 from .breakers import CLOSED, Signals, WorkerBreakers
+from .budget import RetryBudget
 from .choice import Build, build_now, make_choice
 from .host import Host
-from .keys import key_function
-from .outcome import ErrorKind, Outcome
-from .pool import Pool, Tls, UpstreamConnection, Waiter
+from .keys import key_function, needs_headers
+from .outcome import ErrorKind
+from .pool import Connect, Connected, Pool, SocketConnected, Tls, UpstreamConnection, Waiter
 from .resolver import Resolver
+from .tally import HostFigures, HostTally
 
 log = structlog.get_logger("l7lb.cluster")
-BUDGET_BUCKET = 5.0      # seconds per bucket of the retry budget's rate side
-
-# What ``connection`` answers when it has no pooled connection to hand out.
-MAY_OPEN = "may_open"  # a connection slot is yours: open one
-IN_QUEUE = "in_queue"  # wait: the waiter's ``dequeued`` is called with your turn
-NO_ROOM = "no_room"    # pool.max_active and pool.max_queue reached
-# ...or a breaker limit reached (this worker's share of it): 503 at once.
-MAX_CONNECTIONS, MAX_PENDING, MAX_REQUESTS = "max_connections", "max_pending", "max_requests"
 
 
+
+class Admission(enum.Enum):
+    """What ``connection`` answers when it has no pooled connection to hand out."""
+    OPEN = "open"                        # a connection slot is yours: open one
+    QUEUED = "queued"                    # wait: the waiter's ``dequeued`` brings your turn
+    NO_ROOM = "no_room"                  # pool.max_active and pool.max_queue reached
+    # A breaker limit reached (this worker's share of it): 503 at once.
+    MAX_CONNECTIONS = "max_connections"
+    MAX_PENDING = "max_pending"
+    MAX_REQUESTS = "max_requests"
+
+    @property
+    def limit(self) -> bool:
+        """A breaker limit (named in the 503), not the pool's own."""
+        return self in (Admission.MAX_CONNECTIONS, Admission.MAX_PENDING,
+                        Admission.MAX_REQUESTS)
+
+
+OPEN, QUEUED, NO_ROOM = Admission.OPEN, Admission.QUEUED, Admission.NO_ROOM
 NO_ERROR = ErrorKind.NONE
 # Passive signals: errors that count toward health.passive_errors.
 COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,
@@ -84,23 +102,18 @@ class HostSpec(Protocol):
 class Cluster:
     def __init__(self, name: str, settings: BalancerSettings, pool: PoolSettings,
                  health: HealthSettings, retries: RetrySettings, breaker: BreakerSettings,
-                 reactor: Reactor, transport: Transport, batch: Callable[[Outcome], None],
-                 signals: Signals, build: Build = build_now) -> None:
+                 reactor: Reactor, transport: Transport, signals: Signals,
+                 build: Build = build_now, histogram: bool = False) -> None:
+        """``histogram``: count each host's request durations by bucket (the
+        metrics endpoint shows them)."""
         self.name = name
         self.retry_attempts = retries.attempts
-        self.budget = retries.budget_percent / 100
-        self.min_retries = retries.min_concurrent
-        self.retrying = 0          # requests of this worker now on a retry
-        # The budget's rate side: attempts and retries started in this and the
-        # previous BUDGET_BUCKET seconds (rotated by the worker's sweep).
-        self.attempts_now = self.retries_now = 0
-        self.attempts_before = self.retries_before = 0
-        self.bucket_start = 0.0
+        self.budget = RetryBudget(retries.budget_percent, retries.min_concurrent)
         self.hosts: list[Host] = []
         self.panic = False
         self.panic_threshold = health.panic_threshold
         self.passive_errors = health.passive_errors if health.passive else 0
-        self._batch = batch
+        self.histogram = histogram
         self.signals = signals
         self.choice = make_choice(settings.algorithm, self.hosts, self.admits, build_now,
                                   settings.ring_size, settings.maglev_table_size,
@@ -110,6 +123,7 @@ class Cluster:
         self.choose: Callable[[bytes | None], Host | None] = self.choice.pick
         self.hashed = self.choice.hashed
         self.key_of = key_function(settings.hash_key)
+        self.key_needs_headers = needs_headers(settings.hash_key)
         slot, workers = signals.slot, settings.worker_count()
         connections = share(breaker.max_connections, slot, workers)
         pending = share(breaker.max_pending, slot, workers)
@@ -121,10 +135,11 @@ class Cluster:
         tls = settings.backend_tls
         self.pool = Pool(reactor, pool, transport, connections, pending,
                          Tls(backend_context(tls), tls.sni) if tls is not None else None)
+        self.transport = transport
         self.max_requests = share(breaker.max_requests, slot, workers) or 1 << 62
         # What a full queue means: a breaker limit (named in the 503) or the pool's own.
-        self.full = (MAX_PENDING if pending is not None and pending <= pool.max_queue
-                     else MAX_CONNECTIONS if connections is not None
+        self.full = (Admission.MAX_PENDING if pending is not None and pending <= pool.max_queue
+                     else Admission.MAX_CONNECTIONS if connections is not None
                      and connections < pool.max_active else NO_ROOM)
         self.resolver = Resolver(reactor.loop, self.hosts, settings.resolve_interval,
                                  self.choice.refresh)
@@ -141,7 +156,7 @@ class Cluster:
         """A request (or TCP connection), or one more attempt of it, goes to ``host``."""
         host.inflight += 1
         self.choice.in_flight += 1
-        self.attempts_now += 1
+        self.budget.attempts_now += 1
         if host.breaker != CLOSED:
             self.breakers.trial_begins(host)
 
@@ -154,63 +169,149 @@ class Cluster:
         """A host for a retry: what the choice offers next, past ``tried``."""
         return self.choice.pick_other(key, tried)
 
-    def may_retry(self) -> bool:
-        """The retry budget, two sides that must both allow a retry:
+    # -- retries -------------------------------------------------------------
+    def may_retry(self, host: Host) -> bool:
+        """The retry budget (budget.py) allows a retry after a failure on ``host``."""
+        if self.budget.allows(self.choice.in_flight):
+            return True
+        self.pool.of(host).stats.retries_budget_exhausted += 1
+        return False
 
-        - concurrency (Envoy's): requests on a retry stay under
-          ``budget_percent`` of the requests under way on their first try, or
-          under ``min_concurrent``;
-        - rate (as Linkerd's and the SRE book's): retries started in the last
-          5-10 s stay under ``budget_percent`` of the first tries started
-          then, or under ``min_concurrent``, so that a retried request making
-          several attempts cannot multiply the load past the budget.
+    def retrying(self, host: Host, first: bool) -> None:
+        """A request failed on ``host`` moves to another (``first``: its first
+        move; ``retry_over`` is due when it ends)."""
+        self.pool.of(host).stats.retries += 1
+        self.budget.retried(first)
 
-        Each worker holds it for its own requests: no worker waits on another,
-        and as SO_REUSEPORT spreads connections evenly the ratio holds overall."""
-        first_tries = self.choice.in_flight - self.retrying
-        if self.retrying >= max(self.min_retries, self.budget * first_tries):
-            return False
-        retries = self.retries_now + self.retries_before
-        firsts = self.attempts_now + self.attempts_before - retries
-        return retries < max(self.min_retries, self.budget * firsts)
+    def retry_over(self) -> None:
+        """A request that ``retrying`` moved has ended."""
+        self.budget.request_ended()
 
-    def retried(self) -> None:
-        """A retry is starting (after may_retry said yes, or outside the budget)."""
-        self.retries_now += 1
+    def reconnect(self, host: Host) -> bool:
+        """A reused connection was found closed: may the request try once more
+        on a new one to the same host? (counted as a retry)"""
+        slot = self.pool.of(host)
+        slot.stats.retries += 1
+        return self.pool.can_open(slot)
 
-    def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | str:
-        """A pooled connection to reuse, or MAY_OPEN, IN_QUEUE, NO_ROOM or the
-        breaker limit that is reached (``host`` has begun this request)."""
+    # -- connections ---------------------------------------------------------
+    def lease(self, host: Host, now: float) -> UpstreamConnection | None:
+        """The fast lane's connection: an idle pooled one to ``host`` whose
+        breaker is closed, with the request begun on it; or None (the request
+        then takes the general path, which asks ``connection``)."""
+        if host.inflight >= self.max_requests or host.breaker != CLOSED:
+            return None
+        slot = self.pool.slots.get(host)
+        if slot is None or not slot.idle:
+            return None
+        conn = self.pool.acquire(slot, now)
+        if conn is not None:
+            host.inflight += 1
+            self.choice.in_flight += 1
+            self.budget.attempts_now += 1
+        return conn
+
+    def connection(self, host: Host, waiter: Waiter, now: float) -> UpstreamConnection | Admission:
+        """A pooled connection to reuse, or what to do without one (``host``
+        has begun this request)."""
         if host.inflight > self.max_requests:
-            return self._over(host, MAX_REQUESTS)
+            return self._over(host, Admission.MAX_REQUESTS)
         pool = self.pool
-        conn = pool.acquire(host, now)
+        slot = pool.of(host)
+        conn = pool.acquire(slot, now)
         if conn is not None:
             return conn
-        if pool.can_open(host):
-            return MAY_OPEN
-        if pool.enqueue(host, waiter):
-            return IN_QUEUE
+        if pool.can_open(slot):
+            return OPEN
+        if pool.enqueue(slot, waiter):
+            return QUEUED
         return NO_ROOM if self.full is NO_ROOM else self._over(host, self.full)
 
-    @staticmethod
-    def _over(host: Host, limit: str) -> str:
-        stats = host.conn_stats
-        setattr(stats, f"over_{limit}", getattr(stats, f"over_{limit}") + 1)
+    def _over(self, host: Host, limit: Admission) -> Admission:
+        stats = self.pool.of(host).stats
+        name = f"over_{limit.value}"
+        setattr(stats, name, getattr(stats, name) + 1)
         return limit
 
-    def report(self, host: Host | None, outcome: Outcome) -> None:
-        """A request (or TCP connection) ended: batch its outcome for the control
-        process, and read it as a passive health signal and a breaker's call."""
-        self._batch(outcome)
-        if host is None:
-            return
-        self.breakers.outcome(host, outcome)
-        if outcome.error is NO_ERROR:
+    def open(self, host: Host, callback: Connected) -> Connect:
+        """Open a new connection to ``host`` (after OPEN, or a turn in its queue)."""
+        return self.pool.connect(self.pool.of(host), callback)
+
+    def taken(self, conn: UpstreamConnection) -> None:
+        """A queued request took a connection handed to it (``dequeued``)."""
+        conn.slot.stats.reused += 1
+
+    def unqueue(self, host: Host, waiter: Waiter, timed_out: bool) -> None:
+        self.pool.unqueue(self.pool.of(host), waiter, timed_out)
+
+    def pass_turn(self, host: Host) -> None:
+        """A queued request gave up the turn it was handed."""
+        self.pool.pass_turn(self.pool.of(host))
+
+    def give_back(self, conn: UpstreamConnection, now: float) -> None:
+        """Its response was read in full: the connection may carry another."""
+        self.pool.release(conn, now)
+
+    def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
+        """Close it (``by_peer``: the backend closed or reset it)."""
+        self.pool.discard(conn, by_peer)
+
+    def detach(self, conn: UpstreamConnection) -> socket.socket:
+        """Its socket leaves the pool for good (an upgraded stream)."""
+        return self.pool.detach(conn)
+
+    def detach_transport(self, conn: UpstreamConnection) -> asyncio.Transport:
+        """The same over TLS: its transport leaves."""
+        return self.pool.detach_transport(conn)
+
+    def may_connect(self, host: Host) -> Admission:
+        """TCP mode: may a new connection to ``host`` be opened now?"""
+        if host.inflight >= self.max_requests:
+            return Admission.MAX_REQUESTS
+        return OPEN if self.pool.can_open(self.pool.of(host)) else Admission.MAX_CONNECTIONS
+
+    def connect_socket(self, host: Host, callback: SocketConnected) -> Connect:
+        """TCP mode: a connection whose socket leaves the pool at once; it holds
+        one of the host's open connections until ``socket_closed``."""
+        return self.pool.connect_socket(self.pool.of(host), callback)
+
+    def socket_closed(self, host: Host) -> None:
+        self.pool.socket_closed(self.pool.of(host))
+
+    # -- endings -------------------------------------------------------------
+    def answered(self, host: Host, conn: UpstreamConnection, status: int, ms: float,
+                 bytes_in: int, bytes_out: int, now: float) -> None:
+        """A fast-lane request ended well: its connection back to the pool, and
+        the same counts as ``finished`` makes for an answered request (the
+        breaker is closed on the lane, so there is no trial to judge)."""
+        self.pool.release(conn, now)
+        host.inflight -= 1
+        self.choice.in_flight -= 1
+        host.tally.answer(status, ms, bytes_in, bytes_out)
+        breakers = self.breakers
+        if breakers.enabled:
+            judge = breakers.judge
+            mark = (status in judge.bad_statuses) + 2 * (ms > judge.slow_ms)
+            host.marks.append(mark)
+            if mark:
+                breakers.count(host)
+        if host.failures:
+            host.failures = 0
+
+    def finished(self, host: Host, status: int, ms: float, bytes_in: int, bytes_out: int,
+                 kind: ErrorKind, reused: bool) -> None:
+        """A request (or TCP connection) on ``host`` ended, or one attempt of it
+        failed: counted in the host's tally, and read as a passive health
+        signal and a breaker's call."""
+        if kind is NO_ERROR:
+            host.tally.answer(status, ms, bytes_in, bytes_out)
             if host.failures:
                 host.failures = 0
-        elif self.passive_errors and not outcome.reused:
-            self._passive(host, outcome.error)
+        else:
+            host.tally.failure(status, bytes_in, bytes_out, kind.connect)
+            if self.passive_errors and not reused:
+                self._passive(host, kind)
+        self.breakers.call(host, status, ms, kind)
 
     def _passive(self, host: Host, error: ErrorKind) -> None:
         if error is ErrorKind.CONNECT_REFUSED:
@@ -235,8 +336,8 @@ class Cluster:
         head move on to another host now if they can be replayed (HAProxy's
         ``on-marked-down shutdown-sessions``, but retried), instead of waiting
         out timeouts.request on a backend that is gone."""
-        for exchange in list(host.awaiting):
-            exchange.host_down()
+        for request in list(host.awaiting):
+            request.host_down()
 
     def _judge_panic(self) -> None:
         """Panic when some, but too little, of the weight is healthy."""
@@ -249,6 +350,15 @@ class Cluster:
             log.warning("cluster panic" if panic else "cluster out of panic", cluster=self.name,
                         healthy_weight=healthy, weight=total)
         self.panic = panic
+
+    def take_tallies(self) -> dict[str, HostFigures]:
+        """Each host's figures since the last report (hosts with none left out)."""
+        out = {}
+        for host in self.hosts:
+            figures = host.tally.take()
+            if figures is not None:
+                out[host.name] = figures
+        return out
 
     # -- the host set ------------------------------------------------------
     async def start(self) -> None:
@@ -263,25 +373,30 @@ class Cluster:
         updated = []
         evicted = []
         for spec in specs:
-            host = current.pop(f"{spec.host}:{spec.port}", None) or Host(spec.host, spec.port)
+            host = current.pop(f"{spec.host}:{spec.port}", None) or self._host(spec)
             if spec.health == "down" and host.health != "down":
                 evicted.append(host)
             host.weight, host.state, host.health = self._weight(spec), spec.state, spec.health
             if host.cc != spec.cc:      # idle connections would keep the old algorithm
-                self.pool.close_idle([host], for_good=False)
+                self.pool.close_idle([self.pool.of(host)], for_good=False)
             host.cc, host.client_side = spec.cc, spec.client_side
             self.breakers.apply(host, spec.breaker, spec.lease,
                                 spec.permits.get(self.signals.slot, 0))
             updated.append(host)
         for gone in current.values():   # busy connections finish their requests
             gone.weight = 0              # the old hash table may still name it
-            self.pool.close_idle([gone], for_good=False)
+            self.pool.gone(gone)
         self.hosts[:] = updated          # the choice and the resolver share this list
         self._judge_panic()
         if resolve:
             self.resolver.refresh()
         for host in evicted:
             self._evict(host)
+
+    def _host(self, spec: HostSpec) -> Host:
+        host = Host(spec.host, spec.port)
+        host.tally = HostTally(self.histogram)
+        return host
 
     def _weight(self, spec: HostSpec) -> int:
         """Slow start scales the weight, except for hashed choices: their tables
@@ -291,13 +406,14 @@ class Cluster:
         return max(1, spec.weight * spec.weight_percent // 100)
 
     def sweep(self, now: float) -> None:
-        self.pool.sweep(self.hosts, now)
-        if now - self.bucket_start >= BUDGET_BUCKET:
-            self.attempts_before, self.retries_before = self.attempts_now, self.retries_now
-            self.attempts_now = self.retries_now = 0
-            self.bucket_start = now
+        self.pool.sweep(now)
+        self.budget.rotate(now)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Each host's pool figures, for the worker's report."""
+        return self.pool.stats(self.hosts)
 
     def close(self) -> None:
         """Stopping: no more lookups; idle connections closed, none taken back."""
         self.resolver.stop()
-        self.pool.close_idle(self.hosts)
+        self.pool.close_idle()

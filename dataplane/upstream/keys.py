@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import parse_qsl
 
-KeyOf = Callable[[bytes, bytes, list], bytes]   # (client ip, target, headers) -> key
+Headers = Sequence[tuple[bytes, bytes]]
+KeyOf = Callable[[bytes, bytes, Headers], bytes]   # (client ip, target, headers) -> key
+
+
+def needs_headers(spec: str) -> bool:
+    """Whether the key is read from the request's headers (header:, cookie:)."""
+    return spec.partition(":")[0] in ("header", "cookie")
 
 
 def key_function(spec: str) -> KeyOf:
@@ -17,14 +23,14 @@ def key_function(spec: str) -> KeyOf:
     if kind == "path":
         return lambda ip, target, headers: target.split(b"?", 1)[0]
     if kind == "header":
-        def by_header(ip: bytes, target: bytes, headers: list) -> bytes:
+        def by_header(ip: bytes, target: bytes, headers: Headers) -> bytes:
             for header, value in headers:
                 if header.lower() == wanted:
                     return value
             return ip
         return by_header
     if kind == "cookie":
-        def by_cookie(ip: bytes, target: bytes, headers: list) -> bytes:
+        def by_cookie(ip: bytes, target: bytes, headers: Headers) -> bytes:
             for header, value in headers:
                 if header.lower() == b"cookie":
                     for pair in value.split(b";"):
@@ -34,7 +40,7 @@ def key_function(spec: str) -> KeyOf:
             return ip
         return by_cookie
     if kind == "query":
-        def by_query(ip: bytes, target: bytes, headers: list) -> bytes:
+        def by_query(ip: bytes, target: bytes, headers: Headers) -> bytes:
             _, _, query = target.partition(b"?")
             for parameter, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
                 if parameter.lower().encode() == wanted:

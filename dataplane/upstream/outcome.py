@@ -1,14 +1,12 @@
-"""What became of one request (HTTP) or connection (TCP) on a host: the typed
-record a worker reports to its cluster and, batched, to the control process.
-Counters, health detection and circuit breakers read exactly this.
+"""How a request (HTTP) or connection (TCP) on a host failed, as a typed
+kind: what a request tells its cluster when it ends, which counts it in the
+host's tally and reads it as a passive health signal and a breaker's call.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
-
-import msgspec
 
 
 class ErrorKind(enum.Enum):
@@ -57,18 +55,6 @@ FAILURE_CLASS: dict[ErrorKind, str | None] = {
     ErrorKind.OVERLOADED: None,
     ErrorKind.NO_HOST: None, ErrorKind.CLIENT_ABORTED: None, ErrorKind.RELAY_FAILED: None,
 }
-
-
-class Outcome(msgspec.Struct, array_like=True, gc=False):
-    """One finished request or TCP connection."""
-    cluster: str
-    backend: str          # HOST:PORT; "" when no host was chosen
-    status: int           # HTTP status sent to the client; 0 in TCP mode
-    ms: float             # from the request head (or accept) to the end
-    bytes_in: int         # request body bytes (TCP: all bytes moved)
-    bytes_out: int        # response body bytes
-    error: ErrorKind = ErrorKind.NONE
-    reused: bool = False  # on a pooled keep-alive connection
 
 
 def connect_error(exc: OSError | None) -> ErrorKind:

@@ -1,8 +1,14 @@
 """Upstream connections: opening them (non-blocking connect) and keeping idle
-keep-alive ones per host for reuse, most recently used first.
+keep-alive ones per host for reuse, most recently used first (Envoy's
+per-host connection pool).
 
 Limits: ``pool.max_active`` connections per host (busy + idle + connecting),
-``pool.max_idle`` idle ones kept, idle ones closed after ``pool.idle_timeout``.
+``pool.max_idle`` idle ones kept, idle ones closed after ``pool.idle_timeout``,
+``pool.max_requests_per_connection`` requests each; past ``max_active``,
+requests wait in a FIFO of at most ``pool.max_queue``.
+
+Each host's connections are a ``HostPool``; the ``Pool`` holds one per host
+of its cluster. Only the Cluster calls the Pool.
 """
 
 from __future__ import annotations
@@ -12,41 +18,91 @@ import errno
 import os
 import socket
 import ssl
+from collections import deque
 from typing import Callable, NamedTuple, Protocol
 
-from .host import Host, PoolStats
 from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.transport import Transport
+from .host import Host
 
 FRESH = 1.0     # seconds idle under which a pooled connection is reused unchecked
 
 
 class UpstreamUser(Protocol):
-    """What an upstream connection reports to the exchange using it."""
+    """What an upstream connection reports to the request using it."""
     def on_upstream_data(self, data: bytes) -> None: ...
     def on_upstream_closed(self, exc: OSError | None) -> None: ...
 
 
+class Reader(Protocol):
+    """What reads responses on a connection for its whole life (the HTTP
+    layer's response reader); closed with the connection."""
+    def close(self) -> None: ...
+
+
+class Waiter(Protocol):
+    """A request queued for a connection to a host at pool.max_active."""
+    def dequeued(self, conn: "UpstreamConnection | None") -> None: ...
+
+
+class PoolStats:
+    """Connection counters of one host's pool in one worker."""
+
+    __slots__ = ("opened", "reused", "closed_by_us", "closed_by_peer", "queue_timeouts",
+                 "connect_failures", "retries", "retries_budget_exhausted",
+                 "over_max_connections", "over_max_pending", "over_max_requests")
+
+    def __init__(self) -> None:
+        self.opened = self.reused = self.closed_by_us = self.closed_by_peer = 0
+        self.queue_timeouts = self.connect_failures = self.retries = 0
+        self.retries_budget_exhausted = 0   # retries refused by the retry budget
+        # 503s for a breaker limit (max_connections, max_pending, max_requests)
+        self.over_max_connections = self.over_max_pending = self.over_max_requests = 0
+
+
+class HostPool:
+    """One host's connections in one worker."""
+    __slots__ = ("host", "idle", "open", "waiting", "stats", "gone")
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.idle: list[UpstreamConnection] = []   # most recently used last
+        self.open = 0          # open or connecting, busy or idle
+        self.waiting: deque[Waiter] = deque()       # requests queued at max_active
+        self.stats = PoolStats()
+        self.gone = False      # the host left the cluster: dropped once empty
+
+    @property
+    def busy(self) -> int:
+        """Open connections carrying a request (or connecting for one)."""
+        return self.open - len(self.idle)
+
+
 class UpstreamConnection:
     """A connected socket on a uvloop transport. Reading stays on while it is
-    idle, so a host's close is seen at once."""
-    __slots__ = ("pool", "host", "sock", "stream", "user", "requests", "idle_since", "counted")
+    idle, so a host's close is seen at once. ``reader`` is kept for its whole
+    life by whoever reads responses on it (the HTTP layer's response reader)."""
+    __slots__ = ("pool", "slot", "host", "sock", "stream", "user", "reader", "requests",
+                 "idle_since", "counted")
 
-    def __init__(self, pool: "Pool", host: Host, sock: socket.socket) -> None:
+    def __init__(self, pool: "Pool", slot: HostPool, sock: socket.socket) -> None:
         self.pool = pool
-        self.host = host
+        self.slot = slot
+        self.host = slot.host
         self.sock = sock       # ours until uvloop closes it (for _alive)
         self.stream = Stream(self)
         self.user: UpstreamUser | None = None
+        self.reader: Reader | None = None
         self.requests = 0
         self.idle_since = 0.0
-        self.counted = True    # holds one of host.active
+        self.counted = True    # holds one of slot.open
 
     def on_data(self, data: bytes) -> None:
-        if self.user is not None:
-            self.user.on_upstream_data(data)
+        user = self.user
+        if user is not None:
+            user.on_upstream_data(data)
         else:
             self.pool.discard(self)    # bytes nobody asked for: unusable
 
@@ -61,32 +117,33 @@ class UpstreamConnection:
 
 
 Connected = Callable[[UpstreamConnection | None, OSError | None], None]
+SocketConnected = Callable[[socket.socket | None, OSError | None], None]
 
 
 class Tls(NamedTuple):
     context: ssl.SSLContext
     name: str | None           # SNI and the name verified; None: the backend's host
-SocketConnected = Callable[[socket.socket | None, OSError | None], None]
 
 
 class Connect:
     """One non-blocking connect in progress; ``cancel`` abandons it.
 
-    It holds one of ``host.active`` from the start; whoever receives the
-    socket takes that over."""
+    It holds one of its host pool's ``open`` from the start; whoever receives
+    the socket takes that over."""
 
-    __slots__ = ("pool", "host", "sock", "callback", "waiting")
-    callback: "SocketConnected | None"
+    __slots__ = ("pool", "slot", "sock", "callback", "waiting")
 
-    def __init__(self, pool: "Pool", host: Host, callback: SocketConnected) -> None:
-        self.pool, self.host = pool, host
-        self.callback = callback
+    def __init__(self, pool: "Pool", slot: HostPool, callback: SocketConnected) -> None:
+        self.pool, self.slot = pool, slot
+        self.callback: SocketConnected | None = callback
+        host = slot.host
         self.sock = socket.socket(host.family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pool.transport.before_connect(self.sock, host)
         self.waiting = False
-        host.active += 1
+        slot.open += 1
+        assert host.address is not None, "a host is chosen only once resolved"
         err = self.sock.connect_ex(host.address)
         if err == errno.EINPROGRESS:
             self.waiting = True
@@ -100,15 +157,15 @@ class Connect:
         self._complete(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 
     def _complete(self, err: int) -> None:
-        if self.callback is None:
-            return
         callback = self.callback
+        if callback is None:
+            return
         if err:
             self._give_up()
             callback(None, OSError(err, os.strerror(err)))
         else:
             self.callback = None
-            self.pool.transport.connected(self.sock, self.host)
+            self.pool.transport.connected(self.sock, self.slot.host)
             callback(self.sock, None)
 
     def cancel(self) -> None:
@@ -116,24 +173,16 @@ class Connect:
             if self.waiting:
                 self.pool.reactor.remove_writer(self.sock.fileno())
             self._give_up()
-            self.pool.pass_turn(self.host)
+            self.pool.pass_turn(self.slot)
 
     def _give_up(self) -> None:
         self.callback = None
-        self.host.active -= 1
+        self.slot.open -= 1
         self.sock.close()
 
 
-class Waiter(Protocol):
-    """An exchange queued for a connection to a host at pool.max_active."""
-    def dequeued(self, conn: UpstreamConnection | None) -> None: ...
-
-
 class Pool:
-    """Per-host connections of one worker: ``max_active`` open at most,
-    ``max_idle`` kept idle (most recently used reused first) until
-    ``idle_timeout``, at most ``max_requests_per_connection`` requests each;
-    past ``max_active``, requests wait in a FIFO of at most ``max_queue``."""
+    """The host pools of one cluster in one worker."""
 
     def __init__(self, reactor: Reactor, settings: PoolSettings, transport: Transport,
                  max_connections: int | None = None, max_pending: int | None = None,
@@ -153,60 +202,69 @@ class Pool:
         self.max_queue = settings.max_queue if max_pending is None \
             else min(settings.max_queue, max_pending)
         self.closing = False
+        self.slots: dict[Host, HostPool] = {}
 
-    def acquire(self, host: Host, now: float) -> UpstreamConnection | None:
+    def of(self, host: Host) -> HostPool:
+        slot = self.slots.get(host)
+        if slot is None:
+            slot = self.slots[host] = HostPool(host)
+        return slot
+
+    def gone(self, host: Host) -> None:
+        """The host left the cluster: its idle connections close; busy ones
+        finish their requests, and the pool forgets it once all are closed."""
+        slot = self.slots.get(host)
+        if slot is not None:
+            slot.gone = True
+            self.close_idle([slot], for_good=False)
+            self._forget_if_empty(slot)
+
+    def _forget_if_empty(self, slot: HostPool) -> None:
+        if slot.gone and not slot.open and self.slots.get(slot.host) is slot:
+            del self.slots[slot.host]
+
+    def acquire(self, slot: HostPool, now: float) -> UpstreamConnection | None:
         """An idle connection to reuse, most recently used first, or None. One
         idle for over FRESH seconds that the host has closed (EOF or reset
         not yet seen by the loop) is dropped here rather than failing the
         request; a fresher one is taken without that check (a syscall per
         request under load), since hosts close idle connections on timers
         of seconds, and the one retry covers what slips through."""
-        idle = host.idle
+        idle = slot.idle
         stale = now - FRESH
         while idle:
             conn = idle.pop()
             if conn.idle_since > stale or _alive(conn.sock):
-                host.conn_stats.reused += 1
+                slot.stats.reused += 1
                 return conn
             self.discard(conn, by_peer=True)
         return None
 
-    @staticmethod
-    def backend_reused(conn: UpstreamConnection) -> None:
-        conn.host.conn_stats.reused += 1
+    def can_open(self, slot: HostPool) -> bool:
+        return slot.open < self.max_active
 
-    @staticmethod
-    def count_retry(host: Host) -> None:
-        """A request retried after a failed attempt on this host."""
-        host.conn_stats.retries += 1
-
-    @staticmethod
-    def count_budget_exhausted(host: Host) -> None:
-        """A retry after a failed attempt on this host was refused by the budget."""
-        host.conn_stats.retries_budget_exhausted += 1
-
-    def can_open(self, host: Host) -> bool:
-        return host.active < self.max_active
-
-    def connect(self, host: Host, callback: Connected) -> Connect:
+    def connect(self, slot: HostPool, callback: Connected) -> Connect:
         """Open a keep-alive connection for HTTP: the one place they are made."""
         def opened(sock: socket.socket | None, exc: OSError | None) -> None:
             if sock is None:
-                host.conn_stats.connect_failures += 1
-                self.pass_turn(host)
+                slot.stats.connect_failures += 1
+                self.pass_turn(slot)
                 callback(None, exc)
             else:
-                host.conn_stats.opened += 1
-                self.loop.create_task(self._on_transport(UpstreamConnection(self, host, sock),
+                slot.stats.opened += 1
+                self.loop.create_task(self._on_transport(UpstreamConnection(self, slot, sock),
                                                          callback))
-        return Connect(self, host, opened)
+        return Connect(self, slot, opened)
 
     async def _on_transport(self, conn: UpstreamConnection, callback: Connected) -> None:
         """Put a connected socket on a uvloop transport (a coroutine in uvloop's API)."""
         try:
-            tls = {} if self.tls is None else {
-                "ssl": self.tls.context, "server_hostname": self.tls.name or conn.host.host}
-            await self.loop.create_connection(lambda: conn.stream, sock=conn.sock, **tls)
+            if self.tls is None:
+                await self.loop.create_connection(lambda: conn.stream, sock=conn.sock)
+            else:
+                await self.loop.create_connection(
+                    lambda: conn.stream, sock=conn.sock, ssl=self.tls.context,
+                    server_hostname=self.tls.name or conn.host.host)
         except OSError as exc:
             conn.sock.close()
             conn.stream.closed = True
@@ -215,44 +273,45 @@ class Pool:
             return
         callback(conn, None)
 
-    def enqueue(self, host: Host, waiter: Waiter) -> bool:
+    def enqueue(self, slot: HostPool, waiter: Waiter) -> bool:
         """Wait for a connection; False when ``max_queue`` are waiting already."""
-        if len(host.waiting) >= self.max_queue:
+        if len(slot.waiting) >= self.max_queue:
             return False
-        host.waiting.append(waiter)
+        slot.waiting.append(waiter)
         return True
 
-    def unqueue(self, host: Host, waiter: Waiter, timed_out: bool) -> None:
+    def unqueue(self, slot: HostPool, waiter: Waiter, timed_out: bool) -> None:
         try:
-            host.waiting.remove(waiter)
+            slot.waiting.remove(waiter)
         except ValueError:
             return
         if timed_out:
-            host.conn_stats.queue_timeouts += 1
+            slot.stats.queue_timeouts += 1
 
     def release(self, conn: UpstreamConnection, now: float) -> None:
         """Take back a connection whose last response was read in full."""
         conn.user = None
-        host = conn.host
-        if (self.closing or conn.stream.closed
+        slot = conn.slot
+        if (self.closing or slot.gone or conn.stream.closed
                 or (self.max_requests and conn.requests >= self.max_requests)):
             self.discard(conn)
-        elif host.waiting:
-            self.loop.call_soon(host.waiting.popleft().dequeued, conn)
-        elif len(host.idle) >= self.max_idle:
+        elif slot.waiting:
+            self.loop.call_soon(slot.waiting.popleft().dequeued, conn)
+        elif len(slot.idle) >= self.max_idle:
             self.discard(conn)
         else:
             conn.idle_since = now
-            host.idle.append(conn)
+            slot.idle.append(conn)
 
-    def connect_socket(self, host: Host, callback: SocketConnected) -> Connect:
+    def connect_socket(self, slot: HostPool, callback: SocketConnected) -> Connect:
         """Open a connection whose socket leaves the pool at once (TCP mode): it
-        holds one of ``host.active`` until ``socket_closed``."""
-        return Connect(self, host, callback)
+        holds one of ``slot.open`` until ``socket_closed``."""
+        return Connect(self, slot, callback)
 
-    def socket_closed(self, host: Host) -> None:
-        host.active -= 1
-        self.pass_turn(host)
+    def socket_closed(self, slot: HostPool) -> None:
+        slot.open -= 1
+        self.pass_turn(slot)
+        self._forget_if_empty(slot)
 
     def detach(self, conn: UpstreamConnection) -> socket.socket:
         """Take a connection out of the pool's accounting for good (an upgrade)."""
@@ -266,60 +325,70 @@ class Pool:
 
     def _uncount(self, conn: UpstreamConnection) -> None:
         conn.user = None
+        _close_reader(conn)
         if conn.counted:
             conn.counted = False
-            conn.host.active -= 1
-            self.pass_turn(conn.host)
+            conn.slot.open -= 1
+            self.pass_turn(conn.slot)
+            self._forget_if_empty(conn.slot)
 
     def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
         conn.user = None
-        host = conn.host
+        _close_reader(conn)
+        slot = conn.slot
         try:
-            host.idle.remove(conn)
+            slot.idle.remove(conn)
         except ValueError:
             pass
         conn.stream.close()
         if conn.counted:
             conn.counted = False
-            host.active -= 1
+            slot.open -= 1
             if by_peer:
-                host.conn_stats.closed_by_peer += 1
+                slot.stats.closed_by_peer += 1
             else:
-                host.conn_stats.closed_by_us += 1
-            self.pass_turn(host)
+                slot.stats.closed_by_us += 1
+            self.pass_turn(slot)
+            self._forget_if_empty(slot)
 
-    def pass_turn(self, host: Host) -> None:
+    def pass_turn(self, slot: HostPool) -> None:
         """A connection slot opened up (or a waiter gave up its turn): the first
         waiter may open a connection."""
-        if host.waiting and self.can_open(host) and not self.closing:
-            self.loop.call_soon(host.waiting.popleft().dequeued, None)
+        if slot.waiting and self.can_open(slot) and not self.closing:
+            self.loop.call_soon(slot.waiting.popleft().dequeued, None)
 
-    def sweep(self, hosts: list[Host], now: float) -> None:
+    def sweep(self, now: float) -> None:
         """Close idle connections past idle_timeout (the oldest sit at the front)."""
         limit = now - self.idle_timeout
-        for host in hosts:
-            while host.idle and host.idle[0].idle_since <= limit:
-                self.discard(host.idle[0])
+        for slot in list(self.slots.values()):
+            while slot.idle and slot.idle[0].idle_since <= limit:
+                self.discard(slot.idle[0])
 
-    def close_idle(self, hosts: list[Host], for_good: bool = True) -> None:
-        """Close the idle connections; ``for_good`` also stops taking any back."""
+    def close_idle(self, slots: list[HostPool] | None = None, for_good: bool = True) -> None:
+        """Close the idle connections (of every host, or of ``slots``);
+        ``for_good`` also stops taking any back."""
         self.closing = self.closing or for_good
-        for host in hosts:
-            while host.idle:
-                self.discard(host.idle[0])
+        for slot in list(self.slots.values()) if slots is None else slots:
+            while slot.idle:
+                self.discard(slot.idle[0])
 
-    @staticmethod
-    def stats(hosts: list[Host]) -> dict[str, dict[str, int]]:
+    def stats(self, hosts: list[Host]) -> dict[str, dict[str, int]]:
         """Per host: what the admin socket's stats command will show."""
         out = {}
         for host in hosts:
-            counters = host.conn_stats
-            idle = len(host.idle)
+            slot = self.of(host)
+            counters = slot.stats
             out[host.name] = {
-                "idle": idle, "busy": host.active - idle, "waiting": len(host.waiting),
+                "idle": len(slot.idle), "busy": slot.busy, "waiting": len(slot.waiting),
                 "inflight": host.inflight,
                 **{name: getattr(counters, name) for name in PoolStats.__slots__}}
         return out
+
+
+def _close_reader(conn: UpstreamConnection) -> None:
+    reader, conn.reader = conn.reader, None
+    if reader is not None:
+        reader.close()
 
 
 def _alive(sock: socket.socket) -> bool:

@@ -16,24 +16,25 @@ import structlog
 
 from .. import logs
 from ..channel.link import Link
-from ..channel.messages import (OUTCOMES_PER_RECORD, Ack, Counters, Outcomes, Snapshot, Trial,
-                                Tripped, Verdict)
+from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, Verdict
 from ..config import DEFAULT, Config, decode_certificates, decode_routes
 from ..http.client import ClientConnection
-from ..http.rules import Reject
+from ..http.codec import Reject
+from ..http.lane import MAX_BODY
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.libbpf import BpfError
 from ..kernel.sockmap import Sockmap
 from ..kernel.transport import Transport
 from ..limits.per_client import PerClient
+from ..logs.access_lines import AccessLog
+from ..routing.route import Route
 from ..site import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
 from ..routing.table import RouteTable
 from ..tls.contexts import ListenerContexts
 from ..tls.tickets import KEY_SIZE, TicketKeys
-from ..upstream.outcome import Outcome
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
@@ -67,7 +68,6 @@ class Worker:
         self.config = config
         self.link = link
         self.version = 0          # of the last state snapshot applied
-        self.outcomes: list[Outcome] = []
         self.loop = loop
         self.listener = listener
         self.clock = Clock(loop.time())
@@ -84,6 +84,12 @@ class Worker:
         self.stream_timeout = min(t.idle, t.client_body, t.backend_idle, t.client_write)
         self.connections: set[Tracked] = set()
         self.per_client = PerClient.of(config, client_counts, link.slot)
+        self.access = AccessLog() if config.log.access else None
+        self.lane = True
+        self.lane_head = config.limits.header_bytes
+        self.lane_headers = config.limits.headers
+        body_limit = config.limits.body_bytes
+        self.lane_body = MAX_BODY if body_limit is None else min(MAX_BODY, body_limit)
         relay = config.balancer.relay
         # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
         # (small messages), splice for large HTTP bodies of known length.
@@ -108,8 +114,14 @@ class Worker:
     def _cluster(self, name: str) -> Cluster:
         group, config = self.config.group(name), self.config
         return Cluster(name, config.balancer_of(name), group.pool, group.health, group.retries,
-                       group.breaker, self.reactor, self.transport, self.outcomes.append, self,
-                       self._build_in_thread)
+                       group.breaker, self.reactor, self.transport, self, self._build_in_thread,
+                       histogram=config.metrics.listen is not None)
+
+    def cluster_for(self, route: Route | None) -> Cluster:
+        """The group a request goes to: its route's, or the default one."""
+        if route is None or route.cluster == DEFAULT:
+            return self.default
+        return self.clusters[route.cluster]
 
     def hosts(self):
         for cluster in self.clusters.values():
@@ -222,17 +234,13 @@ class Worker:
 
     # -- the control process -------------------------------------------
     def report(self) -> None:
-        """Send the batched outcomes and the counters to the control process."""
+        """Send the counters and each host's tally to the control process."""
         link = self.link
-        outcomes = self.outcomes
-        for start in range(0, len(outcomes), OUTCOMES_PER_RECORD):
-            link.up.send(Outcomes(link.slot, outcomes[start:start + OUTCOMES_PER_RECORD]))
-        outcomes.clear()
         hosts = list(self.hosts())
         link.up.send(Counters(link.slot, os.getpid(), self.stats.accepted,
                               len(self.connections), link.up.ring.dropped,
                               self.stats.rejected, self.stats.refused + self.stats.untrusted,
-                              {name: c.pool.stats(c.hosts) for name, c in self.clusters.items()},
+                              {name: c.stats() for name, c in self.clusters.items()},
                               self.transport.summary(hosts, self.clock.now),
                               {name: marks for c in self.clusters.values()
                                for name, marks in c.breakers.take_marks().items()},
@@ -240,7 +248,8 @@ class Worker:
                               (self.stats.handshakes, self.stats.resumed),
                               (0, 0) if self.per_client is None else
                               (self.per_client.refused_connections,
-                               self.per_client.refused_requests)))
+                               self.per_client.refused_requests),
+                              {name: c.take_tallies() for name, c in self.clusters.items()}))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property
@@ -331,8 +340,7 @@ class Worker:
             abort() if abort else conn.shutdown()
         for cluster in self.clusters.values():
             cluster.close()
-        log.info("pool stats", clusters={name: c.pool.stats(c.hosts)
-                                         for name, c in self.clusters.items()})
+        log.info("pool stats", clusters={name: c.stats() for name, c in self.clusters.items()})
         if self.sockmap is not None:
             self.sockmap.close()
 

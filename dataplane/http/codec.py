@@ -1,5 +1,11 @@
-"""HTTP/1.1 message rules for a proxy, without I/O: which headers travel, how
-bodies are framed on each side, and the proxy's own error responses."""
+"""The HTTP/1.1 codec of a proxy, without I/O: which headers travel, how
+bodies are framed on each side, how heads are written, and the proxy's own
+error responses.
+
+Heads are written in one canonical form, which the fast lane (lane.py) also
+produces: the start line, then every end-to-end header as ``Name: value``
+in the order received (Content-Length in its place), then the framing the
+proxy restates (Transfer-Encoding), then the lines the proxy adds."""
 
 from __future__ import annotations
 
@@ -36,18 +42,19 @@ REASONS = {
 class Fields:
     """What one pass over a header list tells the proxy, and the lines that travel.
 
-    ``lines`` holds the end-to-end headers, ready to join; Content-Length is
-    kept aside (``length_value``) because re-framing decides whether it travels.
+    ``lines`` holds the end-to-end headers, ready to join, Content-Length
+    among them: it stays true whatever the re-framing, since it never comes
+    with Transfer-Encoding (llhttp refuses the pair; should it come, it is
+    dropped here).
     """
 
-    __slots__ = ("lines", "framing", "length", "length_value", "host", "authority", "upgrade",
+    __slots__ = ("lines", "framing", "length", "host", "authority", "upgrade",
                  "forwarded_for", "connection", "coding")
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         self.framing = NONE
         self.length = 0
-        self.length_value = b""
         self.host = 0             # Host header fields seen (a request may have one)
         self.authority = b""      # the Host header's value
         self.upgrade: bytes | None = None
@@ -98,7 +105,8 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
             fields.authority = value
             lines += (name, b": ", value, b"\r\n")
         elif kind == _LENGTH:
-            fields.length, fields.length_value = int(value), value
+            fields.length = int(value)
+            lines += (name, b": ", value, b"\r\n")
             if fields.framing == NONE:
                 fields.framing = LENGTH
         elif kind == _TRANSFER:
@@ -116,16 +124,20 @@ def scan(headers: Headers, named: frozenset[bytes] = frozenset()) -> Fields:
     extra = fields.connection - _CONNECTION_WORDS
     if extra and extra - named:
         return scan(headers, named | extra)     # rare: drop what Connection names
+    if fields.framing == CHUNKED and fields.length:
+        # Never both (llhttp refuses them together): chunked decides, the length goes.
+        fields.lines = [part for at in range(0, len(lines), 4) for part in lines[at:at + 4]
+                        if _kind_of(lines[at]) != _LENGTH]
     return fields
 
 
-_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+# A control byte (RFC 9112 section 4 allows tab, space and visible bytes only).
+CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 
 
 def reason_phrase(reason: bytes, status: int) -> bytes:
-    """A backend's reason phrase as it is, or ours when it holds control bytes
-    (RFC 9112 section 4 allows tab, space and visible bytes only)."""
-    return reason if _CONTROL_BYTE(reason) is None else REASONS.get(status, b"")
+    """A backend's reason phrase as it is, or ours when it holds control bytes."""
+    return reason if CONTROL_BYTE(reason) is None else REASONS.get(status, b"")
 
 
 def chunked_once_and_last(coding: bytes) -> bool:
@@ -138,8 +150,6 @@ def chunked_once_and_last(coding: bytes) -> bool:
 def _framing_lines(fields: Fields, framing: int) -> list[bytes]:
     if framing == CHUNKED:     # a response's other codings (gzip, chunked) stay
         return [b"Transfer-Encoding: ", fields.coding or b"chunked", b"\r\n"]
-    if fields.length_value and framing in (LENGTH, NONE):
-        return [b"Content-Length: ", fields.length_value, b"\r\n"]
     return []
 
 
