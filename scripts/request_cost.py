@@ -16,25 +16,18 @@ functions. Requests: wrk's (a Host header), a browser's (about 550 bytes,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import pstats
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import uvloop
-
 from dataplane import logs
-from dataplane.channel.messages import BackendState
-from dataplane.config import parse
-from dataplane.io.stream import Stream
-from dataplane.worker.process import Worker
+from dataplane.testing.inprocess import Client, InProcess
 
 WRK = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 BROWSER = (
@@ -52,14 +45,6 @@ NGINX_HEAD = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 02 Dec 202
 SMALL = NGINX_HEAD % 17 + b"hello from nginx\n"
 LARGE = NGINX_HEAD % 2048 + b"x" * 2048
 
-CONFIG = """
-balancer: {{port: 8080, bind: 127.0.0.1, workers: 1}}
-backends: [{{host: 127.0.0.1, port: 9}}]
-pool: {{max_requests_per_connection: 0}}
-log: {{access: {access}, level: info, summary: 0}}
-admin: {{socket: /tmp/l7lb-request-cost.sock}}
-{routes}"""
-
 
 def routes(count: int) -> str:
     """Routes no request matches (as scripts/bench --routes makes them)."""
@@ -70,127 +55,26 @@ def routes(count: int) -> str:
     return "routes:\n" + "\n".join(lines) + "\n"
 
 
-class Link:
-    """The worker's link to a control process that is not there."""
-    slot = 0
-
-    class up:             # noqa: N801 - stands in for an Endpoint
-        class ring:        # noqa: N801
-            dropped = 0
-
-        @staticmethod
-        def send(message, wait: float = 0.0) -> bool:
-            return True
-
-
-class Transport(asyncio.Transport):
-    """A transport that keeps what is written; ``peer`` is told of each write."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self.sock = sock
-        self.written: list[bytes] = []
-        self.peer = None
-
-    def get_extra_info(self, name, default=None):
-        return self.sock if name == "socket" else default
-
-    def write(self, data) -> None:
-        self.written.append(bytes(data))
-        if self.peer is not None:
-            self.peer()
-
-    def set_write_buffer_limits(self, high=None, low=None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_protocol(self, protocol) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def abort(self) -> None:
-        raise AssertionError("a connection was aborted: the request failed")
-
-    def close(self) -> None:
-        raise AssertionError("a connection was closed: the request failed")
-
-    def write_eof(self) -> None:
-        raise AssertionError("a connection was half-closed: the request failed")
-
-
-_KEPT: list[socket.socket] = []
-
-
-def socket_pair() -> socket.socket:
-    """A connected loopback TCP socket (its peer kept open for the run): the
-    stand-in transports need a real descriptor and real addresses."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        near = socket.create_connection(server.getsockname())
-        far, _ = server.accept()
-    _KEPT.append(far)
-    return near
-
-
 class Bench:
-    """One worker, one client connection, upstream connections in its pool."""
+    """One worker, one client connection, an upstream connection in its pool."""
 
     def __init__(self, request: bytes, response: bytes, access: bool, route_count: int) -> None:
-        self.loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        config = parse(CONFIG.format(access="true" if access else "false",
-                                     routes=routes(route_count)))
         self.log = tempfile.TemporaryFile("w")      # the access lines, unread
-        logs.setup(config.log, self.log)
-        self.worker = Worker(config, self.loop, socket_pair(), Link())
+        self.world = InProcess(access=access, extra=routes(route_count))
+        logs.setup(self.world.worker.config.log, self.log)
+        self.upstream, self.upstream_transport = self.world.idle_upstream()
+        self.client = Client(self.world.worker)
         self.request, self.response = request, response
-        self._backend()
-        self.client_transport = Transport(socket_pair())
-        client = Stream(made=self.worker._accepted)
-        client.connection_made(self.client_transport)
-        self.client = client
         self.expected: bytes | None = None
-
-    def _backend(self) -> None:
-        cluster = self.worker.default
-        cluster.update([BackendState("127.0.0.1", 9, 100, health="up")], resolve=False)
-        host = cluster.hosts[0]
-        host.set_address(socket.AF_INET, ("127.0.0.1", 9))
-        cluster.choice.refresh()
-        self.host = host
-        self.upstreams = []
-        for _ in range(2):
-            self.upstreams.append(self._upstream(cluster, host))
-
-    def _upstream(self, cluster, host):
-        upstream = pooled_connection(cluster, host)
-        transport = Transport(socket_pair())
-        transport.peer = lambda: self.loop.call_soon(lambda: None)  # nothing: fed below
-        upstream.stream.connection_made(transport)
-        give_back(cluster, upstream, self.loop.time())
-        return upstream, transport
 
     def one(self) -> None:
         """A request in, the response back; the client's bytes checked."""
-        self.client.data_received(self.request)
-        for upstream, transport in self.upstreams:
-            if transport.written:
-                transport.written.clear()
-                upstream.stream.data_received(self.response)
-                break
-        else:
-            raise AssertionError("no request reached a backend")
-        out = b"".join(self.client_transport.written)
-        self.client_transport.written.clear()
+        self.client.send(self.request)
+        if not self.upstream_transport.written:
+            raise AssertionError("the request did not reach the backend")
+        self.upstream_transport.written.clear()
+        self.upstream.stream.data_received(self.response)
+        out = self.client.transport.take()
         if self.expected is None:
             self.expected = out
             if not out.startswith(b"HTTP/1.1 200"):
@@ -204,18 +88,6 @@ class Bench:
         for _ in range(count):
             one()
         return time.perf_counter() - start
-
-
-def pooled_connection(cluster, host):
-    """An upstream connection of the cluster's pool, as if just connected."""
-    from dataplane.upstream.pool import UpstreamConnection
-    slot = cluster.pool.of(host)
-    slot.open += 1
-    return UpstreamConnection(cluster.pool, slot, socket_pair())
-
-
-def give_back(cluster, upstream, now: float) -> None:
-    cluster.give_back(upstream, now)
 
 
 def measure(name: str, request: bytes, response: bytes, args) -> None:

@@ -59,7 +59,7 @@ class ClientConnection:
         "backend_in", "stalled_since", "total_at", "deadline", "deadline_kind",
         "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane_ok",
         "lane_conn", "lane_host", "lane_cluster", "lane_route", "lane_key", "lane_started",
-        "lane_method", "lane_target", "lane_forward", "lane_body", "__weakref__")
+        "lane_method", "lane_target", "lane_forward", "lane_body", "lane_wait", "__weakref__")
 
     def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
         self.site = site
@@ -96,6 +96,8 @@ class ClientConnection:
         # and the one request on it (lane_conn is set while it is under way).
         self.lane_ok = self.preamble is None and not self.stripped and site.lane
         self.lane_conn: UpstreamConnection | None = None
+        # Its deadline, when neither a route nor timeouts.total decides it (0 when they may).
+        self.lane_wait = site.response_timeout if site.config.timeouts.total is None else 0.0
         self.expect(HEAD, site.config.timeouts.header)
         site.track(self)
 
@@ -124,7 +126,7 @@ class ClientConnection:
             route = routes.find(method, target, authority, ())
             if route is None if routes.fallback == "none" else route is not None and not route.plain:
                 return False
-        cluster = site.cluster_for(route)
+        cluster = site.default if route is None else site.cluster_for(route)
         key = None
         if cluster.hashed:
             if cluster.key_needs_headers:
@@ -152,10 +154,14 @@ class ClientConnection:
         self.lane_conn, self.lane_host, self.lane_cluster, self.lane_route = conn, host, cluster, route
         self.lane_key, self.lane_started, self.lane_method, self.lane_target = key, now, method, target
         self.lane_forward, self.lane_body = forward, body
-        self._lane_deadline(route, now)
+        if route is None and self.lane_wait:
+            self.deadline_kind, self.deadline = RESPONSE, now + self.lane_wait
+        else:
+            self._lane_deadline(route, now)
         return True
 
     def _lane_deadline(self, route: "Route | None", now: float) -> None:
+        """The deadline of a request the lane routed: its route's timeouts."""
         site = self.site
         per_try = site.response_timeout
         total = site.config.timeouts.total

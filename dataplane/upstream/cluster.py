@@ -282,12 +282,12 @@ class Cluster:
     def answered(self, host: Host, conn: UpstreamConnection, status: int, ms: float,
                  bytes_in: int, bytes_out: int, now: float) -> None:
         """A fast-lane request ended well: its connection back to the pool, and
-        the same counts as ``finished`` makes for an answered request (the
+        the same records as ``finished`` makes for an answered request (the
         breaker is closed on the lane, so there is no trial to judge)."""
         self.pool.release(conn, now)
         host.inflight -= 1
         self.choice.in_flight -= 1
-        host.tally.answer(status, ms, bytes_in, bytes_out)
+        host.tally.calls.append((status, ms, bytes_in, bytes_out, NO_ERROR))
         breakers = self.breakers
         if breakers.enabled:
             judge = breakers.judge
@@ -301,16 +301,14 @@ class Cluster:
     def finished(self, host: Host, status: int, ms: float, bytes_in: int, bytes_out: int,
                  kind: ErrorKind, reused: bool) -> None:
         """A request (or TCP connection) on ``host`` ended, or one attempt of it
-        failed: counted in the host's tally, and read as a passive health
+        failed: recorded in the host's tally, and read as a passive health
         signal and a breaker's call."""
+        host.tally.calls.append((status, ms, bytes_in, bytes_out, kind))
         if kind is NO_ERROR:
-            host.tally.answer(status, ms, bytes_in, bytes_out)
             if host.failures:
                 host.failures = 0
-        else:
-            host.tally.failure(status, bytes_in, bytes_out, kind.connect)
-            if self.passive_errors and not reused:
-                self._passive(host, kind)
+        elif self.passive_errors and not reused:
+            self._passive(host, kind)
         self.breakers.call(host, status, ms, kind)
 
     def _passive(self, host: Host, error: ErrorKind) -> None:

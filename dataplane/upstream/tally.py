@@ -1,11 +1,12 @@
 """What one host's traffic came to in one worker since the last report: the
 figures the control process adds up for ``lbctl stats``, ``lbctl backends``
-and the metrics. Counted in place as requests end and sent with the
-worker's periodic report, never one message per request. No I/O.
+and the metrics. No I/O.
 
-Latencies are sampled: every ``stride``-th answered request, the stride
-doubling (and every other sample dropped) whenever ``SAMPLES`` are held, so
-a busy interval keeps an even spread of at most that many.
+Each request (or TCP connection) that ends leaves one record in ``calls``:
+a tuple appended to a list, the cheapest record Python keeps. The worker's
+report, every timer tick, sums them up (``take``) and sends the figures: no
+message and no counting per request. Latencies are sampled at the report,
+evenly over its calls, at most ``SAMPLES`` of them.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from bisect import bisect_left
 
 import msgspec
 
+from .outcome import ErrorKind
+
 SAMPLES = 64              # latencies kept per host per report
 # Milliseconds: the duration histogram's bounds (metrics/families.py BUCKETS).
 BOUNDS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+NO_ERROR = ErrorKind.NONE
+
+# One finished call: status sent to the client (0: none), ms, request body
+# bytes (TCP: all bytes moved), response body bytes, how it failed.
+Call = tuple[int, float, int, int, ErrorKind]
 
 
 class HostFigures(msgspec.Struct, array_like=True, gc=False):
@@ -28,68 +36,45 @@ class HostFigures(msgspec.Struct, array_like=True, gc=False):
     statuses: list[int] = msgspec.field(default_factory=lambda: [0] * 6)   # by status // 100
     connect_errors: int = 0
     response_errors: int = 0
-    latencies: list[float] = []        # ms, sampled
+    latencies: list[float] = []        # ms of answered calls, sampled
     durations: list[int] = []          # per BOUNDS_MS bound, then beyond the last (metrics on)
-    duration_ms: float = 0.0           # the sum of every answered request's ms (metrics on)
+    duration_ms: float = 0.0           # the sum of every answered call's ms (metrics on)
 
 
 class HostTally:
-    """Counted in place; ``take`` hands the figures over and starts again."""
-    __slots__ = ("requests", "answered", "bytes_in", "bytes_out", "statuses", "connect_errors",
-                 "response_errors", "latencies", "stride", "durations", "duration_ms")
+    """The calls since the last report; ``take`` sums them up and starts again."""
+    __slots__ = ("calls", "histogram")
 
     def __init__(self, histogram: bool = False) -> None:
-        self.durations: list[int] | None = [0] * (len(BOUNDS_MS) + 1) if histogram else None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.requests = self.answered = self.bytes_in = self.bytes_out = 0
-        self.statuses = [0] * 6
-        self.connect_errors = self.response_errors = 0
-        self.latencies: list[float] = []
-        self.stride = 1
-        if self.durations is not None:
-            self.durations = [0] * (len(BOUNDS_MS) + 1)
-        self.duration_ms = 0.0
-
-    def answer(self, status: int, ms: float, bytes_in: int, bytes_out: int) -> None:
-        """A request the backend answered (its status reached the client)."""
-        self.requests += 1
-        self.answered += 1
-        self.bytes_in += bytes_in
-        self.bytes_out += bytes_out
-        self.statuses[status // 100] += 1
-        if not self.answered % self.stride:
-            self.sample(ms)
-        if self.durations is not None:
-            self.durations[bisect_left(BOUNDS_MS, ms)] += 1
-            self.duration_ms += ms
-
-    def sample(self, ms: float) -> None:
-        latencies = self.latencies
-        latencies.append(ms)
-        if len(latencies) >= SAMPLES:
-            del latencies[::2]
-            self.stride *= 2
-
-    def failure(self, status: int, bytes_in: int, bytes_out: int, connect: bool) -> None:
-        """A request that failed on the way (``status``: what the client got, 0 none)."""
-        self.requests += 1
-        self.bytes_in += bytes_in
-        self.bytes_out += bytes_out
-        if 100 <= status < 600:
-            self.statuses[status // 100] += 1
-        if connect:
-            self.connect_errors += 1
-        else:
-            self.response_errors += 1
+        self.calls: list[Call] = []
+        self.histogram = histogram     # count durations by bucket (metrics on)
 
     def take(self) -> HostFigures | None:
-        """The figures since the last take, or None when nothing happened."""
-        if not self.requests:
+        """The figures of the calls since the last take, or None when none ended."""
+        calls = self.calls
+        if not calls:
             return None
-        figures = HostFigures(self.requests, self.answered, self.bytes_in, self.bytes_out,
-                              self.statuses, self.connect_errors, self.response_errors,
-                              self.latencies, self.durations or [], self.duration_ms)
-        self._reset()
+        self.calls = []
+        figures = HostFigures(requests=len(calls))
+        statuses = figures.statuses
+        answered: list[float] = []
+        for status, ms, bytes_in, bytes_out, kind in calls:
+            figures.bytes_in += bytes_in
+            figures.bytes_out += bytes_out
+            if 100 <= status < 600:
+                statuses[status // 100] += 1
+            if kind is NO_ERROR:
+                answered.append(ms)
+            elif kind.connect:
+                figures.connect_errors += 1
+            else:
+                figures.response_errors += 1
+        figures.answered = len(answered)
+        step = -(-len(answered) // SAMPLES)      # ceiling: at most SAMPLES kept
+        figures.latencies = answered[::step] if answered else []
+        if self.histogram and answered:
+            durations = [0] * (len(BOUNDS_MS) + 1)
+            for ms in answered:
+                durations[bisect_left(BOUNDS_MS, ms)] += 1
+            figures.durations, figures.duration_ms = durations, sum(answered)
         return figures
