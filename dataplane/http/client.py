@@ -234,19 +234,21 @@ class ClientConnection:
                   cluster: Cluster, route: "Route | None", key: bytes | None,
                   host: Host | None, now: float) -> None:
         """A request read whole and routed by the lane that cannot be sent on
-        it (no idle connection, no host): an Exchange takes it from here."""
+        it (no idle connection, no host): an Exchange takes it from here, in
+        the order the parser would have given it (a body after the start)."""
         exchange = Exchange(self, self.site, method, target, "1.1", True, now)
-        exchange.request_complete = True
-        exchange.bytes_in = len(body)
-        if body:
-            exchange.framing = codec.LENGTH
-            exchange.pending.append(body)
-            exchange.pending_size = len(body)
         exchange.routed(cluster, route, key, forward)
         self.queue.append(exchange)
         self.active = exchange
         self._lane_deadline(route, now)
-        exchange.start(host)
+        if body:
+            exchange.framing, exchange.remaining = codec.LENGTH, len(body)
+            exchange.start(host)
+            exchange.request_body(body)
+            exchange.request_end([])
+        else:
+            exchange.request_complete = True
+            exchange.start(host)
 
     # -- input -----------------------------------------------------------
     def on_data(self, data: bytes) -> None:

@@ -127,6 +127,14 @@ class InProcess:
         cluster.choice.refresh()
         self.upstreams: list[tuple[UpstreamConnection, StandIn]] = []
 
+    def reset(self) -> None:
+        """The backend as at the start: up, its breaker closed, nothing counted."""
+        host = self.host
+        host.health, host.breaker, host.failures, host.own_breaker = "up", "closed", 0, None
+        host.marks.clear()
+        host.marks_counted = 0
+        self.cluster.choice.refresh()
+
     def idle_upstream(self) -> tuple[UpstreamConnection, StandIn]:
         """Make sure the pool has an idle connection (a request never connects)."""
         slot = self.cluster.pool.of(self.host)
