@@ -107,7 +107,7 @@ class Breaker:
     def open_time(self) -> float:
         """open_for doubled per trip in a row (the first trip: open_for)."""
         rules = self.rules
-        return min(rules.max_open_for, rules.open_for * 2 ** max(0, min(self.trips - 1, 30)))
+        return min(rules.max_open_for, rules.open_for * 2.0 ** max(0, min(self.trips - 1, 30)))
 
     def poll(self, now: float) -> bool:
         """Open and its time is up: half_open. True if it moved."""

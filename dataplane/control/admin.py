@@ -56,7 +56,7 @@ class _Session(asyncio.Protocol):
         self.worker = asyncio.get_running_loop().create_task(self._answer())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # asyncio hands a stream transport here
         uid, gid = peer_ids(transport.get_extra_info("socket"))
         if uid not in self.server.allowed_uids and gid not in self.server.allowed_gids:
             log.warning("admin client refused", uid=uid)

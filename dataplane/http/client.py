@@ -60,6 +60,16 @@ class ClientConnection:
         "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane_ok",
         "lane_conn", "lane_host", "lane_cluster", "lane_route", "lane_key", "lane_started",
         "lane_method", "lane_target", "lane_forward", "lane_body", "lane_wait", "__weakref__")
+    # The lane's request while one is under way (set as it is sent).
+    lane_host: Host
+    lane_cluster: Cluster
+    lane_route: "Route | None"
+    lane_key: bytes | None
+    lane_started: float
+    lane_method: bytes
+    lane_target: bytes
+    lane_forward: bytes
+    lane_body: int
 
     def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
         self.site = site
@@ -140,8 +150,8 @@ class ClientConnection:
             route.requests += 1
         now = time.monotonic()
         host = cluster.choose(key)
-        conn = cluster.lease(host, now) if host is not None else None
-        if conn is None:
+        conn = None if host is None else cluster.lease(host, now)
+        if conn is None or host is None:
             self._off_lane(method, target, forward, data[-body:] if body else b"", cluster,
                            route, key, host, now)
             return True

@@ -29,7 +29,7 @@ class Upgraded(Protocol):
 def join_streams(site: "Site", client: Upgraded, upstream: UpstreamConnection,
                  cluster: Cluster) -> None:
     """Hand both sockets to a relay; the upstream one leaves the pool for good."""
-    handed = []
+    handed: list[bool] = []
 
     def hand_over() -> None:
         if handed or client.stream.pending or upstream.stream.pending:

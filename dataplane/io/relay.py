@@ -223,7 +223,7 @@ class _CopySide(asyncio.Protocol):
         self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # asyncio hands a stream transport here
         peer = self.peer
         for data in peer.early:
             transport.write(data)

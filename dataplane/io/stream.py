@@ -30,7 +30,7 @@ class StreamOwner(Protocol):
     def on_error(self, exc: OSError) -> None: ...
 
 
-class Stream:
+class Stream(asyncio.Protocol):
     """An asyncio protocol object; ``data_received`` is the owner's own
     ``on_data``, so a read costs one Python call, and ``write(data)`` is the
     transport's (it sends now what the kernel takes and queues the rest;

@@ -4,34 +4,43 @@ No I/O."""
 from __future__ import annotations
 
 import re
+from typing import AnyStr, Generic
 
 from ..config import DEFAULT
 from ..config import Route as RouteSettings
 from ..config.routes import FieldMatch
 
 
-class Condition:
+class Condition(Generic[AnyStr]):
     """A header or query parameter: present, equal to a value, or matching a
     regex. Header conditions work on bytes (as headers arrive), query ones on
     decoded text."""
     __slots__ = ("name", "equals", "regex")
+    name: AnyStr
+    equals: AnyStr | None
+    regex: "re.Pattern[AnyStr] | None"
 
-    def __init__(self, spec: FieldMatch, header: bool) -> None:
-        if header:
-            self.name = spec.name.lower().encode()
-            self.equals = spec.equals.encode("latin-1") if spec.equals is not None else None
-            self.regex = re.compile(spec.regex.encode()) if spec.regex is not None else None
-        else:
-            self.name = spec.name
-            self.equals = spec.equals
-            self.regex = re.compile(spec.regex) if spec.regex is not None else None
+    def __init__(self, name: AnyStr, equals: AnyStr | None,
+                 regex: "re.Pattern[AnyStr] | None") -> None:
+        self.name, self.equals, self.regex = name, equals, regex
 
-    def holds(self, value: str | bytes | None) -> bool:
+    def holds(self, value: AnyStr | None) -> bool:
         if value is None:
             return False
         if self.equals is not None:
             return value == self.equals
         return self.regex is None or self.regex.fullmatch(value) is not None
+
+
+def header_condition(spec: FieldMatch) -> Condition[bytes]:
+    return Condition(spec.name.lower().encode(),
+                     spec.equals.encode("latin-1") if spec.equals is not None else None,
+                     re.compile(spec.regex.encode()) if spec.regex is not None else None)
+
+
+def query_condition(spec: FieldMatch) -> Condition[str]:
+    return Condition(spec.name, spec.equals,
+                     re.compile(spec.regex) if spec.regex is not None else None)
 
 
 class HeaderEdits:
@@ -69,8 +78,8 @@ class Route:
         self.prefix = path.prefix if path else None
         self.regex = re.compile(path.regex) if path and path.regex else None
         self.methods = frozenset(m.encode() for m in match.method) if match.method else None
-        self.headers = [Condition(c, header=True) for c in match.header]
-        self.query = [Condition(c, header=False) for c in match.query]
+        self.headers = [header_condition(c) for c in match.header]
+        self.query = [query_condition(c) for c in match.query]
         self.cluster = spec.cluster or DEFAULT
         self.redirect = spec.redirect
         self.respond = spec.respond
@@ -101,8 +110,10 @@ class Route:
         """Where a redirect sends the client; None for a scheme change of a
         request without a Host to send it to."""
         redirect = self.redirect
+        assert redirect is not None, "a redirecting route"
         if redirect.scheme is not None:
             return b"%b://%b%b" % (redirect.scheme.encode(), authority, target) \
                 if authority else None
+        assert redirect.location is not None, "checked: a redirect has location or scheme"
         location = redirect.location.encode()
         return location.rstrip(b"/") + target if redirect.keep_path else location

@@ -24,7 +24,7 @@ Hosts match case-insensitively, without their port; paths exactly as sent
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import AnyStr, Callable, Iterable, Sequence
 from urllib.parse import parse_qsl
 
 from ..config import Route as RouteSettings
@@ -50,10 +50,9 @@ class PathIndex:
                 self.exact.setdefault(route.exact, []).append(route)
             elif prefix:
                 self.prefix.setdefault(_first_segment(prefix), []).append((prefix, route))
-            elif route.headers and route.headers[0].equals is not None:
-                first = route.headers[0]
-                by_value = self.by_header.setdefault(first.name, {})
-                by_value.setdefault(first.equals, []).append(route)
+            elif route.headers and (equals := route.headers[0].equals) is not None:
+                by_value = self.by_header.setdefault(route.headers[0].name, {})
+                by_value.setdefault(equals, []).append(route)
             else:
                 self.rest.append(route)
         self.short = self.prefix.pop("", [])
@@ -180,7 +179,8 @@ def _covers(route: Route, host: str) -> bool:
     return host == route.host
 
 
-def _all_hold(conditions: list[Condition], value_of) -> bool:
+def _all_hold(conditions: list[Condition[AnyStr]],
+              value_of: Callable[[AnyStr], AnyStr | None]) -> bool:
     for condition in conditions:
         if not condition.holds(value_of(condition.name)):
             return False

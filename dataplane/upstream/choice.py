@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
-from typing import Callable
+from typing import Callable, Generic, TypeVar, cast
 
 from . import hashing
 from .host import Host
@@ -127,7 +127,10 @@ class LeastRequest(Random):
             else first
 
 
-class _Hashed(Choice):
+Table = TypeVar("Table", hashing.HashRing, hashing.Maglev)
+
+
+class _Hashed(Choice, Generic[Table]):
     """Common part of the consistent-hashing balancers: the table over all
     positive-weight backends, rebuilt (off the hot path) when it changes."""
 
@@ -136,9 +139,9 @@ class _Hashed(Choice):
     def __init__(self, backends: list[Host], admits: Admits, build: Build = build_now,
                  size: int | None = None) -> None:
         self.size = size
-        self.table = None
+        self.table: Table | None = None
         self.table_backends: list[Host] = []
-        self.signature: tuple = ()
+        self.signature: tuple[tuple[str, int], ...] = ()
         super().__init__(backends, admits, build)
 
     def refresh(self) -> None:
@@ -151,10 +154,11 @@ class _Hashed(Choice):
             weights = [b.weight for b in backends]
             self.build(lambda: (backends, self.make_table(names, weights)), self._swap)
 
-    def _swap(self, built) -> None:
-        self.table_backends, self.table = built
+    def _swap(self, built: object) -> None:
+        """Take what ``refresh`` had built (in a thread, handed over as an object)."""
+        self.table_backends, self.table = cast("tuple[list[Host], Table]", built)
 
-    def make_table(self, names: list[str], weights: list[int]):
+    def make_table(self, names: list[str], weights: list[int]) -> Table:
         raise NotImplementedError
 
     def _up(self, index: int) -> bool:
@@ -171,8 +175,8 @@ class _Hashed(Choice):
         return None if index is None else hosts[index]
 
 
-class RingHash(_Hashed):
-    def make_table(self, names, weights):
+class RingHash(_Hashed[hashing.HashRing]):
+    def make_table(self, names: list[str], weights: list[int]) -> hashing.HashRing:
         return hashing.HashRing(names, weights, self.size)
 
     def pick(self, key: bytes | None) -> Host | None:
@@ -190,8 +194,8 @@ class RingHash(_Hashed):
         return None if index is None else self.table_backends[index]
 
 
-class Maglev(_Hashed):
-    def make_table(self, names, weights):
+class Maglev(_Hashed[hashing.Maglev]):
+    def make_table(self, names: list[str], weights: list[int]) -> hashing.Maglev:
         return hashing.Maglev(names, weights, self.size or hashing.MAGLEV_SIZE)
 
     def pick(self, key: bytes | None) -> Host | None:

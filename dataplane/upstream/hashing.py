@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import xxhash
 
@@ -90,7 +90,7 @@ class HashRing:
                 break
         return None
 
-    def walk(self, h: int):
+    def walk(self, h: int) -> Iterator[int]:
         """Owners in ring order from the key's point (bounded-load overflow)."""
         points, owners = self.points, self.owners
         n = len(points)

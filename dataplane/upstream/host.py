@@ -44,7 +44,7 @@ class Host:
         self.port = port
         self.weight = weight
         self.address: Address | None = None   # sockaddr once resolved
-        self.family = socket.AF_INET
+        self.family: int = socket.AF_INET
         self.current_weight = 0   # smooth weighted round robin state
         self.inflight = 0         # requests or connections under way (this worker)
         self.state = "ready"      # admin state: drain and maint take no new requests

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from typing import Callable, cast
 
 import structlog
 
-from .host import Host
+from .host import Address, Host
 
 log = structlog.get_logger("l7lb.resolver")
 
 
-def literal_address(host: str, port: int) -> tuple[int, tuple] | None:
+def literal_address(host: str, port: int) -> tuple[int, Address] | None:
     """The sockaddr of an IP literal, without any lookup; None for a name."""
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
@@ -32,12 +33,12 @@ class Resolver:
     """Keeps every named backend's address current, marking it down when it fails."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, backends: list[Host],
-                 interval: float, on_change) -> None:
+                 interval: float, on_change: Callable[[], None]) -> None:
         self.loop = loop
         self.backends = backends
         self.interval = interval
         self.on_change = on_change
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Resolve every backend once (so the first requests find them), then keep
@@ -87,7 +88,9 @@ class Resolver:
         try:
             infos = await self.loop.getaddrinfo(backend.host, backend.port,
                                                 type=socket.SOCK_STREAM)
-            family, address = infos[0][0], infos[0][4]
+            family: int = infos[0][0]
+            # A TCP lookup gives IPv4 or IPv6 sockaddrs only.
+            address: Address | None = cast(Address, infos[0][4])
         except (OSError, IndexError) as exc:
             log.warning("backend unresolved, kept down", backend=backend.name,
                         error=str(exc), retry_in=self.interval)
