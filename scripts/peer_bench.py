@@ -1,6 +1,8 @@
 """scripts/bench: l7lb beside HAProxy and nginx, same backends, same run.
 
-HTTP: wrk with keep-alive against a small nginx response: req/s, p50, p99.
+HTTP: wrk with keep-alive against a small nginx response: req/s, p50, p99
+(``--request browser``: a browser's request of about 550 bytes and 11
+headers for a 2 KB file instead).
 TCP: iperf3 with 1 and 8 streams through each proxy's TCP mode: Gbit/s.
 Every figure is also printed as a ratio to HAProxy's in the same run.
 Everything listens on 127.0.0.1 and stops at the end. With --pin, each proxy
@@ -39,6 +41,17 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   server {{ listen {host}:{port}; root {dir}/www;
     location = / {{ return 200 "hello from nginx\\n"; }} }} }}
 """
+BROWSER_FILE = "assets/app.js"       # 2 KB, served by the nginx backend
+# What a browser sends for a script on a page (Chrome's headers, HTTP/1.1).
+BROWSER_REQUEST = (
+    "GET /" + BROWSER_FILE + "?v=12 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36\r\n"
+    "Accept: */*\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    "Referer: http://www.example.com/index.html\r\n"
+    "Cookie: session=4f2a9c1e8b7d6a5f3e2d1c0b; theme=dark; lang=en\r\n"
+    "Sec-Fetch-Dest: script\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\n"
+    "Connection: keep-alive\r\n\r\n")
 NGINX_PROXY = """
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off; master_process off; worker_processes {workers}; pid {dir}/p.pid;
@@ -175,7 +188,11 @@ def access_logs(on: bool, tmp: Path) -> dict[str, str]:
 
 
 def nginx_backend(procs: Procs) -> subprocess.Popen:
-    """The HTTP backend every bench uses: nginx answering a short body."""
+    """The HTTP backend every bench uses: nginx answering a short body (and
+    BROWSER_FILE, 2 KB, from its root)."""
+    asset = procs.tmp / "www" / BROWSER_FILE
+    asset.parent.mkdir(parents=True, exist_ok=True)
+    asset.write_bytes(b"/* 2 KB of script */\n".ljust(2048, b"x"))
     conf = write(procs.tmp, "nginx-backend.conf", NGINX_BACKEND.format(
         dir=procs.tmp, host=HOST, port=BACKEND_HTTP))
     return procs.start(["nginx", "-c", conf], BACKEND_HTTP, name="backend-nginx", proxy=False)
@@ -221,10 +238,21 @@ def pool_figures(log_path: Path) -> dict:
             "reuse_ratio": reused / total if total else 0.0}
 
 
+def browser_script(tmp: Path, port: int) -> str:
+    """A wrk script that sends BROWSER_REQUEST as it is (wrk's own headers
+    come in no fixed order)."""
+    request = BROWSER_REQUEST.format(host=HOST, port=port)
+    return write(tmp, f"browser-{port}.lua",
+                 f"local raw = {request!r}\nrequest = function() return raw end\n")
+
+
 def wrk(port: int, seconds: int, connections: int, cpu: str | None, scheme: str = "http",
-        path: str = "/", header: str | None = None) -> dict:
-    """wrk's figures; ``header`` (e.g. "Connection: close") on every request."""
+        path: str = "/", header: str | None = None, script: str | None = None) -> dict:
+    """wrk's figures; ``header`` (e.g. "Connection: close") on every request;
+    ``script``: a wrk Lua script that makes the requests."""
     extra = ["-H", header] if header else []
+    if script:
+        extra += ["-s", script]
     out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                                  *extra, f"{scheme}://{HOST}:{port}{path}"], cpu),
                          capture_output=True, text=True, timeout=seconds + 30).stdout
@@ -253,7 +281,8 @@ def iperf(port: int, seconds: int, streams: int, cpu: str | None) -> float:
 
 def measure(port: int, tcp_port: int, args) -> dict:
     cpu = LOAD_CPU if args.pin else None
-    result = wrk(port, args.seconds, args.connections, cpu)
+    script = browser_script(args.tmp, port) if args.request == "browser" else None
+    result = wrk(port, args.seconds, args.connections, cpu, script=script)
     if tcp_port:
         result["tcp_1_gbit"] = iperf(tcp_port, args.tcp_seconds, 1, cpu)
         result["tcp_8_gbit"] = iperf(tcp_port, args.tcp_seconds, 8, cpu)
@@ -291,11 +320,15 @@ def main() -> None:
                         help="every proxy logs each request (default: no access logs)")
     parser.add_argument("--pin", action="store_true",
                         help=f"proxy on CPU {PROXY_CPU}; wrk, iperf3, backends on CPU {LOAD_CPU}")
+    parser.add_argument("--request", choices=("small", "browser"), default="small",
+                        help="small: wrk's GET / for 17 bytes; browser: a browser's request "
+                             "(550 bytes, 11 headers) for a 2 KB file")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     results: dict[str, dict] = {}
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="l7lb-bench-")))
+        tmp = args.tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="l7lb-bench-")))
         procs = Procs(stack, tmp, args.pin)
         nginx_backend(procs)
         procs.start(["iperf3", "-s", "-B", HOST, "-p", str(BACKEND_TCP)], BACKEND_TCP,
@@ -312,6 +345,7 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "workers": args.workers,
                "wrk_connections": args.connections, "seconds": args.seconds,
+               "request": args.request,
                "l7lb_routes": args.routes, "access_log": args.access_log,
                "pinned": f"proxy on CPU {PROXY_CPU}, load and backends on CPU {LOAD_CPU}"
                if args.pin else "no"}

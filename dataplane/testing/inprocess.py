@@ -37,11 +37,12 @@ admin: {{socket: /nonexistent/l7lb-inprocess.sock}}
 
 
 class StandIn(asyncio.Transport):
-    """A transport that records what is written and how it ends."""
+    """A transport that records what is written and how it ends. Its socket
+    (one end of a socketpair, only for its descriptor) closes with it."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.sock = sock
+        self.sock, self.far = socket.socketpair()
         self.written: list[bytes] = []
         self.ended: list[str] = []        # "eof" (half-close), "close", "abort"
         self.paused = False
@@ -77,29 +78,25 @@ class StandIn(asyncio.Transport):
 
     def abort(self) -> None:
         self.ended.append("abort")
+        self._release()
 
     def close(self) -> None:
         self.ended.append("close")
+        self._release()
+
+    def _release(self) -> None:
+        self.sock.close()
+        self.far.close()
 
     def write_eof(self) -> None:
         self.ended.append("eof")
-
-
-def descriptor() -> socket.socket:
-    """A socket for a stand-in (the other end is kept, so it stays open)."""
-    near, far = socket.socketpair()
-    _kept.append(far)
-    return near
-
-
-_kept: list[socket.socket] = []
 
 
 class Client:
     """One client connection of the worker on a stand-in transport."""
 
     def __init__(self, worker: Worker) -> None:
-        self.transport = StandIn(descriptor())
+        self.transport = StandIn()
         self.stream = Stream()
         self.stream.connection_made(self.transport)
         self.connection = ClientConnection(worker, self.stream, CLIENT)
@@ -118,7 +115,8 @@ class InProcess:
         asyncio.set_event_loop(self.loop)
         config = parse(CONFIG.format(host=BACKEND[0], port=BACKEND[1],
                                      access="true" if access else "false", extra=extra))
-        self.worker = Worker(config, self.loop, descriptor(), _NoControl())
+        self.listener = StandIn()      # never listens: the harness hands connections in
+        self.worker = Worker(config, self.loop, self.listener.sock, _NoControl())
         self.worker.lane = lane
         self.cluster = cluster = self.worker.default
         cluster.update([BackendState(BACKEND[0], BACKEND[1], 100, health="up")], resolve=False)
@@ -142,8 +140,8 @@ class InProcess:
             conn = slot.idle[-1]
             return conn, self._transport_of(conn)
         slot.open += 1
-        conn = UpstreamConnection(self.cluster.pool, slot, descriptor())
-        transport = StandIn(conn.sock)
+        transport = StandIn()
+        conn = UpstreamConnection(self.cluster.pool, slot, transport.sock)
         conn.stream.connection_made(transport)
         self.upstreams.append((conn, transport))
         self.cluster.give_back(conn, self.worker.clock.now)
@@ -156,7 +154,9 @@ class InProcess:
         raise LookupError("a pooled connection the harness did not make")
 
     def written_upstream(self) -> tuple[UpstreamConnection | None, bytes]:
-        """The connection a request went out on, and what was written to it."""
+        """The connection a request went out on, and what was written to it
+        (connections closed since are forgotten)."""
+        self.upstreams = [(c, t) for c, t in self.upstreams if not t.ended or t.written]
         for conn, transport in self.upstreams:
             if transport.written:
                 return conn, transport.take()
