@@ -63,8 +63,6 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
     end = data.find(b"\r\n\r\n")
     if end < 0 or end > max_head:
         return None
-    if end > 4 * max_headers and data.count(b"\n", 0, end) > max_headers:
-        return None
     space = data.find(b" ")
     version = data.find(b" ", space + 1)       # a target holds no space (llhttp checks)
     if not data.startswith(b" HTTP/1.1\r\nHost: ", version):
@@ -87,6 +85,10 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
                     head = _cut(head, low)
                 else:
                     return None
+        # Canonical lines are 6 bytes at least ("a: b\r\n"): count them only
+        # when there may be too many.
+        if end > 6 * max_headers and data.count(b"\n", 0, end) > max_headers:
+            return None
     if end + 4 + length != len(data) or length > max_body:
         return None
     method = data[:space]
@@ -100,10 +102,14 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
     return head + tail, method, data[space + 1:version], data[at:host_end], length
 
 
-def _cut(head: bytes, low: bytes, line: bytes = b"\r\nconnection: keep-alive") -> bytes:
-    """``head`` without a line (found in its lower-case copy ``low``)."""
-    at = low.find(line)
-    return head[:at] + head[at + len(line):]
+def _cut(head: bytes, low: bytes) -> bytes:
+    """``head`` without its Connection: keep-alive line (as browsers write
+    it, else found in its lower-case copy ``low``)."""
+    cut = head.replace(b"\r\nConnection: keep-alive\r\n", b"\r\n", 1)
+    if len(cut) < len(head):
+        return cut
+    at = low.find(b"\r\nconnection: keep-alive\r\n")
+    return head[:at] + head[at + 24:]
 
 
 _OK = b"HTTP/1.1 200 OK\r\n"
