@@ -287,7 +287,7 @@ class Cluster:
         self.pool.release(conn, now)
         host.inflight -= 1
         self.choice.in_flight -= 1
-        host.tally.calls.append((status, ms, bytes_in, bytes_out, NO_ERROR))
+        host.tally.calls.append((status, ms, bytes_in, bytes_out, None))
         breakers = self.breakers
         if breakers.enabled:
             judge = breakers.judge
@@ -303,12 +303,14 @@ class Cluster:
         """A request (or TCP connection) on ``host`` ended, or one attempt of it
         failed: recorded in the host's tally, and read as a passive health
         signal and a breaker's call."""
-        host.tally.calls.append((status, ms, bytes_in, bytes_out, kind))
         if kind is NO_ERROR:
+            host.tally.calls.append((status, ms, bytes_in, bytes_out, None))
             if host.failures:
                 host.failures = 0
-        elif self.passive_errors and not reused:
-            self._passive(host, kind)
+        else:
+            host.tally.calls.append((status, ms, bytes_in, bytes_out, kind))
+            if self.passive_errors and not reused:
+                self._passive(host, kind)
         self.breakers.call(host, status, ms, kind)
 
     def _passive(self, host: Host, error: ErrorKind) -> None:

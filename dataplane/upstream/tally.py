@@ -20,11 +20,12 @@ from .outcome import ErrorKind
 SAMPLES = 64              # latencies kept per host per report
 # Milliseconds: the duration histogram's bounds (metrics/families.py BUCKETS).
 BOUNDS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-NO_ERROR = ErrorKind.NONE
 
 # One finished call: status sent to the client (0: none), ms, request body
-# bytes (TCP: all bytes moved), response body bytes, how it failed.
-Call = tuple[int, float, int, int, ErrorKind]
+# bytes (TCP: all bytes moved), response body bytes, how it failed (None:
+# answered; a tuple of plain values only, the garbage collector lets go of
+# it at its first pass).
+Call = tuple[int, float, int, int, ErrorKind | None]
 
 
 class HostFigures(msgspec.Struct, array_like=True, gc=False):
@@ -63,7 +64,7 @@ class HostTally:
             figures.bytes_out += bytes_out
             if 100 <= status < 600:
                 statuses[status // 100] += 1
-            if kind is NO_ERROR:
+            if kind is None:
                 answered.append(ms)
             elif kind.connect:
                 figures.connect_errors += 1
