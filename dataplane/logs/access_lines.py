@@ -23,17 +23,21 @@ import msgspec
 from .. import logs
 
 _json = msgspec.json.Encoder().encode
+_now = time.time
 _LINE = (b'%b,"method":"%b","path":%b,"status":%d,"backend":%b,"bytes_in":%d,'
          b'"bytes_out":%d,"ms":%.2f%b,"event":"request","level":"info",'
-         b'"timestamp":"%b.%06dZ","pid":%d}\n')
+         b'"timestamp":"%b.%06dZ","pid":')
 _NAMES_KEPT = 4096        # backend and route names whose JSON is remembered
 
 
 class AccessLog:
-    """One worker's access lines."""
+    """One worker's access lines (made in the worker: its pid is in them)."""
 
     def __init__(self) -> None:
         self.names: dict[str, bytes] = {}
+        self.line = _LINE + b"%d}\n" % logs.pid()
+        self.second = -1           # the whole second last written, and its text
+        self.second_text = b""
 
     @staticmethod
     def prefix(client: bytes, tls: dict[str, str | None] | None) -> bytes:
@@ -56,12 +60,17 @@ class AccessLog:
             extra = b',"route":%b,"cluster":%b' % (self._name(route), self._name(cluster or ""))
         if error:
             extra += b',"error":' + _json(error)
-        second, micros = logs.timestamp_bytes(time.time())
-        path = b'"%b"' % target if target.isascii() and b'"' not in target \
-            and b"\\" not in target else _json(target.decode("latin-1"))
-        stream.write(_LINE % (prefix, method, path, status,
-                              self._name(backend) if backend else b"null", bytes_in, bytes_out,
-                              ms, extra, second, micros, logs.pid()))
+        now = _now()
+        second = int(now)
+        if second != self.second:
+            self.second, self.second_text = second, logs.timestamp_bytes(now)[0]
+        # ASCII without '"' (34) or '\\' (92) is its own JSON string (llhttp
+        # lets no control byte through).
+        path = b'"%b"' % target if target.isascii() and 34 not in target \
+            and 92 not in target else _json(target.decode("latin-1"))
+        name = self.names.get(backend) or self._name(backend) if backend else b"null"
+        stream.write(self.line % (prefix, method, path, status, name, bytes_in, bytes_out, ms,
+                                  extra, self.second_text, int((now - second) * 1e6)))
 
     def _name(self, name: str) -> bytes:
         """A name's JSON string, made once (names come from the configuration)."""
