@@ -26,7 +26,8 @@ import structlog
 from ..io.relay import SplicePump
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, encode
-from ..upstream.cluster import OPEN, QUEUED, Cluster
+from ..upstream.admission import OPEN, QUEUED
+from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..upstream.outcome import ErrorKind, connect_error
 from ..upstream.pool import UpstreamConnection
@@ -41,7 +42,7 @@ from .upgrade import join_streams
 if TYPE_CHECKING:
     from ..routing.route import Route
     from ..site import Site
-    from ..upstream.pool import Connect
+    from ..upstream.connect import Connect
 
 log = structlog.get_logger("l7lb.http")
 

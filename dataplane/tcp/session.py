@@ -16,14 +16,14 @@ from ..io.stream import reset
 from ..proxyproto.header import Addresses, encode
 from .client_hello import MAX_RECORD
 from .preamble import MAX_PREAMBLE, Preamble, client_hello, proxy_header
-from ..upstream.cluster import OPEN, Admission
+from ..upstream.admission import OPEN, Admission
 from ..upstream.outcome import ErrorKind, connect_error
 
 if TYPE_CHECKING:
     from ..site import Site
     from ..upstream.cluster import Cluster
     from ..upstream.host import Host
-    from ..upstream.pool import Connect
+    from ..upstream.connect import Connect
 
 log = structlog.get_logger("l7lb.tcp")
 

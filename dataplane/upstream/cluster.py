@@ -30,7 +30,6 @@ connections goes through it: nothing above the cluster touches the pool.
 from __future__ import annotations
 
 import asyncio
-import enum
 import socket
 from typing import Callable, Protocol, Sequence
 
@@ -46,13 +45,15 @@ from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from ..tls.contexts import backend_context
+from .admission import NO_ROOM, OPEN, QUEUED, Admission
 from .breakers import CLOSED, Signals, WorkerBreakers
 from .budget import RetryBudget
 from .choice import Build, build_now, make_choice
 from .host import Host
 from .keys import key_function, needs_headers
 from .outcome import ErrorKind
-from .pool import Connect, Connected, Pool, SocketConnected, Tls, UpstreamConnection, Waiter
+from .connect import Connect, SocketConnected
+from .pool import Connected, Pool, Tls, UpstreamConnection, Waiter
 from .resolver import Resolver
 from .tally import HostFigures, HostTally
 
@@ -60,24 +61,6 @@ log = structlog.get_logger("l7lb.cluster")
 
 
 
-class Admission(enum.Enum):
-    """What ``connection`` answers when it has no pooled connection to hand out."""
-    OPEN = "open"                        # a connection slot is yours: open one
-    QUEUED = "queued"                    # wait: the waiter's ``dequeued`` brings your turn
-    NO_ROOM = "no_room"                  # pool.max_active and pool.max_queue reached
-    # A breaker limit reached (this worker's share of it): 503 at once.
-    MAX_CONNECTIONS = "max_connections"
-    MAX_PENDING = "max_pending"
-    MAX_REQUESTS = "max_requests"
-
-    @property
-    def limit(self) -> bool:
-        """A breaker limit (named in the 503), not the pool's own."""
-        return self in (Admission.MAX_CONNECTIONS, Admission.MAX_PENDING,
-                        Admission.MAX_REQUESTS)
-
-
-OPEN, QUEUED, NO_ROOM = Admission.OPEN, Admission.QUEUED, Admission.NO_ROOM
 NO_ERROR = ErrorKind.NONE
 # Passive signals: errors that count toward health.passive_errors.
 COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,

@@ -14,8 +14,6 @@ of its cluster. Only the Cluster calls the Pool.
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import socket
 import ssl
 from collections import deque
@@ -25,6 +23,7 @@ from ..config import Pool as PoolSettings
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.transport import Transport
+from .connect import Connect, SocketConnected
 from .host import Host
 
 FRESH = 1.0     # seconds idle under which a pooled connection is reused unchecked
@@ -117,68 +116,11 @@ class UpstreamConnection:
 
 
 Connected = Callable[[UpstreamConnection | None, OSError | None], None]
-SocketConnected = Callable[[socket.socket | None, OSError | None], None]
 
 
 class Tls(NamedTuple):
     context: ssl.SSLContext
     name: str | None           # SNI and the name verified; None: the backend's host
-
-
-class Connect:
-    """One non-blocking connect in progress; ``cancel`` abandons it.
-
-    It holds one of its host pool's ``open`` from the start; whoever receives
-    the socket takes that over."""
-
-    __slots__ = ("pool", "slot", "sock", "callback", "waiting")
-
-    def __init__(self, pool: "Pool", slot: HostPool, callback: SocketConnected) -> None:
-        self.pool, self.slot = pool, slot
-        self.callback: SocketConnected | None = callback
-        host = slot.host
-        self.sock = socket.socket(host.family, socket.SOCK_STREAM)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pool.transport.before_connect(self.sock, host)
-        self.waiting = False
-        slot.open += 1
-        assert host.address is not None, "a host is chosen only once resolved"
-        err = self.sock.connect_ex(host.address)
-        if err == errno.EINPROGRESS:
-            self.waiting = True
-            pool.reactor.add_writer(self.sock.fileno(), self._writable)
-        else:
-            pool.loop.call_soon(self._complete, err)
-
-    def _writable(self) -> None:
-        self.pool.reactor.remove_writer(self.sock.fileno())
-        self.waiting = False
-        self._complete(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
-
-    def _complete(self, err: int) -> None:
-        callback = self.callback
-        if callback is None:
-            return
-        if err:
-            self._give_up()
-            callback(None, OSError(err, os.strerror(err)))
-        else:
-            self.callback = None
-            self.pool.transport.connected(self.sock, self.slot.host)
-            callback(self.sock, None)
-
-    def cancel(self) -> None:
-        if self.callback is not None:
-            if self.waiting:
-                self.pool.reactor.remove_writer(self.sock.fileno())
-            self._give_up()
-            self.pool.pass_turn(self.slot)
-
-    def _give_up(self) -> None:
-        self.callback = None
-        self.slot.open -= 1
-        self.sock.close()
 
 
 class Pool:
@@ -254,7 +196,7 @@ class Pool:
                 slot.stats.opened += 1
                 self.loop.create_task(self._on_transport(UpstreamConnection(self, slot, sock),
                                                          callback))
-        return Connect(self, slot, opened)
+        return Connect(self, slot, opened, lambda: self.pass_turn(slot))
 
     async def _on_transport(self, conn: UpstreamConnection, callback: Connected) -> None:
         """Put a connected socket on a uvloop transport (a coroutine in uvloop's API)."""
@@ -306,7 +248,7 @@ class Pool:
     def connect_socket(self, slot: HostPool, callback: SocketConnected) -> Connect:
         """Open a connection whose socket leaves the pool at once (TCP mode): it
         holds one of ``slot.open`` until ``socket_closed``."""
-        return Connect(self, slot, callback)
+        return Connect(self, slot, callback, lambda: self.pass_turn(slot))
 
     def socket_closed(self, slot: HostPool) -> None:
         slot.open -= 1
