@@ -57,6 +57,7 @@ class Site(Protocol):
     connect_timeout: float
     response_timeout: float    # per try: retries.per_try_timeout or timeouts.request
     stream_timeout: float      # the shortest timeout that can apply while bodies move
+    idle_timeout: float        # timeouts.idle
     stopping: bool
 
     access: "AccessLog | None"  # log.access on

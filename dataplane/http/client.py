@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("l7lb.http")
 
 LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
+_monotonic = time.monotonic
 TOO_MANY = "too many requests from this address (limits.per_client_rate)"
 
 
@@ -148,7 +149,7 @@ class ClientConnection:
             return True
         if route is not None:
             route.requests += 1
-        now = time.monotonic()
+        now = _monotonic()
         host = cluster.choose(key)
         conn = None if host is None else cluster.lease(host, now)
         if conn is None or host is None:
@@ -161,11 +162,19 @@ class ClientConnection:
         if host.client_side or cluster.transport.clients_tuned:
             cluster.transport.serving(self.stream.shared_socket(), host)
         conn.stream.write(forward + data[-body:] if body else forward)
-        self.lane_conn, self.lane_host, self.lane_cluster, self.lane_route = conn, host, cluster, route
-        self.lane_key, self.lane_started, self.lane_method, self.lane_target = key, now, method, target
-        self.lane_forward, self.lane_body = forward, body
+        self.lane_conn = conn
+        self.lane_host = host
+        self.lane_cluster = cluster
+        self.lane_route = route
+        self.lane_key = key
+        self.lane_started = now
+        self.lane_method = method
+        self.lane_target = target
+        self.lane_forward = forward
+        self.lane_body = body
         if route is None and self.lane_wait:
-            self.deadline_kind, self.deadline = RESPONSE, now + self.lane_wait
+            self.deadline_kind = RESPONSE
+            self.deadline = now + self.lane_wait
         else:
             self._lane_deadline(route, now)
         return True
@@ -198,10 +207,11 @@ class ClientConnection:
         assert conn is not None
         self.lane_conn = None
         host.awaiting.discard(self)
-        now = time.monotonic()
+        now = _monotonic()
         ms = (now - self.lane_started) * 1000
         cluster.answered(host, conn, status, ms, self.lane_body, length, now)
-        stats = self.site.stats
+        site = self.site
+        stats = site.stats
         stats.requests += 1
         if status >= 500:
             stats.errors += 1
@@ -212,11 +222,11 @@ class ClientConnection:
                                 route.name if route is not None else None,
                                 cluster.name if route is not None else None)
         self.total_at = NEVER
-        if self.site.stopping:
+        if site.stopping:
             self.close_gracefully()
             return
         self.deadline_kind = IDLE
-        self.deadline = now + self.site.config.timeouts.idle
+        self.deadline = now + site.idle_timeout
 
     def on_upstream_closed(self, exc: OSError | None) -> None:
         self._hand_over().on_upstream_closed(exc)

@@ -82,6 +82,7 @@ class Worker:
         self.response_timeout = config.retries.per_try_timeout or config.timeouts.request
         t = config.timeouts
         self.stream_timeout = min(t.idle, t.client_body, t.backend_idle, t.client_write)
+        self.idle_timeout = t.idle
         self.connections: set[Tracked] = set()
         self.per_client = PerClient.of(config, client_counts, link.slot)
         self.access = AccessLog() if config.log.access else None
