@@ -12,6 +12,11 @@ a status of 200 or more (not 204 or 304), no header the proxy acts on but
 ``Connection: keep-alive`` and ``Keep-Alive``, valid by llhttp. The
 differential fuzz (tests/test_lane.py) holds both paths to the same bytes.
 
+What one header line means to the lane depends on its bytes alone, and
+clients and backends repeat their lines (user agents, accept headers,
+server names), so the verdict on each line is kept: a line seen before
+costs one dictionary lookup (``_Verdicts``, bounded).
+
 Validation uses one llhttp parser per process for each direction, with no
 callbacks: a read the lane accepts is one whole message, so the parser ends
 every feed at a message boundary, ready for any connection's next one.
@@ -19,22 +24,56 @@ every feed at a message boundary, ready for any connection's next one.
 
 from __future__ import annotations
 
-import re
-
 import httptools
 
 from .codec import CONTROL_BYTE
 
-# Headers the proxy acts on (as the codec reads them, lower case), or a
-# header line not in the canonical form: either sends a request elsewhere.
-_REQUEST_SPECIAL = re.compile(
-    rb"\n(?:(content-length|connection|transfer-encoding|upgrade|keep-alive|te|trailer|expect"
-    rb"|host|x-forwarded-for|x-forwarded-proto|proxy-[^:]*):([^\r]*)|[^:]*:(?! [^ \t\r]))")
-_RESPONSE_SPECIAL = re.compile(
-    rb"\n(?:(content-length|connection|transfer-encoding|upgrade|keep-alive|te|trailer"
-    rb"|x-forwarded-for|x-forwarded-proto|proxy-[^:]*):([^\r]*)|[^:]*:(?! [^ \t\r]))")
-_KEEP_ALIVE = b" keep-alive"
 MAX_BODY = 64 * 1024     # a larger request body (rarely in one read) takes the general path
+# A line's verdict: a Content-Length line holds its length (0 or more), else:
+PLAIN = -1               # end to end, in the canonical form: it travels as it is
+CUT = -2                 # hop-by-hop and harmless: removed (Connection: keep-alive...)
+OFF = -3                 # the proxy acts on it, or it is not canonical: general path
+_REQUEST_OFF = frozenset({b"transfer-encoding", b"upgrade", b"keep-alive", b"te", b"trailer",
+                          b"expect", b"host", b"x-forwarded-for", b"x-forwarded-proto"})
+_RESPONSE_OFF = frozenset({b"transfer-encoding", b"upgrade", b"te", b"trailer",
+                           b"x-forwarded-for", b"x-forwarded-proto"})
+_VERDICTS_KEPT = 4096    # lines remembered per direction
+_CONNECTION = b"Connection: keep-alive"
+_CONNECTION_LINE = b"\r\n" + _CONNECTION + b"\r\n"
+
+
+class _Verdicts(dict[bytes, int]):
+    """Header lines seen, and what the lane makes of each (bounded: a flood
+    of distinct lines only empties it)."""
+
+    def __init__(self, off: frozenset[bytes], cut: frozenset[bytes]) -> None:
+        super().__init__()
+        self.off, self.cut = off, cut
+
+    def __missing__(self, line: bytes) -> int:
+        if len(self) >= _VERDICTS_KEPT:
+            self.clear()
+        verdict = self[line] = self._judge(line)
+        return verdict
+
+    def _judge(self, line: bytes) -> int:
+        name, colon, value = line.partition(b": ")
+        if not colon or not value or value[0] in b" \t" or 58 in name:   # 58: ":"
+            return OFF          # not "Name: value" as the codec writes it
+        name = name.lower()
+        if name == b"content-length":
+            return int(value) if value.isdigit() else OFF
+        if name == b"connection":
+            return CUT if value.lower() == b"keep-alive" else OFF
+        if name in self.cut:
+            return CUT
+        if name in self.off or name.startswith(b"proxy-"):
+            return OFF
+        return PLAIN
+
+
+_request_lines = _Verdicts(_REQUEST_OFF, frozenset())
+_response_lines = _Verdicts(_RESPONSE_OFF, frozenset({b"keep-alive"}))
 
 
 class _NoCallbacks:
@@ -74,21 +113,25 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
     head = data[:end + 2]
     length = 0
     if host_end < end:
-        low = head.lower()
-        found = _REQUEST_SPECIAL.findall(low, host_end)
-        if found:
-            for name, value in found:
-                if name == b"content-length" and not length and value[:1] == b" " \
-                        and value[1:2].isdigit():
-                    length = int(value)
-                elif name == b"connection" and value == _KEEP_ALIVE:
-                    head = _cut(head, low)
-                else:
-                    return None
-        # Canonical lines are 6 bytes at least ("a: b\r\n"): count them only
-        # when there may be too many.
-        if end > 6 * max_headers and data.count(b"\n", 0, end) > max_headers:
+        lines = data[host_end + 2:end].split(b"\r\n")
+        if len(lines) >= max_headers:          # with Host, one too many
             return None
+        verdicts = _request_lines
+        cuts = 0
+        for line in lines:
+            verdict = verdicts[line]
+            if verdict == PLAIN:
+                continue
+            if verdict == CUT:
+                cuts += 1
+            elif verdict >= 0:
+                length = verdict
+            else:
+                return None
+        if cuts:
+            if cuts > 1:
+                return None
+            head = _without_connection(head)
     if end + 4 + length != len(data) or length > max_body:
         return None
     method = data[:space]
@@ -102,13 +145,13 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
     return head + tail, method, data[space + 1:version], data[at:host_end], length
 
 
-def _cut(head: bytes, low: bytes) -> bytes:
+def _without_connection(head: bytes) -> bytes:
     """``head`` without its Connection: keep-alive line (as browsers write
-    it, else found in its lower-case copy ``low``)."""
-    cut = head.replace(b"\r\nConnection: keep-alive\r\n", b"\r\n", 1)
+    it, else in whatever case it came)."""
+    cut = head.replace(_CONNECTION_LINE, b"\r\n", 1)
     if len(cut) < len(head):
         return cut
-    at = low.find(b"\r\nconnection: keep-alive\r\n")
+    at = head.lower().find(b"\r\nconnection: keep-alive\r\n")
     return head[:at] + head[at + 24:]
 
 
@@ -131,14 +174,18 @@ def simple_response(data: bytes) -> tuple[bytes, int, int] | None:
     else:
         return None
     length = len(data) - end - 4
-    low = data[:end + 2].lower()
+    lines = data[line + 2:end].split(b"\r\n")
+    verdicts = _response_lines
     sized = False
     cuts = 0
-    for name, value in _RESPONSE_SPECIAL.findall(low, line):
-        if name == b"content-length" and not sized and value == b" %d" % length:
-            sized = True
-        elif name == b"connection" and value == _KEEP_ALIVE or name == b"keep-alive":
+    for header in lines:
+        verdict = verdicts[header]
+        if verdict == PLAIN:
+            continue
+        if verdict == CUT:
             cuts += 1
+        elif verdict == length and not sized:
+            sized = True
         else:
             return None
     if not sized:
@@ -150,13 +197,7 @@ def simple_response(data: bytes) -> tuple[bytes, int, int] | None:
         return None
     if not cuts:
         return data, status, length
-    if cuts == 1 and (at := low.find(b"\r\nconnection: keep-alive\r")) > 0:
-        return data[:at] + data[at + 24:], status, length
-    return _hop_by_hop_cut(data, end), status, length
-
-
-def _hop_by_hop_cut(data: bytes, end: int) -> bytes:
-    """``data`` without its head's Connection: keep-alive and Keep-Alive lines."""
-    kept = [line for line in data[:end].split(b"\r\n")
-            if not line.lower().startswith((b"connection:", b"keep-alive:"))]
-    return b"\r\n".join(kept) + data[end:]
+    if cuts == 1 and _CONNECTION in lines:     # nginx's, Node's: cut where it stands
+        return data.replace(_CONNECTION_LINE, b"\r\n", 1), status, length
+    kept = [header for header in lines if verdicts[header] != CUT]
+    return b"\r\n".join([data[:line], *kept, data[end + 2:]]), status, length
