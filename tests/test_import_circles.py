@@ -94,3 +94,21 @@ def test_a_circle_is_found():
 
 def test_no_import_circles_in_dataplane():
     assert circles(graph()) == []
+
+
+def test_no_class_in_http_inherits_from_one_of_ours():
+    """No mixins in dataplane/http/: a class there names no class of ours as
+    its base (exceptions aside); Protocols are met by shape, not inherited."""
+    ours = {node.name for path in PACKAGE.rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef)}
+    found = []
+    for path in (PACKAGE / "http").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for base in node.bases:
+                name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+                if name in ours and not name.endswith(("Error", "Exception", "Reject")):
+                    found.append(f"{path.name}: {node.name}({name})")
+    assert found == []
