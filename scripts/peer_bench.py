@@ -283,7 +283,7 @@ def measure(port: int, tcp_port: int, args) -> dict:
     cpu = LOAD_CPU if args.pin else None
     script = browser_script(args.tmp, port) if args.request == "browser" else None
     result = wrk(port, args.seconds, args.connections, cpu, script=script)
-    if tcp_port:
+    if tcp_port and args.tcp_seconds:
         result["tcp_1_gbit"] = iperf(tcp_port, args.tcp_seconds, 1, cpu)
         result["tcp_8_gbit"] = iperf(tcp_port, args.tcp_seconds, 8, cpu)
     return result
@@ -311,7 +311,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1, help="l7lb workers = HAProxy nbthread")
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per target")
-    parser.add_argument("--tcp-seconds", type=int, default=5, help="iperf3 duration per run")
+    parser.add_argument("--tcp-seconds", type=int, default=5, help="iperf3 duration per run (0: no TCP runs)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--only", nargs="*", default=list(PORTS), help="targets to run")
     parser.add_argument("--routes", type=int, default=0,

@@ -91,6 +91,25 @@ class _Validators:
 _valid = _Validators()
 
 
+def _judged(lines: list[bytes], verdicts: _Verdicts) -> tuple[int, int] | None:
+    """How many of ``lines`` the lane cuts, and the length their one
+    Content-Length line states (-1: none); None when a line is off the lane
+    or a second one states a length."""
+    cuts = 0
+    length = -1
+    for line in lines:
+        verdict = verdicts[line]
+        if verdict == PLAIN:
+            continue
+        if verdict == CUT:
+            cuts += 1
+        elif verdict >= 0 and length < 0:
+            length = verdict
+        else:
+            return None
+    return cuts, length
+
+
 def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, max_body: int
                    ) -> tuple[bytes, bytes, bytes, bytes, int] | None:
     """The head to send upstream for a request read whole in ``data``
@@ -116,18 +135,12 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
         lines = data[host_end + 2:end].split(b"\r\n")
         if len(lines) >= max_headers:          # with Host, one too many
             return None
-        verdicts = _request_lines
-        cuts = 0
-        for line in lines:
-            verdict = verdicts[line]
-            if verdict == PLAIN:
-                continue
-            if verdict == CUT:
-                cuts += 1
-            elif verdict >= 0:
-                length = verdict
-            else:
-                return None
+        judged = _judged(lines, _request_lines)
+        if judged is None:
+            return None
+        cuts, stated = judged
+        if stated > 0:
+            length = stated
         if cuts:
             if cuts > 1:
                 return None
@@ -175,21 +188,10 @@ def simple_response(data: bytes) -> tuple[bytes, int, int] | None:
         return None
     length = len(data) - end - 4
     lines = data[line + 2:end].split(b"\r\n")
-    verdicts = _response_lines
-    sized = False
-    cuts = 0
-    for header in lines:
-        verdict = verdicts[header]
-        if verdict == PLAIN:
-            continue
-        if verdict == CUT:
-            cuts += 1
-        elif verdict == length and not sized:
-            sized = True
-        else:
-            return None
-    if not sized:
+    judged = _judged(lines, _response_lines)
+    if judged is None or judged[1] != length:
         return None
+    cuts = judged[0]
     try:
         _valid.response.feed_data(data)
     except httptools.HttpParserError:
@@ -199,5 +201,5 @@ def simple_response(data: bytes) -> tuple[bytes, int, int] | None:
         return data, status, length
     if cuts == 1 and _CONNECTION in lines:     # nginx's, Node's: cut where it stands
         return data.replace(_CONNECTION_LINE, b"\r\n", 1), status, length
-    kept = [header for header in lines if verdicts[header] != CUT]
+    kept = [header for header in lines if _response_lines[header] != CUT]
     return b"\r\n".join([data[:line], *kept, data[end + 2:]]), status, length
