@@ -167,8 +167,12 @@ def test_workers_hold_only_their_own_descriptors_however_often_they_are_replaced
                        .replace("workers: 1", "workers: 3"))
 
     def descriptors() -> list[int]:
+        """Each worker's descriptors, less the /dev/null placeholders for the
+        control's sockets open at its fork (a health probe in flight then
+        makes one more: supervisor._drop_inherited_sockets)."""
         pids = topo.worker_pids(lb, 3)
-        return sorted(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+        return sorted(sum(os.readlink(f"/proc/{pid}/fd/{fd}") != os.devnull
+                          for fd in os.listdir(f"/proc/{pid}/fd")) for pid in pids)
 
     first = descriptors()
     assert len(set(first)) == 1, first
