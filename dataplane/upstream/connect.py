@@ -37,7 +37,7 @@ class Connect:
     It holds one of its host pool's ``open`` from the start; whoever receives
     the socket takes that over."""
 
-    __slots__ = ("pool", "slot", "sock", "callback", "waiting", "on_cancel")
+    __slots__ = ("pool", "slot", "sock", "callback", "waiting", "on_cancel", "cancelled")
 
     def __init__(self, pool: Dialer, slot: Slot, callback: SocketConnected,
                  on_cancel: Callable[[], None]) -> None:
@@ -51,6 +51,7 @@ class Connect:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pool.transport.before_connect(self.sock, host)
         self.waiting = False
+        self.cancelled = False     # also once connected: its receiver then lets it go
         slot.open += 1
         assert host.address is not None, "a host is chosen only once resolved"
         err = self.sock.connect_ex(host.address)
@@ -78,6 +79,7 @@ class Connect:
             callback(self.sock, None)
 
     def cancel(self) -> None:
+        self.cancelled = True
         if self.callback is not None:
             if self.waiting:
                 self.pool.reactor.remove_writer(self.sock.fileno())

@@ -195,11 +195,16 @@ class Pool:
             else:
                 slot.stats.opened += 1
                 self.loop.create_task(self._on_transport(UpstreamConnection(self, slot, sock),
-                                                         callback))
-        return Connect(self, slot, opened, lambda: self.pass_turn(slot))
+                                                         attempt, callback))
+        attempt = Connect(self, slot, opened, lambda: self.pass_turn(slot))
+        return attempt
 
-    async def _on_transport(self, conn: UpstreamConnection, callback: Connected) -> None:
-        """Put a connected socket on a uvloop transport (a coroutine in uvloop's API)."""
+    async def _on_transport(self, conn: UpstreamConnection, attempt: Connect,
+                            callback: Connected) -> None:
+        """Put a connected socket on a uvloop transport (a coroutine in uvloop's
+        API). A connect cancelled meanwhile (its request went elsewhere) gets
+        nothing: the connection is closed, not handed to a request that has
+        moved on to another host."""
         try:
             if self.tls is None:
                 await self.loop.create_connection(lambda: conn.stream, sock=conn.sock)
@@ -211,7 +216,11 @@ class Pool:
             conn.sock.close()
             conn.stream.closed = True
             self.discard(conn, by_peer=True)
-            callback(None, exc)
+            if not attempt.cancelled:
+                callback(None, exc)
+            return
+        if attempt.cancelled:
+            self.discard(conn)
             return
         callback(conn, None)
 
