@@ -8,16 +8,8 @@ weight above 0, admin state ``ready``, not ``down`` by health unless the
 cluster is in panic, and its circuit breaker closed, or half open with a
 trial permit for this worker: breakers.py).
 
-Panic (Envoy's): when some but fewer than ``health.panic_threshold`` percent
-of the weight of the hosts not in ``maint`` is healthy, health is ignored and
-traffic spreads over all of them rather than crushing the few survivors.
-With none healthy there is no host to choose: the request gets a 503 at once.
-
-Passive health: a refused connect on a new connection marks the host down in
-this worker at once; ``health.passive_errors`` connect timeouts, resets or
-closes before any response byte in a row do too. Errors on a reused pooled
-connection do not count (keep-alive races). The verdict goes to the control
-process at once (``verdict``), which tells every worker.
+Passive health and panic are decided in passive.py; the verdicts go to the
+control process at once (``verdict``), which tells every worker.
 Requests ask it for a host (``choose(key)``: the key is ignored by unhashed
 choices), for a connection (``connection``, or ``lease`` on the fast lane),
 and tell it how they ended (``finished``, ``answered``): it keeps the
@@ -52,6 +44,7 @@ from .choice import Build, build_now, make_choice
 from .host import Host
 from .keys import key_function, needs_headers
 from .outcome import ErrorKind
+from .passive import in_panic, panic_weights, passive_verdict
 from .connect import Connect, SocketConnected
 from .pool import Connected, Pool, Tls, UpstreamConnection, Waiter
 from .resolver import Resolver
@@ -62,9 +55,6 @@ log = structlog.get_logger("l7lb.cluster")
 
 
 NO_ERROR = ErrorKind.NONE
-# Passive signals: errors that count toward health.passive_errors.
-COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,
-                     ErrorKind.RESET_BEFORE_RESPONSE, ErrorKind.CLOSED_BEFORE_RESPONSE})
 
 
 class HostSpec(Protocol):
@@ -297,12 +287,9 @@ class Cluster:
         self.breakers.call(host, status, ms, kind)
 
     def _passive(self, host: Host, error: ErrorKind) -> None:
-        if error is ErrorKind.CONNECT_REFUSED:
-            self._down(host, "connect refused")
-        elif error in COUNTED:
-            host.failures += 1
-            if host.failures >= self.passive_errors:
-                self._down(host, f"{host.failures} errors in a row, the last {error.value}")
+        host.failures, reason = passive_verdict(host.failures, error, self.passive_errors)
+        if reason is not None:
+            self._down(host, reason)
 
     def _down(self, host: Host, reason: str) -> None:
         host.failures = 0
@@ -323,12 +310,8 @@ class Cluster:
             request.host_down()
 
     def _judge_panic(self) -> None:
-        """Panic when some, but too little, of the weight is healthy."""
-        weights = [(h.weight, h.health != "down") for h in self.hosts
-                   if h.state != "maint" and h.weight > 0]
-        total = sum(w for w, _ in weights)
-        healthy = sum(w for w, up in weights if up)
-        panic = 0 < healthy < total * self.panic_threshold / 100
+        healthy, total = panic_weights((h.weight, h.state, h.health) for h in self.hosts)
+        panic = in_panic(healthy, total, self.panic_threshold)
         if panic != self.panic:
             log.warning("cluster panic" if panic else "cluster out of panic", cluster=self.name,
                         healthy_weight=healthy, weight=total)
