@@ -24,6 +24,8 @@ every feed at a message boundary, ready for any connection's next one.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import httptools
 
 from .codec import CONTROL_BYTE
@@ -72,8 +74,33 @@ class _Verdicts(dict[bytes, int]):
         return PLAIN
 
 
+# What the lane made of a whole head it has seen, byte for byte: a client's
+# repeated requests and a backend's repeated answers (the same head until its
+# Date changes) then cost one lookup, llhttp's check included.
+_Request = tuple[bytes, bytes, bytes, bytes, int, int] | tuple[()]
+_Response = tuple[bytes | None, int, int] | tuple[()]
+_V = TypeVar("_V", _Request, _Response)
+_HEADS_KEPT = 512        # heads remembered per direction
+_HEAD_KEPT_BYTES = 2048  # a longer head is judged line by line each time
+
+
+class _Heads(dict[bytes, _V]):
+    """Heads (up to the blank line) and their verdicts, bounded: at most
+    _HEADS_KEPT of _HEAD_KEPT_BYTES each, then it starts afresh."""
+
+    def keep(self, data: bytes, end: int, verdict: _V) -> _V:
+        """Remember ``verdict`` for the head of ``data`` (it ends at ``end``)."""
+        if end < _HEAD_KEPT_BYTES:
+            if len(self) >= _HEADS_KEPT:
+                self.clear()
+            self[data[:end + 4]] = verdict
+        return verdict
+
+
 _request_lines = _Verdicts(_REQUEST_OFF, frozenset())
 _response_lines = _Verdicts(_RESPONSE_OFF, frozenset({b"keep-alive"}))
+_request_heads: _Heads[_Request] = _Heads()
+_response_heads: _Heads[_Response] = _Heads()
 
 
 class _NoCallbacks:
@@ -121,41 +148,58 @@ def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, ma
     end = data.find(b"\r\n\r\n")
     if end < 0 or end > max_head:
         return None
+    whole = end + 4 == len(data)
+    known = _request_heads.get(data if whole else data[:end + 4])
+    if known is None:
+        known = _judge_request(data, end)
+    if not known:
+        return None
+    head, method, target, authority, length, count = known
+    if count > max_headers or end + 4 + length != len(data) or length > max_body:
+        return None
+    return head + tail, method, target, authority, length
+
+
+def _judge_request(data: bytes, end: int) -> _Request:
+    """What the lane makes of the head of ``data`` (remembered when the
+    verdict rests on the head alone): what to send of it, method, target,
+    Host, body length and header count; () when it is off the lane."""
     space = data.find(b" ")
     version = data.find(b" ", space + 1)       # a target holds no space (llhttp checks)
     if not data.startswith(b" HTTP/1.1\r\nHost: ", version):
-        return None
+        return _request_heads.keep(data, end, ())
     at = version + 17
     host_end = data.find(b"\r\n", at)
     if data[at] in b" \t":
-        return None
+        return _request_heads.keep(data, end, ())
     head = data[:end + 2]
     length = 0
+    count = 1
     if host_end < end:
         lines = data[host_end + 2:end].split(b"\r\n")
-        if len(lines) >= max_headers:          # with Host, one too many
-            return None
+        count += len(lines)
         judged = _judged(lines, _request_lines)
         if judged is None:
-            return None
+            return _request_heads.keep(data, end, ())
         cuts, stated = judged
         if stated > 0:
             length = stated
         if cuts:
             if cuts > 1:
-                return None
+                return _request_heads.keep(data, end, ())
             head = _without_connection(head)
-    if end + 4 + length != len(data) or length > max_body:
-        return None
     method = data[:space]
     if method == b"HEAD" or method == b"CONNECT":
-        return None
+        return _request_heads.keep(data, end, ())
+    if end + 4 + length != len(data) or length > MAX_BODY:
+        return ()              # llhttp can judge only a whole message: not remembered
     try:
         _valid.request.feed_data(data)
     except httptools.HttpParserError:
         _valid.request = httptools.HttpRequestParser(_NoCallbacks())
-        return None
-    return head + tail, method, data[space + 1:version], data[at:host_end], length
+        return _request_heads.keep(data, end, ())
+    return _request_heads.keep(data, end, (head, method, data[space + 1:version],
+                                           data[at:host_end], length, count))
 
 
 def _without_connection(head: bytes) -> bytes:
@@ -178,28 +222,45 @@ def simple_response(data: bytes) -> tuple[bytes, int, int] | None:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
+    known = _response_heads.get(data[:end + 4])
+    if known is None:
+        known = _judge_response(data, end)
+    if not known:
+        return None
+    head, status, length = known
+    if end + 4 + length != len(data):
+        return None
+    return data if head is None else head + data[end + 4:], status, length
+
+
+def _judge_response(data: bytes, end: int) -> _Response:
+    """What the lane makes of the head of ``data`` (remembered when the
+    verdict rests on the head alone): the head to send instead (None: as
+    it came), status and body length; () when it is off the lane."""
     if data.startswith(_OK):
         status, line = 200, 15
     elif data.startswith(b"HTTP/1.1 ") and data[12] == 32 and data[9:12] in _STATUS:
         status, line = _STATUS[data[9:12]], data.find(b"\r\n")
         if CONTROL_BYTE(data, 13, line) is not None:
-            return None
+            return _response_heads.keep(data, end, ())
     else:
-        return None
-    length = len(data) - end - 4
+        return _response_heads.keep(data, end, ())
     lines = data[line + 2:end].split(b"\r\n")
     judged = _judged(lines, _response_lines)
-    if judged is None or judged[1] != length:
-        return None
-    cuts = judged[0]
+    if judged is None or judged[1] < 0:
+        return _response_heads.keep(data, end, ())
+    cuts, length = judged
+    if end + 4 + length != len(data):
+        return ()              # llhttp can judge only a whole message: not remembered
     try:
         _valid.response.feed_data(data)
     except httptools.HttpParserError:
         _valid.response = httptools.HttpResponseParser(_NoCallbacks())
-        return None
-    if not cuts:
-        return data, status, length
+        return _response_heads.keep(data, end, ())
+    head: bytes | None = None
     if cuts == 1 and _CONNECTION in lines:     # nginx's, Node's: cut where it stands
-        return data.replace(_CONNECTION_LINE, b"\r\n", 1), status, length
-    kept = [header for header in lines if _response_lines[header] != CUT]
-    return b"\r\n".join([data[:line], *kept, data[end + 2:]]), status, length
+        head = data[:end + 4].replace(_CONNECTION_LINE, b"\r\n", 1)
+    elif cuts:
+        kept = [header for header in lines if _response_lines[header] != CUT]
+        head = b"\r\n".join([data[:line], *kept, b"\r\n"])
+    return _response_heads.keep(data, end, (head, status, length))

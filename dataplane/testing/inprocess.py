@@ -162,6 +162,12 @@ class InProcess:
                 return conn, transport.take()
         return None, b""
 
+    def forget_written(self) -> None:
+        """Drop what was written upstream after an earlier run read it (a
+        pipelined request sent once the one before it was answered)."""
+        for _, transport in self.upstreams:
+            transport.written.clear()
+
     def settle(self) -> None:
         """Run what was deferred with call_soon (hand-overs, queue turns)."""
         self.loop.run_until_complete(asyncio.sleep(0))
