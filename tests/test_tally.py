@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from dataplane.upstream.budget import RetryBudget
 from dataplane.upstream.outcome import ErrorKind
+from bisect import bisect_left
+
 from dataplane.upstream.tally import BOUNDS_MS, SAMPLES, HostTally
 
 
@@ -48,6 +50,40 @@ def test_latencies_are_sampled_evenly_and_at_most_samples(count):
     assert latencies[-1] >= count - 1 - count / SAMPLES   # ...to the end
     steps = {b - a for a, b in zip(latencies, latencies[1:])}
     assert len(steps) <= 1                             # evenly spaced
+
+
+CALLS = st.lists(st.tuples(
+    st.sampled_from([0, 99, 100, 200, 204, 301, 404, 503, 599, 600]),
+    st.one_of(st.sampled_from([0.5, 1.0, 2.5, 10000.0]), st.floats(0, 20000)),
+    st.integers(0, 10**6), st.integers(0, 10**6),
+    st.sampled_from([None, None, ErrorKind.CONNECT_REFUSED, ErrorKind.RESET_MID_RESPONSE]),
+), min_size=1, max_size=300)
+
+
+@given(CALLS)
+def test_a_report_counts_as_one_would_call_by_call(calls):
+    """The sums made in C come to what counting each call in turn gives,
+    bucket bounds included (a bound is the top of its bucket)."""
+    tally = HostTally(histogram=True)
+    tally.calls += calls
+    figures = tally.take()
+    assert figures is not None
+    answered = [ms for _, ms, _, _, kind in calls if kind is None]
+    statuses = [0] * 6
+    durations = [0] * (len(BOUNDS_MS) + 1)
+    for status, *_ in calls:
+        if 100 <= status < 600:
+            statuses[status // 100] += 1
+    for ms in answered:
+        durations[bisect_left(BOUNDS_MS, ms)] += 1
+    assert figures.statuses == statuses
+    assert figures.bytes_in == sum(call[2] for call in calls)
+    assert figures.bytes_out == sum(call[3] for call in calls)
+    assert figures.connect_errors == sum(call[4] is ErrorKind.CONNECT_REFUSED for call in calls)
+    assert figures.response_errors == sum(call[4] is ErrorKind.RESET_MID_RESPONSE for call in calls)
+    assert figures.answered == len(answered)
+    assert figures.durations == (durations if answered else [])
+    assert set(figures.latencies) <= set(answered)
 
 
 def test_the_retry_budget_allows_the_minimum_then_a_share_of_first_tries():
