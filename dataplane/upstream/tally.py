@@ -4,8 +4,8 @@ and the metrics. No I/O.
 
 Each request (or TCP connection) that ends leaves one record in ``calls``:
 a tuple appended to a list, the cheapest record Python keeps. The worker's
-report, every timer tick, sums them up (``take``, in C for the most part) and sends the figures: no
-message and no counting per request. Latencies are sampled at the report,
+report, every timer tick, sums them up (``take``, mostly in C) and sends the
+figures: no message and no counting per request. Latencies are sampled at the report,
 evenly over its calls, at most ``SAMPLES`` of them.
 """
 
