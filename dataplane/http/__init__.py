@@ -1,7 +1,9 @@
 """HTTP/1.1 proxying.
 
 - ``client.py``: one accepted client connection: its parser, its one
-  deadline, the fast lane's side of a request, pipelining, closing.
+  deadline, pipelining, closing.
+- ``lane_request.py``: the fast lane's side of a connection, the one
+  request it carries at a time.
 - ``lane.py``: the fast lane's checks (no I/O): a read that is one simple
   request, a read that is one simple response.
 - ``exchange.py``: one request on the general path, carried to a host of a

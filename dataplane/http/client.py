@@ -27,29 +27,23 @@ import structlog
 from ..io.relay import SplicePump
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, ProxyError, parse
-from ..upstream.cluster import Cluster
-from ..upstream.host import Host
 from ..upstream.outcome import ErrorKind
-from ..upstream.pool import UpstreamConnection
 from . import codec, identity, request
 from .codec import NONE, Reject
 from .deadline import CONNECT, HEAD, IDLE, LINGER, NEVER, QUEUE, RESPONSE, STREAM, stream_expiry
 from .exchange import Exchange
-from .lane import simple_request, simple_response
+from .lane_request import TOO_MANY, LaneRequest
 from .request import RequestHead
 from .request_reader import Body, RequestReader
 from .routed import edited, own_answer
 
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
-    from ..routing.route import Route
     from ..site import Site
 
 log = structlog.get_logger("l7lb.http")
 
 LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
-_monotonic = time.monotonic
-TOO_MANY = "too many requests from this address (limits.per_client_rate)"
 
 
 class ClientConnection:
@@ -58,19 +52,8 @@ class ClientConnection:
         "active", "closing", "closed", "upgrading",
         "feeding", "input_error", "splice", "spliced_seen", "awaiting_drain", "client_in",
         "backend_in", "stalled_since", "total_at", "deadline", "deadline_kind",
-        "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane_ok",
-        "lane_conn", "lane_host", "lane_cluster", "lane_route", "lane_key", "lane_started",
-        "lane_method", "lane_target", "lane_forward", "lane_body", "lane_wait", "__weakref__")
-    # The lane's request while one is under way (set as it is sent).
-    lane_host: Host
-    lane_cluster: Cluster
-    lane_route: "Route | None"
-    lane_key: bytes | None
-    lane_started: float
-    lane_method: bytes
-    lane_target: bytes
-    lane_forward: bytes
-    lane_body: int
+        "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane",
+        "__weakref__")
 
     def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
         self.site = site
@@ -103,12 +86,9 @@ class ClientConnection:
         self.total_at = NEVER       # timeouts.total of the active request
         self.deadline = 0.0
         self.deadline_kind = HEAD
-        # The fast lane: what takes requests off it for this connection's life,
-        # and the one request on it (lane_conn is set while it is under way).
-        self.lane_ok = self.preamble is None and not self.stripped and site.lane
-        self.lane_conn: UpstreamConnection | None = None
-        # Its deadline, when neither a route nor timeouts.total decides it (0 when they may).
-        self.lane_wait = site.response_timeout if site.config.timeouts.total is None else 0.0
+        # The fast lane, unless something takes this connection's requests off it.
+        self.lane = LaneRequest(self, site) \
+            if self.preamble is None and not self.stripped and site.lane else None
         self.expect(HEAD, site.config.timeouts.header)
         site.track(self)
 
@@ -119,164 +99,15 @@ class ClientConnection:
         self.log_prefix = self.access.prefix(peer, identity.tls_fields(self.stream.tls)) \
             if self.access is not None else b""
 
-    # -- the fast lane -------------------------------------------------------
-    def _lane(self, data: bytes) -> bool:
-        """Carry ``data`` on the fast lane if it is one simple request; False
-        leaves it to the parser (nothing of it has been acted on then)."""
-        site = self.site
-        found = simple_request(data, self.tail, site.lane_head, site.lane_headers,
-                               site.lane_body)
-        if found is None:
-            return False
-        forward, method, target, authority, body = found
-        routes = site.routes
-        route: Route | None = None
-        if routes.routes:
-            if routes.needs_headers:
-                return False
-            route = routes.find(method, target, authority, ())
-            if route is None if routes.fallback == "none" else route is not None and not route.plain:
-                return False
-        cluster = site.default if route is None else site.cluster_for(route)
-        key = None
-        if cluster.hashed:
-            if cluster.key_needs_headers:
-                return False
-            key = cluster.key_of(self.peer, target, ())
-        per_client = site.per_client
-        if per_client is not None and not per_client.allow_request(self):
-            self.reject_now(Reject(429, TOO_MANY))
-            return True
-        if route is not None:
-            route.requests += 1
-        now = _monotonic()
-        host = cluster.choose(key)
-        conn = None if host is None else cluster.lease(host, now)
-        if conn is None or host is None:
-            self._off_lane(method, target, forward, data[-body:] if body else b"", cluster,
-                           route, key, host, now)
-            return True
-        conn.user = self
-        conn.requests += 1
-        host.awaiting.add(self)
-        if host.client_side or cluster.transport.clients_tuned:
-            cluster.transport.serving(self.stream.shared_socket(), host)
-        conn.stream.write(forward + data[-body:] if body else forward)
-        self.lane_conn = conn
-        self.lane_host = host
-        self.lane_cluster = cluster
-        self.lane_route = route
-        self.lane_key = key
-        self.lane_started = now
-        self.lane_method = method
-        self.lane_target = target
-        self.lane_forward = forward
-        self.lane_body = body
-        if route is None and self.lane_wait:
-            self.deadline_kind = RESPONSE
-            self.deadline = now + self.lane_wait
-        else:
-            self._lane_deadline(route, now)
-        return True
-
-    def _lane_deadline(self, route: "Route | None", now: float) -> None:
-        """The deadline of a request the lane routed: its route's timeouts."""
-        site = self.site
-        per_try = site.response_timeout
-        total = site.config.timeouts.total
-        if route is not None:
-            per_try = route.per_try_timeout or route.request_timeout or per_try
-            total = route.total_timeout if route.total_timeout is not None else total
-        self.deadline_kind = RESPONSE
-        if total is None:
-            self.deadline = now + per_try
-        else:
-            self.total_at = now + total
-            self.deadline = min(now + per_try, self.total_at)
-
-    def on_upstream_data(self, data: bytes) -> None:
-        """The response to the lane's request (the lane's upstream connection
-        reports here until it is done or handed over)."""
-        found = simple_response(data) if not self.closing else None
-        if found is None:
-            self._hand_over().on_upstream_data(data)
-            return
-        out, status, length = found
-        self.stream.write(out)
-        host, conn, cluster = self.lane_host, self.lane_conn, self.lane_cluster
-        assert conn is not None
-        self.lane_conn = None
-        host.awaiting.discard(self)
-        now = _monotonic()
-        ms = (now - self.lane_started) * 1000
-        cluster.answered(host, conn, status, ms, self.lane_body, length, now)
-        site = self.site
-        stats = site.stats
-        stats.requests += 1
-        if status >= 500:
-            stats.errors += 1
-        if self.access is not None:
-            route = self.lane_route
-            self.access.request(self.log_prefix, self.lane_method, self.lane_target, status,
-                                host.name, self.lane_body, length, ms, "",
-                                route.name if route is not None else None,
-                                cluster.name if route is not None else None)
-        self.total_at = NEVER
-        if site.stopping:
-            self.close_gracefully()
-            return
-        self.deadline_kind = IDLE
-        self.deadline = now + site.idle_timeout
-
-    def on_upstream_closed(self, exc: OSError | None) -> None:
-        self._hand_over().on_upstream_closed(exc)
-
-    def host_down(self) -> None:
-        """The lane's host was declared down before it answered."""
-        self._hand_over().host_down()
-
-    def _hand_over(self) -> Exchange:
-        """The lane's request, under way, becomes an Exchange where it stands."""
-        conn, host = self.lane_conn, self.lane_host
-        assert conn is not None, "a lane request is under way"
-        self.lane_conn = None
-        host.awaiting.discard(self)
-        exchange = Exchange(self, self.site, self.lane_method, self.lane_target, "1.1", True,
-                            self.lane_started)
-        exchange.routed(self.lane_cluster, self.lane_route, self.lane_key, self.lane_forward)
-        exchange.sent(conn, self.lane_body)
-        self.queue.append(exchange)
-        self.active = exchange
-        self.client_in = self.backend_in = self.site.clock.now
-        return exchange
-
-    def _off_lane(self, method: bytes, target: bytes, forward: bytes, body: bytes,
-                  cluster: Cluster, route: "Route | None", key: bytes | None,
-                  host: Host | None, now: float) -> None:
-        """A request read whole and routed by the lane that cannot be sent on
-        it (no idle connection, no host): an Exchange takes it from here, in
-        the order the parser would have given it (a body after the start)."""
-        exchange = Exchange(self, self.site, method, target, "1.1", True, now)
-        exchange.routed(cluster, route, key, forward)
-        self.queue.append(exchange)
-        self.active = exchange
-        self._lane_deadline(route, now)
-        if body:
-            exchange.framing, exchange.remaining = codec.LENGTH, len(body)
-            exchange.start(host)
-            exchange.request_body(body)
-            exchange.request_end([])
-        else:
-            exchange.request_complete = True
-            exchange.start(host)
-
     # -- input -----------------------------------------------------------
     def on_data(self, data: bytes) -> None:
-        if self.lane_conn is not None:
-            self._hand_over()            # more from the client: the parser takes over
-        elif self.lane_ok and self.active is None and self.reader.head is None \
-                and self.reader.body is None and not self.closing and self._lane(data):
-            return
+        lane = self.lane
+        if lane is not None:
+            if lane.conn is not None:
+                lane.hand_over()         # more from the client: the parser takes over
+            elif self.active is None and self.reader.head is None \
+                    and self.reader.body is None and not self.closing and lane.carry(data):
+                return
         self.client_in = self.site.clock.now
         if self.preamble is not None:
             data = self._proxy_header(data) or b""
@@ -343,7 +174,7 @@ class ClientConnection:
         self.update_reading()
 
     def on_eof(self) -> None:
-        if self.lane_conn is not None:
+        if self._lane_under_way():
             self.closing = True          # the answer comes, then the connection closes
             return
         active = self.active
@@ -355,8 +186,7 @@ class ClientConnection:
             self.closing = True   # let the response finish, then close
 
     def on_error(self, exc: OSError) -> None:
-        if self.lane_conn is not None:
-            self._hand_over()
+        self._lane_hands_over()
         if self.active is not None:
             self.active.abort(ErrorKind.CLIENT_ABORTED,
                               f"client connection failed: {exc.strerror or exc}")
@@ -527,6 +357,44 @@ class ClientConnection:
                 upstream.start_reading()
         self.stream.when_drained(drained)
 
+    # -- the fast lane's request ---------------------------------------------
+    def _lane_under_way(self) -> bool:
+        return self.lane is not None and self.lane.conn is not None
+
+    def _lane_hands_over(self) -> None:
+        """A lane request under way goes on as an Exchange (the general path
+        handles what comes next: more input, an error, a deadline)."""
+        if self.lane is not None and self.lane.conn is not None:
+            self.lane.hand_over()
+
+    def adopt(self, method: bytes, target: bytes, started: float) -> Exchange:
+        """A request the lane took (an HTTP/1.1 keep-alive one) becomes the
+        active Exchange."""
+        exchange = Exchange(self, self.site, method, target, "1.1", True, started)
+        self.queue.append(exchange)
+        self.active = exchange
+        self.client_in = self.backend_in = self.site.clock.now
+        return exchange
+
+    def expect_until(self, kind: int, at: float, total_at: float | None) -> None:
+        """The lane's request must be answered by ``at`` (and in all by
+        ``total_at``, timeouts.total or its route's)."""
+        self.deadline_kind = kind
+        if total_at is None:
+            self.deadline = at
+        else:
+            self.total_at = total_at
+            self.deadline = min(at, total_at)
+
+    def lane_answered(self, now: float) -> None:
+        """The lane's request was answered: idle until the next one."""
+        self.total_at = NEVER
+        if self.site.stopping:
+            self.close_gracefully()
+            return
+        self.deadline_kind = IDLE
+        self.deadline = now + self.site.idle_timeout
+
     # -- the one deadline --------------------------------------------------
     def expect(self, kind: int, seconds: float) -> None:
         """Arm the deadline: ``kind`` must happen within ``seconds``."""
@@ -544,8 +412,7 @@ class ClientConnection:
         """Called by the worker's timer sweep."""
         if now < self.deadline:
             return
-        if self.lane_conn is not None:
-            self._hand_over()
+        self._lane_hands_over()
         active = self.active
         if now >= self.total_at and active is not None:
             self.total_at = NEVER
@@ -648,14 +515,13 @@ class ClientConnection:
     def shutdown(self) -> None:
         """Worker is stopping: finish the current request, take no more."""
         self.closing = True
-        if self.active is None and self.lane_conn is None:
+        if self.active is None and not self._lane_under_way():
             self.close()
 
     def close(self) -> None:
         if self.closed:
             return
-        if self.lane_conn is not None:
-            self._hand_over()
+        self._lane_hands_over()
         self.closed = True
         for exchange in self.queue:
             exchange.cancel()

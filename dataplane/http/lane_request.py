@@ -1,0 +1,204 @@
+"""The fast lane's side of one client connection: the one request it carries
+at a time, from the read that holds it whole to the read that holds its
+whole answer (lane.py judges both reads).
+
+One LaneRequest lives as long as its client connection and is reused for
+each request on it, so the lane makes no object per request. A request
+that meets anything the lane cannot prove simple (a second read from the
+client, an answer in pieces, a host declared down, a deadline) becomes an
+Exchange where it stands (``hand_over``), and the general path finishes it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from ..io.stream import Stream
+from ..upstream.cluster import Cluster
+from ..upstream.host import Host
+from ..upstream.pool import UpstreamConnection
+from . import codec
+from .codec import Reject
+from .deadline import RESPONSE
+from .exchange import Exchange
+from .lane import simple_request, simple_response
+
+if TYPE_CHECKING:
+    from ..logs.access_lines import AccessLog
+    from ..routing.route import Route
+    from ..site import Site
+
+_monotonic = time.monotonic
+TOO_MANY = "too many requests from this address (limits.per_client_rate)"
+
+
+class LaneClient(Protocol):
+    """What the lane uses of its client connection."""
+    stream: Stream
+    peer: bytes
+    tail: bytes                 # the proxy's own lines and the blank line ending a head
+    access: "AccessLog | None"
+    log_prefix: bytes
+    closing: bool
+
+    def reject_now(self, reject: Reject) -> None: ...
+    def expect_until(self, kind: int, at: float, total_at: float | None) -> None: ...
+    def lane_answered(self, now: float) -> None: ...
+    def adopt(self, method: bytes, target: bytes, started: float) -> Exchange: ...
+
+
+class LaneRequest:
+    __slots__ = ("client", "site", "wait", "conn", "host", "cluster", "route", "key",
+                 "started", "method", "target", "forward", "body", "__weakref__")
+    # The request under way (set as it is sent; ``conn`` is None between requests).
+    host: Host
+    cluster: Cluster
+    route: "Route | None"
+    key: bytes | None
+    started: float
+    method: bytes
+    target: bytes
+    forward: bytes
+    body: int
+
+    def __init__(self, client: LaneClient, site: "Site") -> None:
+        self.client = client
+        self.site = site
+        self.conn: UpstreamConnection | None = None
+        # The deadline when neither a route nor timeouts.total decides it (0 when they may).
+        self.wait = site.response_timeout if site.config.timeouts.total is None else 0.0
+
+    def carry(self, data: bytes) -> bool:
+        """Carry ``data`` if it is one simple request; False leaves it to the
+        parser (nothing of it has been acted on then)."""
+        site, client = self.site, self.client
+        found = simple_request(data, client.tail, site.lane_head, site.lane_headers,
+                               site.lane_body)
+        if found is None:
+            return False
+        forward, method, target, authority, body = found
+        routes = site.routes
+        route: Route | None = None
+        if routes.routes:
+            if routes.needs_headers:
+                return False
+            route = routes.find(method, target, authority, ())
+            if route is None if routes.fallback == "none" else route is not None and not route.plain:
+                return False
+        cluster = site.default if route is None else site.cluster_for(route)
+        key = None
+        if cluster.hashed:
+            if cluster.key_needs_headers:
+                return False
+            key = cluster.key_of(client.peer, target, ())
+        per_client = site.per_client
+        if per_client is not None and not per_client.allow_request(client):
+            client.reject_now(Reject(429, TOO_MANY))
+            return True
+        if route is not None:
+            route.requests += 1
+        now = _monotonic()
+        host = cluster.choose(key)
+        conn = None if host is None else cluster.lease(host, now)
+        if conn is None or host is None:
+            self._off_lane(method, target, forward, data[-body:] if body else b"", cluster,
+                           route, key, host, now)
+            return True
+        conn.user = self
+        conn.requests += 1
+        host.awaiting.add(self)
+        if host.client_side or cluster.transport.clients_tuned:
+            cluster.transport.serving(client.stream.shared_socket(), host)
+        conn.stream.write(forward + data[-body:] if body else forward)
+        self.conn = conn
+        self.host = host
+        self.cluster = cluster
+        self.route = route
+        self.key = key
+        self.started = now
+        self.method = method
+        self.target = target
+        self.forward = forward
+        self.body = body
+        if route is None and self.wait:
+            client.expect_until(RESPONSE, now + self.wait, None)
+        else:
+            self._deadline(route, now)
+        return True
+
+    def _deadline(self, route: "Route | None", now: float) -> None:
+        """The deadline of a request the lane routed: its route's timeouts."""
+        site = self.site
+        per_try = site.response_timeout
+        total = site.config.timeouts.total
+        if route is not None:
+            per_try = route.per_try_timeout or route.request_timeout or per_try
+            total = route.total_timeout if route.total_timeout is not None else total
+        total_at = None if total is None else now + total
+        self.client.expect_until(RESPONSE, now + per_try, total_at)
+
+    def on_upstream_data(self, data: bytes) -> None:
+        """The response (the upstream connection reports here until the
+        request is done or handed over)."""
+        client = self.client
+        found = simple_response(data) if not client.closing else None
+        if found is None:
+            self.hand_over().on_upstream_data(data)
+            return
+        out, status, length = found
+        client.stream.write(out)
+        host, conn, cluster = self.host, self.conn, self.cluster
+        assert conn is not None
+        self.conn = None
+        host.awaiting.discard(self)
+        now = _monotonic()
+        ms = (now - self.started) * 1000
+        cluster.answered(host, conn, status, ms, self.body, length, now)
+        stats = self.site.stats
+        stats.requests += 1
+        if status >= 500:
+            stats.errors += 1
+        if client.access is not None:
+            route = self.route
+            client.access.request(client.log_prefix, self.method, self.target, status,
+                                  host.name, self.body, length, ms, "",
+                                  route.name if route is not None else None,
+                                  cluster.name if route is not None else None)
+        client.lane_answered(now)
+
+    def on_upstream_closed(self, exc: OSError | None) -> None:
+        self.hand_over().on_upstream_closed(exc)
+
+    def host_down(self) -> None:
+        """The host was declared down before it answered."""
+        self.hand_over().host_down()
+
+    def hand_over(self) -> Exchange:
+        """The request, under way, becomes an Exchange where it stands."""
+        conn, host = self.conn, self.host
+        assert conn is not None, "a lane request is under way"
+        self.conn = None
+        host.awaiting.discard(self)
+        exchange = self.client.adopt(self.method, self.target, self.started)
+        exchange.routed(self.cluster, self.route, self.key, self.forward)
+        exchange.sent(conn, self.body)
+        return exchange
+
+    def _off_lane(self, method: bytes, target: bytes, forward: bytes, body: bytes,
+                  cluster: Cluster, route: "Route | None", key: bytes | None,
+                  host: Host | None, now: float) -> None:
+        """A request read whole and routed that cannot be sent on the lane (no
+        idle connection, no host): an Exchange takes it from here, in the
+        order the parser would have given it (a body after the start)."""
+        exchange = self.client.adopt(method, target, now)
+        exchange.routed(cluster, route, key, forward)
+        self._deadline(route, now)
+        if body:
+            exchange.framing, exchange.remaining = codec.LENGTH, len(body)
+            exchange.start(host)
+            exchange.request_body(body)
+            exchange.request_end([])
+        else:
+            exchange.request_complete = True
+            exchange.start(host)
