@@ -13,7 +13,8 @@
   ``routed.py`` (what a route asks of a request) and ``upgrade.py`` (101).
 - ``codec.py``: the HTTP/1.1 codec (framing, heads, error answers; no I/O);
   ``identity.py``: who the client is and what the backend is told of it;
-  ``deadline.py``: what the connection's deadline guards (no I/O).
+  ``timer.py``: the connection's one deadline and what happens when it
+  passes; ``deadline.py``: what it guards (no I/O).
 
 May import dataplane.upstream, dataplane.routing, dataplane.io,
 dataplane.config, dataplane.logs and dataplane.site; never the worker or

@@ -30,9 +30,10 @@ from ..proxyproto.header import Addresses, ProxyError, parse
 from ..upstream.outcome import ErrorKind
 from . import codec, identity, request
 from .codec import NONE, Reject
-from .deadline import CONNECT, HEAD, IDLE, LINGER, NEVER, QUEUE, RESPONSE, STREAM, stream_expiry
+from .deadline import HEAD, IDLE, LINGER, NEVER, STREAM
 from .exchange import Exchange
 from .lane_request import TOO_MANY, LaneRequest
+from .timer import Timer
 from .request import RequestHead
 from .request_reader import Body, RequestReader
 from .routed import edited, own_answer
@@ -50,8 +51,7 @@ class ClientConnection:
     __slots__ = (
         "site", "limits", "stream", "reader", "peer", "proxied", "preamble", "queue",
         "active", "closing", "closed", "upgrading",
-        "feeding", "input_error", "splice", "spliced_seen", "awaiting_drain", "client_in",
-        "backend_in", "stalled_since", "total_at", "deadline", "deadline_kind",
+        "feeding", "input_error", "splice", "awaiting_drain", "timer",
         "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane",
         "__weakref__")
 
@@ -79,13 +79,8 @@ class ClientConnection:
         self.feeding = False          # inside parser.feed_data: bytes of it may follow
         self.input_error: Reject | None = None  # answered once the active exchange is done
         self.splice: SplicePump | None = None     # request body moving in the kernel
-        self.spliced_seen = 0
         self.awaiting_drain = False
-        self.client_in = self.backend_in = site.clock.now   # last byte from each side
-        self.stalled_since: float | None = None   # a response held back for the client
-        self.total_at = NEVER       # timeouts.total of the active request
-        self.deadline = 0.0
-        self.deadline_kind = HEAD
+        self.timer = Timer(self, site)    # the one deadline
         # The fast lane, unless something takes this connection's requests off it.
         self.lane = LaneRequest(self, site) \
             if self.preamble is None and not self.stripped and site.lane else None
@@ -108,7 +103,7 @@ class ClientConnection:
             elif self.active is None and self.reader.head is None \
                     and self.reader.body is None and not self.closing and lane.carry(data):
                 return
-        self.client_in = self.site.clock.now
+        self.timer.client_in = self.site.clock.now
         if self.preamble is not None:
             data = self._proxy_header(data) or b""
             if not data:
@@ -186,7 +181,7 @@ class ClientConnection:
             self.closing = True   # let the response finish, then close
 
     def on_error(self, exc: OSError) -> None:
-        self._lane_hands_over()
+        self.lane_hands_over()
         if self.active is not None:
             self.active.abort(ErrorKind.CLIENT_ABORTED,
                               f"client connection failed: {exc.strerror or exc}")
@@ -283,7 +278,7 @@ class ClientConnection:
                 head.method, exchange.target, fields, self.peer, self.forwarded,
                 head.upgrade is not None))
         if total is not None:
-            self.total_at = site.clock.now + total
+            self.timer.total_at = site.clock.now + total
         exchange.start(None)
 
     def is_active(self, exchange: Exchange) -> bool:
@@ -293,7 +288,7 @@ class ClientConnection:
     def exchange_done(self, exchange: Exchange, reuse: bool) -> None:
         """The response is handed to the client stream in full."""
         exchange.finish(reuse)
-        self.total_at, self.stalled_since = NEVER, None
+        self.timer.total_at, self.timer.stalled_since = NEVER, None
         if self.splice is not None:      # backend answered before the body was sent
             self.splice.stop()
             self.splice = None
@@ -342,17 +337,17 @@ class ClientConnection:
 
     def backend_active(self) -> None:
         """Bytes came from the backend for this connection: it is not idle."""
-        self.backend_in = self.site.clock.now
+        self.timer.backend_in = self.site.clock.now
 
     def hold_back(self, upstream: Stream, exchange: Exchange) -> None:
         """The client has limits.buffer of response unread: stop reading the
         backend until it takes it (within timeouts.client_write)."""
         upstream.stop_reading()
-        self.stalled_since = self.site.clock.now
+        self.timer.stalled_since = self.site.clock.now
         self.watch_stream()
 
         def drained() -> None:
-            self.stalled_since = None
+            self.timer.stalled_since = None
             if not exchange.done:
                 upstream.start_reading()
         self.stream.when_drained(drained)
@@ -361,7 +356,7 @@ class ClientConnection:
     def _lane_under_way(self) -> bool:
         return self.lane is not None and self.lane.conn is not None
 
-    def _lane_hands_over(self) -> None:
+    def lane_hands_over(self) -> None:
         """A lane request under way goes on as an Exchange (the general path
         handles what comes next: more input, an error, a deadline)."""
         if self.lane is not None and self.lane.conn is not None:
@@ -373,34 +368,13 @@ class ClientConnection:
         exchange = Exchange(self, self.site, method, target, "1.1", True, started)
         self.queue.append(exchange)
         self.active = exchange
-        self.client_in = self.backend_in = self.site.clock.now
+        self.timer.client_in = self.timer.backend_in = self.site.clock.now
         return exchange
-
-    def expect_until(self, kind: int, at: float, total_at: float | None) -> None:
-        """The lane's request must be answered by ``at`` (and in all by
-        ``total_at``, timeouts.total or its route's)."""
-        self.deadline_kind = kind
-        if total_at is None:
-            self.deadline = at
-        else:
-            self.total_at = total_at
-            self.deadline = min(at, total_at)
-
-    def lane_answered(self, now: float) -> None:
-        """The lane's request was answered: idle until the next one."""
-        self.total_at = NEVER
-        if self.site.stopping:
-            self.close_gracefully()
-            return
-        self.deadline_kind = IDLE
-        self.deadline = now + self.site.idle_timeout
 
     # -- the one deadline --------------------------------------------------
     def expect(self, kind: int, seconds: float) -> None:
         """Arm the deadline: ``kind`` must happen within ``seconds``."""
-        self.deadline_kind = kind
-        at = self.site.clock.now + seconds
-        self.deadline = at if at < self.total_at else self.total_at
+        self.timer.expect(kind, seconds)
 
     def watch_stream(self) -> None:
         """Bodies are moving: look again after the shortest timeout that can
@@ -410,72 +384,11 @@ class ClientConnection:
 
     def check(self, now: float) -> None:
         """Called by the worker's timer sweep."""
-        if now < self.deadline:
-            return
-        self._lane_hands_over()
-        active = self.active
-        if now >= self.total_at and active is not None:
-            self.total_at = NEVER
-            active.out_of_time()
-            return
-        kind = self.deadline_kind
-        timeouts = self.site.config.timeouts
-        if kind == STREAM:
-            self._check_stream(now)
-        elif kind == IDLE and now - max(self.client_in, self.backend_in) < timeouts.idle:
-            self.deadline = max(self.client_in, self.backend_in) + timeouts.idle
-        elif kind in (IDLE, LINGER):
-            self.close()
-        elif kind == HEAD:
-            if self.reader.inside:
-                self.reject_now(Reject(408, "request head not received in time"))
-            else:
-                self.close()
-        elif active is None:
-            self.close()
-        elif kind == CONNECT:
-            active.attempt_failed(504, ErrorKind.CONNECT_TIMEOUT, "connect to backend timed out")
-        elif kind == RESPONSE:
-            active.attempt_failed(504, ErrorKind.RESPONSE_TIMEOUT,
-                                  "backend did not respond in time")
-        elif kind == QUEUE:
-            active.queue_timed_out()
+        if now >= self.timer.at:
+            self.timer.fire(now)
 
-    def _check_stream(self, now: float) -> None:
-        active = self.active
-        if active is None:
-            self.close()
-            return
-        expired, at = self._stream_due(active, now)
-        if expired is None:
-            self.deadline = min(at, self.total_at)
-        elif expired == "client_body":
-            active.fail(408, ErrorKind.CLIENT_TIMEOUT,
-                        "request body not received within timeouts.client_body")
-        elif expired == "backend_idle":
-            active.abort(ErrorKind.BACKEND_IDLE, "no byte from the backend within "
-                                                 "timeouts.backend_idle")
-        elif expired == "client_write":
-            active.abort(ErrorKind.CLIENT_TIMEOUT,
-                         "client took none of the response within timeouts.client_write")
-        else:
-            active.abort(ErrorKind.RESPONSE_TIMEOUT, "no data moved within timeouts.idle")
-
-    def _stream_due(self, active: Exchange, now: float) -> tuple[str | None, float]:
-        moved = self.splice.moved if self.splice is not None else 0
-        if active.splice is not None:
-            moved += active.splice.moved
-        if moved != self.spliced_seen:      # kernel-side progress: both sides are alive
-            self.spliced_seen = moved
-            self.client_in = self.backend_in = now
-            if self.stalled_since is not None:
-                self.stalled_since = now
-        stalled = self.stalled_since
-        if stalled is None and active.splice is not None and active.splice.blocked_on_output:
-            stalled = self.stalled_since = now   # a spliced response waits for the client
-        return stream_expiry(now, self.site.config.timeouts, self.client_in, self.backend_in,
-                             stalled, not active.request_complete and not active.responding,
-                             active.responding and stalled is None)
+    def head_begun(self) -> bool:
+        return self.reader.inside
 
     # -- errors and closing ---------------------------------------------
     def reject_later(self, reject: Reject) -> None:
@@ -521,7 +434,7 @@ class ClientConnection:
     def close(self) -> None:
         if self.closed:
             return
-        self._lane_hands_over()
+        self.lane_hands_over()
         self.closed = True
         for exchange in self.queue:
             exchange.cancel()

@@ -1,7 +1,7 @@
 """What a client connection's one deadline guards, and, while bodies move,
 which side has run out of time. No I/O, no clock.
 
-The kinds (``ClientConnection.deadline_kind``): IDLE between requests, HEAD
+The kinds (``timer.Timer.kind``): IDLE between requests, HEAD
 while a request head arrives, CONNECT, QUEUE and RESPONSE while the active
 request waits for a connection or a response head, STREAM while bodies move
 and LINGER while closing. Under STREAM three sides are timed apart

@@ -23,6 +23,7 @@ from .codec import Reject
 from .deadline import RESPONSE
 from .exchange import Exchange
 from .lane import simple_request, simple_response
+from .timer import Timer
 
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
@@ -41,10 +42,10 @@ class LaneClient(Protocol):
     access: "AccessLog | None"
     log_prefix: bytes
     closing: bool
+    timer: Timer                # the connection's one deadline
 
     def reject_now(self, reject: Reject) -> None: ...
-    def expect_until(self, kind: int, at: float, total_at: float | None) -> None: ...
-    def lane_answered(self, now: float) -> None: ...
+    def close_gracefully(self) -> None: ...
     def adopt(self, method: bytes, target: bytes, started: float) -> Exchange: ...
 
 
@@ -122,7 +123,7 @@ class LaneRequest:
         self.forward = forward
         self.body = body
         if route is None and self.wait:
-            client.expect_until(RESPONSE, now + self.wait, None)
+            client.timer.expect_until(RESPONSE, now + self.wait, None)
         else:
             self._deadline(route, now)
         return True
@@ -136,7 +137,7 @@ class LaneRequest:
             per_try = route.per_try_timeout or route.request_timeout or per_try
             total = route.total_timeout if route.total_timeout is not None else total
         total_at = None if total is None else now + total
-        self.client.expect_until(RESPONSE, now + per_try, total_at)
+        self.client.timer.expect_until(RESPONSE, now + per_try, total_at)
 
     def on_upstream_data(self, data: bytes) -> None:
         """The response (the upstream connection reports here until the
@@ -165,7 +166,9 @@ class LaneRequest:
                                   host.name, self.body, length, ms, "",
                                   route.name if route is not None else None,
                                   cluster.name if route is not None else None)
-        client.lane_answered(now)
+        client.timer.idle(now)
+        if self.site.stopping:
+            client.close_gracefully()
 
     def on_upstream_closed(self, exc: OSError | None) -> None:
         self.hand_over().on_upstream_closed(exc)
