@@ -36,7 +36,7 @@ from .lane_request import TOO_MANY, LaneRequest
 from .timer import Timer
 from .request import RequestHead
 from .request_reader import Body, RequestReader
-from .routed import edited, own_answer
+from .routed import Destination, destination
 
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
@@ -255,28 +255,15 @@ class ClientConnection:
         site = self.site
         total = site.config.timeouts.total
         head = exchange.head
-        route = None
         if head is not None:
-            routes = site.routes
-            fields = head.fields
-            route = routes.find(head.method, head.target, fields.authority,
-                                head.headers) if routes.routes else None
-            if route is not None:
-                route.requests += 1
-                if route.total_timeout is not None:
-                    total = route.total_timeout
-            answer = own_answer(route, routes.fallback, head.target, fields.authority)
-            if answer is not None:
-                exchange.answer(*answer)
+            where = destination(site, head, self.peer, self.forwarded)
+            if not isinstance(where, Destination):
+                exchange.answer(*where)
                 return
-            if route is not None:
-                exchange.target, fields.lines = edited(route, head.target, fields.lines)
-            cluster = site.cluster_for(route)
-            key = cluster.key_of(self.peer, exchange.target, head.headers) \
-                if cluster.hashed else None
-            exchange.routed(cluster, route, key, codec.request_head(
-                head.method, exchange.target, fields, self.peer, self.forwarded,
-                head.upgrade is not None))
+            exchange.target = where.target
+            exchange.routed(where.cluster, where.route, where.key, where.forward)
+            if where.route is not None and where.route.total_timeout is not None:
+                total = where.route.total_timeout
         if total is not None:
             self.timer.total_at = site.clock.now + total
         exchange.start(None)
