@@ -230,6 +230,9 @@ def test_lbctl_tls_lists_certificates_and_counts_resumed_handshakes(topology):
             first.close()
             if session is not None and session.has_ticket:
                 break
+        # A new snapshot reaches the workers (a reload): the keys they had from
+        # their first one stay (they were once sent only with a later one).
+        assert lbctl(site.topo, "reload").returncode == 0
         # Ten more connections: SO_REUSEPORT spreads them over both workers, and
         # every one resumes (the workers share the ticket keys).
         for _ in range(10):

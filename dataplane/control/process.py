@@ -91,8 +91,8 @@ class Control:
         # Only now: a client that can connect finds the admin socket there too.
         open_listeners(listeners)
         self.congestion.start()      # before the first snapshot: it names algorithms
+        self.tls.start(self.state, self.loop)    # so are the session ticket keys
         self.state.start(self.config, certificates)
-        self.tls.start(self.state, self.loop)
         self.health.start(self.loop)
         if self.fleet is not None:
             self.fleet.start(self.loop)
