@@ -104,3 +104,27 @@ def ok(value, condition) -> bool:
        st.sampled_from(HEADERS))
 def test_the_index_agrees_with_a_plain_scan(method, target, host, headers):
     assert find(target, host, method, headers) == plain_scan(method, target, host, headers)
+
+
+HEADERLESS = RouteTable([r for r in parse(ROUTES).routes if not r.match.header])
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from([b"GET", b"POST"]), st.sampled_from(TARGETS),
+                          st.sampled_from(HOSTS)), min_size=1, max_size=20))
+def test_a_table_without_header_conditions_remembers_what_it_found(requests):
+    """Asked again, it answers as it did, from memory."""
+    for method, target, host in requests + requests:
+        assert HEADERLESS.find(method, target, host, []) is \
+            HEADERLESS._find(method, target, host, [])
+    assert (requests[0][0], requests[0][1], requests[0][2]) in HEADERLESS.found
+
+
+def test_what_a_table_remembers_is_bounded():
+    from dataplane.routing.table import FOUND_KEPT, FOUND_TARGET
+    for number in range(FOUND_KEPT + 10):
+        HEADERLESS.find(b"GET", b"/static/%d" % number, b"h", [])
+        assert len(HEADERLESS.found) <= FOUND_KEPT
+    long = b"/static/" + b"x" * FOUND_TARGET
+    assert HEADERLESS.find(b"GET", long, b"h", []).name == "static"
+    assert (b"GET", long, b"h") not in HEADERLESS.found

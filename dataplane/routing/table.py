@@ -32,6 +32,8 @@ from .route import Condition, Route
 
 _NO_HEADERS: dict[bytes, bytes] = {}
 SEEN_HOSTS = 4096           # Host values whose route list is remembered
+FOUND_KEPT = 2048           # requests (method, target, Host) whose route is remembered...
+FOUND_TARGET = 512          # ...when the target is at most this long
 
 
 class PathIndex:
@@ -124,11 +126,27 @@ class RouteTable:
         self.seen: dict[bytes, PathIndex] = {}   # Host header as sent -> its list
         # Some route looks at request headers (find then needs them).
         self.needs_headers = any(r.headers for r in self.routes)
+        # Without header conditions a route depends on method, target and Host
+        # alone: what they came to is remembered (bounded), as clients repeat them.
+        self.found: dict[tuple[bytes, bytes, bytes], Route | None] = {}
 
     def find(self, method: bytes, target: bytes, host: bytes,
              headers: Sequence[tuple[bytes, bytes]]) -> Route | None:
         """The first route the request matches, or None (callers skip an empty
         table: routed.py)."""
+        if self.needs_headers or len(target) > FOUND_TARGET:
+            return self._find(method, target, host, headers)
+        key = (method, target, host)
+        found = self.found
+        if key in found:
+            return found[key]
+        if len(found) >= FOUND_KEPT:
+            found.clear()
+        route = found[key] = self._find(method, target, host, headers)
+        return route
+
+    def _find(self, method: bytes, target: bytes, host: bytes,
+              headers: Sequence[tuple[bytes, bytes]]) -> Route | None:
         path, _, query = target.decode("latin-1").partition("?")
         index = self.seen.get(host)
         if index is None:
