@@ -10,7 +10,9 @@ checked against an expected answer, so a figure never comes from a path
 that failed. It reports µs per request (best of several rounds) and, under
 cProfile, Python calls per request (builtins included) with the top
 functions. Requests: wrk's (a Host header), a browser's (about 550 bytes,
-10 headers), and either with routes.
+10 headers), and either with routes. With ``--vary`` no head repeats (each
+request a new query string, each answer a new ETag): the lane then judges
+every head afresh instead of recalling its verdict.
 """
 
 from __future__ import annotations
@@ -55,27 +57,43 @@ def routes(count: int) -> str:
     return "routes:\n" + "\n".join(lines) + "\n"
 
 
+def varied(request: bytes, response: bytes, numbers: range) -> tuple[list[bytes], list[bytes]]:
+    """Requests and answers like these, one of each per number, no two heads alike."""
+    at = request.index(b" HTTP/1.1")
+    mark = b"&" if b"?" in request[:at] else b"?"
+    requests = [request[:at] + mark + b"n=%d" % n + request[at:] for n in numbers]
+    responses = [response.replace(b"\r\n\r\n", b'\r\nETag: "%d"\r\n\r\n' % n, 1)
+                 for n in numbers]
+    return requests, responses
+
+
 class Bench:
     """One worker, one client connection, an upstream connection in its pool."""
 
-    def __init__(self, request: bytes, response: bytes, access: bool, route_count: int) -> None:
+    def __init__(self, request: bytes, response: bytes, access: bool, route_count: int,
+                 vary: bool = False) -> None:
         self.log = tempfile.TemporaryFile("w")      # the access lines, unread
         self.world = InProcess(access=access, extra=routes(route_count))
         logs.setup(self.world.worker.config.log, self.log)
         self.upstream, self.upstream_transport = self.world.idle_upstream()
         self.client = Client(self.world.worker)
         self.request, self.response = request, response
+        self.vary = vary
+        self.sent = 0
         self.expected: bytes | None = None
 
-    def one(self) -> None:
+    def one(self, request: bytes, response: bytes) -> None:
         """A request in, the response back; the client's bytes checked."""
-        self.client.send(self.request)
+        self.client.send(request)
         if not self.upstream_transport.written:
             raise AssertionError("the request did not reach the backend")
         self.upstream_transport.written.clear()
-        self.upstream.stream.data_received(self.response)
+        self.upstream.stream.data_received(response)
         out = self.client.transport.take()
-        if self.expected is None:
+        if self.vary:          # the answer as sent, less its Connection line
+            if len(out) != len(response) - 24 or not out.startswith(b"HTTP/1.1 200"):
+                raise AssertionError(f"unexpected answer: {out[:200]!r}")
+        elif self.expected is None:
             self.expected = out
             if not out.startswith(b"HTTP/1.1 200"):
                 raise AssertionError(f"unexpected answer: {out[:200]!r}")
@@ -83,15 +101,22 @@ class Bench:
             raise AssertionError(f"answers differ: {out[:200]!r}")
 
     def run(self, count: int) -> float:
+        """``count`` requests (made before the clock starts)."""
+        if self.vary:
+            requests, responses = varied(self.request, self.response,
+                                         range(self.sent, self.sent + count))
+            self.sent += count
+        else:
+            requests, responses = [self.request] * count, [self.response] * count
         one = self.one
         start = time.perf_counter()
-        for _ in range(count):
-            one()
+        for request, response in zip(requests, responses):
+            one(request, response)
         return time.perf_counter() - start
 
 
 def measure(name: str, request: bytes, response: bytes, args) -> None:
-    bench = Bench(request, response, args.access_log, args.routes)
+    bench = Bench(request, response, args.access_log, args.routes, args.vary)
     if args.only_run:
         bench.run(args.count)     # for an instruction count under valgrind
         return
@@ -123,6 +148,8 @@ def instructions(request: str, args) -> float:
                 "--count", str(count), "--request", request, "--routes", str(args.routes)]
         if args.access_log:
             argv.append("--access-log")
+        if args.vary:
+            argv.append("--vary")
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
         counts.append(int(re.search(r"I\s+refs:\s+([\d,]+)", out).group(1).replace(",", "")))
     return (counts[1] - counts[0]) / (2 * args.count)
@@ -138,6 +165,8 @@ def main() -> None:
     parser.add_argument("--only-run", action="store_true",
                         help="run --count requests once, unmeasured (for valgrind)")
     parser.add_argument("--request", choices=("wrk", "browser", "both"), default="both")
+    parser.add_argument("--vary", action="store_true",
+                        help="no head repeats: every request and answer is judged afresh")
     parser.add_argument("--instructions", action="store_true",
                         help="count machine instructions per request with valgrind instead")
     args = parser.parse_args()
