@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 
+from typing import Any
+
 import click
 
 from .client import CommandFailed, call
 from .tables import console, table
 
 
-def ask(ctx: click.Context, cmd: str, args: dict | None = None, wait: float = 10.0):
+def ask(ctx: click.Context, cmd: str, args: dict[str, Any] | None = None,
+        wait: float = 10.0) -> Any:
     try:
         return call(ctx.obj["socket"], cmd, args, timeout=wait)
     except CommandFailed as exc:
@@ -31,12 +34,12 @@ def printed_raw(result: object, as_json: bool) -> bool:
     return as_json
 
 
-def print_table(columns: list[str], rows: list[list]) -> None:
+def print_table(columns: list[str], rows: list[list[Any]]) -> None:
     out = table(columns)
     for row in rows:
         out.add_row(*("-" if cell is None else str(cell) for cell in row))
     console().print(out)
 
 
-def named(name: str | None, cluster: str | None) -> dict:
+def named(name: str | None, cluster: str | None) -> dict[str, Any]:
     return {"name": name, "cluster": cluster} if name else {}

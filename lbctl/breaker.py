@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from .tables import clock
+from typing import Any
+
+from .tables import PrintTable, clock
 
 
-def show(result: list[dict], detailed: bool, print_table) -> None:
+def show(result: list[dict[str, Any]], detailed: bool, print_table: PrintTable) -> None:
     print_table(["name", "breaker", "calls", "failures", "slow", "in a row", "trips",
                  "next open s", "refused by cap"],
                 [[r["name"], r["label"], r["window"]["calls"], r["window"]["failures"],

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+
+from .tables import PrintTable
 
 CC_COLUMNS = ["backend", "requested", "in effect", "in use", "conns", "cwnd", "srtt_ms",
               "retrans", "pacing", "max_pacing"]
@@ -19,7 +23,7 @@ def rate(bytes_per_second: float | None) -> str | None:
     return f"{bits:.0f}bit"
 
 
-def show(result: dict, print_table) -> None:
+def show(result: dict[str, Any], print_table: PrintTable) -> None:
     bpf = result["bpf"]
     if bpf["usable"]:
         owner = "" if bpf["owner"] else " (registered by another balancer)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from .admin import ask, cluster_option, json_flag, named, print_table, printed_raw
@@ -16,12 +17,12 @@ from .changes import backend, reload
 from .fleet import show as show_fleet
 from .tables import clock
 
-from dataplane.config import ConfigError, load, warnings
+from dataplane.config import Config, ConfigError, load, warnings
 
 EXIT_CONFIG = 2
 
 
-def _load_or_exit(path: str):
+def _load_or_exit(path: str) -> Config:
     try:
         return load(path)
     except ConfigError as exc:
@@ -29,10 +30,16 @@ def _load_or_exit(path: str):
         sys.exit(EXIT_CONFIG)
 
 
+def _version(ctx: click.Context, _: click.Parameter, on: bool) -> None:
+    if on:
+        click.echo(f"lbctl {build()}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               help="Show the version (and the git commit it runs from) and exit.",
-              callback=lambda ctx, _, on: on and (click.echo(f"lbctl {build()}"), ctx.exit()))
+              callback=_version)
 @click.option("--socket", "socket_path", default="/run/l7lb/admin.sock", show_default=True,
               envvar="L7LB_SOCKET", help="Admin socket of a running balancer ($L7LB_SOCKET).")
 @click.pass_context
@@ -235,7 +242,7 @@ def trace(ctx: click.Context, seconds: float, count: int, interval_ms: float,
             raise click.BadParameter(f"no backend {', '.join(unknown)}", param_hint="--backend")
         names = list(only)
 
-    def emit(event: dict) -> None:
+    def emit(event: dict[str, Any]) -> None:
         if as_json:
             click.echo(json.dumps(event))
         else:

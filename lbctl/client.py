@@ -16,7 +16,7 @@ class CommandFailed(Exception):
         self.exit_code = exit_code
 
 
-def call(path: str, cmd: str, args: dict | None = None, timeout: float = 10.0) -> Any:
+def call(path: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
     """The command's result; CommandFailed with the exit code lbctl should use."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)

@@ -3,8 +3,12 @@ view of each backend."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
 
-def show(result: dict, print_table, echo) -> None:
+from .tables import PrintTable
+
+
+def show(result: dict[str, Any], print_table: PrintTable, echo: Callable[[str], None]) -> None:
     etcd = result["etcd"]
     reach = "reachable" if etcd["reachable"] else f"UNREACHABLE ({etcd['error']})"
     echo(f"member {result['member']} of {result['prefix']}: {result['mode']}; "

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
+
+
+# How a view prints a table: column names, then rows of cells (None shows "-").
+PrintTable = Callable[[list[str], list[list[Any]]], None]
 
 
 def console() -> Console:

@@ -9,7 +9,7 @@ import termios
 import time
 import tty
 from contextlib import contextmanager
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from rich.live import Live
 from rich.table import Table
@@ -17,10 +17,10 @@ from rich.table import Table
 from .tables import console as make_console
 from .tables import table
 
-Fetch = Callable[[str], object]
+Fetch = Callable[[str], Any]
 
 
-def frame(rows: list[dict], rates: dict[str, float], title: str) -> Table:
+def frame(rows: list[dict[str, Any]], rates: dict[str, float], title: str) -> Table:
     out = table(["backend", "state", "weight", "req/s", "requests", "errors", "p50 ms",
                  "p99 ms", "active", "idle"], title)
     for row in rows:
@@ -36,10 +36,13 @@ def _ms(value: float | None) -> str:
 
 
 @contextmanager
-def _keys():
+def _keys() -> Iterator[Callable[[float], str]]:
     """Single keypresses from a terminal; nothing from anything else."""
     if not sys.stdin.isatty():
-        yield lambda timeout: (time.sleep(timeout), "")[1]
+        def wait(timeout: float) -> str:
+            time.sleep(timeout)
+            return ""
+        yield wait
         return
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 DEBIAN_BCC = "/usr/lib/python3/dist-packages"
 TRACEFS = "/sys/kernel/tracing"
@@ -91,10 +91,10 @@ class Event(ctypes.Structure):
                 ("state", ctypes.c_uint32), ("sport", ctypes.c_uint16), ("pad", ctypes.c_uint16)]
 
 
-def _bcc():
+def _bcc() -> Any:
     """The bcc module: Debian installs it for the system Python only."""
     try:
-        import bcc
+        import bcc  # type: ignore[import-not-found]  # no stubs; Debian's python3-bpfcc
     except ImportError:
         if DEBIAN_BCC not in sys.path and os.path.isdir(f"{DEBIAN_BCC}/bcc"):
             sys.path.append(DEBIAN_BCC)
@@ -131,7 +131,7 @@ def unavailable() -> str | None:
 
 def ipv4_targets(names: list[str]) -> list[tuple[str, str, int]]:
     """(backend name, IPv4 address, port) for each backend that has one."""
-    out = []
+    out: list[tuple[str, str, int]] = []
     for name in names:
         host, _, port = name.rpartition(":")
         try:
@@ -139,12 +139,12 @@ def ipv4_targets(names: list[str]) -> list[tuple[str, str, int]]:
                                        socket.SOCK_STREAM)
         except (OSError, ValueError):
             continue
-        for address in sorted({info[4][0] for info in infos}):
+        for address in sorted({str(info[4][0]) for info in infos}):
             out.append((name, address, int(port)))
     return out
 
 
-def trace(names: list[str], emit: Callable[[dict], None], seconds: float, count: int,
+def trace(names: list[str], emit: Callable[[dict[str, Any]], None], seconds: float, count: int,
           interval_ms: float, ready: Callable[[int], None]) -> int:
     """Stream events to ``emit`` until ``count`` were seen or ``seconds`` passed
     (``ready`` is told how many addresses are traced once the probes are
@@ -165,7 +165,7 @@ def trace(names: list[str], emit: Callable[[dict], None], seconds: float, count:
     start_ns = time.monotonic_ns()
     seen = 0
 
-    def handle(_cpu, data, _size) -> None:
+    def handle(_cpu: int, data: int, _size: int) -> None:
         nonlocal seen
         e = ctypes.cast(data, ctypes.POINTER(Event)).contents
         seen += 1
