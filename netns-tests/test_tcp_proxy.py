@@ -4,6 +4,8 @@ both directions, resets passed on, bytes counted."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import socket
 import time
 
@@ -11,14 +13,14 @@ import pytest
 from conftest import balancer_config
 
 
-@pytest.fixture(params=["splice", "copy", "sockmap"])
+@pytest.fixture(params=["splice", "copy", "sockmap", "auto"])
 def tcp_site(request, topology):
     topo = topology(["client", "lb", "t1"])
     backend = topo.python_backend("t1", "t1", tcp=True)
     lb = topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp").replace(
         "workers: 1", f"workers: 1, relay: {request.param}"))
     wait_for(lambda: '"event":"worker listening"' in topo.log(lb))
-    assert f'"relay":"{request.param}"' in topo.log(lb)      # no fallback
+    assert f'"relay":"{request.param}"' in topo.log(lb)      # no fallback, auto kept
     return topo, backend, lb
 
 
@@ -69,6 +71,30 @@ def test_backend_reset_reaches_client(tcp_site):
     with pytest.raises(ConnectionResetError):
         read_all(sock)
     sock.close()
+
+
+def test_auto_tries_copy_on_a_bulk_stream_and_keeps_every_byte(topology):
+    """relay: auto measures splice, then copy, on a stream that carries bulk,
+    keeps the faster, and names the outcome in the connection's access line."""
+    topo = topology(["client", "lb", "t1"])
+    topo.python_backend("t1", "t1", tcp=True)
+    lb = topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp"))
+    sock = topo.connect("client", "lb", 8080)
+    chunk = b"SINK" + os.urandom((4 << 20) - 4)
+    digest, sent, started = hashlib.sha256(), 0, time.monotonic()
+    while time.monotonic() - started < 2.5 and sent < (8 << 30):   # bulk through a trial
+        sock.sendall(chunk)
+        digest.update(chunk)
+        sent += len(chunk)
+    sock.shutdown(socket.SHUT_WR)
+    reply = read_all(sock)
+    sock.close()
+    assert reply == f"t1 got {sent} bytes {digest.hexdigest()}\n".encode()
+    counted = f'"bytes":{sent + len(reply)},'
+    wait_for(lambda: counted in topo.log(lb))
+    fields = json.loads(next(line for line in topo.log(lb).splitlines() if counted in line))
+    assert fields["relay_trials"] >= 1
+    assert fields["relay_up"] in ("splice", "copy") and fields["relay_down"] == "splice"
 
 
 def test_refused_backend_resets_client(topology):

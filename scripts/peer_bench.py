@@ -29,7 +29,8 @@ HOST = "127.0.0.1"
 BACKEND_HTTP, BACKEND_TCP = 18001, 18201
 PORTS = {"haproxy": (18080, 18090), "nginx": (18081, 18091),
          "l7lb-splice": (18082, 18092), "l7lb-copy": (18083, 18093),
-         "l7lb-sockmap": (18085, 18095), "l7lb-no-pool": (18084, 0)}
+         "l7lb-sockmap": (18085, 18095), "l7lb-auto": (18086, 18096),
+         "l7lb-no-pool": (18084, 0)}
 
 NGINX_BACKEND = """
 daemon off; master_process off; worker_processes 1; pid {dir}/b.pid;
@@ -216,7 +217,8 @@ def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
         return [procs.start([LBCTL, "run", "-c", http], port, name=f"{name}-http")]
     relay = name.split("-")[1]
     http = write(procs.tmp, f"{name}-http.yaml", L7LB.format(
-        **fields, mode="http", relay="auto" if relay == "splice" else relay, max_idle=100))
+        **fields, mode="http", relay="auto" if relay in ("splice", "auto") else relay,
+        max_idle=100))
     tcp = write(procs.tmp, f"{name}-tcp.yaml", L7LB.format(
         **{**fields, "port": tcp_port, "backend": BACKEND_TCP, "routes": ""}, mode="tcp",
         relay=relay, max_idle=100))

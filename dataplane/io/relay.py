@@ -13,15 +13,18 @@ import asyncio
 import fcntl
 import os
 import socket
+import time
 from typing import Callable
 
 from .reactor import Reactor
+from .relay_choice import COPY, RelayChoice
 from .stream import reset
 
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1024 * 1024
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _ROUNDS = 16   # splice calls per wake-up before yielding to other connections
+COPY_BUFFER = 256 * 1024   # bytes per read when relay: auto chose copy
 
 Done = Callable[[OSError | None], None]
 
@@ -33,16 +36,20 @@ class SplicePump:
     EOF before them is an error. ``on_done(error)`` is called once.
     """
 
-    __slots__ = ("reactor", "src", "dst", "remaining", "on_done", "moved", "in_pipe",
-                 "pipe_r", "pipe_w", "_reading", "_writing", "done")
+    __slots__ = ("reactor", "src", "dst", "remaining", "on_done", "moved", "held",
+                 "pipe_r", "pipe_w", "_reading", "_writing", "done", "choice", "buffer",
+                 "held_at")
 
     def __init__(self, reactor: Reactor, src: int, dst: int,
-                 count: int | None, on_done: Done) -> None:
+                 count: int | None, on_done: Done, choice: RelayChoice | None = None) -> None:
         self.reactor, self.src, self.dst = reactor, src, dst
         self.remaining = count
         self.on_done = on_done
         self.moved = 0
-        self.in_pipe = 0
+        self.held = 0          # bytes read and not yet written (in the pipe or buffer)
+        self.choice = choice      # relay: auto, which may switch this pump to copy
+        self.buffer: memoryview | None = None    # copy's bytes while the choice is copy
+        self.held_at = 0
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, PIPE_SIZE)
@@ -64,22 +71,26 @@ class SplicePump:
         return self._writing
 
     def _pump(self) -> None:
+        choose = self.choice is not None
         for _ in range(_ROUNDS):
-            if self.in_pipe:
+            if self.held:
                 try:
-                    n = os.splice(self.pipe_r, self.dst, self.in_pipe, flags=_FLAGS)
+                    n = self._write_held()
                 except BlockingIOError:
                     return self._wait(writing=True)
                 except OSError as exc:
                     return self._finish(exc)
-                self.in_pipe -= n
+                self.held -= n
                 self.moved += n
                 continue
             if self.remaining == 0:
                 return self._finish(None)
+            if choose:            # once per wake-up, with nothing held
+                choose = False
+                self._choose()
             want = PIPE_SIZE if self.remaining is None else min(PIPE_SIZE, self.remaining)
             try:
-                n = os.splice(self.src, self.pipe_w, want, flags=_FLAGS)
+                n = self._read(want)
             except BlockingIOError:
                 return self._wait(writing=False)
             except OSError as exc:
@@ -87,13 +98,34 @@ class SplicePump:
             if n == 0:
                 early = self.remaining is not None
                 return self._finish(ConnectionAbortedError("EOF before end of body") if early else None)
-            self.in_pipe += n
+            self.held += n
             if self.remaining is not None:
                 self.remaining -= n
-        if not self.in_pipe and self.remaining == 0:
+        if not self.held and self.remaining == 0:
             return self._finish(None)     # the last round wrote the last byte
         # Still busy: come back when the socket is ready, after others.
-        self._wait(writing=bool(self.in_pipe))
+        self._wait(writing=bool(self.held))
+
+    def _read(self, want: int) -> int:
+        buffer = self.buffer
+        if buffer is None:
+            return os.splice(self.src, self.pipe_w, want, flags=_FLAGS)
+        self.held_at = 0
+        return os.readv(self.src, (buffer[:want],))
+
+    def _write_held(self) -> int:
+        buffer = self.buffer
+        if buffer is None:
+            return os.splice(self.pipe_r, self.dst, self.held, flags=_FLAGS)
+        n = os.write(self.dst, buffer[self.held_at:self.held_at + self.held])
+        self.held_at += n
+        return n
+
+    def _choose(self) -> None:
+        assert self.choice is not None
+        copying = self.choice.engine_for(time.monotonic(), self.moved) == COPY
+        if copying != (self.buffer is not None):
+            self.buffer = memoryview(bytearray(COPY_BUFFER)) if copying else None
 
     def _wait(self, writing: bool) -> None:
         if writing and not self._writing:
@@ -174,15 +206,36 @@ class Relay:
     def _release(self) -> None:
         """Stop engine callbacks before the sockets close."""
 
+    def choices(self) -> dict[str, str | int]:
+        """What relay: auto chose, for the access line (nothing for a fixed engine)."""
+        return {}
+
 
 class SpliceRelay(Relay):
+    """``choose``: relay: auto, each direction measures splice against copy."""
+
+    def __init__(self, reactor: Reactor, a: socket.socket, b: socket.socket,
+                 on_closed: Callable[[Relay], None], choose: bool = False) -> None:
+        super().__init__(reactor, a, b, on_closed)
+        self.choose = choose
+
     def start(self) -> None:
         fa, fb = self.a.fileno(), self.b.fileno()
         reactor = self.reactor
-        self.pumps = (SplicePump(reactor, fa, fb, None, lambda e: self._ended(e, self.a, self.b)),
-                      SplicePump(reactor, fb, fa, None, lambda e: self._ended(e, self.b, self.a)))
+        up, down = (RelayChoice(), RelayChoice()) if self.choose else (None, None)
+        self.pumps = (SplicePump(reactor, fa, fb, None, lambda e: self._ended(e, self.a, self.b), up),
+                      SplicePump(reactor, fb, fa, None, lambda e: self._ended(e, self.b, self.a), down))
         for pump in self.pumps:
             pump.start()
+
+    def choices(self) -> dict[str, str | int]:
+        """For the access line: the engine each direction ended on, and the
+        trials that led there (a trial runs once a direction is bulk)."""
+        up, down = (pump.choice for pump in self.pumps)
+        if up is None or down is None:
+            return {}
+        return {"relay_up": up.engine, "relay_down": down.engine,
+                "relay_trials": up.trials + down.trials}
 
     @property
     def moved(self) -> int:

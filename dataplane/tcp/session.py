@@ -151,7 +151,7 @@ class TcpSession:
         ms = self._report(relay.moved, ErrorKind.NONE)
         if site.config.log.access:
             logs.access("connection", {"client": self.peer, "backend": self.host.name,
-                                       "bytes": relay.moved, "ms": ms})
+                                       "bytes": relay.moved, "ms": ms, **relay.choices()})
 
     def _report(self, moved: int, kind: ErrorKind) -> float:
         ms = round((time.monotonic() - self.started) * 1000, 2)

@@ -25,7 +25,8 @@ connections), the TCP answer ends in ``from ORIGIN``.
 With ``--tcp`` it is a raw TCP server instead: it reads until EOF, then answers
 ``NAME got N bytes SHA256`` and closes. A client whose first line is
 ``HALFCLOSE`` gets ``bye`` and EOF first, and the server prints what it then
-receives; ``RESET`` makes the server reset the connection.
+receives; ``RESET`` makes the server reset the connection; ``SINK`` hashes
+what follows as it arrives, for streams too long to hold.
 """
 
 from __future__ import annotations
@@ -291,6 +292,10 @@ class TcpHandler(socketserver.BaseRequestHandler):
             data = read_to_eof(sock)
             print(f"{self.name} after halfclose got {data!r}", flush=True)
             return
+        if first.startswith(b"SINK"):
+            count, digest = hash_to_eof(sock, first)
+            sock.sendall(f"{self.name} got {count} bytes {digest}\n".encode())
+            return
         data = first + read_to_eof(sock) if first else b""
         sock.sendall(f"{self.name} got {len(data)} bytes {hashlib.sha256(data).hexdigest()}\n"
                      .encode())
@@ -311,6 +316,15 @@ def read_proxy(rfile) -> str:
     if head[13] == 0x11:
         return f"{socket.inet_ntop(socket.AF_INET, body[:4])}:{int.from_bytes(body[8:10], 'big')}"
     return f"{socket.inet_ntop(socket.AF_INET6, body[:16])}:{int.from_bytes(body[32:34], 'big')}"
+
+
+def hash_to_eof(sock: socket.socket, first: bytes) -> tuple[int, str]:
+    digest, count = hashlib.sha256(first), len(first)
+    buffer = bytearray(1 << 20)
+    while (n := sock.recv_into(buffer)):
+        digest.update(memoryview(buffer)[:n])
+        count += n
+    return count, digest.hexdigest()
 
 
 def read_to_eof(sock: socket.socket) -> bytes:

@@ -92,10 +92,11 @@ class Worker:
         body_limit = config.limits.body_bytes
         self.lane_body = MAX_BODY if body_limit is None else min(MAX_BODY, body_limit)
         relay = config.balancer.relay
-        # auto: splice for TCP streams, user-space copy for upgraded HTTP streams
-        # (small messages), splice for large HTTP bodies of known length.
+        # auto: TCP streams splice and try copy when bulk (relay_choice.py);
+        # upgraded HTTP streams copy (small messages); large HTTP bodies of
+        # known length splice.
         self.relay_engine = relay if relay != "auto" else (
-            "splice" if config.balancer.mode == "tcp" else "copy")
+            "auto" if config.balancer.mode == "tcp" else "copy")
         self.sockmap = load_sockmap() if relay == "sockmap" else None
         if relay == "sockmap" and self.sockmap is None:
             self.relay_engine = "splice"
