@@ -52,7 +52,8 @@ class Site(Protocol):
     reactor: "Reactor"
     transport: "Transport"
     relay_engine: str          # for upgraded HTTP streams and TCP mode
-    sockmap: "Joiner | None"   # relay: sockmap, with its BPF program loaded
+    @property
+    def sockmap(self) -> "Joiner | None": ...   # relay: sockmap, its BPF program loaded
     splice_bodies: bool        # large bodies of known length move by splice
     connect_timeout: float
     response_timeout: float    # per try: retries.per_try_timeout or timeouts.request

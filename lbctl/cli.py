@@ -92,8 +92,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"l7lb {result['version']}, up {result['uptime_s']}s, mode {result['mode']}, "
                f"{result['algorithm']}, listening on {', '.join(result['listeners'])}, "
                f"state version {result['state_version']}, fleet {result['fleet']}")
-    print_table(["slot", "pid", "state version"],
-                [[w["slot"], w["pid"], w["state_version"]] for w in result["workers"]])
+    print_table(["slot", "pid", "state", "version"],
+                [[w["slot"], w["pid"] or "-", w["state"], w["state_version"]]
+                 for w in result["workers"]])
 
 
 @main.command()

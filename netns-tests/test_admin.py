@@ -50,6 +50,13 @@ def test_status_human_and_json(site):
     result = json.loads(lbctl(site, "status", "--json").stdout)
     assert result["mode"] == "http" and len(result["workers"]) == 2
     assert result["listeners"] == [f"{site.hosts['lb']}:8080"]
+    # The worker table: a header, then one row per worker, each cell filled.
+    lines = human.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["slot", "pid", "state"])
+    rows = [line.split() for line in lines[header + 1:header + 3]]
+    pids = {str(w["pid"]) for w in result["workers"]}
+    assert [row[0] for row in rows] == ["0", "1"] and {row[1] for row in rows} == pids
+    assert all(len(row) == 4 and row[2] == "serving" and int(row[3]) >= 1 for row in rows)
 
 
 def test_backends_human_and_json(site):

@@ -156,10 +156,12 @@ def test_slow_is_off_unless_set():
 
 
 def test_ejection_cap_first_always_then_within_the_share():
-    assert may_eject(100, 0, 100, 50)                # the only backend: the first may go
-    assert may_eject(100, 100, 400, 50)              # 2 of 4
-    assert not may_eject(100, 200, 400, 50)          # not 3 of 4
-    assert not may_eject(100, 100, 400, 0) and may_eject(100, 0, 400, 0)
+    def group(out: int) -> list[tuple[int, bool]]:     # 4 backends of weight 100
+        return [(100, i < out) for i in range(4)]
+    assert may_eject(100, [(100, False)], 50)         # the only backend: the first may go
+    assert may_eject(100, group(1), 50)               # 2 of 4
+    assert not may_eject(100, group(2), 50)           # not 3 of 4
+    assert not may_eject(100, group(1), 0) and may_eject(100, group(0), 0)
 
 
 @given(st.integers(1, 10_000), st.integers(1, 64))

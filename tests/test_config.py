@@ -95,9 +95,46 @@ def test_defaults():
      "f.yaml:2: routes[0].redirect: give location or scheme (one)"),
     ('fleet: {etcd: ["http://a:2379"], tls: {ca: ca.pem}}\n',
      "f.yaml:1: fleet.etcd: fleet.tls needs https:// endpoints"),
-    ('fleet: {etcd: ["http://a:2379"], user: lb}\n',
-     "f.yaml: fleet.password: user and password go together"),
+    ('fleet: {etcd: ["http://a:2379"], user: lb}\n',     # password is not written: its parent's line
+     "f.yaml:1: fleet.password: user and password go together"),
+    # Inside a group, the merged sections are checked as the top-level ones are.
+    ("clusters:\n  x:\n    backends: [{host: a, port: 1}]\n    breaker: {min_calls: 500}\n",
+     "f.yaml:4: clusters.x.breaker.min_calls: 500 is more than breaker.window (100)"),
+    ("breaker: {min_calls: 50}\nclusters:\n  x:\n    breaker: {window: 10}\n",
+     "f.yaml:4: clusters.x.breaker.window: 50 is more than breaker.window (10)"),
+    ("clusters: {x: {breaker: {failure_on: []}}}\n",
+     "f.yaml:1: clusters.x.breaker.failure_on: names no failure"),
+    ("clusters:\n  x:\n    backends:\n      - {host: a, port: 1}\n      - {host: a, port: 1}\n",
+     "f.yaml:5: clusters.x.backends[1]: duplicate backend a:1 (already backends[0])"),
+    ("clusters: {x: {health: {interval: 1ms}}}\n",
+     "f.yaml:1: clusters.x.health.interval: must be at least 10ms"),
+    ("clusters: {x: {health: {timeout: 0s}}}\n",
+     "f.yaml:1: clusters.x.health.timeout: must be at least 1ms"),
+    ("clusters: {x: {health: {expect: '200-100'}}}\n",
+     "f.yaml:1: clusters.x.health.expect: 200-100 is not a range"),
+    ("clusters: {x: {breaker: {open_for: 1ms}}}\n",
+     "f.yaml:1: clusters.x.breaker.open_for: must be at least 10ms"),
+    ("balancer: {workers: 4}\nclusters: {x: {breaker: {max_connections: 2}}}\n",
+     "f.yaml:2: clusters.x.breaker.max_connections: 2 is less than the 4 workers"),
+    ("clusters:\n  x:\n    backends:\n      - {host: a, port: 1, congestion_control: vegas9}\n",
+     "f.yaml:4: clusters.x.backends[0].congestion_control: unknown algorithm 'vegas9'"),
+    # Sections that do not fit together.
+    ("breaker: {half_open_calls: 30}\n",
+     "f.yaml:1: breaker.half_open_calls: 30 is more than breaker.min_calls (20)"),
+    ("clusters: {x: {breaker: {min_calls: 2, half_open_calls: 3}}}\n",
+     "f.yaml:1: clusters.x.breaker.half_open_calls: 3 is more than breaker.min_calls (2)"),
+    ("timeouts: {total: 5s}\npool: {connect_timeout: 5s}\n",
+     "f.yaml:2: pool.connect_timeout: 5s never fires: timeouts.total (5s) ends the exchange"),
+    ("timeouts: {total: 5s}\nclusters: {x: {retries: {per_try_timeout: 10s}}}\n",
+     "f.yaml:2: clusters.x.retries.per_try_timeout: 10s never fires: timeouts.total (5s)"),
+    ("timeouts: {total: 1s}\npool: {queue_timeout: 2s}\n",
+     "f.yaml:2: pool.queue_timeout: 2s never fires"),
+    ("routes:\n  - {timeouts: {request: 5s, total: 5s}}\n",
+     "f.yaml:2: routes[0].timeouts.request: 5s never fires: the total (5s) ends the exchange"),
+    ("timeouts: {total: 3s}\nroutes:\n  - {retries: {per_try_timeout: 4s}}\n",
+     "f.yaml:3: routes[0].retries.per_try_timeout: 4s never fires: the total (3s)"),
 ])
+
 
 def test_errors_name_key_and_line(text, message):
     with pytest.raises(ConfigError) as caught:
@@ -112,6 +149,12 @@ def test_groups_override_the_top_level_sections_key_by_key():
     assert api.health.interval == 1.0 and api.health.rise == 4      # rise inherited
     assert config.balancer_of("api").algorithm == "maglev"
     assert config.group("default").health.interval == 5.0
+
+def test_defaults_above_the_total_are_left_alone():
+    """timeouts.total alone is fine: connect (2s), request (30s) and the queue
+    (5s) are defaults, capped by the total, not values the file set."""
+    config = parse("timeouts: {total: 1s}\n", "f.yaml")
+    assert config.timeouts.total == 1.0
 
 
 def test_a_shadowed_route_is_a_warning():

@@ -28,10 +28,15 @@ class Judge:
         self.slow_ms = slow_call * 1000 if slow_call else math.inf
 
 
-def may_eject(weight: int, ejected: int, total: int, percent: float) -> bool:
-    """May one more backend of ``weight`` be ejected, with ``ejected`` of the
-    ``total`` weight out already? The first always may (as in Envoy); after
-    that, only while the ejected share stays within ``percent``."""
+def may_eject(weight: int, members: Iterable[tuple[int, bool]], percent: float) -> bool:
+    """May one more backend of ``weight`` be ejected? ``members``: (weight,
+    ejected now) of each backend of its group not in maintenance. The first
+    always may (as in Envoy); after that, only while the ejected share of the
+    weight stays within ``percent``."""
+    total = ejected = 0
+    for member_weight, out in members:
+        total += member_weight
+        ejected += member_weight if out else 0
     return ejected == 0 or (ejected + weight) * 100 <= total * percent
 
 

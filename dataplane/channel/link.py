@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 
@@ -31,7 +31,7 @@ RING_SIZE = 1 << 20
 class Endpoint:
     """One end of one direction: a ring and its doorbell."""
 
-    def __init__(self, ring: Ring, bell: int, kind) -> None:
+    def __init__(self, ring: Ring, bell: int, kind: Any) -> None:
         self.ring = ring
         self.bell = bell
         self.encode = msgspec.msgpack.Encoder().encode
@@ -40,7 +40,7 @@ class Endpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- producing -------------------------------------------------------
-    def send(self, message, wait: float = 0.0) -> bool:
+    def send(self, message: Down | Up, wait: float = 0.0) -> bool:
         """Queue a message; with ``wait`` block up to that long for room, else
         drop it when the ring is full (False)."""
         data = self.encode(message)
@@ -69,6 +69,7 @@ class Endpoint:
 
     def _poll(self) -> None:
         self.drain()
+        assert self._loop is not None       # polling begins in listen()
         self._timer = self._loop.call_later(POLL, self._poll)
 
     def drain(self) -> None:

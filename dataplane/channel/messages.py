@@ -10,7 +10,7 @@ health verdicts, breaker trips and half-open trials.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -80,7 +80,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     rejected: int = 0       # requests refused before a backend (400, 408, 431...)
     refused: int = 0        # connections closed at accept: limits.connections reached
     clusters: dict[str, dict[str, dict[str, int]]] = {}   # pool figures by cluster, host
-    tcp: dict[str, dict] = {}                  # transport samples by backend (tcp_stats)
+    tcp: dict[str, dict[str, Any]] = {}                  # transport samples by backend (tcp_stats)
     calls: dict[str, bytes] = {}   # breaker marks of the calls since the last report, by backend
     routes: list[int] = []         # requests each route took, in the table's order (since start)
     tls: tuple[int, int] = (0, 0)  # TLS handshakes completed and resumed (since start)

@@ -81,6 +81,7 @@ class Ring:
         self.shm = shm
         self.owner = owner
         buf = shm.buf
+        assert buf is not None          # None only once the segment is closed
         if bytes(buf[:8]) != MAGIC:
             raise RingCorrupt(f"{shm.name}: not a ring (bad magic)")
         self.capacity = struct.unpack_from("<Q", buf, 8)[0]
@@ -103,8 +104,10 @@ class Ring:
             raise ValueError("capacity must be a power of two, at least 64")
         name = name or f"l7lb-{os.getpid()}-{secrets.token_hex(4)}"
         shm = shared_memory.SharedMemory(name=name, create=True, size=HEADER + capacity)
-        shm.buf[:HEADER] = bytes(HEADER)
-        struct.pack_into("<8sQ", shm.buf, 0, MAGIC, capacity)
+        buf = shm.buf
+        assert buf is not None          # None only once the segment is closed
+        buf[:HEADER] = bytes(HEADER)
+        struct.pack_into("<8sQ", buf, 0, MAGIC, capacity)
         return cls(shm, owner=True)
 
     @classmethod

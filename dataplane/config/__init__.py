@@ -8,13 +8,12 @@ code 2 (see ``lbctl check``). Defaults and limits are listed in docs/config.md.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import yaml
+from typing import Any
 
 from .checks import check_algorithm, congestion_algorithms, run_checks, warnings
-from .errors import ConfigError, DuplicateKey, StrictLoader, explain, line_index
+from .errors import ConfigError, DuplicateKey, Lines, StrictLoader, explain, line_index
 from .model import DEFAULT, Config, backend_key
 from .routes import Group, Route
 from .schema import (Admin, Backend, Balancer, Breaker, Certificate, Congestion, Health, Limits,
@@ -62,7 +61,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     return config
 
 
-def _check_groups(groups: Any, lines: dict, source: str) -> None:
+def _check_groups(groups: Any, lines: Lines, source: str) -> None:
     """Each group on its own first, so that an error names its group."""
     if not isinstance(groups, dict):
         return

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
 import re
+import ssl
+from typing import Any
 
+from .errors import KeyPath, Lines
 from .errors import error as _error
+from .group_checks import backends_path, check_groups
 from .model import DEFAULT, Config
+from .routes import Match, Route
 
 
-def run_checks(config: Config, lines: dict, source: str) -> None:
+def run_checks(config: Config, lines: Lines, source: str) -> None:
     """Raise ConfigError for the first problem the schema's types let through."""
     _check_balancer(config, lines, source)
     _check_backends(config, lines, source)
     _check_congestion(config, lines, source)
-    _check_health(config, lines, source)
-    _check_breaker(config, lines, source)
+    check_groups(config, lines, source)
     _check_routes(config, lines, source)
     _check_fleet(config, lines, source)
     _check_tls(config, lines, source)
@@ -28,7 +31,7 @@ def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
 
 
-def _check_balancer(config: Config, lines: dict, source: str) -> None:
+def _check_balancer(config: Config, lines: Lines, source: str) -> None:
     settings = config.balancer
     if not _is_prime(settings.maglev_table_size):
         raise _error(lines, source, ("balancer", "maglev_table_size"),
@@ -47,20 +50,16 @@ def _check_balancer(config: Config, lines: dict, source: str) -> None:
                      "needs balancer.trusted_proxies: who may send PROXY headers")
 
 
-def _check_backends(config: Config, lines: dict, source: str) -> None:
-    seen: dict[tuple[str, int], int] = {}
-    for i, backend in enumerate(config.backends):
-        key = (backend.host.lower(), backend.port)
-        if key in seen:
-            raise _error(lines, source, ("backends", i), f"duplicate backend {backend.name} "
-                         f"(already backends[{seen[key]}])")
-        seen[key] = i
-        if backend.congestion_control is not None:
-            try:
-                check_algorithm(backend.congestion_control)
-            except ValueError as exc:
-                raise _error(lines, source, ("backends", i, "congestion_control"),
-                             str(exc)) from None
+def _check_backends(config: Config, lines: Lines, source: str) -> None:
+    for group in config.group_names():
+        within = backends_path(group)
+        for i, backend in enumerate(config.group(group).backends):
+            if backend.congestion_control is not None:
+                try:
+                    check_algorithm(backend.congestion_control)
+                except ValueError as exc:
+                    raise _error(lines, source, (*within, i, "congestion_control"),
+                                 str(exc)) from None
 
 
 def check_algorithm(name: str) -> None:
@@ -77,7 +76,7 @@ def congestion_algorithms() -> list[str]:
     return list(dict.fromkeys([*kernel_algorithms(), *ALGORITHMS, "pacer"]))
 
 
-def _check_congestion(config: Config, lines: dict, source: str) -> None:
+def _check_congestion(config: Config, lines: Lines, source: str) -> None:
     from ..kernel.bpf_cc import ALGORITHMS, check_tunable
     pacer = config.congestion.pacer
     if not 0.01 <= pacer.interval <= 10:
@@ -97,23 +96,7 @@ def _check_congestion(config: Config, lines: dict, source: str) -> None:
                 raise _error(lines, source, path + (key,), str(exc)) from None
 
 
-def _check_health(config: Config, lines: dict, source: str) -> None:
-    health = config.health
-    interval = health.interval or config.balancer.health_check_interval
-    key = ("health", "interval") if health.interval else ("balancer", "health_check_interval")
-    if interval < 0.01:
-        raise _error(lines, source, key, "must be at least 10ms")
-    if health.timeout < 0.001:
-        raise _error(lines, source, ("health", "timeout"), "must be at least 1ms")
-    if health.fast_interval is not None and health.fast_interval < 0.01:
-        raise _error(lines, source, ("health", "fast_interval"), "must be at least 10ms")
-    for low, high in health.expect_ranges():
-        if not 100 <= low <= high <= 599:
-            raise _error(lines, source, ("health", "expect"),
-                         f"{low}-{high} is not a range of statuses from 100 to 599")
-
-
-def _check_backend_tls(config: Config, lines: dict, source: str) -> None:
+def _check_backend_tls(config: Config, lines: Lines, source: str) -> None:
     for group in config.group_names():
         settings = config.balancer_of(group).backend_tls
         where = ("balancer", "backend_tls") if group == DEFAULT or \
@@ -127,7 +110,7 @@ def _check_backend_tls(config: Config, lines: dict, source: str) -> None:
             raise _error(lines, source, (*where, "ca"), problem)
 
 
-def _check_tls(config: Config, lines: dict, source: str) -> None:
+def _check_tls(config: Config, lines: Lines, source: str) -> None:
     """Every certificate loads with its key, as the workers will load them."""
     _check_backend_tls(config, lines, source)
     tls = config.balancer.tls
@@ -175,7 +158,7 @@ def ca_problem(path: str) -> str | None:
     return None
 
 
-def _check_fleet(config: Config, lines: dict, source: str) -> None:
+def _check_fleet(config: Config, lines: Lines, source: str) -> None:
     fleet = config.fleet
     if fleet is None:
         return
@@ -195,29 +178,7 @@ def _check_fleet(config: Config, lines: dict, source: str) -> None:
         raise _error(lines, source, ("fleet", "etcd"), "fleet.tls needs https:// endpoints")
 
 
-def _check_breaker(config: Config, lines: dict, source: str) -> None:
-    breaker = config.breaker
-    if breaker.min_calls > breaker.window:
-        raise _error(lines, source, ("breaker", "min_calls"),
-                     f"{breaker.min_calls} is more than breaker.window ({breaker.window})")
-    if breaker.open_for < 0.01:
-        raise _error(lines, source, ("breaker", "open_for"), "must be at least 10ms")
-    if breaker.max_open_for < breaker.open_for:
-        raise _error(lines, source, ("breaker", "max_open_for"),
-                     "must be at least breaker.open_for")
-    workers = config.balancer.worker_count()
-    for key in ("max_connections", "max_pending", "max_requests"):
-        limit = getattr(breaker, key)
-        if limit is not None and limit < workers:
-            raise _error(lines, source, ("breaker", key),
-                         f"{limit} is less than the {workers} workers: the limit is shared "
-                         "out among them and each needs at least 1")
-    if not breaker.failure_on:
-        raise _error(lines, source, ("breaker", "failure_on"),
-                     "names no failure; set breaker.enabled: false to turn breakers off")
-
-
-def _check_routes(config: Config, lines: dict, source: str) -> None:
+def _check_routes(config: Config, lines: Lines, source: str) -> None:
     names: dict[str, int] = {}
     for i, route in enumerate(config.routes):
         path = ("routes", i)
@@ -243,12 +204,28 @@ def _check_routes(config: Config, lines: dict, source: str) -> None:
             raise _error(lines, source, path + ("rewrite_prefix",),
                          "needs match.path.prefix (the part it replaces)")
         _check_regexes(route, lines, source, path)
+        _check_route_timeouts(route, config, lines, source, path)
         if config.balancer.mode == "tcp" and _more_than_sni(route):
             raise _error(lines, source, path, "in tcp mode a route matches match.host (the "
                                               "TLS server name) and names a cluster, no more")
 
 
-def _more_than_sni(route) -> bool:
+def _check_route_timeouts(route: Route, config: Config, lines: Lines, source: str,
+                          path: KeyPath) -> None:
+    """A route's own request or per-try timeout at or above the total (its own
+    or timeouts.total) never fires."""
+    total = route.timeouts.total or config.timeouts.total
+    if total is None:
+        return
+    for where, value in ((("timeouts", "request"), route.timeouts.request),
+                         (("retries", "per_try_timeout"),
+                          route.retries.per_try_timeout if route.retries else None)):
+        if value is not None and value >= total:
+            raise _error(lines, source, path + where, f"{value:g}s never fires: the total "
+                                                      f"({total:g}s) ends the exchange first")
+
+
+def _more_than_sni(route: Route) -> bool:
     match = route.match
     return (match.path is not None or match.method is not None or bool(match.header)
             or bool(match.query) or route.redirect is not None or route.respond is not None
@@ -258,9 +235,10 @@ def _more_than_sni(route) -> bool:
             or route.timeouts != type(route.timeouts)())
 
 
-def _check_regexes(route, lines: dict, source: str, path: tuple) -> None:
+def _check_regexes(route: Route, lines: Lines, source: str, path: KeyPath) -> None:
     match = route.match
-    found = [(("match", "path", "regex"), match.path.regex)] if match.path else []
+    found: list[tuple[KeyPath, str | None]] = (
+        [(("match", "path", "regex"), match.path.regex)] if match.path else [])
     if match.path is not None and sum(x is not None for x in (
             match.path.prefix, match.path.exact, match.path.regex)) != 1:
         raise _error(lines, source, path + ("match", "path"), "give one of prefix, exact, regex")
@@ -288,7 +266,7 @@ def warnings(config: Config) -> list[str]:
     return out
 
 
-def _covers(wide, narrow) -> bool:
+def _covers(wide: Match, narrow: Match) -> bool:
     """Does every request ``narrow`` matches also match ``wide``? (Only the
     plain cases: ``wide`` with at most a host and a path condition.)"""
     if wide.method or wide.header or wide.query:
@@ -300,7 +278,7 @@ def _covers(wide, narrow) -> bool:
     if narrow.path is None or narrow.path.regex is not None:
         return False
     if wide.path.prefix is not None:
-        return (narrow.path.prefix or narrow.path.exact).startswith(wide.path.prefix)
+        return (narrow.path.prefix or narrow.path.exact or "").startswith(wide.path.prefix)
     return wide.path.exact is not None and narrow.path.exact == wide.path.exact
 
 

@@ -12,6 +12,9 @@ import yaml
 
 from .model import Config
 
+KeyPath = tuple[str | int, ...]       # ("backends", 0, "port")
+Lines = dict[KeyPath, int]            # where each key path sits in the file
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used; the message names the key."""
@@ -26,7 +29,7 @@ class DuplicateKey(Exception):
 class StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -36,7 +39,7 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def line_index(node: yaml.Node | None, path: tuple = (), index: dict | None = None) -> dict:
+def line_index(node: yaml.Node | None, path: KeyPath = (), index: Lines | None = None) -> Lines:
     """Map every key path in the YAML tree to its 1-based line number."""
     index = {} if index is None else index
     if node is None:
@@ -57,15 +60,15 @@ _AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
 
 
-def _split_path(text: str) -> tuple:
+def _split_path(text: str) -> KeyPath:
     """``.backends[0].port`` -> ("backends", 0, "port")"""
-    parts: list = []
+    parts: list[str | int] = []
     for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", text):
         parts.append(key if key else int(index))
     return tuple(parts)
 
 
-def _dotted(path: tuple) -> str:
+def _dotted(path: KeyPath) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
@@ -83,7 +86,7 @@ def _bare(kind: Any) -> Any:
             return kind
 
 
-def _choices(path: tuple) -> list[str]:
+def _choices(path: KeyPath) -> list[str]:
     """The allowed words of the Literal field at ``path`` (for enum errors)."""
     kind: Any = Config
     for part in path:
@@ -97,11 +100,12 @@ def _choices(path: tuple) -> list[str]:
             for word in typing.get_args(option)]
 
 
-def explain(exc: msgspec.ValidationError, lines: dict, source: str,
-            prefix: tuple = ()) -> ConfigError:
+def explain(exc: msgspec.ValidationError, lines: Lines, source: str,
+            prefix: KeyPath = ()) -> ConfigError:
     """``prefix``: where the value that failed sits in the file (msgspec writes
     a mapping's keys as ``[...]``, so groups are checked one by one)."""
     match = _AT.match(str(exc))
+    assert match is not None        # the pattern matches any text
     what, path = match.group("what"), prefix + _split_path(match.group("path") or "")
     if unknown := _UNKNOWN.match(what):
         path += (unknown.group("key"),)
@@ -109,12 +113,12 @@ def explain(exc: msgspec.ValidationError, lines: dict, source: str,
     if what.startswith("Invalid enum value"):
         what = f"expected one of {', '.join(_choices(path))}; got {what.split(' value ', 1)[1]}"
     what = what.replace("Expected", "expected")
-    line = lines.get(path)
-    where = f"{source}:{line}" if line else source
-    return ConfigError(f"{where}: {_dotted(path)}: {what}")
+    return error(lines, source, path, what)
 
 
-def error(lines: dict, source: str, path: tuple, what: str) -> ConfigError:
-    line = lines.get(path)
+def error(lines: Lines, source: str, path: KeyPath, what: str) -> ConfigError:
+    """The message for ``path``, at its line, or its nearest parent's when the
+    key itself is not written (a default, or a value a group inherits)."""
+    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     where = f"{source}:{line}" if line else source
     return ConfigError(f"{where}: {_dotted(path)}: {what}")

@@ -3,7 +3,7 @@ the routes (routes.py)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Callable, Literal, NamedTuple
 
 import msgspec
 
@@ -21,6 +21,15 @@ def backend_key(cluster: str, name: str) -> str:
     default group, ``GROUP/HOST:PORT`` in others (the same address in two
     groups is two backends)."""
     return name if cluster == DEFAULT else f"{cluster}/{name}"
+
+
+class Settings(NamedTuple):
+    """A group's effective sections, each one filled in."""
+    backends: list[Backend]
+    pool: Pool
+    health: Health
+    breaker: Breaker
+    retries: Retries
 
 
 class Config(Section):
@@ -41,13 +50,15 @@ class Config(Section):
     fleet: Fleet | None = None
     metrics: Metrics = msgspec.field(default_factory=Metrics)
 
-    def group(self, name: str) -> Group:
+    def group(self, name: str) -> Settings:
         """A group's effective settings (``default``: the top-level ones).
-        After ``parse`` every section of every group is filled in."""
-        if name != DEFAULT:
-            return self.clusters[name]
-        return Group(self.backends, Choosing(), self.pool, self.health, self.breaker,
-                     self.retries)
+        After ``parse`` every section of every group is filled in; one left
+        out is the top-level one."""
+        if name == DEFAULT:
+            return Settings(self.backends, self.pool, self.health, self.breaker, self.retries)
+        group = self.clusters[name]
+        return Settings(group.backends, group.pool or self.pool, group.health or self.health,
+                        group.breaker or self.breaker, group.retries or self.retries)
 
     def group_names(self) -> list[str]:
         return [DEFAULT, *self.clusters]
@@ -63,7 +74,7 @@ class Config(Section):
             send_proxy=choosing.send_proxy or self.balancer.send_proxy,
             backend_tls=choosing.backend_tls or self.balancer.backend_tls)
 
-    def merge_groups(self, raw: dict, convert) -> None:
+    def merge_groups(self, raw: dict[str, Any], convert: Callable[[Any, type], Any]) -> None:
         """Fill each group's sections: the top-level one with the keys the group
         gives (``raw``: the groups as written) laid over it. ``convert(data,
         type)`` validates the merged section."""

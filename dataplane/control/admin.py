@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import structlog
 
@@ -34,7 +34,7 @@ class AdminError(Exception):
         self.code, self.message = code, message
 
 
-Handler = Callable[[dict], Any]
+Handler = Callable[[dict[str, Any]], Any]
 
 
 def peer_ids(sock: socket.socket) -> tuple[int, int]:
@@ -52,11 +52,11 @@ class _Session(asyncio.Protocol):
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         self.discarding = False     # inside an over-long line, until its newline
-        self.lines: asyncio.Queue[bytes | dict] = asyncio.Queue()
+        self.lines: asyncio.Queue[bytes | dict[str, Any]] = asyncio.Queue()
         self.worker = asyncio.get_running_loop().create_task(self._answer())
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # asyncio hands a stream transport here
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, base)   # a stream's transport
         uid, gid = peer_ids(transport.get_extra_info("socket"))
         if uid not in self.server.allowed_uids and gid not in self.server.allowed_gids:
             log.warning("admin client refused", uid=uid)
@@ -96,13 +96,13 @@ class _Session(asyncio.Protocol):
                 continue
             if line.strip():
                 self.lines.put_nowait(line)
-                if self.lines.qsize() > BACKLOG:      # a client that writes, never reads
-                    self.transport.pause_reading()
+                if self.lines.qsize() > BACKLOG and self.transport is not None:
+                    self.transport.pause_reading()    # a client that writes, never reads
 
     def _error(self, code: str, message: str) -> None:
         self.lines.put_nowait({"ok": False, "error": {"code": code, "message": message}})
 
-    def _send(self, reply: dict) -> None:
+    def _send(self, reply: dict[str, Any]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(json.dumps(reply).encode() + b"\n")
 
@@ -152,7 +152,7 @@ class AdminServer:
             except FileNotFoundError:
                 pass
 
-    async def handle_line(self, line: bytes) -> dict:
+    async def handle_line(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import structlog
 
@@ -65,13 +65,11 @@ class BreakerBoard:
         self.trips: dict[str, int] = {}          # per backend, since the start
         self.refused: dict[str, int] = {}        # trips the ejection cap refused
         self.grants = 0                          # lease numbers handed out so far
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
         self.state.on_publish(lambda snapshot: self._sync(snapshot.backends))
         self._sync(self.state.backends)
-        self._tick()
+        self._tick(loop)
 
     def _sync(self, backends: list[BackendState]) -> None:
         names = {name_of(b): b.cluster for b in backends}
@@ -147,16 +145,13 @@ class BreakerBoard:
         target = self.state.find(name)
         if target is None:
             return False
-        total = ejected = 0
-        for backend in self.state.backends:
-            if backend.cluster == target.cluster and backend.state != "maint":
-                total += backend.weight
-                phase = self.breakers[name_of(backend)].phase
-                ejected += backend.weight if phase is not Phase.CLOSED else 0
-        return may_eject(target.weight, ejected, total,
+        members = ((b.weight, self.breakers[name_of(b)].phase is not Phase.CLOSED)
+                   for b in self.state.backends if b.cluster == target.cluster
+                   and b.state != "maint")
+        return may_eject(target.weight, members,
                          self.settings[target.cluster].max_ejection_percent)
 
-    def _tick(self) -> None:
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
         changed = False
         for name, breaker in self.breakers.items():
@@ -169,7 +164,7 @@ class BreakerBoard:
                 changed |= self._expire(name, now)
         if changed:
             self._publish()
-        self.loop.call_later(TICK, self._tick)
+        loop.call_later(TICK, self._tick, loop)
 
     def _lease(self, name: str, lease: Lease, now: float) -> None:
         """The permits to the next live worker."""
@@ -224,7 +219,7 @@ class BreakerBoard:
         return lease.number, {lease.holder: lease.allowed}
 
     def _publish(self, force: bool = False) -> None:
-        def fields(backend: BackendState) -> dict | None:
+        def fields(backend: BackendState) -> dict[str, Any] | None:
             name = name_of(backend)
             breaker = self.breakers.get(name)
             if breaker is None:
@@ -236,7 +231,14 @@ class BreakerBoard:
     def enabled(self, name: str) -> bool:
         return self.settings[self.groups[name]].enabled
 
-    # -- what lbctl shows ----------------------------------------------------
+    # -- what lbctl and the metrics show ---------------------------------------
+    def phase(self, name: str) -> str:
+        """``closed``, ``open`` or ``half_open``; closed when off or unknown."""
+        breaker = self.breakers.get(name)
+        if breaker is None or not self.enabled(name):
+            return Phase.CLOSED.value
+        return breaker.phase.value
+
     def label(self, name: str) -> str | None:
         """``closed``, ``open 3.2s`` (time left), ``half_open 0/1`` (trials started)."""
         breaker = self.breakers.get(name)
@@ -250,7 +252,7 @@ class BreakerBoard:
             return f"half_open {lease.started if lease else 0}/{breaker.rules.trial_calls}"
         return "closed"
 
-    def describe(self, name: str) -> dict | None:
+    def describe(self, name: str) -> dict[str, Any] | None:
         breaker = self.breakers.get(name)
         if breaker is None:
             return None

@@ -11,6 +11,7 @@ import datetime
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import msgspec
 
@@ -64,7 +65,7 @@ class CertificateStore:
             if name.isdigit() and int(name) <= self.generation - KEEP:
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
-    def describe(self, now: datetime.datetime) -> list[dict]:
+    def describe(self, now: datetime.datetime) -> list[dict[str, Any]]:
         """What ``lbctl tls`` shows of each certificate in force."""
         rows = []
         for copy in self.current:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 
@@ -16,27 +16,27 @@ from ..kernel.libbpf import BpfError
 from ..config import DEFAULT, backend_key, check_algorithm
 from .state import name_of
 from .congestion import merge_samples
+from .view import ControlView
 
 if TYPE_CHECKING:
-    from .control import Control
+    from .supervisor import Supervisor
 
 STATES = ("ready", "drain", "maint")
 BREAKER_ORDERS = {"closed": Phase.CLOSED, "open": Phase.OPEN}
 REMOVE_WAIT = 30.0      # seconds a normal removal waits for the backend to drain
 
 
-def admin_commands(control: "Control") -> dict:
-    def status(_: dict) -> dict:
+def admin_commands(control: ControlView) -> dict[str, Any]:
+    def status(_: dict[str, Any]) -> dict[str, Any]:
         settings = control.config.balancer
         return {
             "version": __version__, "uptime_s": round(time.time() - control.started, 1),
             "mode": settings.mode, "listeners": [f"{settings.bind}:{settings.port}"],
             "algorithm": settings.algorithm, "state_version": control.state.version,
             "fleet": control.fleet.mode if control.fleet is not None else "off",
-            "workers": [{"slot": s.index, "pid": s.pid, "state_version": s.version}
-                        for s in control.supervisor.live()]}
+            "workers": _workers(control.supervisor)}
 
-    def backends(_: dict) -> list[dict]:
+    def backends(_: dict[str, Any]) -> list[dict[str, Any]]:
         pools = control.tally.pool_totals(control.reports())
         rows = []
         for state in control.state.backends:
@@ -46,7 +46,7 @@ def admin_commands(control: "Control") -> dict:
             rows.append({
                 "name": name, "cluster": state.cluster, "address": name, "state": state.state,
                 "weight": state.weight,
-                "active": pool.get("open", 0) - pool.get("idle", 0), "idle": pool.get("idle", 0),
+                "active": pool.get("busy", 0), "idle": pool.get("idle", 0),
                 "waiting": pool.get("waiting", 0), "requests": tally.requests,
                 "errors": tally.errors, "p50_ms": tally.percentile(0.5),
                 "p99_ms": tally.percentile(0.99), "health": state.health,
@@ -54,7 +54,8 @@ def admin_commands(control: "Control") -> dict:
                 "cc": state.cc or None})
         return rows
 
-    def per_backend(args: dict, describe) -> list[dict]:
+    def per_backend(args: dict[str, Any],
+                    describe: Callable[[str], dict[str, Any] | None]) -> list[dict[str, Any]]:
         """``describe`` of the backend named in ``args``, or of every backend."""
         if args.get("name") is not None:
             keys = [name_of(_find(control, args))]
@@ -62,15 +63,16 @@ def admin_commands(control: "Control") -> dict:
             keys = [name_of(s) for s in control.state.backends]
         return [row for key in keys if (row := describe(key)) is not None]
 
-    def health(args: dict) -> list[dict]:
+    def health(args: dict[str, Any]) -> list[dict[str, Any]]:
         return per_backend(args, control.health.describe)
 
-    def breaker(args: dict) -> list[dict]:
+    def breaker(args: dict[str, Any]) -> list[dict[str, Any]]:
         rows = per_backend(args, control.breakers.describe)
         pools = control.tally.pool_totals(control.reports())
-        settings = control.config.breaker
         for row in rows:
             pool = pools.get(row["name"], {})    # a describe row's name is the key
+            state = control.state.find(row["name"])
+            settings = control.config.group(state.cluster if state else DEFAULT).breaker
             row["limits"] = {
                 key: {"limit": getattr(settings, key), "in_use": pool.get(use, 0),
                       "refused": pool.get(f"over_{key}", 0)}
@@ -78,7 +80,7 @@ def admin_commands(control: "Control") -> dict:
                                  ("max_requests", "inflight"))}
         return rows
 
-    def routes(_: dict) -> list[dict]:
+    def routes(_: dict[str, Any]) -> list[dict[str, Any]]:
         counts = [r.routes for r in control.reports()]
         rows = []
         for i, route in enumerate(control.config.routes):
@@ -90,14 +92,14 @@ def admin_commands(control: "Control") -> dict:
                          "requests": sum(c[i] for c in counts if i < len(c))})
         return rows
 
-    def stats(_: dict) -> dict:
+    def stats(_: dict[str, Any]) -> dict[str, Any]:
         reports = control.reports()
         pools = control.tally.pool_totals(reports)
         per_backend = {}
         for state in control.state.backends:
             name = name_of(state)
             tally, pool = control.tally.backend(name), pools.get(name, {})
-            busy = pool.get("open", 0) - pool.get("idle", 0)
+            busy = pool.get("busy", 0)
             tally.max_open = max(tally.max_open, busy)
             tally.max_queue = max(tally.max_queue, pool.get("waiting", 0))
             per_backend[name] = {
@@ -127,7 +129,7 @@ def admin_commands(control: "Control") -> dict:
             "bytes_out": sum(t.bytes_out for t in control.tally.backends.values())}
         return {"backends": per_backend, "listeners": {f"{settings.bind}:{settings.port}": listener}}
 
-    async def backend_add(args: dict) -> dict:
+    async def backend_add(args: dict[str, Any]) -> dict[str, Any]:
         host, port = _address(_text(args, "name"))
         cluster = _cluster(control, args)
         if control.state.find(backend_key(cluster, f"{host}:{port}")) is not None:
@@ -139,7 +141,7 @@ def admin_commands(control: "Control") -> dict:
         return {"name": f"{host}:{port}", "cluster": cluster, "weight": weight,
                 "cc": cc or None, "state_version": control.state.version}
 
-    async def backend_remove(args: dict) -> dict:
+    async def backend_remove(args: dict[str, Any]) -> dict[str, Any]:
         old = _find(control, args)
         name, key = _text(args, "name"), name_of(old)
         force = bool(args.get("force"))
@@ -159,10 +161,10 @@ def admin_commands(control: "Control") -> dict:
         return {"name": name, "cluster": gone.cluster, "removed": True,
                 "state_version": control.state.version}
 
-    async def backend_set(args: dict) -> dict:
+    async def backend_set(args: dict[str, Any]) -> dict[str, Any]:
         old = _find(control, args)
         name, key = _text(args, "name"), name_of(old)
-        changes = {}
+        changes: dict[str, Any] = {}
         if "weight" in args:
             changes["weight"] = _weight(args["weight"])
         if "state" in args:
@@ -194,11 +196,11 @@ def admin_commands(control: "Control") -> dict:
                 "cc": new.cc_wanted or None, "cc_in_effect": new.cc or None,
                 "client_side": new.client_side, "state_version": control.state.version}
 
-    def cc(_: dict) -> dict:
+    def cc(_: dict[str, Any]) -> dict[str, Any]:
         return control.congestion.describe(control.state.backends,
                                            merge_samples(control.reports()))
 
-    def cc_set(args: dict) -> dict:
+    def cc_set(args: dict[str, Any]) -> dict[str, Any]:
         name, key = _text(args, "algorithm"), _text(args, "key")
         try:
             tunables = control.congestion.bpf.tune(name, key, args.get("value"))
@@ -208,13 +210,13 @@ def admin_commands(control: "Control") -> dict:
             raise AdminError("unavailable", str(exc)) from None
         return {"algorithm": name, "tunables": tunables}
 
-    def reload(args: dict) -> dict:
+    def reload(args: dict[str, Any]) -> dict[str, Any]:
         path = args.get("path")
         if path is not None and not isinstance(path, str):
             raise AdminError("bad_args", "path must be a string")
         return control.reload(path)
 
-    def tls(_: dict) -> dict:
+    def tls(_: dict[str, Any]) -> dict[str, Any]:
         certificates = control.tls.describe()
         if certificates is None:
             raise AdminError("unavailable", "the listener has no TLS (no balancer.tls)")
@@ -225,12 +227,12 @@ def admin_commands(control: "Control") -> dict:
                     "handshakes": sum(r.tls[0] for r in reports),
                     "resumed": sum(r.tls[1] for r in reports)}}}
 
-    def fleet(_: dict) -> dict:
+    def fleet(_: dict[str, Any]) -> dict[str, Any]:
         if control.fleet is None:
             raise AdminError("unavailable", "this balancer is standalone (no fleet section)")
         return control.fleet.describe()
 
-    def config_show(_: dict) -> Any:
+    def config_show(_: dict[str, Any]) -> Any:
         return msgspec.to_builtins(control.config, enc_hook=float)   # Duration -> seconds
 
     return {"status": status, "backends": backends, "stats": stats,
@@ -240,7 +242,15 @@ def admin_commands(control: "Control") -> dict:
             "routes": routes, "fleet": fleet, "tls": tls}
 
 
-async def _commit(control: "Control", before: BackendState | None,
+def _workers(supervisor: "Supervisor | None") -> list[dict[str, Any]]:
+    """Every worker slot, a process in it or not (pid 0 while it restarts)."""
+    if supervisor is None:
+        return []
+    return [{"slot": s.index, "pid": s.pid, "state": s.state(supervisor.stopping),
+             "state_version": s.version} for s in supervisor.slots]
+
+
+async def _commit(control: ControlView, before: BackendState | None,
                   after: BackendState | None) -> None:
     """One backend added (no ``before``), changed, or removed (no ``after``):
     here, or in a fleet through etcd (control/fleet.py)."""
@@ -248,7 +258,7 @@ async def _commit(control: "Control", before: BackendState | None,
         await control.fleet.change(before, after)
         return
     backends = control.state.backends
-    if before is None:
+    if before is None and after is not None:
         control.state.publish([*backends, after])
     elif after is None:
         control.state.publish([s for s in backends if s is not before])
@@ -265,7 +275,7 @@ def _given(value: Any) -> Any:
     return value
 
 
-def _find(control: "Control", args: dict) -> BackendState:
+def _find(control: ControlView, args: dict[str, Any]) -> BackendState:
     """The backend ``name`` (HOST:PORT) of group ``cluster`` (default: default)."""
     name, cluster = _text(args, "name"), _cluster(control, args)
     state = control.state.find(backend_key(cluster, name))
@@ -275,7 +285,7 @@ def _find(control: "Control", args: dict) -> BackendState:
     return state
 
 
-def _cluster(control: "Control", args: dict) -> str:
+def _cluster(control: ControlView, args: dict[str, Any]) -> str:
     cluster = args.get("cluster") or DEFAULT
     if not isinstance(cluster, str) or cluster not in control.config.group_names():
         raise AdminError("bad_args", f"no cluster {cluster!r}; known: "
@@ -309,13 +319,13 @@ def _address(name: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _busy(control: "Control", name: str) -> bool:
+def _busy(control: ControlView, name: str) -> bool:
     """Requests still in flight on the backend, as the workers last reported."""
     pool = control.tally.pool_totals(control.reports()).get(name, {})
-    return pool.get("open", 0) - pool.get("idle", 0) > 0
+    return pool.get("busy", 0) > 0
 
 
-def _text(args: dict, key: str) -> str:
+def _text(args: dict[str, Any], key: str) -> str:
     value = args.get(key)
     if not isinstance(value, str) or not value:
         raise AdminError("bad_args", f"{key} must be a non-empty string")

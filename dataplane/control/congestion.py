@@ -10,11 +10,14 @@ once which path is active and why.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import structlog
 
-from ..kernel.bpf_cc import ALGORITHMS, BpfAlgorithms
+from ..channel.messages import BackendState, Counters
 from ..config import Config, congestion_algorithms
+from ..kernel.bpf_cc import ALGORITHMS, BpfAlgorithms
 from ..kernel.tcp_info import kernel_algorithms
 
 log = structlog.get_logger("l7lb.congestion")
@@ -47,7 +50,7 @@ class Congestion:
             return PACER
         return requested
 
-    def describe(self, states: list, samples: dict[str, dict]) -> dict:
+    def describe(self, states: list[BackendState], samples: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {
             "available": congestion_algorithms(), "bpf": self.bpf.describe(),
             "pacer": msgspec.to_builtins(self.settings.pacer, enc_hook=float),
@@ -56,10 +59,10 @@ class Congestion:
                           **samples.get(f"{s.host}:{s.port}", {})} for s in states]}
 
 
-def merge_samples(reports: list) -> dict[str, dict]:
+def merge_samples(reports: list[Counters]) -> dict[str, dict[str, Any]]:
     """Per-backend TCP_INFO figures of all workers: their sums added up, then
     made means (max_pacing_rate over the capped connections only)."""
-    totals: dict[str, dict] = {}
+    totals: dict[str, dict[str, Any]] = {}
     for report in reports:
         for name, s in report.tcp.items():
             t = totals.setdefault(name, {"algorithms": set(), "srtt_max_us": 0})

@@ -5,14 +5,15 @@ from each report's host tallies (upstream/tally.py): no work per request."""
 from __future__ import annotations
 
 from collections import deque
+from typing import Iterator
 
 from ..channel.messages import Counters
 from ..config import backend_key
 from ..upstream.tally import BOUNDS_MS, HostFigures
 
 WINDOW = 1000            # sampled latencies kept per backend for p50/p99
-POOL_SUMS = ("open", "idle", "waiting", "inflight", "retries", "retries_budget_exhausted",
-             "connect_failures", "queue_timeouts", "opened", "reused",
+POOL_SUMS = ("open", "busy", "idle", "waiting", "inflight", "retries",
+             "retries_budget_exhausted", "connect_failures", "queue_timeouts", "opened", "reused",
              "over_max_connections", "over_max_pending", "over_max_requests")
 
 
@@ -83,13 +84,13 @@ class Tally:
         for report in reports:
             for name, figures in _hosts(report):
                 into = totals.setdefault(name, dict.fromkeys(POOL_SUMS, 0))
-                figures = {**figures, "open": figures["idle"] + figures["busy"]}
+                figures = {**figures, "open": figures["idle"] + figures["busy"]}   # busy: in use
                 for key in POOL_SUMS:
                     into[key] += figures.get(key, 0)
         return totals
 
 
-def _hosts(report: Counters):
+def _hosts(report: Counters) -> Iterator[tuple[str, dict[str, int]]]:
     """(backend key, pool figures) over every cluster of a worker's report."""
     for cluster, hosts in report.clusters.items():
         for name, figures in hosts.items():

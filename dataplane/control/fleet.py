@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 import msgspec
 import structlog
@@ -34,7 +35,7 @@ log = structlog.get_logger("l7lb.fleet")
 REFRESH = 5.0     # seconds: an unchanged observation is published again, with its phi
 
 
-def shared_fields(backend: BackendState) -> dict:
+def shared_fields(backend: BackendState) -> dict[str, Any]:
     """What the fleet keeps of a backend (the value under backends/)."""
     return {"weight": backend.weight, "state": backend.state,
             "congestion_control": backend.cc_wanted}
@@ -44,6 +45,9 @@ class FleetLink:
     def __init__(self, config: Config, state: State, health: HealthMonitor,
                  congestion: Congestion) -> None:
         settings = config.fleet
+        if settings is None:
+            raise ValueError("a fleet link needs the fleet section")
+        self.settings = settings
         self.config, self.state, self.health, self.congestion = config, state, health, congestion
         self.name = settings.name or f"{socket.gethostname()}:{config.balancer.port}"
         etcd = Etcd(settings.etcd, settings.timeout, settings.user, settings.password,
@@ -112,7 +116,7 @@ class FleetLink:
         self.loop.call_later(REFRESH, self._refresh)
 
     # -- the backend set -----------------------------------------------------------
-    def _seed(self) -> dict[tuple[str, str], dict]:
+    def _seed(self) -> dict[tuple[str, str], dict[str, Any]]:
         return {(s.cluster, f"{s.host}:{s.port}"): shared_fields(s) for s in self.state.backends}
 
     def _backends_changed(self) -> None:
@@ -131,7 +135,7 @@ class FleetLink:
             self.state.publish(backends)
             self._view_changed()
 
-    def _backend(self, key: tuple[str, str], fields: dict,
+    def _backend(self, key: tuple[str, str], fields: dict[str, Any],
                  old: BackendState | None) -> BackendState:
         cc = fields["congestion_control"]
         shared = dict(weight=fields["weight"], state=fields["state"], cc_wanted=cc,
@@ -150,6 +154,8 @@ class FleetLink:
                              f"etcd is unreachable ({self.member.error or 'not joined yet'}); "
                              "the fleet's backend set cannot change until it is back")
         which = after or before
+        if which is None:
+            return                           # nothing was, nothing is
         if before is None or after is None or shared_fields(before) != shared_fields(after):
             try:
                 await self.member.change_backend(which.cluster, f"{which.host}:{which.port}",
@@ -164,12 +170,13 @@ class FleetLink:
                                 if s is current else s for s in self.state.backends])
 
     # -- what lbctl shows ------------------------------------------------------------
-    def describe(self) -> dict:
-        member, settings = self.member, self.config.fleet
+    def describe(self) -> dict[str, Any]:
+        member, settings = self.member, self.settings
         rows = member.view.describe(name_of(s) for s in self.state.backends)
         for row in rows:
             host = self.health.hosts.get(row["backend"])
-            row["here"] = {"health": self.state.find(row["backend"]).health,
+            known = self.state.find(row["backend"])
+            row["here"] = {"health": known.health if known else None,
                            "own": host.state.value if host else None,
                            "probed": self.health.probes(row["backend"])}
         return {"member": self.name, "mode": member.mode, "prefix": settings.prefix,

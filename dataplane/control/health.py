@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable
 
 import structlog
 
@@ -63,7 +63,6 @@ class HealthMonitor:
         self.transitions: Counter[str] = Counter()
         self.guard = PauseGuard(TICK)
         self.probers: dict[str, Prober] = {}   # one per group: each its own probe settings
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._percent: dict[str, int] = {}     # slow-start weights last published
         self.assigned: set[str] | None = None  # None: every backend is probed here
         self.suspects: set[str] = set()        # not assigned, but failed here: probed
@@ -71,12 +70,11 @@ class HealthMonitor:
         self.listeners: list[Callable[[str], None]] = []
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
         self.probers = {name: Prober(loop, probe_spec(self.config, name), self._probed)
                         for name in self.config.group_names()}
         self.state.on_publish(lambda snapshot: self._sync(snapshot.backends))
         self._sync(self.state.backends)
-        self._tick()
+        self._tick(loop)
 
     def stop(self) -> None:
         for prober in self.probers.values():
@@ -145,7 +143,7 @@ class HealthMonitor:
         now = time.monotonic()
         if outcome in ("pass", "late"):
             self.marks[name] = self.guard.total
-            self._apply(name, host.probe_passed(now, ms, detail))
+            self._apply(name, host.probe_passed(now, ms or 0.0, detail))   # a pass is timed
         elif outcome == "timeout":
             self._apply(name, host.probe_timed_out(now))
         else:
@@ -166,7 +164,7 @@ class HealthMonitor:
             host.alive(time.monotonic())
             self.marks[name] = self.guard.total
 
-    def _tick(self) -> None:
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
         stall = self.guard.tick(now)
         if stall:
@@ -175,7 +173,7 @@ class HealthMonitor:
         for name, host in list(self.hosts.items()):
             self._apply(name, host.check(now, self.guard.since(self.marks[name])))
         self._republish_ramps(now)
-        self.loop.call_later(TICK, self._tick)
+        loop.call_later(TICK, self._tick, loop)
 
     # -- consequences --------------------------------------------------------
     def _apply(self, name: str, transition: Transition | None) -> None:
@@ -201,7 +199,7 @@ class HealthMonitor:
     def _publish(self) -> None:
         now = time.monotonic()
 
-        def fields(backend: BackendState) -> dict | None:
+        def fields(backend: BackendState) -> dict[str, Any] | None:
             name = name_of(backend)
             host = self.hosts.get(name)
             if host is None:
@@ -219,7 +217,7 @@ class HealthMonitor:
         return round(host.detector.phi(time.monotonic(),
                                        self.guard.since(self.marks[name])), 3)
 
-    def describe(self, name: str) -> dict | None:
+    def describe(self, name: str) -> dict[str, Any] | None:
         host = self.hosts.get(name)
         if host is None:
             return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+from typing import Any
 
 from ..config import Config
 from ..tls.contexts import front_context
@@ -35,7 +36,7 @@ class ListenerTls:
         if self.settings is not None:
             TicketRotation(state, self.settings.ticket_rotation).start(loop)
 
-    def describe(self) -> list[dict] | None:
+    def describe(self) -> list[dict[str, Any]] | None:
         if self.store is None:
             return None
         return self.store.describe(datetime.datetime.now(datetime.timezone.utc))

@@ -5,51 +5,31 @@ health, breakers, the state), served on ``metrics.listen`` with /healthz and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Callable, Iterator
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..metrics.endpoint import METRICS_TYPE, MetricsEndpoint
 from ..metrics.families import Backend, Figures, families
 from .state import name_of
-
-if TYPE_CHECKING:
-    from ..channel.messages import Counters
-    from ..config import Config
-    from .breakers import BreakerBoard
-    from .counters import Tally
-    from .health import HealthMonitor
-    from .state import State
-    from .supervisor import Supervisor
-
-
-class Watched(Protocol):
-    """What the metrics read of the control process (process.Control)."""
-    config: "Config"
-    state: "State"
-    health: "HealthMonitor"
-    breakers: "BreakerBoard"
-    supervisor: "Supervisor | None"
-    tally: "Tally"
-    reloads: int
-
-    def reports(self) -> "list[Counters]": ...
+from .view import ControlView
 
 log = structlog.get_logger("l7lb.control")
 
 
 class _Collector:
-    def __init__(self, figures) -> None:
+    def __init__(self, figures: Callable[[], Figures]) -> None:
         self.figures = figures
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from families(self.figures())
 
 
 class Metrics:
-    def __init__(self, control: Watched) -> None:
+    def __init__(self, control: ControlView) -> None:
         self.control = control
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self.figures))
@@ -59,6 +39,8 @@ class Metrics:
     async def start(self) -> bool:
         """Listen on metrics.listen; False (logged) when that fails."""
         listen = self.control.config.metrics.listen
+        if listen is None:
+            return False              # made only when metrics.listen is set
         host, _, port = listen.rpartition(":")
         try:
             await self.endpoint.start(host.strip("[]"), int(port))
@@ -98,15 +80,15 @@ class Metrics:
             tally, pool = control.tally.backend(key), pools.get(key, {})
             backends.append(Backend(
                 state.cluster, f"{state.host}:{state.port}", state.state, state.health,
-                control.health.phi(key), control.breakers.label(key) or "closed", state.weight,
+                control.health.phi(key), control.breakers.phase(key), state.weight,
                 tally.requests, tally.statuses, tally.connect_errors, tally.response_errors,
                 tally.bytes_in, tally.bytes_out, pool.get("opened", 0), pool.get("reused", 0),
                 pool.get("retries", 0), pool.get("waiting", 0),
-                pool.get("open", 0) - pool.get("idle", 0), pool.get("idle", 0),
+                pool.get("busy", 0), pool.get("idle", 0),
                 tally.durations, tally.duration_ms / 1000, state.cc))
         return Figures(__version__, backends, sum(r.open for r in reports),
                        sum(r.connections for r in reports), sum(r.rejected for r in reports),
-                       sum(r.refused for r in reports), control.supervisor.restarts,
+                       sum(r.refused for r in reports), control.supervisor.restarts if control.supervisor else 0,
                        control.reloads, sum(r.tls[0] for r in reports),
                        sum(r.tls[1] for r in reports), sum(r.limited[0] for r in reports),
                        sum(r.limited[1] for r in reports))

@@ -12,10 +12,11 @@ import asyncio
 import os
 import socket
 import time
+from typing import Mapping
 
 
 class Notifier:
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
         path = environ.get("NOTIFY_SOCKET", "")
         self.address = "\0" + path[1:] if path.startswith("@") else path

@@ -46,7 +46,7 @@ class Target:
 
     def __init__(self, name: str, host: str, port: int, cc: str, maint: bool) -> None:
         self.name, self.host, self.port, self.cc, self.maint = name, host, port, cc, maint
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
 
 # report(name, outcome, ms, detail): outcome "pass", "fail", "timeout" or "late"
@@ -144,6 +144,7 @@ class Prober:
 
     async def _over_tls(self, fd: int, target: Target) -> tuple[bool, str]:
         """The handshake (verified as the group's connections are), then as above."""
+        assert self.spec.tls is not None       # the caller checked
         context, name = self.spec.tls
         reader, writer = await asyncio.open_connection(
             sock=socket.socket(fileno=fd), ssl=context, server_hostname=name or target.host)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Any
 
 import msgspec
 import structlog
@@ -68,6 +69,13 @@ class Control:
         self.reloads = 0
         self.notify = Notifier()
         self.metrics = Metrics(self) if config.metrics.listen else None
+
+    @property
+    def running(self) -> Supervisor:
+        """The workers' supervisor, made by run() before anything asks for it."""
+        if self.supervisor is None:
+            raise RuntimeError("the balancer is not running yet")
+        return self.supervisor
 
     # -- running ---------------------------------------------------------
     async def run(self) -> int:
@@ -156,12 +164,12 @@ class Control:
             self.loop.call_later(FLUSH_EVERY, self._flush_logs)
 
     def stop(self, exit_code: int = 0) -> None:
-        if self.supervisor.stopping:
+        if self.running.stopping:
             return
         self.notify.stopping()
         self.exit_code = exit_code
         log.info("stopping", grace=self.config.timeouts.shutdown)
-        self.supervisor.stop()
+        self.running.stop()
 
     def _all_stopped(self) -> None:
         if not self.done.done():
@@ -178,9 +186,9 @@ class Control:
 
     def _reopen_logs(self) -> None:
         logs.reopen()
-        self.supervisor.send_signal(signal.SIGUSR1)
+        self.running.send_signal(signal.SIGUSR1)
 
-    def reload(self, path: str | None = None) -> dict:
+    def reload(self, path: str | None = None) -> dict[str, Any]:
         """Validate the file, then apply its backends to every worker (SIGHUP and
         ``lbctl reload``); raises AdminError and changes nothing when it is bad."""
         path = path or self.path
@@ -231,7 +239,7 @@ class Control:
         elif isinstance(message, Trial):
             self.breakers.trial(message)
         elif isinstance(message, Counters):
-            self.supervisor.slots[message.slot].counters = message
+            self.running.slots[message.slot].counters = message
             for name in self.tally.add(message):
                 self.health.alive(name)
             self.breakers.calls(message.calls)
@@ -241,13 +249,13 @@ class Control:
             self._acked(message)
 
     def _acked(self, ack: Ack) -> None:
-        slot = self.supervisor.slots[ack.slot]
+        slot = self.running.slots[ack.slot]
         if slot.pid != ack.pid:
             return     # from a worker already replaced
         slot.version = ack.version
         self.breakers.acked(ack.slot, ack.version)
-        live = self.supervisor.live()
-        if not self.notify.ready_sent and len(live) == len(self.supervisor.slots) \
+        live = self.running.live()
+        if not self.notify.ready_sent and len(live) == len(self.running.slots) \
                 and all(s.version for s in live):
             self.notify.ready(self._status())        # every worker has its first state
         if all(s.version >= ack.version for s in live) and ack.version in self.sent_at:
@@ -257,15 +265,15 @@ class Control:
     def _status(self) -> str:
         settings = self.config.balancer
         return (f"serving {settings.mode} on {settings.bind}:{settings.port}, "
-                f"{len(self.supervisor.live())} workers, {len(self.state.backends)} backends, "
+                f"{len(self.running.live())} workers, {len(self.state.backends)} backends, "
                 f"state version {self.state.version}")
 
     def _live_slots(self) -> list[int]:
-        return [s.index for s in self.supervisor.live()] if self.supervisor else []
+        return [s.index for s in self.running.live()] if self.supervisor else []
 
     def reports(self) -> list[Counters]:
         """The latest counters of each live worker."""
-        return [s.counters for s in self.supervisor.live()
+        return [s.counters for s in self.running.live()
                 if s.counters is not None and s.counters.pid == s.pid]
 
     def summarise(self) -> None:
@@ -276,7 +284,7 @@ class Control:
         backends = {name: {"requests": t.requests, "errors": t.errors}
                     for name, t in self.tally.backends.items()}
         log.info("summary", workers=workers, backends=backends)
-        if not self.supervisor.stopping:
+        if not self.running.stopping:
             self.loop.call_later(self.config.log.summary, self.summarise)
 
 

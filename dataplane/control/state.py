@@ -10,7 +10,7 @@ snapshots to the workers subscribes with ``on_publish``.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import msgspec
 
@@ -26,7 +26,7 @@ def name_of(state: BackendState) -> str:
     return backend_key(state.cluster, f"{state.host}:{state.port}")
 
 
-def states_of(config: Config, previous: list[BackendState] = ()) -> list[BackendState]:
+def states_of(config: Config, previous: Sequence[BackendState] = ()) -> list[BackendState]:
     """Backend states from a file; a backend already known keeps its admin state,
     its health and its breaker."""
     kept = {(s.cluster, s.host, s.port): s for s in previous}
@@ -87,7 +87,7 @@ class State:
         self.routes = encode_routes(config)
         self.certificates = certificates
 
-    def revise(self, fields_of: Callable[[BackendState], dict | None],
+    def revise(self, fields_of: Callable[[BackendState], dict[str, Any] | None],
                force: bool = False) -> None:
         """Publish the backends with ``fields_of(backend)`` replaced in each, if
         that changes any (or ``force``): how health and breakers publish."""

@@ -56,6 +56,15 @@ class Slot:
         self.version = 0          # last state acknowledged
         self.counters: Counters | None = None
 
+    def state(self, stopping: bool) -> str:
+        """One word for lbctl status: restarting (no process now), starting
+        (its first state not yet applied), serving, or draining (stopping)."""
+        if not self.pid:
+            return "restarting"
+        if stopping:
+            return "draining"
+        return "serving" if self.version else "starting"
+
 
 class Supervisor:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
@@ -90,20 +99,20 @@ class Supervisor:
     def spawn(self, slot: Slot) -> None:
         if self.stopping:
             return
-        slot.link = Link(slot.index)
-        slot.link.down.send(self.snapshot(), wait=STATE_WAIT)
+        link = slot.link = Link(slot.index)
+        link.down.send(self.snapshot(), wait=STATE_WAIT)
         logs.flush()          # the child would write our buffered lines again
         control_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._become_worker(slot, control_pid)
+            self._become_worker(slot, link, control_pid)
         slot.pid, slot.started, slot.version = pid, time.monotonic(), 0
         slot.pidfd = os.pidfd_open(pid)
         self.loop.add_reader(slot.pidfd, self.reap, slot)
-        slot.link.up.listen(self.loop, self.on_message)
+        link.up.listen(self.loop, self.on_message)
         log.info("worker started", slot=slot.index, worker_pid=pid)
 
-    def _become_worker(self, slot: Slot, control_pid: int) -> None:
+    def _become_worker(self, slot: Slot, link: Link, control_pid: int) -> None:
         """In the child: drop what belongs to the control process, run, exit."""
         code = 1
         try:
@@ -124,7 +133,7 @@ class Supervisor:
                     if other.pid:
                         os.close(other.pidfd)      # the control's watch on that sibling
             _drop_inherited_sockets(keep={slot.listener.fileno()})
-            code = run_worker(self.config, slot.listener, slot.link, self.tls_front,
+            code = run_worker(self.config, slot.listener, link, self.tls_front,
                               self.client_counts)
         except BaseException as exc:  # noqa: BLE001 - report anything, then leave
             log.error("worker failed", error=repr(exc), exc_info=True)
@@ -137,8 +146,9 @@ class Supervisor:
         os.close(slot.pidfd)
         _, status = os.waitpid(slot.pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        slot.link.up.drain()
-        slot.link.close()
+        if slot.link is not None:      # a live slot has one
+            slot.link.up.drain()
+            slot.link.close()
         slot.link = None
         ran = time.monotonic() - slot.started
         slot.pid = 0

@@ -13,7 +13,7 @@ import base64
 import json
 import ssl
 from collections.abc import AsyncIterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -49,7 +49,7 @@ def _range_end(prefix: str) -> str:
     return _b64(raw[:-1] + bytes([raw[-1] + 1]))
 
 
-def _kv(raw: dict) -> KeyValue:
+def _kv(raw: dict[str, Any]) -> KeyValue:
     return KeyValue(base64.b64decode(raw["key"]).decode(),
                     base64.b64decode(raw.get("value", "")), int(raw.get("mod_revision", 0)))
 
@@ -64,16 +64,16 @@ def _tls(tls: FleetTls | None) -> ssl.SSLContext | bool:
 
 
 # -- transaction parts ----------------------------------------------------------
-def unchanged_since(key: str, mod_revision: int) -> dict:
+def unchanged_since(key: str, mod_revision: int) -> dict[str, Any]:
     """Compare: the key was last written at ``mod_revision`` (0: it does not exist)."""
     return {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}
 
 
-def put_op(key: str, value: bytes) -> dict:
+def put_op(key: str, value: bytes) -> dict[str, Any]:
     return {"request_put": {"key": _b64(key), "value": _b64(value)}}
 
 
-def delete_op(key: str) -> dict:
+def delete_op(key: str) -> dict[str, Any]:
     return {"request_delete_range": {"key": _b64(key)}}
 
 
@@ -95,7 +95,7 @@ class Etcd:
         await self.http.aclose()
 
     # -- requests --------------------------------------------------------------
-    async def call(self, path: str, body: dict) -> dict:
+    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         failures = []
         for _ in self.endpoints:
             try:
@@ -105,7 +105,7 @@ class Etcd:
                 self.at = (self.at + 1) % len(self.endpoints)
         raise EtcdError("; ".join(failures))
 
-    async def _post(self, path: str, body: dict) -> dict:
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if self.user is not None and self.token is None:
             await self._authenticate()
         response = await self.http.post(self.endpoint + path, json=body, headers=self._headers())
@@ -127,7 +127,7 @@ class Etcd:
                             f"{_detail(response, data)}")
         self.token = data["token"]
 
-    def _headers(self) -> dict:
+    def _headers(self) -> dict[str, Any]:
         return {"Authorization": self.token} if self.token else {}
 
     # -- the operations the fleet uses -------------------------------------------
@@ -143,7 +143,7 @@ class Etcd:
         await self.call("/v3/lease/revoke", {"ID": lease})
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> None:
-        body = {"key": _b64(key), "value": _b64(value)}
+        body: dict[str, str | int] = {"key": _b64(key), "value": _b64(value)}
         if lease:
             body["lease"] = lease
         await self.call("/v3/kv/put", body)
@@ -157,7 +157,7 @@ class Etcd:
                                                 "range_end": _range_end(prefix)})
         return int(data["header"]["revision"]), [_kv(raw) for raw in data.get("kvs", [])]
 
-    async def transaction(self, compare: list[dict], success: list[dict]) -> bool:
+    async def transaction(self, compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> bool:
         """Apply ``success`` if every comparison holds; whether it did."""
         data = await self.call("/v3/kv/txn", {"compare": compare, "success": success})
         return bool(data.get("succeeded"))
@@ -184,7 +184,7 @@ class Etcd:
         raise EtcdError(f"{self.endpoint}: the watch stream ended")
 
 
-def _json(response: httpx.Response) -> dict:
+def _json(response: httpx.Response) -> dict[str, Any]:
     """The body as JSON; {} when it is not (etcd answers some errors in text)."""
     try:
         data = response.json()
@@ -193,12 +193,12 @@ def _json(response: httpx.Response) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _detail(response: httpx.Response, data: dict) -> str:
+def _detail(response: httpx.Response, data: dict[str, Any]) -> str:
     text = data.get("message") or data.get("error") or response.text.strip()[:200]
     return f"{response.status_code} {text}".strip()
 
 
-def _watch_result(data: dict) -> list[Event]:
+def _watch_result(data: dict[str, Any]) -> list[Event]:
     if "error" in data:
         raise EtcdError(f"watch: {data['error'].get('message', data['error'])}")
     result = data.get("result", {})

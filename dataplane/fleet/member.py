@@ -16,7 +16,7 @@ import asyncio
 import json
 import math
 import time
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import structlog
 
@@ -40,7 +40,7 @@ class Hooks(NamedTuple):
     view_changed: Callable[[set[str] | None], None]   # backends observed anew; None: members
     backends_changed: Callable[[], None]      # the fleet's backend set
     mode_changed: Callable[[str], None]
-    seed: Callable[[], dict[tuple[str, str], dict]]   # the file's backends, for an empty fleet
+    seed: Callable[[], dict[tuple[str, str], dict[str, Any]]]   # the file's backends, for an empty fleet
 
 
 class FleetMember:
@@ -52,7 +52,7 @@ class FleetMember:
         self.layout = Layout(settings.prefix)
         self.view = FleetView(name, settings.probe_replicas)
         # (group, HOST:PORT) -> (fleet-wide fields, mod_revision)
-        self.backends: dict[tuple[str, str], tuple[dict, int]] = {}
+        self.backends: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
         self.backends_seen = asyncio.Event()
         self.mode = "joining"
         self.error = ""                   # the last reason etcd could not be used
@@ -62,7 +62,7 @@ class FleetMember:
         self.unsent: set[str] = set()
         self.wake = asyncio.Event()
         self.writes = 0
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.watchdog: asyncio.TimerHandle | None = None
 
     # -- running ---------------------------------------------------------------
@@ -231,7 +231,7 @@ class FleetMember:
                                         self.lease)
                 self.writes += 1
 
-    async def change_backend(self, group: str, address: str, fields: dict | None) -> None:
+    async def change_backend(self, group: str, address: str, fields: dict[str, Any] | None) -> None:
         """Write one backend of the fleet's set (None: remove it) if nobody changed
         it since this member saw it; return once the watch has brought it back."""
         key, where = self.layout.backend(group, address), (group, address)
@@ -255,7 +255,7 @@ class FleetMember:
                 pass
 
 
-def _fields(raw: dict) -> dict:
+def _fields(raw: dict[str, Any]) -> dict[str, Any]:
     """A backend's fleet-wide fields, checked."""
     weight, state = raw.get("weight", 100), raw.get("state", "ready")
     cc = raw.get("congestion_control", "")

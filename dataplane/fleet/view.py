@@ -12,7 +12,7 @@ passive signals, still acts on that member at once (control/fleet.py).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .shards import probers
 
@@ -87,7 +87,7 @@ class FleetView:
         return Verdict(False, f"{len(chosen) - len(down)} of {len(chosen)} probers "
                               "do not say down")
 
-    def describe(self, backends: Iterable[str]) -> list[dict]:
+    def describe(self, backends: Iterable[str]) -> list[dict[str, Any]]:
         """Per backend: its probers and every member's observation of it."""
         rows = []
         for backend in backends:

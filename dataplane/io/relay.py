@@ -14,7 +14,7 @@ import fcntl
 import os
 import socket
 import time
-from typing import Callable
+from typing import Callable, cast
 
 from .reactor import Reactor
 from .relay_choice import COPY, RelayChoice
@@ -270,13 +270,13 @@ class _CopySide(asyncio.Protocol):
     def __init__(self, relay: "CopyRelay") -> None:
         self.relay = relay
         self.transport: asyncio.Transport | None = None
-        self.peer: _CopySide | None = None
+        self.peer: _CopySide = self     # the other side, once CopyRelay pairs them
         self.moved = 0
         self.early: list[bytes] = []
         self.early_eof = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # asyncio hands a stream transport here
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, base)   # a stream's transport
         peer = self.peer
         for data in peer.early:
             transport.write(data)
@@ -304,14 +304,21 @@ class _CopySide(asyncio.Protocol):
         self.relay.direction_done()
         return True
 
+    # Only the peer's reads fill this side's buffer, so the peer has its transport.
     def pause_writing(self) -> None:
-        self.peer.transport.pause_reading()
+        if self.peer.transport is not None:
+            self.peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.peer.transport.resume_reading()
+        if self.peer.transport is not None:
+            self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.side_lost(self, exc)
+
+
+def _made_by(side: _CopySide) -> Callable[[], _CopySide]:
+    return lambda: side
 
 
 class CopyRelay(Relay):
@@ -343,8 +350,9 @@ class CopyRelay(Relay):
                     transport.set_protocol(side)
                     transport.resume_reading()
                 else:
-                    await self.loop.connect_accepted_socket(lambda s=side: s, sock)
-                side.transport.set_write_buffer_limits(high=self.buffer)
+                    await self.loop.connect_accepted_socket(_made_by(side), sock)
+                if side.transport is not None:
+                    side.transport.set_write_buffer_limits(high=self.buffer)
         except OSError:
             self.abort()
 

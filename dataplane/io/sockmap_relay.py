@@ -11,6 +11,7 @@ one in the kernel's received bytes).
 from __future__ import annotations
 
 import socket
+from functools import partial
 from typing import Callable, Protocol
 
 import structlog
@@ -55,7 +56,7 @@ class SockmapRelay(Relay):
             self.abort()
             return
         for src, dst in ((a, b), (b, a)):
-            self.reactor.add_reader(src.fileno(), lambda s=src, d=dst: self._readable(s, d))
+            self.reactor.add_reader(src.fileno(), partial(self._readable, src, dst))
 
     @property
     def moved(self) -> int:

@@ -19,7 +19,7 @@ import os
 import socket
 import ssl
 import struct
-from typing import Callable, Protocol
+from typing import Callable, Protocol, cast
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -41,8 +41,9 @@ class Stream(asyncio.Protocol):
 
     def __init__(self, owner: StreamOwner | None = None,
                  made: Callable[["Stream"], None] | None = None) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.sock: socket.socket | None = None
+        # Both are None until connection_made, and nothing else runs before it.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # see above
+        self.sock: socket.socket = None  # type: ignore[assignment]  # see above
         self.fd = -1
         self.tls: ssl.SSLObject | None = None     # over TLS: the handshake's outcome
         self.closed = False
@@ -51,20 +52,20 @@ class Stream(asyncio.Protocol):
         self._drain_waiters: list[Callable[[], None]] = []
         self._made = made
         self._shared: socket.socket | None = None
-        self.data_received = None
+        self.data_received = None  # type: ignore[assignment,method-assign]  # the owner's on_data, below
         self.write: Callable[[bytes], object] = _nowhere
         if owner is not None:
             self.own(owner)
 
     def own(self, owner: StreamOwner) -> None:
         self.owner = owner
-        self.data_received = owner.on_data
+        self.data_received = owner.on_data  # type: ignore[method-assign]  # one call per read
         if self.transport is not None:
             self.transport.set_protocol(self)   # uvloop caches data_received
 
     # -- protocol callbacks (uvloop) ---------------------------------------
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, base)   # a stream's transport
         self.write = transport.write
         self.sock = transport.get_extra_info("socket")
         self.fd = self.sock.fileno()

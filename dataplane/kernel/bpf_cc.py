@@ -17,6 +17,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -230,7 +231,7 @@ class BpfAlgorithms:
         """Ours are registered, by this balancer or by the one that owns them."""
         return set(ALGORITHMS) <= set(kernel_algorithms())
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         registered = set(kernel_algorithms())
         return {"usable": self.usable(), "owner": self.owner, "reason": self.reason,
                 "algorithms": {name: {"registered": name in registered,

@@ -6,6 +6,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from typing import Any, Callable
+
+Pointer = int | None        # what ctypes gives for a c_void_p result
+ByRef = Any                 # ctypes.byref(...) or a buffer, passed as a pointer
 
 
 class BpfError(Exception):
@@ -18,6 +22,22 @@ class BpfError(Exception):
 
 class Libbpf:
     """The few libbpf calls we need, typed."""
+
+    bpf_object__open_file: Callable[[bytes, Pointer], Pointer]
+    bpf_object__load: Callable[[Pointer], int]
+    bpf_object__close: Callable[[Pointer], None]
+    bpf_object__find_map_by_name: Callable[[Pointer, bytes], Pointer]
+    bpf_map__attach_struct_ops: Callable[[Pointer], Pointer]
+    bpf_map__fd: Callable[[Pointer], int]
+    bpf_link__destroy: Callable[[Pointer], int]
+    bpf_map_update_elem: Callable[[int, ByRef, ByRef, int], int]
+    bpf_map_delete_elem: Callable[[int, ByRef], int]
+    bpf_map_get_next_id: Callable[[int, ByRef], int]
+    bpf_map_get_fd_by_id: Callable[[int], int]
+    bpf_obj_get_info_by_fd: Callable[[int, ByRef, ByRef], int]
+    bpf_object__find_program_by_name: Callable[[Pointer, bytes], Pointer]
+    bpf_program__fd: Callable[[Pointer], int]
+    bpf_prog_attach: Callable[[int, int, int, int], int]
 
     def __init__(self) -> None:
         try:

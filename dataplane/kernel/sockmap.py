@@ -25,7 +25,8 @@ _INFO_SIZE = 216               # struct tcp_info up to bytes_retrans
 
 
 def _cookie(sock: socket.socket) -> int:
-    return struct.unpack("Q", sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+    cookie: int = struct.unpack("Q", sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+    return cookie
 
 
 class Sockmap:
@@ -88,7 +89,8 @@ class Sockmap:
     def received(sock: socket.socket) -> int:
         """Bytes this socket's TCP has received over its life (tcpi_bytes_received)."""
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _INFO_SIZE)
-        return struct.unpack_from("Q", raw, 128)[0]
+        received: int = struct.unpack_from("Q", raw, 128)[0]
+        return received
 
     @staticmethod
     def written(sock: socket.socket) -> int:
@@ -96,7 +98,9 @@ class Sockmap:
         still waiting (bytes_sent - bytes_retrans + notsent_bytes)."""
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _INFO_SIZE)
         raw = raw.ljust(_INFO_SIZE, b"\0")      # an older kernel's shorter struct
-        notsent, = struct.unpack_from("I", raw, 144)
+        notsent: int = struct.unpack_from("I", raw, 144)[0]
+        sent: int
+        retrans: int
         sent, retrans = struct.unpack_from("QQ", raw, 200)
         return sent - retrans + notsent
 
@@ -104,7 +108,7 @@ class Sockmap:
     def consumed(sock: socket.socket) -> int:
         """Bytes received and already taken from the receive queue (by user space,
         before the socket was joined)."""
-        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCINQ, b"\0\0\0\0"))[0]
+        queued: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCINQ, b"\0\0\0\0"))[0]
         return Sockmap.received(sock) - queued
 
     def close(self) -> None:

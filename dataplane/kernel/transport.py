@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import weakref
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import structlog
 
@@ -44,7 +44,7 @@ class Transport:
         # Python call per request; this is a read).
         self.clients_tuned = False
         self._warned: set[tuple[str, str]] = set()
-        self._summary: dict[str, dict] = {}
+        self._summary: dict[str, dict[str, Any]] = {}
         self._summary_at = -SAMPLE_EVERY
 
     # -- choosing ----------------------------------------------------------
@@ -98,7 +98,7 @@ class Transport:
             if name == PACER:
                 self.pacer.tick([sock])       # clients are different paths
 
-    def summary(self, backends: list[Backend], now: float) -> dict[str, dict]:
+    def summary(self, backends: Sequence[Backend], now: float) -> dict[str, dict[str, Any]]:
         """Per backend, from TCP_INFO of its open upstream sockets (refreshed at
         most every SAMPLE_EVERY seconds): what lbctl cc shows."""
         if now - self._summary_at < SAMPLE_EVERY:
@@ -108,7 +108,7 @@ class Transport:
         return self._summary
 
 
-def _summarise(backend: Backend) -> dict | None:
+def _summarise(backend: Backend) -> dict[str, Any] | None:
     """Sums, so that the control process can add up the workers' figures."""
     rows, names = [], set()
     for sock in list(backend.sockets)[:MAX_SAMPLED]:

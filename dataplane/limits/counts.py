@@ -40,7 +40,7 @@ def positions(address: str) -> tuple[int, int]:
 class ClientCounts:
     """One worker's view: it writes row ``slot``, reads all ``workers`` rows."""
 
-    def __init__(self, buffer, workers: int, slot: int) -> None:
+    def __init__(self, buffer: mmap.mmap, workers: int, slot: int) -> None:
         words = memoryview(buffer).cast("I")
         self.rows = [words[w * _ROW_WORDS:(w + 1) * _ROW_WORDS] for w in range(workers)]
         self.mine = self.rows[slot]

@@ -8,6 +8,7 @@ counted for the metrics and ``lbctl status``.
 
 from __future__ import annotations
 
+import mmap
 import time
 
 from ..config import Config
@@ -27,7 +28,7 @@ class PerClient:
         self.refused_connections = self.refused_requests = 0
 
     @staticmethod
-    def shared_buffer(config: Config):
+    def shared_buffer(config: Config) -> mmap.mmap | None:
         """The counts' memory for every worker, made before forking; None when
         neither limit is set."""
         limits = config.limits
@@ -36,7 +37,7 @@ class PerClient:
         return shared_buffer(config.balancer.worker_count())
 
     @classmethod
-    def of(cls, config: Config, buffer, slot: int) -> "PerClient | None":
+    def of(cls, config: Config, buffer: mmap.mmap | None, slot: int) -> "PerClient | None":
         limits = config.limits
         if buffer is None:
             return None

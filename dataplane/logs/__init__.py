@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, Callable, TextIO
 
 import msgspec
 import structlog
@@ -49,11 +49,11 @@ def _fallback(value: object) -> object:
 _encode = msgspec.json.Encoder(enc_hook=_fallback).encode
 
 
-def _json(event: dict, **_: object) -> str:
+def _json(event: dict[str, Any], **_: object) -> str:
     return _encode(event).decode()
 
 
-def _add_pid(_logger: object, _name: str, event: dict) -> dict:
+def _add_pid(_logger: object, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     event["pid"] = _pid[0]     # getpid() is a system call on every line otherwise
     return event
 
@@ -77,22 +77,28 @@ class _BufferedLogger:
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
+def _logger_factory(text: TextIO, binary: BinaryIO | None) -> Callable[..., object]:
+    if binary is None:
+        return lambda *_: structlog.WriteLogger(text)
+    return lambda *_: _BufferedLogger(binary)
+
+
 def setup(settings: Log, stream: TextIO | None = None) -> None:
     """Configure structlog; with ``log.file`` set, open it (OSError when it cannot be)."""
     _file[:] = [settings.file] if settings.file else []
     text = stream or sys.stdout
     tty = not settings.file and text.isatty()
     fmt = settings.format if settings.format != "auto" else ("console" if tty else "json")
+    binary: BinaryIO | None = None       # a terminal gets text, written line by line
     if settings.file:
-        out: TextIO | BinaryIO = open(_open_file(settings.file), "ab", buffering=BUFFER)
-    elif tty:
-        out = text
-    else:
-        out = open(text.fileno(), "wb", buffering=BUFFER, closefd=False)
+        binary = open(_open_file(settings.file), "ab", buffering=BUFFER)
+    elif not tty:
+        binary = open(text.fileno(), "wb", buffering=BUFFER, closefd=False)
+    out: TextIO | BinaryIO = text if binary is None else binary
     _output[:] = [out]
     access.json_stream = out if fmt == "json" and settings.level in ("debug", "info") \
         and isinstance(out, io.BufferedWriter) else None
-    processors: list = [structlog.processors.add_log_level, _add_timestamp, _add_pid]
+    processors: list[Callable[..., Any]] = [structlog.processors.add_log_level, _add_timestamp, _add_pid]
     if fmt == "json":
         processors += [structlog.processors.dict_tracebacks,
                        structlog.processors.JSONRenderer(serializer=_json)]
@@ -102,8 +108,7 @@ def setup(settings: Log, stream: TextIO | None = None) -> None:
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.level.upper()]),
-        logger_factory=(lambda *_: structlog.WriteLogger(out)) if tty
-        else (lambda *_: _BufferedLogger(out)),
+        logger_factory=_logger_factory(text, binary),
         cache_logger_on_first_use=True,
     )
 

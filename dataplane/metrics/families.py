@@ -25,7 +25,7 @@ class Backend(NamedTuple):
     admin_state: str             # ready | drain | maint
     health: str
     phi: float | None
-    breaker: str
+    breaker: str                 # closed | open | half_open
     weight: int
     requests: int
     responses: list[int]         # by class: index 1..5 = 1xx..5xx
@@ -110,15 +110,15 @@ _GAUGES = (
 def _backends(rows: list[Backend]) -> Iterator[Metric]:
     labels = ["cluster", "backend"]
     for name, help_text, field in _COUNTERS:
-        family = CounterMetricFamily(f"l7lb_backend_{name}", help_text, labels=labels)
+        counter = CounterMetricFamily(f"l7lb_backend_{name}", help_text, labels=labels)
         for row in rows:
-            family.add_metric([row.cluster, row.backend], getattr(row, field))
-        yield family
+            counter.add_metric([row.cluster, row.backend], getattr(row, field))
+        yield counter
     for name, help_text, field in _GAUGES:
-        family = GaugeMetricFamily(f"l7lb_backend_{name}", help_text, labels=labels)
+        gauge = GaugeMetricFamily(f"l7lb_backend_{name}", help_text, labels=labels)
         for row in rows:
-            family.add_metric([row.cluster, row.backend], getattr(row, field))
-        yield family
+            gauge.add_metric([row.cluster, row.backend], getattr(row, field))
+        yield gauge
     responses = CounterMetricFamily("l7lb_backend_http_responses", "HTTP responses by class",
                                     labels=[*labels, "code"])
     up = GaugeMetricFamily("l7lb_backend_up", "1 when the backend takes requests: ready, "
@@ -138,11 +138,11 @@ def _backends(rows: list[Backend]) -> Iterator[Metric]:
         for index in range(1, 6):
             responses.add_metric([*key, f"{index}xx"], row.responses[index])
         up.add_metric(key, int(row.admin_state == "ready" and row.health != "down"
-                               and not row.breaker.startswith("open")))
+                               and row.breaker != "open"))
         for state in HEALTH_STATES:
             health.add_metric([*key, state], int(row.health == state))
         for state in BREAKER_STATES:
-            breaker.add_metric([*key, state], int(row.breaker.split(" ")[0] == state))
+            breaker.add_metric([*key, state], int(row.breaker == state))
         if row.phi is not None:
             phi.add_metric(key, row.phi)
         cc.add_metric(key, {"algorithm": row.cc or "default"})
@@ -151,7 +151,8 @@ def _backends(rows: list[Backend]) -> Iterator[Metric]:
 
 
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
-    total, out = 0, []
+    out: list[tuple[str, float]] = []
+    total = 0
     for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts):
         total += count
         out.append((bound, total))

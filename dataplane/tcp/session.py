@@ -115,11 +115,12 @@ class TcpSession:
         site.forget(self)
         self.connecting = None
         if upstream is None:
-            self._failed(connect_error(exc),
-                         f"connect to {self.host.name} failed: {exc.strerror or exc}")
+            why = (exc.strerror or exc) if exc is not None else "no socket"
+            self._failed(connect_error(exc), f"connect to {self.host.name} failed: {why}")
             return
         self.cluster.breakers.connected(self.host)
-        first = (self._proxy_header() if self.cluster.send_proxy else b"") + self.early
+        version = self.cluster.send_proxy
+        first = (self._proxy_header(version) if version else b"") + self.early
         if first and upstream.send(first) != len(first):   # a fresh socket takes this much
             upstream.close()
             self.cluster.socket_closed(self.host)
@@ -133,14 +134,14 @@ class TcpSession:
         site.track(relay)
         relay.start()
 
-    def _proxy_header(self) -> bytes:
+    def _proxy_header(self, version: str) -> bytes:
         """The PROXY header for this client, before any byte of its own."""
         addresses = self.proxied
         if addresses is None:
             (src, src_port, *_), (dst, dst_port, *_) = (self.sock.getpeername(),
                                                         self.sock.getsockname())
             addresses = Addresses(src, src_port, dst, dst_port)
-        return encode(self.cluster.send_proxy, addresses)
+        return encode(version, addresses)
 
     def _closed(self, relay: Relay) -> None:
         site = self.site

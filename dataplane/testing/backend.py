@@ -35,6 +35,7 @@ import argparse
 import base64
 import socketserver
 import hashlib
+import io
 import json
 import random
 import socket
@@ -42,6 +43,7 @@ import ssl
 import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import Faults
@@ -72,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     # -- request bodies --------------------------------------------------
-    def read_body(self) -> tuple[int, str, list]:
+    def read_body(self) -> tuple[int, str, list[list[str]]]:
         digest, total, trailers = hashlib.sha256(), 0, []
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             while True:
@@ -88,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
             total = self._consume(int(self.headers.get("Content-Length") or 0), digest)
         return total, digest.hexdigest(), trailers
 
-    def _consume(self, size: int, digest) -> int:
+    def _consume(self, size: int, digest: hashlib._Hash) -> int:
         left = size
         while left:
             data = self.rfile.read(min(left, 1 << 20))
@@ -185,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
                                        struct.pack("ii", 1, 0))
             self.close_connection = True
 
-    def send_bytes(self, size: int, query: dict, send_body: bool) -> None:
+    def send_bytes(self, size: int, query: dict[str, Any], send_body: bool) -> None:
         framing = query.get("framing", "length")
         self.send_response(200)
         self.send_header("X-Backend", self.name)
@@ -235,7 +237,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def read_frame(rfile) -> tuple[int, bytes] | None:
+def read_frame(rfile: io.BufferedIOBase) -> tuple[int, bytes] | None:
     head = rfile.read(2)
     if len(head) < 2:
         return None
@@ -301,7 +303,7 @@ class TcpHandler(socketserver.BaseRequestHandler):
                      .encode())
 
 
-def read_proxy(rfile) -> str:
+def read_proxy(rfile: io.BufferedIOBase) -> str:
     """The client a PROXY header (v1 or v2) names: ADDRESS:PORT, LOCAL or UNKNOWN."""
     start = rfile.read(5)
     if start == b"PROXY":
@@ -345,7 +347,8 @@ def make_server(name: str, host: str, port: int, tcp: bool = False,
         # socketserver's default backlog of 5 drops SYNs under 50 clients: their
         # connects then wait out retransmits of 1 s, 3 s... (a flaky test found it)
         "request_queue_size": 128})
-    return server_class((host, port), handler)
+    server: socketserver.TCPServer = server_class((host, port), handler)
+    return server
 
 
 def main() -> None:

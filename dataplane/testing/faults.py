@@ -14,6 +14,7 @@ again; ``/_health`` always answers 200.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import socket
@@ -21,7 +22,16 @@ import struct
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from typing import Callable, Protocol
+
+
+class Answering(Protocol):
+    """The backend's request handler, as a fault uses it."""
+    connection: socket.socket
+    close_connection: bool
+    wfile: io.BufferedIOBase
+
+    def answer(self, status: int, body: bytes) -> None: ...
 
 
 class Faults:
@@ -77,7 +87,7 @@ class Faults:
         else:
             answer(200, b"ok")
 
-    def inject(self, handler) -> bool:
+    def inject(self, handler: Answering) -> bool:
         """Apply the mode to a request (``handler``: the backend's request
         handler); True if it was answered (or refused) here."""
         mode = self.mode

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
+from ..channel.link import Link
 from ..channel.messages import BackendState
 from ..config import parse
 from ..http.client import ClientConnection
@@ -116,7 +117,8 @@ class InProcess:
         config = parse(CONFIG.format(host=BACKEND[0], port=BACKEND[1],
                                      access="true" if access else "false", extra=extra))
         self.listener = StandIn()      # never listens: the harness hands connections in
-        self.worker = Worker(config, self.loop, self.listener.sock, _NoControl())
+        # The parts of a Link a worker uses without start(), standing in.
+        self.worker = Worker(config, self.loop, self.listener.sock, cast(Link, _NoControl()))
         self.worker.lane = lane
         self.cluster = cluster = self.worker.default
         cluster.update([BackendState(BACKEND[0], BACKEND[1], 100, health="up")], resolve=False)

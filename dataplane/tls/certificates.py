@@ -7,7 +7,7 @@ import datetime
 from typing import NamedTuple
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 EXPIRY_WARNING = datetime.timedelta(days=14)
 
@@ -32,12 +32,13 @@ def read(path: str) -> CertificateInfo:
     """The first certificate in a PEM file (the server's own; the chain follows)."""
     with open(path, "rb") as pem:
         cert = x509.load_pem_x509_certificate(pem.read())
+    names: list[str | bytes]
     try:
-        names = cert.extensions.get_extension_for_oid(
-            ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value.get_values_for_type(x509.DNSName)
+        names = list(cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         names = []
     if not names:
         names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return CertificateInfo(path, [str(n) for n in names], cert.subject.rfc4514_string(),
+    return CertificateInfo(path, [n if isinstance(n, str) else n.decode() for n in names], cert.subject.rfc4514_string(),
                            cert.issuer.rfc4514_string(), cert.not_valid_after_utc)

@@ -67,7 +67,7 @@ class ListenerContexts:
     def _choose(self, ssl_object: ssl.SSLObject, server_name: str | None,
                 _: ssl.SSLContext) -> None:
         ssl_object.context = self.contexts[self.index.pick(server_name)]
-        ssl_object.sni = server_name      # for the access log (SSLObject keeps a __dict__)
+        ssl_object.sni = server_name  # type: ignore[attr-defined]  # for the access log (SSLObject keeps a __dict__)
 
     def certificates(self) -> list[CertificateInfo]:
         return list(self.infos)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import ssl
+from typing import TypeAlias
 
 import structlog
 
@@ -37,6 +38,8 @@ class _Param(ctypes.Structure):      # OSSL_PARAM
                 ("return_size", ctypes.c_size_t)]
 
 
+Pointer = int | None                           # a void * from ctypes
+Bytes: TypeAlias = "ctypes._Pointer[ctypes.c_ubyte]"   # an unsigned char * from ctypes
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte),
                              ctypes.POINTER(ctypes.c_ubyte), ctypes.c_void_p, ctypes.c_void_p,
                              ctypes.c_int)
@@ -51,12 +54,12 @@ class _OpenSSL:
         self.get_options.restype, self.get_options.argtypes = ctypes.c_uint64, [ctypes.c_void_p]
         self.aes = crypto.EVP_aes_256_cbc
         self.aes.restype = ctypes.c_void_p
-        init = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
-                ctypes.c_void_p]
+        init = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
+                ctypes.c_void_p)
         self.encrypt_init, self.decrypt_init = crypto.EVP_EncryptInit_ex, crypto.EVP_DecryptInit_ex
         self.encrypt_init.argtypes = self.decrypt_init.argtypes = init
         self.mac_params = crypto.EVP_MAC_CTX_set_params
-        self.mac_params.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Param)]
+        self.mac_params.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Param))
         self.random = crypto.RAND_bytes
         self.random.argtypes = [ctypes.c_void_p, ctypes.c_int]
 
@@ -79,7 +82,8 @@ class TicketKeys:
         self.callback = _CALLBACK(self._ticket)     # kept: OpenSSL holds a raw pointer
         self.lib.set_callback(_ssl_ctx(context, self.lib), self.callback)
 
-    def _ticket(self, _ssl, name, iv, cipher_ctx, mac_ctx, encrypt) -> int:
+    def _ticket(self, _ssl: Pointer, name: Bytes, iv: Bytes, cipher_ctx: Pointer,
+                mac_ctx: Pointer, encrypt: int) -> int:
         try:
             return self._encrypt(name, iv, cipher_ctx, mac_ctx) if encrypt \
                 else self._decrypt(name, iv, cipher_ctx, mac_ctx)
@@ -87,7 +91,7 @@ class TicketKeys:
             log.exception("session ticket callback failed")
             return -1 if encrypt else 0
 
-    def _encrypt(self, name, iv, cipher_ctx, mac_ctx) -> int:
+    def _encrypt(self, name: Bytes, iv: Bytes, cipher_ctx: Pointer, mac_ctx: Pointer) -> int:
         key = self.keys[0]
         ctypes.memmove(name, key[NAME], 16)
         if self.lib.random(iv, 16) != 1:
@@ -96,7 +100,7 @@ class TicketKeys:
         ok = self.lib.encrypt_init(cipher_ctx, self.lib.aes(), None, key[AES], iv_bytes)
         return 1 if ok == 1 and self._mac(mac_ctx, key) else -1
 
-    def _decrypt(self, name, iv, cipher_ctx, mac_ctx) -> int:
+    def _decrypt(self, name: Bytes, iv: Bytes, cipher_ctx: Pointer, mac_ctx: Pointer) -> int:
         wanted = ctypes.string_at(name, 16)
         for age, key in enumerate(self.keys):
             if key[NAME] == wanted:
@@ -107,11 +111,11 @@ class TicketKeys:
                 return 1 if age == 0 else 2        # 2: accepted, and a new ticket is sent
         return 0                                   # unknown key: a full handshake
 
-    def _mac(self, mac_ctx, key: bytes) -> bool:
+    def _mac(self, mac_ctx: Pointer, key: bytes) -> bool:
         digest, secret = ctypes.create_string_buffer(b"SHA256"), ctypes.create_string_buffer(
             key[HMAC], 32)
         params = (_Param * 3)(
             _Param(b"digest", _UTF8_STRING, ctypes.cast(digest, ctypes.c_void_p), 6, _UNMODIFIED),
             _Param(b"key", _OCTET_STRING, ctypes.cast(secret, ctypes.c_void_p), 32, _UNMODIFIED),
             _Param(None, 0, None, 0, 0))
-        return self.lib.mac_params(mac_ctx, params) == 1
+        return bool(self.lib.mac_params(mac_ctx, params) == 1)

@@ -44,7 +44,8 @@ def verdict_of(judge: Judge, status: int, ms: float, kind: ErrorKind) -> tuple[b
 
 class Signals(Protocol):
     """What a worker's clusters tell the control process at once."""
-    slot: int
+    @property
+    def slot(self) -> int: ...
 
     def verdict(self, cluster: str, backend: str, reason: str) -> None: ...
     def tripped(self, cluster: str, backend: str, reason: str) -> None: ...
@@ -93,12 +94,9 @@ class WorkerBreakers:
             self._trip(host, reason)
 
     def _trip(self, host: "Host", reason: str) -> None:
-        total = ejected = 0
-        for other in self.hosts:
-            if other.state != "maint":
-                total += other.weight
-                ejected += other.weight if other.breaker != CLOSED else 0
-        if not may_eject(host.weight, ejected, total, self.max_ejection):
+        members = ((other.weight, other.breaker != CLOSED) for other in self.hosts
+                   if other.state != "maint")
+        if not may_eject(host.weight, members, self.max_ejection):
             return                       # the control process judges with every worker's calls
         host.breaker = OPEN
         self.refresh()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import mmap
 import os
 import socket
 import ssl
+from typing import Callable, Iterator
 
 import msgspec
 import structlog
@@ -32,6 +34,7 @@ from ..routing.route import Route
 from ..site import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
+from ..upstream.host import Host
 from ..routing.table import RouteTable
 from ..tls.contexts import ListenerContexts
 from ..tls.tickets import KEY_SIZE, TicketKeys
@@ -60,7 +63,8 @@ def sweep_interval(config: Config) -> float:
 class Worker:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
                  listener: socket.socket, link: Link,
-                 tls_front: ssl.SSLContext | None = None, client_counts=None) -> None:
+                 tls_front: ssl.SSLContext | None = None,
+                 client_counts: mmap.mmap | None = None) -> None:
         """``tls_front``: the context every TLS handshake starts in, made by the
         control process before forking, so that all workers share its session
         ticket keys (a client resumes on any worker); ``client_counts``: the
@@ -78,11 +82,11 @@ class Worker:
         self.clusters = {name: self._cluster(name) for name in config.group_names()}
         self.default = self.clusters[DEFAULT]
         self.routes = RouteTable(config.routes, config.routes_default)
-        self.connect_timeout = config.pool.connect_timeout or config.timeouts.connect
-        self.response_timeout = config.retries.per_try_timeout or config.timeouts.request
+        self.connect_timeout: float = config.pool.connect_timeout or config.timeouts.connect
+        self.response_timeout: float = config.retries.per_try_timeout or config.timeouts.request
         t = config.timeouts
-        self.stream_timeout = min(t.idle, t.client_body, t.backend_idle, t.client_write)
-        self.idle_timeout = t.idle
+        self.stream_timeout: float = min(t.idle, t.client_body, t.backend_idle, t.client_write)
+        self.idle_timeout: float = t.idle
         self.connections: set[Tracked] = set()
         self.per_client = PerClient.of(config, client_counts, link.slot)
         self.access = AccessLog() if config.log.access else None
@@ -95,7 +99,7 @@ class Worker:
         # auto: TCP streams splice and try copy when bulk (relay_choice.py);
         # upgraded HTTP streams copy (small messages); large HTTP bodies of
         # known length splice.
-        self.relay_engine = relay if relay != "auto" else (
+        self.relay_engine: str = relay if relay != "auto" else (
             "auto" if config.balancer.mode == "tcp" else "copy")
         self.sockmap = load_sockmap() if relay == "sockmap" else None
         if relay == "sockmap" and self.sockmap is None:
@@ -125,7 +129,7 @@ class Worker:
             return self.default
         return self.clusters[route.cluster]
 
-    def hosts(self):
+    def hosts(self) -> Iterator[Host]:
         for cluster in self.clusters.values():
             yield from cluster.hosts
 
@@ -136,11 +140,14 @@ class Worker:
         if self.config.balancer.mode == "tcp":
             self.reactor.add_reader(self.listener.fileno(), self._accept)
         else:
-            tls = {} if self.config.balancer.tls is None else {
-                "ssl": self.tls.front, "ssl_handshake_timeout": self.config.timeouts.header}
+            front = None
+            if self.config.balancer.tls is not None:
+                if self.tls is None:
+                    raise RuntimeError("the first snapshot brought no certificates")
+                front = self.tls.front
             self.server = await self.loop.create_server(
                 lambda: Stream(made=self._accepted), sock=self.listener, backlog=socket.SOMAXCONN,
-                **tls)
+                ssl=front, ssl_handshake_timeout=self.config.timeouts.header if front else None)
         self.loop.call_later(self._tick, self._sweep)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
@@ -157,7 +164,7 @@ class Worker:
                 return
             except OSError as exc:
                 # EMFILE/ENFILE/ENOBUFS: skip this wake-up rather than spin.
-                log.error("accept failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno))
+                log.error("accept failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno or 0))
                 return
             if not self._admit(address[0]) or self._limited(address[0]):
                 sock.close()
@@ -196,7 +203,7 @@ class Worker:
 
     def _trusted(self, address: str) -> bool:
         peer = ipaddress.ip_address(address)
-        return any(peer in network for network in self.trusted)
+        return any(peer in network for network in self.trusted or ())
 
     def track(self, conn: Tracked) -> None:
         self.connections.add(conn)
@@ -220,13 +227,13 @@ class Worker:
         logs.flush()
         self.loop.call_later(self._tick, self._sweep)
 
-    def _build_in_thread(self, make, done) -> None:
+    def _build_in_thread(self, make: Callable[[], object], done: Callable[[object], None]) -> None:
         """Hash tables are built in a thread and swapped in by the loop; a build
         overtaken by a newer one is dropped."""
         self._builds += 1
         ticket = self._builds
 
-        def finished(future) -> None:
+        def finished(future: asyncio.Future[object]) -> None:
             if future.exception() is not None:
                 log.error("balancer table build failed", error=repr(future.exception()))
             elif ticket == self._builds:
@@ -294,8 +301,10 @@ class Worker:
         first ones before listening, later ones for every new handshake (a
         failure here keeps the old ones)."""
         self.certificates = raw
-        settings = msgspec.structs.replace(self.config.balancer.tls,
-                                           certificates=decode_certificates(raw))
+        tls = self.config.balancer.tls
+        if tls is None:
+            return                         # sent only to a TLS listener
+        settings = msgspec.structs.replace(tls, certificates=decode_certificates(raw))
         if self.tls is None:
             self.tls = ListenerContexts(settings, self.tls_front)
             return
@@ -312,6 +321,7 @@ class Worker:
         if self.tickets is not None:
             self.tickets.keys = keys
             return
+        assert self.tls is not None        # the caller checked
         try:
             self.tickets = TicketKeys(self.tls.front, keys)
         except (OSError, AttributeError) as exc:     # no such OpenSSL: its own keys then

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import gc
+import mmap
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ log = structlog.get_logger("l7lb")
 
 
 async def _run_worker(config: Config, listener: socket.socket, link: Link,
-                      tls_front: ssl.SSLContext | None, client_counts) -> None:
+                      tls_front: ssl.SSLContext | None, client_counts: mmap.mmap | None) -> None:
     loop = asyncio.get_running_loop()
     worker = Worker(config, loop, listener, link, tls_front, client_counts)
     stop = asyncio.Event()
@@ -39,7 +40,8 @@ async def _run_worker(config: Config, listener: socket.socket, link: Link,
 
 
 def run_worker(config: Config, listener: socket.socket, link: Link,
-               tls_front: ssl.SSLContext | None = None, client_counts=None) -> int:
+               tls_front: ssl.SSLContext | None = None,
+               client_counts: mmap.mmap | None = None) -> int:
     """Serve on ``listener`` until SIGTERM; return the exit code. With
     L7LB_PROFILE=DIR in the environment, the worker runs under cProfile and
     leaves DIR/worker-PID.prof (scripts/profile-http reads it)."""
