@@ -2,8 +2,9 @@
 set with weights, admin states and congestion choice, published as versioned
 snapshots.
 
-Every producer of backend state (the configuration file, admin commands, and
-later health checks and peers) changes it through ``publish``; whoever sends
+Every producer of backend state (the configuration file, admin commands,
+health checks, breakers and the fleet's peers) changes it through
+``publish``; whoever sends
 snapshots to the workers subscribes with ``on_publish``.
 """
 

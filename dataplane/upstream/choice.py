@@ -10,7 +10,8 @@
   request's key (hashing.py).
 
 A host the cluster does not admit (``admits``: unresolved, weight 0, drain,
-maint, and later health and breaker state) is never picked, by any algorithm.
+maint, down by health outside panic, or its breaker open with no trial
+permit) is never picked, by any algorithm.
 Hash tables are rebuilt when the host set or a weight changes, through
 ``build`` (a thread in the worker), and swapped in whole; a host that stops
 being admitted keeps its table entries, so only its own keys move.
