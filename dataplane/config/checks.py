@@ -7,7 +7,6 @@ import ipaddress
 import os
 import re
 import ssl
-from typing import Any
 
 from .errors import KeyPath, Lines
 from .errors import error as _error

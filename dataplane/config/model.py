@@ -7,7 +7,7 @@ from typing import Any, Callable, Literal, NamedTuple
 
 import msgspec
 
-from .routes import Choosing, Group, Name, Route
+from .routes import Group, Name, Route
 from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Fleet, Health, Limits, Log,
                      Metrics, Pool, Retries, Section, Timeouts)
 
