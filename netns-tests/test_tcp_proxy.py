@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from conftest import balancer_config
+from conftest import balancer_config, stats_when
 
 
 @pytest.fixture(params=["splice", "copy", "sockmap", "auto"])
@@ -95,6 +95,34 @@ def test_auto_tries_copy_on_a_bulk_stream_and_keeps_every_byte(topology):
     fields = json.loads(next(line for line in topo.log(lb).splitlines() if counted in line))
     assert fields["relay_trials"] >= 1
     assert fields["relay_up"] in ("splice", "copy") and fields["relay_down"] == "splice"
+
+
+def test_a_connection_over_breaker_max_connections_is_reset_and_counted(topology):
+    """TCP mode asks the cluster as HTTP does: a connection over the limit is
+    refused, and the refusal is counted where lbctl stats shows it."""
+    topo = topology(["client", "lb", "t1"])
+    topo.python_backend("t1", "t1", tcp=True)
+    lb = topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp",
+                                             extra="breaker: {max_connections: 1}\n"))
+    backend = f"{topo.hosts['t1']}:8000"
+    wait_for(lambda: '"event":"connection"' in topo.log(lb))   # the start-up check's is over
+    held = topo.connect("client", "lb", 8080)
+    held.sendall(b"held open")                  # the backend reads until EOF: it stays
+    stats = stats_when(topo, lambda s: s["backends"][backend]["sessions_current"] == 1)
+    assert stats["backends"][backend]["sessions_current"] == 1
+    with pytest.raises(ConnectionResetError):
+        extra = topo.connect("client", "lb", 8080)
+        try:
+            extra.sendall(b"one too many")
+            read_all(extra)
+        finally:
+            extra.close()
+    stats = stats_when(topo, lambda s: s["backends"][backend]["over_max_connections"] >= 1)
+    assert stats["backends"][backend]["over_max_connections"] == 1
+    assert "at breaker.max_connections" in topo.log(lb)
+    held.shutdown(socket.SHUT_WR)                  # the first one still goes through
+    assert read_all(held).startswith(b"t1 got 9 bytes")
+    held.close()
 
 
 def test_refused_backend_resets_client(topology):

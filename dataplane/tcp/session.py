@@ -16,7 +16,7 @@ from ..io.stream import reset
 from ..proxyproto.header import Addresses, encode
 from .client_hello import MAX_RECORD
 from .preamble import MAX_PREAMBLE, Preamble, client_hello, proxy_header
-from ..upstream.admission import OPEN, Admission
+from ..upstream.admission import NO_ROOM, OPEN
 from ..upstream.outcome import ErrorKind, connect_error
 
 if TYPE_CHECKING:
@@ -89,9 +89,8 @@ class TcpSession:
             return
         admission = cluster.may_connect(host)
         if admission is not OPEN:
-            self._refuse(f"{host.name} at breaker.max_requests"
-                         if admission is Admission.MAX_REQUESTS
-                         else "pool.max_active or breaker.max_connections reached")
+            limit = "pool.max_active" if admission is NO_ROOM else f"breaker.{admission.value}"
+            self._refuse(f"{host.name} at {limit}")
             return
         self.host: Host = host
         cluster.begin(host)

@@ -110,10 +110,12 @@ class Cluster:
                          Tls(backend_context(tls), tls.sni) if tls is not None else None)
         self.transport = transport
         self.max_requests = share(breaker.max_requests, slot, workers) or 1 << 62
-        # What a full queue means: a breaker limit (named in the 503) or the pool's own.
+        # Which limit stops a new connection (a breaker's is named and counted),
+        # and what a full queue means: a breaker limit or the pool's own.
+        self.open_limit = (Admission.MAX_CONNECTIONS if connections is not None
+                           and connections < pool.max_active else NO_ROOM)
         self.full = (Admission.MAX_PENDING if pending is not None and pending <= pool.max_queue
-                     else Admission.MAX_CONNECTIONS if connections is not None
-                     and connections < pool.max_active else NO_ROOM)
+                     else self.open_limit)
         self.resolver = Resolver(reactor.loop, self.hosts, settings.resolve_interval,
                                  self.choice.refresh)
         self.breakers = WorkerBreakers(name, breaker, self.hosts, signals, self.choice.refresh)
@@ -238,10 +240,13 @@ class Cluster:
         return self.pool.detach_transport(conn)
 
     def may_connect(self, host: Host) -> Admission:
-        """TCP mode: may a new connection to ``host`` be opened now?"""
+        """TCP mode: may a new connection to ``host`` be opened now? A refusal
+        by a breaker limit is counted, as on the HTTP path."""
         if host.inflight >= self.max_requests:
-            return Admission.MAX_REQUESTS
-        return OPEN if self.pool.can_open(self.pool.of(host)) else Admission.MAX_CONNECTIONS
+            return self._over(host, Admission.MAX_REQUESTS)
+        if self.pool.can_open(self.pool.of(host)):
+            return OPEN
+        return NO_ROOM if self.open_limit is NO_ROOM else self._over(host, self.open_limit)
 
     def connect_socket(self, host: Host, callback: SocketConnected) -> Connect:
         """TCP mode: a connection whose socket leaves the pool at once; it holds
