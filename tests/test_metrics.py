@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from dataplane.metrics.families import BUCKETS, Backend, Figures, families
+from dataplane.metrics.families import BUCKETS, Backend, Figures, families, in_service
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -49,3 +49,12 @@ def test_the_dashboard_is_json_and_uses_only_metrics_that_exist():
     series = {line.split("{")[0].split(" ")[0] for line in exposed().splitlines()
               if line and not line.startswith("#")}
     assert used and used <= series, used - series
+
+
+def test_up_is_ready_not_down_and_breaker_not_open():
+    """One definition serves l7lb_backend_up and /ready (control/metrics.py)."""
+    assert in_service("ready", "up", "closed") and in_service("ready", "slow_start", "half_open")
+    assert in_service("ready", "unknown", "closed")
+    assert not in_service("drain", "up", "closed") and not in_service("maint", "up", "closed")
+    assert not in_service("ready", "down", "closed") and not in_service("ready", "up", "open")
+    assert 'l7lb_backend_up{backend="10.0.0.1:80",cluster="default"} 1.0' in exposed()

@@ -13,7 +13,7 @@ from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..metrics.endpoint import METRICS_TYPE, MetricsEndpoint
-from ..metrics.families import Backend, Figures, families
+from ..metrics.families import Backend, Figures, families, in_service
 from .state import name_of
 from .view import ControlView
 
@@ -64,7 +64,7 @@ class Metrics:
         control = self.control
         workers = len(control.supervisor.live()) if control.supervisor else 0
         healthy = sum(1 for b in control.state.backends
-                      if b.state == "ready" and b.health != "down")
+                      if in_service(b.state, b.health, control.breakers.phase(name_of(b))))
         ready = workers > 0 and healthy > 0
         text = f"{'ready' if ready else 'not ready'}: {workers} workers, {healthy} healthy backends\n"
         return (200 if ready else 503), "text/plain", text.encode()

@@ -19,6 +19,14 @@ HEALTH_STATES = ("unknown", "up", "down", "slow_start")
 BREAKER_STATES = ("closed", "open", "half_open")
 
 
+def in_service(admin_state: str, health: str, breaker: str) -> bool:
+    """A backend is up, as the metrics and /ready count it: admin state
+    ``ready``, not down by health, its breaker not open. (A worker's own
+    decision, ``Cluster.admits``, adds what only it knows: an address, a
+    weight above 0, panic, trial permits.)"""
+    return admin_state == "ready" and health != "down" and breaker != "open"
+
+
 class Backend(NamedTuple):
     cluster: str
     backend: str                 # HOST:PORT
@@ -137,8 +145,7 @@ def _backends(rows: list[Backend]) -> Iterator[Metric]:
         key = [row.cluster, row.backend]
         for index in range(1, 6):
             responses.add_metric([*key, f"{index}xx"], row.responses[index])
-        up.add_metric(key, int(row.admin_state == "ready" and row.health != "down"
-                               and row.breaker != "open"))
+        up.add_metric(key, int(in_service(row.admin_state, row.health, row.breaker)))
         for state in HEALTH_STATES:
             health.add_metric([*key, state], int(row.health == state))
         for state in BREAKER_STATES:
