@@ -70,8 +70,11 @@ class Site:
         return controls + [w for pid in controls for w in workers(pid)]
 
     def descriptors(self) -> int:
-        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in self.pids()
-                   if os.path.exists(f"/proc/{pid}"))
+        """Open descriptors of the balancers' processes, less /dev/null ones: a
+        new worker puts /dev/null over each socket of the control process it
+        inherits (supervisor.py), so a worker restarted while a probe was open
+        has one more, which holds nothing."""
+        return sum(_held(pid) for pid in self.pids())
 
     def rss_kib(self) -> int:
         total = 0
@@ -107,6 +110,20 @@ class Site:
     def restarts(self) -> int:
         started = self.topo.log(self.http).count('"event":"worker started"')
         return started - 3
+
+
+def _held(pid: int) -> int:
+    count = 0
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0                 # gone (a worker killed by the chaos loop)
+    for name in names:
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{name}") != os.devnull
+        except OSError:
+            pass                 # closed meanwhile
+    return count
 
 
 def sample(site: Site, stop: threading.Event, samples: list) -> None:
