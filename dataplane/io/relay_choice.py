@@ -28,9 +28,9 @@ class RelayChoice:
     reads, with no bytes held, and returns the engine for the next ones."""
 
     __slots__ = ("engine", "trials", "_step", "_since", "_mark", "_next", "_bytes",
-                 "_seconds", "_window", "_warm")
+                 "_seconds")
 
-    def __init__(self, window: float = WINDOW, warm: int = WARM_BYTES) -> None:
+    def __init__(self) -> None:
         self.engine = SPLICE
         self.trials = 0          # trials completed, for the access line
         self._step = -1          # the window under way, -1 between trials
@@ -38,16 +38,14 @@ class RelayChoice:
         self._mark = 0
         self._bytes = {SPLICE: 0, COPY: 0}
         self._seconds = {SPLICE: 0.0, COPY: 0.0}
-        self._window = window
-        self._warm = warm
 
     def engine_for(self, now: float, moved: int) -> str:
         if self._step < 0:
-            if moved >= self._warm and now >= self._next:
+            if moved >= WARM_BYTES and now >= self._next:
                 self._bytes = {SPLICE: 0, COPY: 0}
                 self._seconds = {SPLICE: 0.0, COPY: 0.0}
                 self._enter(0, now, moved)
-        elif now - self._since >= self._window:
+        elif now - self._since >= WINDOW:
             self._bytes[self.engine] += moved - self._mark
             self._seconds[self.engine] += now - self._since
             if self._step == 0 and self._rate(SPLICE) < MIN_RATE:
