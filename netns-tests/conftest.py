@@ -148,8 +148,8 @@ def lbctl(topo: Topology, *args: str, socket: str = "admin.sock") -> subprocess.
 
 def stats_when(topo: Topology, ready, timeout: float = 3.0) -> dict:
     """`lbctl stats --json` once ``ready(stats)`` holds, or the last one read at
-    the timeout: workers report every 50 ms, later when busy, so a count can
-    trail what the test just did."""
+    the timeout: workers report every timer tick (at most 0.25 s), later when
+    busy, so a count can trail what the test just did."""
     deadline = time.monotonic() + timeout
     while True:
         stats = json.loads(lbctl(topo, "stats", "--json").stdout)

@@ -41,10 +41,6 @@ from ..tls.tickets import KEY_SIZE, TicketKeys
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
-# Reports go this often: a report's work grows with the requests since the
-# last, and while it runs every connection waits, so small and frequent keeps
-# the latency tail short (docs/process.md: 2.4 ms every 200 ms, 1.0 ms every 50).
-REPORT_EVERY = 0.05
 
 
 def load_sockmap() -> Sockmap | None:
@@ -153,7 +149,6 @@ class Worker:
                 lambda: Stream(made=self._accepted), sock=self.listener, backlog=socket.SOMAXCONN,
                 ssl=front, ssl_handshake_timeout=self.config.timeouts.header if front else None)
         self.loop.call_later(self._tick, self._sweep)
-        self.loop.call_later(REPORT_EVERY, self._report_tick)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
     def _pace(self) -> None:
@@ -228,12 +223,9 @@ class Worker:
             conn.check(now)
         for cluster in self.clusters.values():
             cluster.sweep(now)
+        self.report()
         logs.flush()
         self.loop.call_later(self._tick, self._sweep)
-
-    def _report_tick(self) -> None:
-        self.report()
-        self.loop.call_later(REPORT_EVERY, self._report_tick)
 
     def _build_in_thread(self, make: Callable[[], object], done: Callable[[object], None]) -> None:
         """Hash tables are built in a thread and swapped in by the loop; a build
