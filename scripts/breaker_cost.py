@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataplane.breaker.machine import Breaker, Rules  # noqa: E402
-from dataplane.config import Breaker as BreakerSettings  # noqa: E402
+from dataplane.breaker.machine import Breaker, BreakerRules  # noqa: E402
+from dataplane.config import BreakerSettings  # noqa: E402
 from dataplane.upstream.breakers import WorkerBreakers  # noqa: E402
 from dataplane.upstream.host import Host  # noqa: E402
 from dataplane.upstream.outcome import Outcome  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> None:
     empty = timeit.timeit(lambda: None, number=args.number)
     spent = timeit.timeit(one, number=args.number) - empty
     print(f"worker, per outcome: {spent / args.number * 1e6:.2f} µs")
-    breaker, marks = Breaker(Rules()), bytes(BATCH)
+    breaker, marks = Breaker(BreakerRules()), bytes(BATCH)
     rounds = max(1, args.number // BATCH)
     spent = timeit.timeit(lambda: breaker.record_many(marks), number=rounds)
     print(f"control process, per call in a batch of {BATCH}: "

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.breaker.machine import Breaker, Phase, Rules
+from dataplane.breaker.machine import Breaker, Phase, BreakerRules
 from dataplane.breaker.policy import Judge, may_eject, share
 from dataplane.breaker.window import CallWindow
 from dataplane.upstream.breakers import verdict_of
@@ -45,7 +45,7 @@ def test_batches_count_as_the_same_calls_one_by_one(size, batches):
 
 
 def test_a_batch_with_failures_in_a_row_trips_even_if_it_ends_well():
-    b = Breaker(Rules(consecutive=5, min_calls=100))
+    b = Breaker(BreakerRules(consecutive=5, min_calls=100))
     assert b.record_many(b"\x00\x01\x01\x01\x00") is None
     assert b.record_many(b"\x01\x01\x01\x01\x01\x00\x00") == "5 failures in a row"
 
@@ -59,25 +59,25 @@ def feed(b: Breaker, results: str) -> str | None:
 
 
 def test_failure_rate_needs_min_calls_then_trips():
-    b = Breaker(Rules(window=10, min_calls=10, failure_rate=0.5, consecutive=100))
+    b = Breaker(BreakerRules(window=10, min_calls=10, failure_rate=0.5, consecutive=100))
     assert feed(b, "fofofofof") is None            # 9 calls: under min_calls
     assert feed(b, "o") == "5 of the last 10 calls failed"
 
 
 def test_consecutive_failures_trip_before_min_calls():
-    b = Breaker(Rules(consecutive=5, min_calls=20))
+    b = Breaker(BreakerRules(consecutive=5, min_calls=20))
     assert feed(b, "offff") is None
     assert feed(b, "f") == "5 failures in a row"
 
 
 def test_slow_calls_trip_on_their_rate():
-    b = Breaker(Rules(window=10, min_calls=10, slow_rate=0.8))
+    b = Breaker(BreakerRules(window=10, min_calls=10, slow_rate=0.8))
     assert feed(b, "sssssssoo") is None
     assert feed(b, "s") == "8 of the last 10 calls were slow"
 
 
 def test_open_time_doubles_per_failed_trial_up_to_the_cap_and_resets_on_close():
-    b = Breaker(Rules(open_for=5, max_open_for=30, trial_calls=1))
+    b = Breaker(BreakerRules(open_for=5, max_open_for=30, trial_calls=1))
     b.open(0.0, "test")
     lengths = []
     for _ in range(5):
@@ -94,7 +94,7 @@ def test_open_time_doubles_per_failed_trial_up_to_the_cap_and_resets_on_close():
 
 
 def test_half_open_closes_after_all_trials_pass_and_forgets_the_window():
-    b = Breaker(Rules(trial_calls=2, open_for=5))
+    b = Breaker(BreakerRules(trial_calls=2, open_for=5))
     feed(b, "fffff")
     b.open(0.0, "5 failures in a row")
     assert feed(b, "ffff") is None and b.window.calls == 5   # stragglers ignored
@@ -107,7 +107,7 @@ def test_half_open_closes_after_all_trials_pass_and_forgets_the_window():
 
 
 def test_a_failed_trial_reopens_for_twice_as_long():
-    b = Breaker(Rules(open_for=5))
+    b = Breaker(BreakerRules(open_for=5))
     b.open(0.0, "x")
     b.poll(5.0)
     b.trial(5.0, False)                 # a worker reports a slow trial as failed too
@@ -116,7 +116,7 @@ def test_a_failed_trial_reopens_for_twice_as_long():
 
 
 def test_forced_open_stays_until_forced_closed():
-    b = Breaker(Rules())
+    b = Breaker(BreakerRules())
     b.force(0.0, Phase.OPEN, "operator")
     assert not b.poll(1e9)
     b.force(1.0, Phase.CLOSED, "operator")

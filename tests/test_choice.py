@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.config import Balancer, Breaker, Health, Pacer, Pool, Retries
+from dataplane.config import (BalancerSettings, BreakerSettings, HealthSettings, PacerSettings,
+                              PoolSettings, RetrySettings)
 from dataplane.io.reactor import Reactor
 from dataplane.kernel.transport import Transport
 from dataplane.upstream import hashing
@@ -127,9 +128,9 @@ def test_a_host_out_of_rotation_gets_nothing_new(algorithm, state):
 def test_in_flight_accounting_returns_to_zero():
     loop = asyncio.new_event_loop()
     try:
-        cluster = Cluster("default", Balancer(algorithm="least_request"), Pool(), Health(),
-                          Retries(), Breaker(), Reactor(loop), Transport(Pacer()),
-                          SimpleNamespace(slot=0))
+        cluster = Cluster("default", BalancerSettings(algorithm="least_request"), PoolSettings(),
+                          HealthSettings(), RetrySettings(), BreakerSettings(), Reactor(loop),
+                          Transport(PacerSettings()), SimpleNamespace(slot=0))
         pool = hosts([1, 1])
         cluster.hosts[:] = pool
         cluster.choice.refresh()

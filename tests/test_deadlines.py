@@ -3,10 +3,10 @@ injected clock."""
 
 from __future__ import annotations
 
-from dataplane.config import Timeouts
+from dataplane.config import TimeoutSettings
 from dataplane.http.deadline import stream_expiry
 
-T = Timeouts(idle=60, client_body=5, backend_idle=7, client_write=3)
+T = TimeoutSettings(idle=60, client_body=5, backend_idle=7, client_write=3)
 
 
 def due(now, client_in=0.0, backend_in=0.0, stalled=None, body=False, reading=False):

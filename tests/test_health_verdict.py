@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataplane.health.phi import PhiDetector
-from dataplane.health.verdict import Health, HostHealth, Rules
+from dataplane.health.verdict import Health, HostHealth, HealthRules
 
 
 def host(**rules) -> HostHealth:
-    return HostHealth(Rules(**rules), PhiDetector(min_std=0.1), now=0.0)
+    return HostHealth(HealthRules(**rules), PhiDetector(min_std=0.1), now=0.0)
 
 
 def beating(h: HostHealth, until: float, every: float = 1.0, start: float = 0.0) -> float:

@@ -83,8 +83,8 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_type_checking_imports():
     edges = graph()
-    # site.py imports the Cluster only for type hints: the graph must see it.
-    assert "dataplane.upstream.cluster" in edges["dataplane.site"]
+    # worker_view.py imports the Cluster only for type hints: the graph must see it.
+    assert "dataplane.upstream.cluster" in edges["dataplane.worker_view"]
     assert "dataplane.http.exchange" in edges["dataplane.http.client"]
 
 

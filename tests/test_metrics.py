@@ -9,13 +9,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from dataplane.metrics.families import BUCKETS, Backend, Figures, families, in_service
+from dataplane.metrics.families import BUCKETS, BackendRow, Figures, families, in_service
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def exposed() -> str:
-    row = Backend("default", "10.0.0.1:80", "ready", "up", 0.5, "closed", 100, 10,
+    row = BackendRow("default", "10.0.0.1:80", "ready", "up", 0.5, "closed", 100, 10,
                   [0, 0, 9, 0, 1, 0], 1, 0, 100, 2000, 3, 7, 0, 0, 1, 2,
                   [1, 2, 3] + [0] * (len(BUCKETS) - 3) + [4], 0.5, "cubic")
 

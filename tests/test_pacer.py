@@ -3,7 +3,7 @@ queueing, hold when idle, stay within bounds."""
 
 from __future__ import annotations
 
-from dataplane.config import Pacer as PacerSettings, Rate
+from dataplane.config import PacerSettings, Rate
 from dataplane.kernel.pacer import Flow, Pacer
 from dataplane.kernel.tcp_info import TcpSample
 

@@ -32,7 +32,7 @@ class Phase(enum.Enum):
     HALF_OPEN = "half_open"
 
 
-class Rules(NamedTuple):
+class BreakerRules(NamedTuple):
     window: int = 100
     min_calls: int = 20
     failure_rate: float = 0.5          # a fraction of the window's calls
@@ -43,7 +43,7 @@ class Rules(NamedTuple):
     trial_calls: int = 1
 
 
-class Transition(NamedTuple):
+class BreakerTransition(NamedTuple):
     at: float
     old: Phase
     new: Phase
@@ -51,14 +51,14 @@ class Transition(NamedTuple):
 
 
 class Breaker:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: BreakerRules) -> None:
         self.rules = rules
         self.phase = Phase.CLOSED
         self.window = CallWindow(rules.window)
         self.trips = 0              # trips since the last close: the open time doubles
         self.until = 0.0            # open: when it turns half_open
         self.passed = 0             # half_open: trials passed so far
-        self.history: deque[Transition] = deque(maxlen=HISTORY)
+        self.history: deque[BreakerTransition] = deque(maxlen=HISTORY)
 
     # -- call results --------------------------------------------------------
     def record_many(self, marks: bytes) -> str | None:
@@ -128,5 +128,5 @@ class Breaker:
         self._move(now, phase, reason)
 
     def _move(self, now: float, new: Phase, reason: str) -> None:
-        self.history.append(Transition(now, self.phase, new, reason))
+        self.history.append(BreakerTransition(now, self.phase, new, reason))
         self.phase = new

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from ..config import Breaker as BreakerSettings
-from .machine import Rules
+from ..config import BreakerSettings
+from .machine import BreakerRules
 
 # breaker.failure_on names these failure classes of the upstream outcome,
 # and "5xx" or "503" for the backend's own answers.
@@ -15,7 +15,7 @@ CONNECT, RESET, TIMEOUT = "connect", "reset", "timeout"
 
 
 class Judge:
-    """What counts as a failed call and as a slow one (upstream.breakers.judged
+    """What counts as a failed call and as a slow one (upstream.breakers.verdict_of
     applies it to each outcome)."""
     __slots__ = ("errors", "bad_statuses", "slow_ms")
 
@@ -49,8 +49,8 @@ def share(limit: int | None, slot: int, workers: int) -> int | None:
     return limit // workers + (1 if slot < limit % workers else 0)
 
 
-def rules_of(settings: BreakerSettings) -> Rules:
-    return Rules(settings.window, settings.min_calls, settings.failure_rate / 100,
+def rules_of(settings: BreakerSettings) -> BreakerRules:
+    return BreakerRules(settings.window, settings.min_calls, settings.failure_rate / 100,
                  settings.consecutive_failures, settings.slow_call_rate / 100,
                  settings.open_for, settings.max_open_for, settings.half_open_calls)
 

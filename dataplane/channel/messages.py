@@ -47,7 +47,7 @@ class Ack(msgspec.Struct, tag="ack", array_like=True):
     version: int
 
 
-class Verdict(msgspec.Struct, tag="verdict", array_like=True):
+class PassiveVerdict(msgspec.Struct, tag="verdict", array_like=True):
     """A worker's passive health verdict: it saw this backend fail (sent at once)."""
     slot: int
     cluster: str
@@ -89,6 +89,6 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
 
 
 Down = Snapshot
-Up = Union[Ack, Verdict, Tripped, Trial, Counters]
+Up = Union[Ack, PassiveVerdict, Tripped, Trial, Counters]
 
 

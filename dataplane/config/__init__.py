@@ -15,15 +15,18 @@ from typing import Any
 from .checks import check_algorithm, congestion_algorithms, run_checks, warnings
 from .errors import ConfigError, DuplicateKey, Lines, StrictLoader, explain, line_index
 from .model import DEFAULT, Config, backend_key
-from .routes import Group, Route
-from .schema import (Admin, Backend, Balancer, Breaker, Certificate, Congestion, Health, Limits,
-                     Log, Pacer, Pool, Retries, Timeouts)
+from .routes import GroupSettings, RouteSettings
+from .schema import (AdminSettings, BackendSettings, BalancerSettings, BreakerSettings,
+                     CertificateSettings, CongestionSettings, HealthSettings, LimitSettings,
+                     LogSettings, PacerSettings, PoolSettings, RetrySettings, TimeoutSettings)
 from .units import Duration, Rate
 
-__all__ = ["DEFAULT", "Admin", "Backend", "Balancer", "Breaker", "Config", "ConfigError",
-           "Congestion", "Duration", "Group", "Health", "Route", "Limits", "Log", "Pacer", "Pool", "Rate", "Retries", "Timeouts",
-           "backend_key", "check_algorithm", "decode_routes", "encode_routes", "congestion_algorithms", "load", "parse", "warnings",
-           "Certificate", "decode_certificates"]
+__all__ = ["DEFAULT", "AdminSettings", "BackendSettings", "BalancerSettings", "BreakerSettings",
+           "CertificateSettings", "Config", "ConfigError", "CongestionSettings", "Duration",
+           "GroupSettings", "HealthSettings", "LimitSettings", "LogSettings", "PacerSettings",
+           "PoolSettings", "Rate", "RetrySettings", "RouteSettings", "TimeoutSettings",
+           "backend_key", "check_algorithm", "congestion_algorithms", "decode_certificates",
+           "decode_routes", "encode_routes", "load", "parse", "warnings"]
 
 
 def _decode_hook(kind: type, value: Any) -> Any:
@@ -67,7 +70,7 @@ def _check_groups(groups: Any, lines: Lines, source: str) -> None:
         return
     for name, raw in groups.items():
         try:
-            msgspec.convert(raw, Group, dec_hook=_decode_hook)
+            msgspec.convert(raw, GroupSettings, dec_hook=_decode_hook)
         except msgspec.ValidationError as exc:
             raise explain(exc, lines, source, ("clusters", name)) from None
 
@@ -78,14 +81,14 @@ def encode_routes(config: Config) -> bytes:
                                    "default": config.routes_default})
 
 
-def decode_routes(raw: bytes) -> tuple[list[Route], str]:
+def decode_routes(raw: bytes) -> tuple[list[RouteSettings], str]:
     data = msgspec.msgpack.decode(raw)
-    return (msgspec.convert(data["routes"], list[Route], dec_hook=_decode_hook),
+    return (msgspec.convert(data["routes"], list[RouteSettings], dec_hook=_decode_hook),
             data["default"])
 
 
-def decode_certificates(raw: bytes) -> list[Certificate]:
-    return msgspec.convert(msgspec.msgpack.decode(raw)["certificates"], list[Certificate])
+def decode_certificates(raw: bytes) -> list[CertificateSettings]:
+    return msgspec.convert(msgspec.msgpack.decode(raw)["certificates"], list[CertificateSettings])
 
 
 def load(path: str) -> Config:

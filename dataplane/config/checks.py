@@ -12,7 +12,7 @@ from .errors import KeyPath, Lines
 from .errors import error as _error
 from .group_checks import backends_path, check_groups
 from .model import DEFAULT, Config
-from .routes import Match, Route
+from .routes import Match, RouteSettings
 
 
 def run_checks(config: Config, lines: Lines, source: str) -> None:
@@ -209,7 +209,7 @@ def _check_routes(config: Config, lines: Lines, source: str) -> None:
                                               "TLS server name) and names a cluster, no more")
 
 
-def _check_route_timeouts(route: Route, config: Config, lines: Lines, source: str,
+def _check_route_timeouts(route: RouteSettings, config: Config, lines: Lines, source: str,
                           path: KeyPath) -> None:
     """A route's own request or per-try timeout at or above the total (its own
     or timeouts.total) never fires."""
@@ -224,7 +224,7 @@ def _check_route_timeouts(route: Route, config: Config, lines: Lines, source: st
                                                       f"({total:g}s) ends the exchange first")
 
 
-def _more_than_sni(route: Route) -> bool:
+def _more_than_sni(route: RouteSettings) -> bool:
     match = route.match
     return (match.path is not None or match.method is not None or bool(match.header)
             or bool(match.query) or route.redirect is not None or route.respond is not None
@@ -234,7 +234,7 @@ def _more_than_sni(route: Route) -> bool:
             or route.timeouts != type(route.timeouts)())
 
 
-def _check_regexes(route: Route, lines: Lines, source: str, path: KeyPath) -> None:
+def _check_regexes(route: RouteSettings, lines: Lines, source: str, path: KeyPath) -> None:
     match = route.match
     found: list[tuple[KeyPath, str | None]] = (
         [(("match", "path", "regex"), match.path.regex)] if match.path else [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .errors import KeyPath, Lines
 from .errors import error as _error
 from .model import DEFAULT, Config, Settings
-from .schema import Breaker, Health, Timeouts
+from .schema import BreakerSettings, HealthSettings, TimeoutSettings
 
 
 class Where:
@@ -64,7 +64,7 @@ def _backends(settings: Settings, group: str) -> Problem:
     return None
 
 
-def _health(health: Health, config: Config, where: Where) -> Problem:
+def _health(health: HealthSettings, config: Config, where: Where) -> Problem:
     if health.interval is None and config.balancer.health_check_interval < 0.01:
         return ("balancer", "health_check_interval"), "must be at least 10ms"
     if health.interval is not None and health.interval < 0.01:
@@ -80,7 +80,7 @@ def _health(health: Health, config: Config, where: Where) -> Problem:
     return None
 
 
-def _breaker(breaker: Breaker, workers: int, where: Where) -> Problem:
+def _breaker(breaker: BreakerSettings, workers: int, where: Where) -> Problem:
     if breaker.min_calls > breaker.window:
         return (where("breaker", "min_calls", "window"),
                 f"{breaker.min_calls} is more than breaker.window ({breaker.window})")
@@ -104,7 +104,7 @@ def _breaker(breaker: Breaker, workers: int, where: Where) -> Problem:
     return None
 
 
-def _timeouts(settings: Settings, timeouts: Timeouts, where: Where) -> Problem:
+def _timeouts(settings: Settings, timeouts: TimeoutSettings, where: Where) -> Problem:
     """With timeouts.total, a timeout the file sets at or above it never fires
     (defaults above it are left alone: the total caps them)."""
     total = timeouts.total

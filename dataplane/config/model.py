@@ -7,9 +7,11 @@ from typing import Any, Callable, Literal, NamedTuple
 
 import msgspec
 
-from .routes import Group, Name, Route
-from .schema import (Admin, Backend, Balancer, Breaker, Congestion, Fleet, Health, Limits, Log,
-                     Metrics, Pool, Retries, Section, Timeouts)
+from .routes import GroupSettings, Name, RouteSettings
+from .schema import (AdminSettings, BackendSettings, BalancerSettings, BreakerSettings,
+                     CongestionSettings, FleetSettings, HealthSettings, LimitSettings,
+                     LogSettings, MetricsSettings, PoolSettings, RetrySettings, Section,
+                     TimeoutSettings)
 
 DEFAULT = "default"                 # the group of the top-level backends
 # Sections a group may override, key by key.
@@ -25,30 +27,30 @@ def backend_key(cluster: str, name: str) -> str:
 
 class Settings(NamedTuple):
     """A group's effective sections, each one filled in."""
-    backends: list[Backend]
-    pool: Pool
-    health: Health
-    breaker: Breaker
-    retries: Retries
+    backends: list[BackendSettings]
+    pool: PoolSettings
+    health: HealthSettings
+    breaker: BreakerSettings
+    retries: RetrySettings
 
 
 class Config(Section):
-    balancer: Balancer = msgspec.field(default_factory=Balancer)
-    backends: list[Backend] = msgspec.field(default_factory=list)
-    pool: Pool = msgspec.field(default_factory=Pool)
-    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
-    limits: Limits = msgspec.field(default_factory=Limits)
-    log: Log = msgspec.field(default_factory=Log)
-    admin: Admin = msgspec.field(default_factory=Admin)
-    congestion: Congestion = msgspec.field(default_factory=Congestion)
-    health: Health = msgspec.field(default_factory=Health)
-    retries: Retries = msgspec.field(default_factory=Retries)
-    breaker: Breaker = msgspec.field(default_factory=Breaker)
-    clusters: dict[Name, Group] = msgspec.field(default_factory=dict)
-    routes: list[Route] = msgspec.field(default_factory=list)
+    balancer: BalancerSettings = msgspec.field(default_factory=BalancerSettings)
+    backends: list[BackendSettings] = msgspec.field(default_factory=list)
+    pool: PoolSettings = msgspec.field(default_factory=PoolSettings)
+    timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    congestion: CongestionSettings = msgspec.field(default_factory=CongestionSettings)
+    health: HealthSettings = msgspec.field(default_factory=HealthSettings)
+    retries: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
+    clusters: dict[Name, GroupSettings] = msgspec.field(default_factory=dict)
+    routes: list[RouteSettings] = msgspec.field(default_factory=list)
     routes_default: Literal["default", "none"] = "default"
-    fleet: Fleet | None = None
-    metrics: Metrics = msgspec.field(default_factory=Metrics)
+    fleet: FleetSettings | None = None
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
     def group(self, name: str) -> Settings:
         """A group's effective settings (``default``: the top-level ones).
@@ -63,7 +65,7 @@ class Config(Section):
     def group_names(self) -> list[str]:
         return [DEFAULT, *self.clusters]
 
-    def balancer_of(self, name: str) -> Balancer:
+    def balancer_of(self, name: str) -> BalancerSettings:
         """The balancer section with a group's algorithm and hash key."""
         if name == DEFAULT:
             return self.balancer

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .schema import BackendTls, Backend, Breaker, Health, Pool, Retries, Section
+from .schema import (BackendSettings, BackendTlsSettings, BreakerSettings, HealthSettings,
+                     PoolSettings, RetrySettings, Section)
 from .units import Duration
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -23,17 +24,17 @@ class Choosing(Section):
     hash_key: Annotated[str, msgspec.Meta(
         pattern=r"^(client_ip|path|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")] | None = None
     send_proxy: Literal["v1", "v2"] | None = None
-    backend_tls: BackendTls | None = None
+    backend_tls: BackendTlsSettings | None = None
 
 
-class Group(Section):
+class GroupSettings(Section):
     """One backend group; each section given overrides the top-level one key by key."""
-    backends: list[Backend] = msgspec.field(default_factory=list)
+    backends: list[BackendSettings] = msgspec.field(default_factory=list)
     balancer: Choosing = msgspec.field(default_factory=Choosing)
-    pool: Pool | None = None
-    health: Health | None = None
-    breaker: Breaker | None = None
-    retries: Retries | None = None
+    pool: PoolSettings | None = None
+    health: HealthSettings | None = None
+    breaker: BreakerSettings | None = None
+    retries: RetrySettings | None = None
 
 
 class PathMatch(Section):
@@ -90,7 +91,7 @@ class RouteTimeouts(Section):
     total: Duration | None = None
 
 
-class Route(Section):
+class RouteSettings(Section):
     match: Match = msgspec.field(default_factory=Match)
     name: Name | None = None
     cluster: Name | None = None          # unset: the default group (unless an answer is set)

@@ -26,15 +26,15 @@ INTERMEDIATE_CIPHERS = ":".join((
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305"))
 
 
-class Certificate(Section):
+class CertificateSettings(Section):
     cert: Annotated[str, msgspec.Meta(min_length=1)]      # PEM: the certificate and its chain
     key: Annotated[str, msgspec.Meta(min_length=1)]       # PEM: its private key
     source: str | None = None     # set by the balancer: the file a private copy came from
 
 
-class ListenerTls(Section):
+class ListenerTlsSettings(Section):
     """HTTPS on the listener (docs/tls.md)."""
-    certificates: Annotated[list[Certificate], msgspec.Meta(min_length=1)]
+    certificates: Annotated[list[CertificateSettings], msgspec.Meta(min_length=1)]
     min_version: Literal["1.2", "1.3"] = "1.2"
     alpn: list[Literal["http/1.1"]] = msgspec.field(default_factory=lambda: ["http/1.1"])
     ciphers: Annotated[str, msgspec.Meta(min_length=1)] = INTERMEDIATE_CIPHERS
@@ -47,7 +47,7 @@ class ListenerTls(Section):
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")] | None = None
 
 
-class BackendTls(Section):
+class BackendTlsSettings(Section):
     """TLS to a group's backends (connections and probes)."""
     verify: bool = True               # the certificate, and that it names the backend
     ca: str | None = None             # PEM CAs to trust; unset: the system's
@@ -55,7 +55,7 @@ class BackendTls(Section):
     min_version: Literal["1.2", "1.3"] = "1.2"
 
 
-class Balancer(Section):
+class BalancerSettings(Section):
     port: Port = 8080
     bind: str = "0.0.0.0"
     mode: Literal["http", "tcp"] = "http"
@@ -75,8 +75,8 @@ class Balancer(Section):
     accept_proxy: bool = False        # connections must start with a PROXY header...
     trusted_proxies: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(
         default_factory=list)         # ...and come from these CIDRs; others are refused
-    tls: ListenerTls | None = None    # HTTPS on the listener
-    backend_tls: BackendTls | None = None   # TLS to the default group's backends
+    tls: ListenerTlsSettings | None = None    # HTTPS on the listener
+    backend_tls: BackendTlsSettings | None = None   # TLS to the default group's backends
 
     def worker_count(self) -> int:
         if self.workers == "auto":
@@ -84,7 +84,7 @@ class Balancer(Section):
         return int(self.workers)
 
 
-class Backend(Section):
+class BackendSettings(Section):
     host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
     port: Port
     weight: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 100
@@ -97,7 +97,7 @@ class Backend(Section):
         return f"{self.host}:{self.port}"
 
 
-class Pool(Section):
+class PoolSettings(Section):
     max_idle: Count = 100
     max_active: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
     idle_timeout: Duration = Duration(60)
@@ -107,7 +107,7 @@ class Pool(Section):
     queue_timeout: Duration = Duration(5)
 
 
-class Timeouts(Section):
+class TimeoutSettings(Section):
     connect: Duration = Duration(2)   # TCP connect to a backend
     header: Duration = Duration(10)   # client must send a whole request head
     idle: Duration = Duration(60)     # no byte moved on a connection either way
@@ -119,7 +119,7 @@ class Timeouts(Section):
     total: Duration | None = None           # the whole exchange, retries included
 
 
-class Limits(Section):
+class LimitSettings(Section):
     header_bytes: Bytes = 64 * 1024      # request line + headers, per request
     headers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     buffer: Bytes = 256 * 1024           # per direction, per connection
@@ -130,7 +130,7 @@ class Limits(Section):
     per_client_rate: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None   # per s
 
 
-class Log(Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access: bool = True
     format: Literal["auto", "json", "console"] = "auto"
@@ -138,13 +138,13 @@ class Log(Section):
     summary: Duration = Duration(10)   # control process's periodic summary; 0 = off
 
 
-class Admin(Section):
+class AdminSettings(Section):
     socket: str = "/run/l7lb/admin.sock"
     mode: Annotated[str, msgspec.Meta(pattern=r"^0?[0-7]{3}$")] = "0600"
     group: Annotated[str, msgspec.Meta(min_length=1)] | None = None   # may use the socket too
 
 
-class Pacer(Section):
+class PacerSettings(Section):
     """The pure-Python AIMD pacer (dataplane/pacer.py)."""
     interval: Duration = Duration(0.1)      # 10ms to 10s
     start_rate: Rate = Rate(100e6)
@@ -155,13 +155,13 @@ class Pacer(Section):
     rtt_tolerance: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0  # above min RTT, as a fraction
 
 
-class Congestion(Section):
+class CongestionSettings(Section):
     bpf: Literal["auto", "off"] = "auto"     # off: BPF algorithms fall back to the pacer
     tunables: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
-    pacer: Pacer = msgspec.field(default_factory=Pacer)
+    pacer: PacerSettings = msgspec.field(default_factory=PacerSettings)
 
 
-class Health(Section):
+class HealthSettings(Section):
     """Active probes, passive signals and the phi-accrual detector (docs/health.md)."""
     type: Literal["http", "tcp"] | None = None    # unset: http in http mode, tcp in tcp mode
     path: Annotated[str, msgspec.Meta(pattern=r"^/[!-~]*$", max_length=2048)] = "/"
@@ -189,7 +189,7 @@ class Health(Section):
         return tuple(ranges)
 
 
-class Retries(Section):
+class RetrySettings(Section):
     """Retries on another backend (docs/health.md)."""
     attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
     per_try_timeout: Duration | None = None   # unset: timeouts.request
@@ -200,7 +200,7 @@ class Retries(Section):
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
-class Breaker(Section):
+class BreakerSettings(Section):
     """Circuit breakers and the per-backend limits (docs/breakers.md)."""
     enabled: bool = True
     window: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100           # calls
@@ -220,19 +220,19 @@ class Breaker(Section):
     max_requests: Limit | None = None
 
 
-class Metrics(Section):
+class MetricsSettings(Section):
     """Prometheus metrics, /healthz and /ready (docs/metrics.md); off when unset."""
     listen: Annotated[str, msgspec.Meta(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):[0-9]{1,5}$")] | None = None
 
 
-class FleetTls(Section):
+class FleetTlsSettings(Section):
     """TLS to etcd: the CA that signed its certificate, and ours if it asks."""
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
 
 
-class Fleet(Section):
+class FleetSettings(Section):
     """Several balancers as one through etcd (docs/fleet.md); off when unset."""
     etcd: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^https?://[^/\s]+/?$")]],
                     msgspec.Meta(min_length=1)]
@@ -243,4 +243,4 @@ class Fleet(Section):
     timeout: Duration = Duration(1)      # each etcd request
     user: str | None = None
     password: str | None = None
-    tls: FleetTls | None = None
+    tls: FleetTlsSettings | None = None

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import structlog
 
-from ..breaker.machine import Breaker, Phase, Transition
+from ..breaker.machine import Breaker, Phase, BreakerTransition
 from ..breaker.policy import may_eject, rules_of
 from ..channel.messages import BackendState, Trial, Tripped
 from ..config import Config, backend_key
@@ -205,7 +205,7 @@ class BreakerBoard:
         self._moved(name, self.breakers[name].history[-1])
         self._publish()
 
-    def _moved(self, name: str, move: Transition) -> None:
+    def _moved(self, name: str, move: BreakerTransition) -> None:
         if move.new is not Phase.HALF_OPEN:
             self.leases.pop(name, None)
         log.info("breaker", backend=name, old=move.old.value, new=move.new.value,

@@ -17,7 +17,7 @@ import msgspec
 
 from ..tls.certificates import EXPIRY_WARNING, read
 
-from ..config import Certificate, Config
+from ..config import CertificateSettings, Config
 from ..config.checks import certificate_problem
 
 KEEP = 2      # generations kept: the one in force and the one before it
@@ -31,7 +31,7 @@ class CertificateStore:
     def __init__(self, near: str) -> None:
         self.root = tempfile.mkdtemp(prefix="l7lb-tls-", dir=near)   # mode 0700
         self.generation = 0
-        self.current: list[Certificate] = []     # the copies in force
+        self.current: list[CertificateSettings] = []     # the copies in force
 
     def publish(self, config: Config) -> bytes:
         """Copy and check the listener's certificate files; what the snapshot
@@ -53,7 +53,7 @@ class CertificateStore:
             if problem:
                 shutil.rmtree(target, ignore_errors=True)
                 raise CertificateError(problem.replace(cert, pair.cert).replace(key, pair.key))
-            copies.append(Certificate(cert=cert, key=key, source=pair.cert))
+            copies.append(CertificateSettings(cert=cert, key=key, source=pair.cert))
         self.generation += 1
         self.current = copies
         self._forget_old()

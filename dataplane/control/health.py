@@ -27,7 +27,7 @@ from ..channel.messages import BackendState
 from ..config import Config
 from ..health.pause import PauseGuard
 from ..health.phi import PhiDetector
-from ..health.verdict import Health, HostHealth, Rules, Transition
+from ..health.verdict import Health, HostHealth, HealthRules, HealthTransition
 from ..tls.contexts import backend_context
 from ..upstream.pool import Tls
 from .prober import ProbeSpec, Prober, Target
@@ -55,7 +55,7 @@ class HealthMonitor:
         self.config = config
         self.state = state
         threshold = config.balancer.failure_threshold
-        self.rules = {name: Rules(threshold, h.rise, h.fall, h.slow_start)
+        self.rules = {name: HealthRules(threshold, h.rise, h.fall, h.slow_start)
                       for name in config.group_names() if (h := config.group(name).health)}
         self.hosts: dict[str, HostHealth] = {}
         self.groups: dict[str, str] = {}       # backend key -> its group
@@ -176,7 +176,7 @@ class HealthMonitor:
         loop.call_later(TICK, self._tick, loop)
 
     # -- consequences --------------------------------------------------------
-    def _apply(self, name: str, transition: Transition | None) -> None:
+    def _apply(self, name: str, transition: HealthTransition | None) -> None:
         if transition is None:
             return
         self.transitions[name] += 1

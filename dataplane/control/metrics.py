@@ -13,7 +13,7 @@ from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..metrics.endpoint import METRICS_TYPE, MetricsEndpoint
-from ..metrics.families import Backend, Figures, families, in_service
+from ..metrics.families import BackendRow, Figures, families, in_service
 from .state import name_of
 from .view import ControlView
 
@@ -78,7 +78,7 @@ class Metrics:
         for state in control.state.backends:
             key = name_of(state)
             tally, pool = control.tally.backend(key), pools.get(key, {})
-            backends.append(Backend(
+            backends.append(BackendRow(
                 state.cluster, f"{state.host}:{state.port}", state.state, state.health,
                 control.health.phi(key), control.breakers.phase(key), state.weight,
                 tally.requests, tally.statuses, tally.connect_errors, tally.response_errors,

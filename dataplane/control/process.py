@@ -19,7 +19,7 @@ import msgspec
 import structlog
 
 from .. import logs
-from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, Verdict
+from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
 from ..config import DEFAULT, Config, ConfigError, backend_key, load
 from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
@@ -231,7 +231,7 @@ class Control:
         self.sent_at[snapshot.version] = time.monotonic()
 
     def on_message(self, message: object) -> None:
-        if isinstance(message, Verdict):
+        if isinstance(message, PassiveVerdict):
             self.health.passive_down(backend_key(message.cluster, message.backend),
                                      f"passive: {message.reason}")
         elif isinstance(message, Tripped):

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from ..config.schema import FleetTls
+from ..config.schema import FleetTlsSettings
 
 
 class EtcdError(Exception):
@@ -34,7 +34,7 @@ class KeyValue(NamedTuple):
     mod_revision: int
 
 
-class Event(NamedTuple):
+class WatchEvent(NamedTuple):
     deleted: bool
     kv: KeyValue
 
@@ -54,7 +54,7 @@ def _kv(raw: dict[str, Any]) -> KeyValue:
                     base64.b64decode(raw.get("value", "")), int(raw.get("mod_revision", 0)))
 
 
-def _tls(tls: FleetTls | None) -> ssl.SSLContext | bool:
+def _tls(tls: FleetTlsSettings | None) -> ssl.SSLContext | bool:
     if tls is None:
         return True
     context = ssl.create_default_context(cafile=tls.ca)
@@ -79,7 +79,7 @@ def delete_op(key: str) -> dict[str, Any]:
 
 class Etcd:
     def __init__(self, endpoints: list[str], timeout: float, user: str | None = None,
-                 password: str | None = None, tls: FleetTls | None = None) -> None:
+                 password: str | None = None, tls: FleetTlsSettings | None = None) -> None:
         self.endpoints = [url.rstrip("/") for url in endpoints]
         self.at = 0
         self.timeout = timeout
@@ -162,7 +162,7 @@ class Etcd:
         data = await self.call("/v3/kv/txn", {"compare": compare, "success": success})
         return bool(data.get("succeeded"))
 
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
+    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         """Changes under ``prefix`` from ``start_revision`` on, batch by batch.
         Raises Compacted when that revision is gone, EtcdError when the stream ends."""
         body = {"create_request": {"key": _b64(prefix), "range_end": _range_end(prefix),
@@ -198,7 +198,7 @@ def _detail(response: httpx.Response, data: dict[str, Any]) -> str:
     return f"{response.status_code} {text}".strip()
 
 
-def _watch_result(data: dict[str, Any]) -> list[Event]:
+def _watch_result(data: dict[str, Any]) -> list[WatchEvent]:
     if "error" in data:
         raise EtcdError(f"watch: {data['error'].get('message', data['error'])}")
     result = data.get("result", {})
@@ -206,4 +206,5 @@ def _watch_result(data: dict[str, Any]) -> list[Event]:
         raise Compacted(f"revision {result['compact_revision']} compacted")
     if result.get("canceled"):
         raise EtcdError(f"watch canceled: {result.get('cancel_reason', '')}")
-    return [Event(raw.get("type") == "DELETE", _kv(raw["kv"])) for raw in result.get("events", [])]
+    return [WatchEvent(raw.get("type") == "DELETE", _kv(raw["kv"]))
+            for raw in result.get("events", [])]

@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple
 
 import structlog
 
-from ..config.schema import Fleet
+from ..config.schema import FleetSettings
 from .etcd import Etcd, EtcdError, KeyValue, delete_op, put_op, unchanged_since
 from .keys import Layout
 from .view import FleetView, Observation
@@ -44,7 +44,7 @@ class Hooks(NamedTuple):
 
 
 class FleetMember:
-    def __init__(self, settings: Fleet, name: str, etcd: Etcd, hooks: Hooks) -> None:
+    def __init__(self, settings: FleetSettings, name: str, etcd: Etcd, hooks: Hooks) -> None:
         self.settings = settings
         self.name = name
         self.etcd = etcd

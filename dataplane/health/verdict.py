@@ -43,7 +43,7 @@ class Probe(NamedTuple):
     detail: str         # "200", "refused", "timeout"...
 
 
-class Transition(NamedTuple):
+class HealthTransition(NamedTuple):
     at: float
     old: Health
     new: Health
@@ -51,7 +51,7 @@ class Transition(NamedTuple):
     phi: float
 
 
-class Rules(NamedTuple):
+class HealthRules(NamedTuple):
     threshold: float = 8.0
     rise: int = 2
     fall: int = 3
@@ -59,7 +59,7 @@ class Rules(NamedTuple):
 
 
 class HostHealth:
-    def __init__(self, rules: Rules, detector: PhiDetector, now: float) -> None:
+    def __init__(self, rules: HealthRules, detector: PhiDetector, now: float) -> None:
         self.rules = rules
         self.detector = detector
         self.state = Health.UNKNOWN
@@ -67,12 +67,12 @@ class HostHealth:
         self.passing = 0           # probes answered in a row
         self.timeouts = 0          # probes timed out in a row
         self.probes: deque[Probe] = deque(maxlen=HISTORY)
-        self.transitions: deque[Transition] = deque(maxlen=HISTORY)
+        self.transitions: deque[HealthTransition] = deque(maxlen=HISTORY)
         # Probed by other members of a fleet, not here: no heartbeats to expect.
         self.following = False
 
     # -- evidence ----------------------------------------------------------
-    def probe_passed(self, now: float, ms: float, detail: str) -> Transition | None:
+    def probe_passed(self, now: float, ms: float, detail: str) -> HealthTransition | None:
         self.detector.heartbeat(now)
         self.probes.append(Probe(now, True, ms, detail))
         self.passing += 1
@@ -84,14 +84,14 @@ class HostHealth:
             return self._move(now, ramp, f"{self.passing} probes passed")
         return None
 
-    def probe_failed(self, now: float, detail: str, ms: float | None) -> Transition | None:
+    def probe_failed(self, now: float, detail: str, ms: float | None) -> HealthTransition | None:
         """A definite failure: a status outside ``expect``, refused, reset."""
         self.probes.append(Probe(now, False, ms, detail))
         self.passing = self.timeouts = 0
         self.detector.interrupt()
         return self._down(now, f"probe failed: {detail}")
 
-    def probe_timed_out(self, now: float) -> Transition | None:
+    def probe_timed_out(self, now: float) -> HealthTransition | None:
         self.probes.append(Probe(now, False, None, "timeout"))
         self.passing = 0
         self.timeouts += 1
@@ -99,7 +99,7 @@ class HostHealth:
             return self._down(now, f"{self.timeouts} probes timed out")
         return None
 
-    def passive_down(self, now: float, reason: str) -> Transition | None:
+    def passive_down(self, now: float, reason: str) -> HealthTransition | None:
         self.passing = 0
         self.detector.interrupt()
         return self._down(now, reason)
@@ -108,7 +108,7 @@ class HostHealth:
         """A request to it succeeded: a sign of life for the detector."""
         self.detector.alive(now)
 
-    def check(self, now: float, paused: float) -> Transition | None:
+    def check(self, now: float, paused: float) -> HealthTransition | None:
         """The periodic look: conviction by phi, the end of slow start."""
         if self.state is Health.DOWN:
             return None
@@ -119,7 +119,7 @@ class HostHealth:
             return self._move(now, Health.UP, "slow start over")
         return None
 
-    def ramp(self, now: float, reason: str) -> Transition | None:
+    def ramp(self, now: float, reason: str) -> HealthTransition | None:
         """Back from a fleet-wide down that this member did not see itself:
         slow start as after its own recovery."""
         if self.state is Health.DOWN or self.rules.slow_start <= 0:
@@ -135,11 +135,11 @@ class HostHealth:
         return max(MIN_WEIGHT_PERCENT, min(100, ramp))
 
     # -- moving --------------------------------------------------------------
-    def _down(self, now: float, reason: str) -> Transition | None:
+    def _down(self, now: float, reason: str) -> HealthTransition | None:
         return None if self.state is Health.DOWN else self._move(now, Health.DOWN, reason)
 
-    def _move(self, now: float, new: Health, reason: str) -> Transition:
-        transition = Transition(now, self.state, new, reason, self.detector.phi(now))
+    def _move(self, now: float, new: Health, reason: str) -> HealthTransition:
+        transition = HealthTransition(now, self.state, new, reason, self.detector.phi(now))
         self.state, self.since = new, now
         self.transitions.append(transition)
         return transition

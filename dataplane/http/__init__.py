@@ -17,6 +17,6 @@
   passes; ``deadline.py``: what it guards (no I/O).
 
 May import dataplane.upstream, dataplane.routing, dataplane.io,
-dataplane.config, dataplane.logs and dataplane.site; never the worker or
-the control process (the worker is reached through ``site.Site``).
+dataplane.config, dataplane.logs and dataplane.worker_view; never the worker or
+the control process (the worker is reached through ``worker_view.WorkerView``).
 """

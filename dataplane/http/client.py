@@ -40,7 +40,7 @@ from .routed import Destination, destination
 
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
-    from ..site import Site
+    from ..worker_view import WorkerView
 
 log = structlog.get_logger("l7lb.http")
 
@@ -49,24 +49,24 @@ LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
 
 class ClientConnection:
     __slots__ = (
-        "site", "limits", "stream", "reader", "peer", "proxied", "preamble", "queue",
+        "worker", "limits", "stream", "reader", "peer", "proxied", "preamble", "queue",
         "active", "closing", "closed", "upgrading",
         "feeding", "input_error", "splice", "awaiting_drain", "timer",
         "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane",
         "__weakref__")
 
-    def __init__(self, site: "Site", stream: Stream, peer: str) -> None:
-        self.site = site
-        self.limits = site.config.limits
+    def __init__(self, worker: "WorkerView", stream: Stream, peer: str) -> None:
+        self.worker = worker
+        self.limits = worker.config.limits
         # The client's addresses; with accept_proxy, from its PROXY header first.
         self.proxied: Addresses | None = None
-        self.preamble: bytes | None = b"" if site.config.balancer.accept_proxy else None
+        self.preamble: bytes | None = b"" if worker.config.balancer.accept_proxy else None
         self.stream = stream
         stream.own(self)
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
-        self.splice_bodies = site.splice_bodies and stream.tls is None
-        self.forwarded, self.stripped = identity.forwarding(stream.tls, site.config.balancer.tls)
-        self.access: AccessLog | None = site.access
+        self.splice_bodies = worker.splice_bodies and stream.tls is None
+        self.forwarded, self.stripped = identity.forwarding(stream.tls, worker.config.balancer.tls)
+        self.access: AccessLog | None = worker.access
         self._identify(peer.encode())
         self.reader = RequestReader(self, self.limits)     # the general path's parser
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a
@@ -80,12 +80,12 @@ class ClientConnection:
         self.input_error: Reject | None = None  # answered once the active exchange is done
         self.splice: SplicePump | None = None     # request body moving in the kernel
         self.awaiting_drain = False
-        self.timer = Timer(self, site)    # the one deadline
+        self.timer = Timer(self, worker)    # the one deadline
         # The fast lane, unless something takes this connection's requests off it.
-        self.lane = LaneRequest(self, site) \
-            if self.preamble is None and not self.stripped and site.lane else None
-        self.expect(HEAD, site.config.timeouts.header)
-        site.track(self)
+        self.lane = LaneRequest(self, worker) \
+            if self.preamble is None and not self.stripped and worker.lane else None
+        self.expect(HEAD, worker.config.timeouts.header)
+        worker.track(self)
 
     def _identify(self, peer: bytes) -> None:
         """The client's address and what follows from it for every request."""
@@ -103,7 +103,7 @@ class ClientConnection:
             elif self.active is None and self.reader.head is None \
                     and self.reader.body is None and not self.closing and lane.carry(data):
                 return
-        self.timer.client_in = self.site.clock.now
+        self.timer.client_in = self.worker.clock.now
         if self.preamble is not None:
             data = self._proxy_header(data) or b""
             if not data:
@@ -131,7 +131,7 @@ class ClientConnection:
             read = parse(data)
         except ProxyError as exc:
             log.info("connection refused", client=self.peer.decode(), reason=str(exc))
-            self.site.stats.untrusted += 1
+            self.worker.stats.untrusted += 1
             self.abort()
             return None
         if read is None:
@@ -214,20 +214,20 @@ class ClientConnection:
     # -- what the request reader tells ----------------------------------------
     def request_begun(self) -> None:
         if self.active is None:
-            self.expect(HEAD, self.site.config.timeouts.header)
+            self.expect(HEAD, self.worker.config.timeouts.header)
 
     def head_read(self, head: RequestHead, upgrade: bool) -> Exchange:
         """A request head, read whole: checked, then queued as an Exchange."""
-        site = self.site
+        worker = self.worker
         head.keep_alive = head.keep_alive and not self.closing
         if head.method == b"CONNECT":
             raise Reject(405, "CONNECT is not supported by a reverse proxy")
-        per_client = site.per_client
+        per_client = worker.per_client
         if per_client is not None and not per_client.allow_request(self):
             raise Reject(429, TOO_MANY)
-        request.check(head, self.stripped, upgrade, site.config.limits.body_bytes,
+        request.check(head, self.stripped, upgrade, worker.config.limits.body_bytes,
                       self._reached)
-        exchange = Exchange(self, site, head.method, head.target, head.version,
+        exchange = Exchange(self, worker, head.method, head.target, head.version,
                             head.keep_alive, time.monotonic())
         exchange.head, exchange.upgrade = head, head.upgrade
         exchange.framing, exchange.remaining = head.framing, head.length
@@ -252,11 +252,11 @@ class ClientConnection:
     # -- exchanges -------------------------------------------------------
     def activate(self, exchange: Exchange) -> None:
         self.active = exchange
-        site = self.site
-        total = site.config.timeouts.total
+        worker = self.worker
+        total = worker.config.timeouts.total
         head = exchange.head
         if head is not None:
-            where = destination(site, head, self.peer, self.forwarded)
+            where = destination(worker, head, self.peer, self.forwarded)
             if not isinstance(where, Destination):
                 exchange.answer(*where)
                 return
@@ -265,7 +265,7 @@ class ClientConnection:
             if where.route is not None and where.route.total_timeout is not None:
                 total = where.route.total_timeout
         if total is not None:
-            self.timer.total_at = site.clock.now + total
+            self.timer.total_at = worker.clock.now + total
         exchange.start(None)
 
     def is_active(self, exchange: Exchange) -> bool:
@@ -283,7 +283,7 @@ class ClientConnection:
             self.closing = True
         self.queue.pop(0)
         self.active = None
-        if not exchange.client_keep_alive or self.closing or self.site.stopping:
+        if not exchange.client_keep_alive or self.closing or self.worker.stopping:
             self.close_gracefully()
             return
         if self.queue:
@@ -292,7 +292,7 @@ class ClientConnection:
         elif self.input_error is not None:
             self.reject_now(self.input_error)
         else:
-            timeouts = self.site.config.timeouts
+            timeouts = self.worker.config.timeouts
             if not self.reader.inside:
                 self.expect(IDLE, timeouts.idle)
             else:
@@ -307,7 +307,7 @@ class ClientConnection:
     def splice_request(self, exchange: Exchange, upstream: Stream, count: int) -> None:
         """Move the rest of a large request body to the backend in the kernel."""
         self.stream.stop_reading()
-        pump = self.splice = SplicePump(self.site.reactor, self.stream.fd, upstream.fd, count,
+        pump = self.splice = SplicePump(self.worker.reactor, self.stream.fd, upstream.fd, count,
                                         lambda error: self._request_spliced(exchange, pump, error))
         upstream.when_drained(pump.start)
 
@@ -324,13 +324,13 @@ class ClientConnection:
 
     def backend_active(self) -> None:
         """Bytes came from the backend for this connection: it is not idle."""
-        self.timer.backend_in = self.site.clock.now
+        self.timer.backend_in = self.worker.clock.now
 
     def hold_back(self, upstream: Stream, exchange: Exchange) -> None:
         """The client has limits.buffer of response unread: stop reading the
         backend until it takes it (within timeouts.client_write)."""
         upstream.stop_reading()
-        self.timer.stalled_since = self.site.clock.now
+        self.timer.stalled_since = self.worker.clock.now
         self.watch_stream()
 
         def drained() -> None:
@@ -352,10 +352,10 @@ class ClientConnection:
     def adopt(self, method: bytes, target: bytes, started: float) -> Exchange:
         """A request the lane took (an HTTP/1.1 keep-alive one) becomes the
         active Exchange."""
-        exchange = Exchange(self, self.site, method, target, "1.1", True, started)
+        exchange = Exchange(self, self.worker, method, target, "1.1", True, started)
         self.queue.append(exchange)
         self.active = exchange
-        self.timer.client_in = self.timer.backend_in = self.site.clock.now
+        self.timer.client_in = self.timer.backend_in = self.worker.clock.now
         return exchange
 
     # -- the one deadline --------------------------------------------------
@@ -367,7 +367,7 @@ class ClientConnection:
         """Bodies are moving: look again after the shortest timeout that can
         apply; the sweep then works out which side, if any, ran out (a cheap
         deadline per request, exact when it matters)."""
-        self.expect(STREAM, self.site.stream_timeout)
+        self.expect(STREAM, self.worker.stream_timeout)
 
     def check(self, now: float) -> None:
         """Called by the worker's timer sweep."""
@@ -393,7 +393,7 @@ class ClientConnection:
             self.active.fail(reject.status, ErrorKind.CLIENT_ABORTED, reject.detail)
 
     def reject_now(self, reject: Reject) -> None:
-        self.site.stats.rejected += 1
+        self.worker.stats.rejected += 1
         log.info("request rejected", client=self.peer.decode(), status=reject.status,
                  reason=reject.detail)
         self.stream.write(codec.error_response(reject.status, reject.detail))
@@ -431,7 +431,7 @@ class ClientConnection:
             self.splice.stop()
             self.splice = None
         self.stream.close()
-        self.site.forget(self)
+        self.worker.forget(self)
 
     def abort(self) -> None:
         self.stream.abort()
@@ -440,11 +440,11 @@ class ClientConnection:
     def upgraded(self) -> socket.socket:
         """Hand the client socket to a byte relay after a 101 response."""
         self.closed = True
-        self.site.forget(self)
+        self.worker.forget(self)
         return self.stream.detach()
 
     def upgraded_transport(self) -> asyncio.Transport:
         """The same over TLS: the transport itself goes to the relay."""
         self.closed = True
-        self.site.forget(self)
+        self.worker.forget(self)
         return self.stream.hand_over()

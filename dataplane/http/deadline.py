@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 
-from ..config import Timeouts
+from ..config import TimeoutSettings
 
 IDLE, HEAD, CONNECT, RESPONSE, STREAM, LINGER, QUEUE = range(7)
 NEVER = math.inf
 
 
-def stream_expiry(now: float, t: Timeouts, client_in: float, backend_in: float,
+def stream_expiry(now: float, t: TimeoutSettings, client_in: float, backend_in: float,
                   stalled_since: float | None, body_incomplete: bool,
                   reading_backend: bool) -> tuple[str | None, float]:
     """Which STREAM timeout has run out ("client_body", "backend_idle",

@@ -6,8 +6,8 @@ its ending. It asks its cluster for a host and a connection (pooled, new,
 or a turn in the host's queue), writes the request head and streams the
 body (re-chunked, or spliced in the kernel when large), then reads the
 response with the connection's reader (response.py) and streams it to the
-client. It reaches its client only through ``Client`` and the upstream
-only through its ``Cluster``. Its progress is one State; the request side's
+client. It reaches its client only through ``ClientSide`` and the upstream
+only through its ``Cluster``. Its progress is one Stage; the request side's
 only independent fact is whether the whole request has been read from the
 client (``request_complete``).
 """
@@ -41,13 +41,13 @@ from .upgrade import join_streams
 
 if TYPE_CHECKING:
     from ..routing.route import Route
-    from ..site import Site
+    from ..worker_view import WorkerView
     from ..upstream.connect import Connect
 
 log = structlog.get_logger("l7lb.http")
 
 
-class State(enum.Enum):
+class Stage(enum.Enum):
     PENDING = "pending"          # parsed; behind an earlier request on its connection
     QUEUED = "queued"            # waiting for a connection to the host (pool.max_active)
     CONNECTING = "connecting"
@@ -58,11 +58,11 @@ class State(enum.Enum):
 
 
 # Module-level names: a global is read ten times faster than an enum member.
-PENDING, QUEUED_STATE, CONNECTING, SENT, RESPONDING, SPLICING, DONE = State
+PENDING, QUEUED_STATE, CONNECTING, SENT, RESPONDING, SPLICING, DONE = Stage
 NO_ERROR = ErrorKind.NONE
 
 
-class Client(Protocol):
+class ClientSide(Protocol):
     """What an exchange may ask of the client connection it answers."""
     stream: Stream
     peer: bytes                 # the client's address, as X-Forwarded-For names it
@@ -88,16 +88,16 @@ class Client(Protocol):
 
 class Exchange:
     __slots__ = (
-        "client", "site", "cluster", "state", "method", "target", "version", "keep_alive",
+        "client", "worker", "cluster", "state", "method", "target", "version", "keep_alive",
         "upgrade", "upgrade_tail", "forward", "framing", "remaining", "request_complete",
         "pending", "pending_size", "host", "upstream", "connecting", "response", "splice",
         "reused", "attempts", "started", "bytes_in", "status", "error", "kind", "key",
         "tried", "route", "local", "per_try", "head")
 
-    def __init__(self, client: Client, site: "Site", method: bytes, target: bytes,
+    def __init__(self, client: ClientSide, worker: "WorkerView", method: bytes, target: bytes,
                  version: str, keep_alive: bool, started: float) -> None:
         self.client = client
-        self.site = site
+        self.worker = worker
         self.cluster: Cluster | None = None
         self.state = PENDING
         self.method = method
@@ -128,7 +128,7 @@ class Exchange:
         self.tried: set[Host] | None = None  # hosts failed over from (retries elsewhere)
         self.route: Route | None = None     # the route it took (None: the default group)
         self.local = False                 # answered by the balancer (respond, redirect)
-        self.per_try = site.response_timeout   # seconds for the response head, per try
+        self.per_try = worker.response_timeout   # seconds for the response head, per try
         self.head: RequestHead | None = None   # as parsed; None for one the lane handed over
 
     @property
@@ -177,14 +177,14 @@ class Exchange:
         self.host = host
         cluster.begin(host)
         host.awaiting.add(self)          # until its response head (see host_down)
-        got = cluster.connection(host, self, self.site.clock.now)
+        got = cluster.connection(host, self, self.worker.clock.now)
         if isinstance(got, UpstreamConnection):
             self.attach(got, reused=True)
         elif got is OPEN:
             self._open()
         elif got is QUEUED:
             self.state = QUEUED_STATE
-            self.client.expect(QUEUE, self.site.config.pool.queue_timeout)
+            self.client.expect(QUEUE, self.worker.config.pool.queue_timeout)
         elif got.limit:
             self.fail(503, ErrorKind.OVERLOADED, f"backend {host.name} at breaker.{got.value}",
                       b"X-L7lb-Overloaded: %b\r\n" % got.value.encode())
@@ -202,7 +202,7 @@ class Exchange:
 
     def _open(self) -> None:
         self.state = CONNECTING
-        self.client.expect(CONNECT, self.site.connect_timeout)
+        self.client.expect(CONNECT, self.worker.connect_timeout)
         self.connecting = self._cluster().open(self._host(), self._connected)
 
     def dequeued(self, conn: UpstreamConnection | None) -> None:
@@ -210,7 +210,7 @@ class Exchange:
         cluster = self._cluster()
         if self.state is not QUEUED_STATE:    # gone meanwhile: pass the turn on
             if conn is not None:
-                cluster.give_back(conn, self.site.clock.now)
+                cluster.give_back(conn, self.worker.clock.now)
             else:
                 cluster.pass_turn(self._host())
             return
@@ -295,7 +295,7 @@ class Exchange:
     def request_body(self, body: bytes) -> None:
         self.bytes_in += len(body)
         if self.framing == CHUNKED:
-            limit = self.site.config.limits.body_bytes
+            limit = self.worker.config.limits.body_bytes
             if limit is not None and self.bytes_in > limit:
                 raise codec.Reject(413, f"request body larger than limits.body_bytes ({limit})")
             self._send(codec.chunk(body))
@@ -364,13 +364,13 @@ class Exchange:
         elif (response.may_splice(SPLICE_MIN) and client.splice_bodies
               and upstream.stream.tls is None):
             self._splice_response(upstream, response)
-        elif client.stream.pending >= self.site.config.limits.buffer:
+        elif client.stream.pending >= self.worker.config.limits.buffer:
             client.hold_back(upstream.stream, self)
 
     def _splice_response(self, upstream: UpstreamConnection, response: ResponseReader) -> None:
         self.state = SPLICING
         upstream.stream.stop_reading()
-        self.splice = SplicePump(self.site.reactor, upstream.stream.fd, self.client.stream.fd,
+        self.splice = SplicePump(self.worker.reactor, upstream.stream.fd, self.client.stream.fd,
                                  response.remaining, self._response_spliced)
         self.client.stream.when_drained(self.splice.start)
 
@@ -426,7 +426,7 @@ class Exchange:
         self._report()
         cluster.release(host)    # a stream, no longer a request in flight
         self.state = DONE
-        join_streams(self.site, self.client, self.upstream, cluster)
+        join_streams(self.worker, self.client, self.upstream, cluster)
 
     # -- retries ---------------------------------------------------------------
     def attempt_failed(self, status: int, kind: ErrorKind, detail: str) -> None:
@@ -530,7 +530,7 @@ class Exchange:
         if reuse and upstream is not None and cluster is not None \
                 and not upstream.stream.pending:
             self.upstream = None
-            cluster.give_back(upstream, self.site.clock.now)
+            cluster.give_back(upstream, self.worker.clock.now)
         if self.host is not None:
             self._drop_attempt()
         self.state = DONE
@@ -552,12 +552,12 @@ class Exchange:
     def _report(self) -> None:
         """How it ended, to its cluster (the host's tally, passive health, the
         breaker) and to the access log."""
-        site, response, cluster, host = self.site, self.response, self.cluster, self.host
+        worker, response, cluster, host = self.worker, self.response, self.cluster, self.host
         status = self.status or (response.status if response is not None else 0)
         bytes_out = response.body_bytes if response is not None else 0
-        site.stats.requests += 1
+        worker.stats.requests += 1
         if status >= 500 or self.error:
-            site.stats.errors += 1
+            worker.stats.errors += 1
         ms = self._ms()
         if cluster is not None and host is not None:
             cluster.finished(host, status, ms, self.bytes_in, bytes_out, self.kind, self.reused)

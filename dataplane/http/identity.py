@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 
-from ..config.schema import ListenerTls
+from ..config.schema import ListenerTlsSettings
 from ..proxyproto.header import Addresses
 from ..tls.certificates import subject as certificate_subject
 
@@ -20,7 +20,7 @@ def socket_addresses(sock: socket.socket) -> Addresses:
     return Addresses(src, src_port, dst, dst_port)
 
 
-def forwarding(tls: ssl.SSLObject | None, settings: ListenerTls | None
+def forwarding(tls: ssl.SSLObject | None, settings: ListenerTlsSettings | None
                ) -> tuple[bytes, frozenset[bytes]]:
     """The header lines every request of a connection gets (X-Forwarded-Proto;
     the verified client certificate's subject in ``client_subject_header``),

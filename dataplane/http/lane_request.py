@@ -28,7 +28,7 @@ from .timer import Timer
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
     from ..routing.route import Route
-    from ..site import Site
+    from ..worker_view import WorkerView
 
 _monotonic = time.monotonic
 TOO_MANY = "too many requests from this address (limits.per_client_rate)"
@@ -50,7 +50,7 @@ class LaneClient(Protocol):
 
 
 class LaneRequest:
-    __slots__ = ("client", "site", "wait", "conn", "host", "cluster", "route", "key",
+    __slots__ = ("client", "worker", "response_timeout", "conn", "host", "cluster", "route", "key",
                  "started", "method", "target", "forward", "body", "__weakref__")
     # The request under way (set as it is sent; ``conn`` is None between requests).
     host: Host
@@ -63,37 +63,38 @@ class LaneRequest:
     forward: bytes
     body: int
 
-    def __init__(self, client: LaneClient, site: "Site") -> None:
+    def __init__(self, client: LaneClient, worker: "WorkerView") -> None:
         self.client = client
-        self.site = site
+        self.worker = worker
         self.conn: UpstreamConnection | None = None
         # The deadline when neither a route nor timeouts.total decides it (0 when they may).
-        self.wait = site.response_timeout if site.config.timeouts.total is None else 0.0
+        self.response_timeout = (worker.response_timeout if worker.config.timeouts.total is None
+                                 else 0.0)
 
     def carry(self, data: bytes) -> bool:
         """Carry ``data`` if it is one simple request; False leaves it to the
         parser (nothing of it has been acted on then)."""
-        site, client = self.site, self.client
-        found = simple_request(data, client.tail, site.lane_head, site.lane_headers,
-                               site.lane_body)
+        worker, client = self.worker, self.client
+        found = simple_request(data, client.tail, worker.lane_head, worker.lane_headers,
+                               worker.lane_body)
         if found is None:
             return False
         forward, method, target, authority, body = found
-        routes = site.routes
+        routes = worker.routes
         route: Route | None = None
         if routes.routes:
             if routes.needs_headers:
                 return False
             route = routes.find(method, target, authority, ())
-            if route is None if routes.fallback == "none" else route is not None and not route.plain:
+            if route is None if routes.refuses_unmatched else route is not None and not route.plain:
                 return False
-        cluster = site.default if route is None else site.cluster_for(route)
+        cluster = worker.default if route is None else worker.cluster_for(route)
         key = None
         if cluster.hashed:
             if cluster.key_needs_headers:
                 return False
             key = cluster.key_of(client.peer, target, ())
-        per_client = site.per_client
+        per_client = worker.per_client
         if per_client is not None and not per_client.allow_request(client):
             client.reject_now(Reject(429, TOO_MANY))
             return True
@@ -122,17 +123,17 @@ class LaneRequest:
         self.target = target
         self.forward = forward
         self.body = body
-        if route is None and self.wait:
-            client.timer.expect_until(RESPONSE, now + self.wait, None)
+        if route is None and self.response_timeout:
+            client.timer.expect_until(RESPONSE, now + self.response_timeout, None)
         else:
             self._deadline(route, now)
         return True
 
     def _deadline(self, route: "Route | None", now: float) -> None:
         """The deadline of a request the lane routed: its route's timeouts."""
-        site = self.site
-        per_try = site.response_timeout
-        total = site.config.timeouts.total
+        worker = self.worker
+        per_try = worker.response_timeout
+        total = worker.config.timeouts.total
         if route is not None:
             per_try = route.per_try_timeout or route.request_timeout or per_try
             total = route.total_timeout if route.total_timeout is not None else total
@@ -156,7 +157,7 @@ class LaneRequest:
         now = _monotonic()
         ms = (now - self.started) * 1000
         cluster.answered(host, conn, status, ms, self.body, length, now)
-        stats = self.site.stats
+        stats = self.worker.stats
         stats.requests += 1
         if status >= 500:
             stats.errors += 1
@@ -167,7 +168,7 @@ class LaneRequest:
                                   route.name if route is not None else None,
                                   cluster.name if route is not None else None)
         client.timer.idle(now)
-        if self.site.stopping:
+        if self.worker.stopping:
             client.close_gracefully()
 
     def on_upstream_closed(self, exc: OSError | None) -> None:

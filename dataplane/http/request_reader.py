@@ -12,7 +12,7 @@ from typing import Protocol
 
 import httptools
 
-from ..config import Limits
+from ..config import LimitSettings
 from . import codec
 from .codec import Reject
 from .request import RequestHead
@@ -33,7 +33,7 @@ class Requests(Protocol):
 class RequestReader:
     __slots__ = ("requests", "limits", "parser", "head", "body", "in_trailers", "trailers")
 
-    def __init__(self, requests: Requests, limits: Limits) -> None:
+    def __init__(self, requests: Requests, limits: LimitSettings) -> None:
         self.requests = requests
         self.limits = limits
         self.parser = httptools.HttpRequestParser(self)

@@ -14,7 +14,7 @@ from .codec import request_head
 from .request import RequestHead
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..worker_view import WorkerView
 
 # The balancer's own answer: status, header lines (each ending in CRLF), body.
 Answer = tuple[int, bytes, bytes]
@@ -30,33 +30,33 @@ class Destination(NamedTuple):
     forward: bytes              # the head to send upstream
 
 
-def destination(site: "Site", head: RequestHead, peer: bytes,
+def destination(worker: "WorkerView", head: RequestHead, peer: bytes,
                 forwarded: bytes) -> Destination | Answer:
     """The route ``head`` takes (its hit counted) and where that leads: a
     group and the head to send it, or the balancer's own answer."""
-    routes = site.routes
+    routes = worker.routes
     fields = head.fields
     route = routes.find(head.method, head.target, fields.authority,
                         head.headers) if routes.routes else None
     if route is not None:
         route.requests += 1
-    answer = own_answer(route, routes.fallback, head.target, fields.authority)
+    answer = own_answer(route, routes.refuses_unmatched, head.target, fields.authority)
     if answer is not None:
         return answer
     target = head.target
     if route is not None:
         target, fields.lines = edited(route, target, fields.lines)
-    cluster = site.cluster_for(route)
+    cluster = worker.cluster_for(route)
     key = cluster.key_of(peer, target, head.headers) if cluster.hashed else None
     return Destination(cluster, route, key, target, request_head(
         head.method, target, fields, peer, forwarded, head.upgrade is not None))
 
 
-def own_answer(route: Route | None, fallback: str, target: bytes,
+def own_answer(route: Route | None, refuses_unmatched: bool, target: bytes,
                authority: bytes) -> Answer | None:
     """The answer the balancer gives itself, or None: the request goes on."""
     if route is None:
-        return NO_ROUTE if fallback == "none" else None
+        return NO_ROUTE if refuses_unmatched else None
     respond = route.respond
     if respond is not None:
         return (respond.status, b"Content-Type: %b\r\n" % respond.content_type.encode(),

@@ -18,7 +18,7 @@ from .deadline import CONNECT, HEAD, IDLE, LINGER, NEVER, QUEUE, RESPONSE, STREA
 from .exchange import Exchange
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..worker_view import WorkerView
 
 
 class Timed(Protocol):
@@ -33,23 +33,23 @@ class Timed(Protocol):
 
 
 class Timer:
-    __slots__ = ("owner", "site", "at", "kind", "total_at", "client_in", "backend_in",
+    __slots__ = ("owner", "worker", "at", "kind", "total_at", "client_in", "backend_in",
                  "stalled_since", "spliced_seen")
 
-    def __init__(self, owner: Timed, site: "Site") -> None:
+    def __init__(self, owner: Timed, worker: "WorkerView") -> None:
         self.owner = owner
-        self.site = site
+        self.worker = worker
         self.kind = HEAD
         self.at = 0.0
         self.total_at = NEVER         # timeouts.total of the active request
-        self.client_in = self.backend_in = site.clock.now   # last byte from each side
+        self.client_in = self.backend_in = worker.clock.now   # last byte from each side
         self.stalled_since: float | None = None   # a response held back for the client
         self.spliced_seen = 0
 
     def expect(self, kind: int, seconds: float) -> None:
         """``kind`` must happen within ``seconds`` (and within timeouts.total)."""
         self.kind = kind
-        at = self.site.clock.now + seconds
+        at = self.worker.clock.now + seconds
         self.at = at if at < self.total_at else self.total_at
 
     def expect_until(self, kind: int, at: float, total_at: float | None) -> None:
@@ -66,7 +66,7 @@ class Timer:
         """A request was answered: the connection may idle until the next."""
         self.total_at = NEVER
         self.kind = IDLE
-        self.at = now + self.site.idle_timeout
+        self.at = now + self.worker.idle_timeout
 
     def fire(self, now: float) -> None:
         """The deadline has passed: what ran out, and its consequence."""
@@ -78,7 +78,7 @@ class Timer:
             active.out_of_time()
             return
         kind = self.kind
-        idle = self.site.config.timeouts.idle
+        idle = self.worker.config.timeouts.idle
         if kind == STREAM:
             self._stream(now, active)
         elif kind == IDLE and now - max(self.client_in, self.backend_in) < idle:
@@ -132,6 +132,6 @@ class Timer:
         stalled = self.stalled_since
         if stalled is None and active.splice is not None and active.splice.blocked_on_output:
             stalled = self.stalled_since = now   # a spliced response waits for the client
-        return stream_expiry(now, self.site.config.timeouts, self.client_in, self.backend_in,
+        return stream_expiry(now, self.worker.config.timeouts, self.client_in, self.backend_in,
                              stalled, not active.request_complete and not active.responding,
                              active.responding and stalled is None)

@@ -15,7 +15,7 @@ from ..upstream.cluster import Cluster
 from ..upstream.pool import UpstreamConnection
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..worker_view import WorkerView
 
 
 class Upgraded(Protocol):
@@ -26,7 +26,7 @@ class Upgraded(Protocol):
     def upgraded_transport(self) -> asyncio.Transport: ...
 
 
-def join_streams(site: "Site", client: Upgraded, upstream: UpstreamConnection,
+def join_streams(worker: "WorkerView", client: Upgraded, upstream: UpstreamConnection,
                  cluster: Cluster) -> None:
     """Hand both sockets to a relay; the upstream one leaves the pool for good."""
     handed: list[bool] = []
@@ -35,7 +35,7 @@ def join_streams(site: "Site", client: Upgraded, upstream: UpstreamConnection,
         if handed or client.stream.pending or upstream.stream.pending:
             return      # called again by the other stream's drain
         handed.append(True)
-        buffer = site.config.limits.buffer
+        buffer = worker.config.limits.buffer
         if client.stream.tls is not None or upstream.stream.tls is not None:
             # TLS layers stay: the relay copies through them.
             sides = (client.upgraded_transport() if client.stream.tls else None,
@@ -43,13 +43,13 @@ def join_streams(site: "Site", client: Upgraded, upstream: UpstreamConnection,
             a = client.upgraded() if sides[0] is None else sides[0].get_extra_info("socket")
             b = cluster.detach(upstream) if sides[1] is None \
                 else sides[1].get_extra_info("socket")
-            relay = CopyRelay(site.reactor, a, b, site.forget, buffer, adopted=sides)
-            site.track(relay)
+            relay = CopyRelay(worker.reactor, a, b, worker.forget, buffer, adopted=sides)
+            worker.track(relay)
             relay.start()
             return
-        spliced = make_relay(site.relay_engine, site.reactor, client.upgraded(),
-                             cluster.detach(upstream), site.forget, buffer, site.sockmap)
-        site.track(spliced)
+        spliced = make_relay(worker.relay_engine, worker.reactor, client.upgraded(),
+                             cluster.detach(upstream), worker.forget, buffer, worker.sockmap)
+        worker.track(spliced)
         spliced.start()
 
     client.stream.when_drained(hand_over)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable
 from .tcp_info import TcpSample, sample, set_pacing_cap
 
 if TYPE_CHECKING:
-    from ..config import Pacer as PacerSettings
+    from ..config import PacerSettings
 
 JITTER_US = 1000
 

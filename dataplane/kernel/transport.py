@@ -18,7 +18,7 @@ from .pacer import Pacer
 from .tcp_info import NO_PACING_CAP, algorithm, sample, set_algorithm, set_pacing_cap
 
 if TYPE_CHECKING:
-    from ..config import Pacer as PacerSettings
+    from ..config import PacerSettings
 
 log = structlog.get_logger("l7lb.transport")
 PACER = "pacer"

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable, TextIO
 import msgspec
 import structlog
 
-from ..config import Log
+from ..config import LogSettings
 
 BUFFER = 64 * 1024
 _output: list[TextIO | BinaryIO] = []
@@ -83,7 +83,7 @@ def _logger_factory(text: TextIO, binary: BinaryIO | None) -> Callable[..., obje
     return lambda *_: _BufferedLogger(binary)
 
 
-def setup(settings: Log, stream: TextIO | None = None) -> None:
+def setup(settings: LogSettings, stream: TextIO | None = None) -> None:
     """Configure structlog; with ``log.file`` set, open it (OSError when it cannot be)."""
     _file[:] = [settings.file] if settings.file else []
     text = stream or sys.stdout

@@ -27,7 +27,7 @@ def in_service(admin_state: str, health: str, breaker: str) -> bool:
     return admin_state == "ready" and health != "down" and breaker != "open"
 
 
-class Backend(NamedTuple):
+class BackendRow(NamedTuple):
     cluster: str
     backend: str                 # HOST:PORT
     admin_state: str             # ready | drain | maint
@@ -54,7 +54,7 @@ class Backend(NamedTuple):
 
 class Figures(NamedTuple):
     version: str
-    backends: list[Backend]
+    backends: list[BackendRow]
     sessions_current: int
     sessions_total: int
     request_errors: int
@@ -115,7 +115,7 @@ _GAUGES = (
 )
 
 
-def _backends(rows: list[Backend]) -> Iterator[Metric]:
+def _backends(rows: list[BackendRow]) -> Iterator[Metric]:
     labels = ["cluster", "backend"]
     for name, help_text, field in _COUNTERS:
         counter = CounterMetricFamily(f"l7lb_backend_{name}", help_text, labels=labels)

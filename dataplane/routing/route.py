@@ -7,7 +7,7 @@ import re
 from typing import AnyStr, Generic
 
 from ..config import DEFAULT
-from ..config import Route as RouteSettings
+from ..config import RouteSettings
 from ..config.routes import FieldMatch
 
 

@@ -27,7 +27,7 @@ import re
 from typing import AnyStr, Callable, Iterable, Sequence
 from urllib.parse import parse_qsl
 
-from ..config import Route as RouteSettings
+from ..config import RouteSettings
 from .route import Condition, Route
 
 _NO_HEADERS: dict[bytes, bytes] = {}
@@ -115,7 +115,8 @@ class RouteTable:
         """``fallback``: routes_default (``default`` or ``none``); ``raw``: the
         settings as the snapshot carried them, to tell a new table from this one."""
         self.routes = [Route(i, s) for i, s in enumerate(settings)]
-        self.fallback = fallback
+        # routes_default: none answers 404 to what no route matches (HTTP) or closes (TCP).
+        self.refuses_unmatched = fallback == "none"
         self.raw = raw
         exact = {r.host for r in self.routes if r.host and not r.wildcard}
         wild = {r.host for r in self.routes if r.wildcard}

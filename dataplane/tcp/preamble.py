@@ -16,7 +16,7 @@ from ..proxyproto.header import parse
 from .client_hello import NEED_MORE, server_name
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..worker_view import WorkerView
 
 log = structlog.get_logger("l7lb.tcp")
 MAX_PREAMBLE = 4096       # more than any PROXY header we read, TLVs included
@@ -40,17 +40,17 @@ class Preamble:
     ``start(result, data)`` with all bytes read; a parse error, EOF first or
     ``limit`` bytes without an answer reset the connection (counted as refused)."""
 
-    def __init__(self, site: "Site", sock: socket.socket, peer: str,
+    def __init__(self, worker: "WorkerView", sock: socket.socket, peer: str,
                  parse: Callable[[bytes], Any], start: Callable[[Any, bytes], None],
                  what: str, timeout: float, limit: int, data: bytes = b"") -> None:
-        self.site, self.sock, self.peer = site, sock, peer
+        self.worker, self.sock, self.peer = worker, sock, peer
         self.parse, self.start, self.what, self.limit = parse, start, what, limit
         self.data = data
-        self.deadline = site.clock.now + timeout
+        self.deadline = worker.clock.now + timeout
         self.reading = False
         if not data or not self._try():
-            site.track(self)
-            site.reactor.add_reader(sock.fileno(), self._readable)
+            worker.track(self)
+            worker.reactor.add_reader(sock.fileno(), self._readable)
             self.reading = True
 
     def _readable(self) -> None:
@@ -85,12 +85,12 @@ class Preamble:
     def _done(self) -> None:
         if self.reading:
             self.reading = False
-            self.site.reactor.remove_reader(self.sock.fileno())
-            self.site.forget(self)
+            self.worker.reactor.remove_reader(self.sock.fileno())
+            self.worker.forget(self)
 
     def _refuse(self, why: str) -> None:
         self._done()
-        self.site.stats.untrusted += 1
+        self.worker.stats.untrusted += 1
         log.info("connection refused", client=self.peer, reason=why)
         reset(self.sock)
         self.sock.close()

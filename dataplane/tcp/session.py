@@ -20,7 +20,7 @@ from ..upstream.admission import NO_ROOM, OPEN
 from ..upstream.outcome import ErrorKind, connect_error
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..worker_view import WorkerView
     from ..upstream.cluster import Cluster
     from ..upstream.host import Host
     from ..upstream.connect import Connect
@@ -28,43 +28,43 @@ if TYPE_CHECKING:
 log = structlog.get_logger("l7lb.tcp")
 
 
-def accept(site: "Site", sock: socket.socket, peer: str) -> None:
+def accept(worker: "WorkerView", sock: socket.socket, peer: str) -> None:
     """A TCP-mode connection: with accept_proxy, its PROXY header first; with
     routes, its TLS ClientHello's server name picks the group."""
-    timeouts = site.config.timeouts
+    timeouts = worker.config.timeouts
 
     def session(proxied: Addresses | None, early: bytes) -> None:
-        if not site.routes.routes:
-            TcpSession(site, sock, peer, proxied, early)
+        if not worker.routes.routes:
+            TcpSession(worker, sock, peer, proxied, early)
             return
 
         def routed(name: str | None, data: bytes) -> None:
-            cluster = _group_for(site, name)
+            cluster = _group_for(worker, name)
             if cluster is None:
-                site.stats.untrusted += 1
+                worker.stats.untrusted += 1
                 log.info("connection refused", client=peer, reason=f"no route for {name!r}")
                 reset(sock)
                 sock.close()
             else:
-                TcpSession(site, sock, peer, proxied, data, cluster)
-        Preamble(site, sock, peer, client_hello, routed, "TLS ClientHello", timeouts.header,
+                TcpSession(worker, sock, peer, proxied, data, cluster)
+        Preamble(worker, sock, peer, client_hello, routed, "TLS ClientHello", timeouts.header,
                  MAX_RECORD, early)
 
-    if site.config.balancer.accept_proxy:
-        Preamble(site, sock, peer, proxy_header,
+    if worker.config.balancer.accept_proxy:
+        Preamble(worker, sock, peer, proxy_header,
                  lambda read, data: session(read[0], data[read[1]:]), "PROXY header",
                  timeouts.connect, MAX_PREAMBLE)
     else:
         session(None, b"")
 
 
-def _group_for(site: "Site", name: str | None) -> "Cluster | None":
+def _group_for(worker: "WorkerView", name: str | None) -> "Cluster | None":
     """The group a TLS server name is routed to (routes match on host only here)."""
-    route = site.routes.find(b"", b"/", (name or "").encode(), ())
+    route = worker.routes.find(b"", b"/", (name or "").encode(), ())
     if route is None:
-        return site.default if site.routes.fallback != "none" else None
+        return None if worker.routes.refuses_unmatched else worker.default
     route.requests += 1
-    return site.cluster_for(route)
+    return worker.cluster_for(route)
 
 
 class TcpSession:
@@ -72,17 +72,17 @@ class TcpSession:
     ``proxied``: the client a trusted PROXY header named; ``early``: the
     client's bytes that came with that header (sent on first)."""
 
-    def __init__(self, site: "Site", sock: socket.socket, peer: str,
+    def __init__(self, worker: "WorkerView", sock: socket.socket, peer: str,
                  proxied: Addresses | None = None, early: bytes = b"",
                  cluster: "Cluster | None" = None) -> None:
         if proxied is not None:
             peer = proxied.src
         self.proxied, self.early = proxied, early
-        self.site, self.sock, self.peer = site, sock, peer
+        self.worker, self.sock, self.peer = worker, sock, peer
         self.started = time.monotonic()
-        self.deadline = site.clock.now + site.connect_timeout
+        self.deadline = worker.clock.now + worker.connect_timeout
         self.connecting: Connect | None = None
-        cluster = self.cluster = cluster or site.default
+        cluster = self.cluster = cluster or worker.default
         host = cluster.choose(peer.encode())    # hashed by client address
         if host is None:
             self._refuse("no backend available")
@@ -94,11 +94,11 @@ class TcpSession:
             return
         self.host: Host = host
         cluster.begin(host)
-        site.track(self)
+        worker.track(self)
         self.connecting = cluster.connect_socket(host, self._connected)
 
     def _refuse(self, why: str) -> None:
-        self.site.stats.errors += 1
+        self.worker.stats.errors += 1
         log.warning("tcp connection refused", client=self.peer, reason=why)
         reset(self.sock)
         self.sock.close()
@@ -110,8 +110,8 @@ class TcpSession:
         self._refuse(why)
 
     def _connected(self, upstream: socket.socket | None, exc: OSError | None) -> None:
-        site = self.site
-        site.forget(self)
+        worker = self.worker
+        worker.forget(self)
         self.connecting = None
         if upstream is None:
             why = (exc.strerror or exc) if exc is not None else "no socket"
@@ -126,11 +126,11 @@ class TcpSession:
             self._failed(ErrorKind.CONNECT_ERROR, "could not send the first bytes")
             return
         if self.host.client_side:
-            site.transport.serving(self.sock, self.host)
-        relay = make_relay(site.relay_engine, site.reactor, self.sock, upstream,
-                           self._closed, site.config.limits.buffer, site.sockmap)
-        relay.idle_timeout = site.config.timeouts.idle
-        site.track(relay)
+            worker.transport.serving(self.sock, self.host)
+        relay = make_relay(worker.relay_engine, worker.reactor, self.sock, upstream,
+                           self._closed, worker.config.limits.buffer, worker.sockmap)
+        relay.idle_timeout = worker.config.timeouts.idle
+        worker.track(relay)
         relay.start()
 
     def _proxy_header(self, version: str) -> bytes:
@@ -143,13 +143,13 @@ class TcpSession:
         return encode(version, addresses)
 
     def _closed(self, relay: Relay) -> None:
-        site = self.site
-        site.forget(relay)
+        worker = self.worker
+        worker.forget(relay)
         self.cluster.socket_closed(self.host)
         self.cluster.release(self.host)
-        site.stats.requests += 1
+        worker.stats.requests += 1
         ms = self._report(relay.moved, ErrorKind.NONE)
-        if site.config.log.access:
+        if worker.config.log.access:
             logs.access("connection", {"client": self.peer, "backend": self.host.name,
                                        "bytes": relay.moved, "ms": ms, **relay.choices()})
 
@@ -162,7 +162,7 @@ class TcpSession:
         if now >= self.deadline and self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
-            self.site.forget(self)
+            self.worker.forget(self)
             self._failed(ErrorKind.CONNECT_TIMEOUT, f"connect to {self.host.name} timed out")
 
     def shutdown(self) -> None:
@@ -172,7 +172,7 @@ class TcpSession:
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
-            self.site.forget(self)
+            self.worker.forget(self)
             self.cluster.release(self.host)
             reset(self.sock)
             self.sock.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-from ..config.schema import BackendTls, ListenerTls
+from ..config.schema import BackendTlsSettings, ListenerTlsSettings
 from .certificates import CertificateInfo, read
 from .names import NameIndex
 
@@ -16,7 +16,7 @@ VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 VERIFY = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
-def server_context(settings: ListenerTls, cert: str | None = None,
+def server_context(settings: ListenerTlsSettings, cert: str | None = None,
                    key: str | None = None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = VERSIONS[settings.min_version]
@@ -31,7 +31,7 @@ def server_context(settings: ListenerTls, cert: str | None = None,
     return context
 
 
-def backend_context(settings: BackendTls) -> ssl.SSLContext:
+def backend_context(settings: BackendTlsSettings) -> ssl.SSLContext:
     """For connections and probes to a group's backends."""
     context = ssl.create_default_context(cafile=settings.ca)
     context.minimum_version = VERSIONS[settings.min_version]
@@ -42,7 +42,7 @@ def backend_context(settings: BackendTls) -> ssl.SSLContext:
     return context
 
 
-def front_context(settings: ListenerTls) -> ssl.SSLContext:
+def front_context(settings: ListenerTlsSettings) -> ssl.SSLContext:
     """The context handshakes start in. OpenSSL keeps session ticket keys per
     context and encrypts tickets with the starting one's: made once before the
     workers fork, its keys are the same in all of them (as nginx does)."""
@@ -52,12 +52,12 @@ def front_context(settings: ListenerTls) -> ssl.SSLContext:
 class ListenerContexts:
     """What the listener's TLS uses now; ``load`` replaces it whole."""
 
-    def __init__(self, settings: ListenerTls, front: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: ListenerTlsSettings, front: ssl.SSLContext | None = None) -> None:
         self.front = front or front_context(settings)
         self.front.sni_callback = self._choose
         self.load(settings)
 
-    def load(self, settings: ListenerTls) -> None:
+    def load(self, settings: ListenerTlsSettings) -> None:
         """Build every context first: a file that fails raises and changes nothing."""
         contexts = [server_context(settings, c.cert, c.key) for c in settings.certificates]
         infos = [read(c.cert) for c in settings.certificates]

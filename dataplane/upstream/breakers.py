@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..breaker.machine import Breaker
 from ..breaker.policy import Judge, judge_of, may_eject, rules_of
-from ..config import Breaker as BreakerSettings
+from ..config import BreakerSettings
 from ..config import backend_key
 from .outcome import FAILURE_CLASS, ErrorKind
 

@@ -128,7 +128,7 @@ class LeastRequest(Random):
             else first
 
 
-Table = TypeVar("Table", hashing.HashRing, hashing.Maglev)
+Table = TypeVar("Table", hashing.HashRing, hashing.MaglevTable)
 
 
 class _Hashed(Choice, Generic[Table]):
@@ -195,9 +195,9 @@ class RingHash(_Hashed[hashing.HashRing]):
         return None if index is None else self.table_backends[index]
 
 
-class Maglev(_Hashed[hashing.Maglev]):
-    def make_table(self, names: list[str], weights: list[int]) -> hashing.Maglev:
-        return hashing.Maglev(names, weights, self.size or hashing.MAGLEV_SIZE)
+class Maglev(_Hashed[hashing.MaglevTable]):
+    def make_table(self, names: list[str], weights: list[int]) -> hashing.MaglevTable:
+        return hashing.MaglevTable(names, weights, self.size or hashing.MAGLEV_SIZE)
 
     def pick(self, key: bytes | None) -> Host | None:
         if self.table is None:

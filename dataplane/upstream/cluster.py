@@ -29,11 +29,8 @@ import msgspec
 import structlog
 
 from ..breaker.policy import share
-from ..config import Balancer as BalancerSettings
-from ..config import Breaker as BreakerSettings
-from ..config import Health as HealthSettings
-from ..config import Retries as RetrySettings
-from ..config import Pool as PoolSettings
+from ..config import (BalancerSettings, BreakerSettings, HealthSettings, PoolSettings,
+                      RetrySettings)
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from ..tls.contexts import backend_context

@@ -18,7 +18,7 @@ from .host import Host
 SocketConnected = Callable[[socket.socket | None, OSError | None], None]
 
 
-class Slot(Protocol):
+class OpenCount(Protocol):
     """The host pool a connect counts in."""
     host: Host
     open: int
@@ -39,7 +39,7 @@ class Connect:
 
     __slots__ = ("pool", "slot", "sock", "callback", "waiting", "on_cancel", "cancelled")
 
-    def __init__(self, pool: Dialer, slot: Slot, callback: SocketConnected,
+    def __init__(self, pool: Dialer, slot: OpenCount, callback: SocketConnected,
                  on_cancel: Callable[[], None]) -> None:
         """``on_cancel``: the pool's turn handed on (another may connect)."""
         self.pool, self.slot = pool, slot

@@ -1,5 +1,5 @@
 """Consistent hashing tables, without I/O: a weighted ring with virtual nodes,
-Maglev, and consistent hashing with bounded loads.
+MaglevTable, and consistent hashing with bounded loads.
 
 Keys and backend names are hashed with xxHash3-64 (the xxhash package):
 stable across processes and machines, unlike Python's hash(). Every worker
@@ -7,7 +7,7 @@ and every balancer with the same backend set maps a key to the same backend.
 
 Tables are built over every backend with a positive weight, whether it is up
 or not. A backend that is down keeps its entries; a pick that lands on it
-moves on (the ring to the next point, Maglev to a re-hashed slot), so a
+moves on (the ring to the next point, MaglevTable to a re-hashed slot), so a
 backend going down or up moves only its own keys. Building is the slow part
 (tens of milliseconds for 1000 backends) and happens once per change of the
 backend set or weights; the caller swaps the new table in with one
@@ -99,7 +99,7 @@ class HashRing:
             yield owners[(start + step) % n]
 
 
-class Maglev:
+class MaglevTable:
     """The Maglev lookup table: each backend fills slots in the order of its
     own permutation of 0..M-1, taking turns in proportion to its weight."""
 

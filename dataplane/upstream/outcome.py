@@ -56,6 +56,13 @@ FAILURE_CLASS: dict[ErrorKind, str | None] = {
     ErrorKind.NO_HOST: None, ErrorKind.CLIENT_ABORTED: None, ErrorKind.RELAY_FAILED: None,
 }
 
+# The outcomes passive health counts toward health.passive_errors: the
+# backend failed before any response byte. A refused connect is not among
+# them, as it marks the host down at once (passive.py); failures after the
+# response began count for the breaker alone (FAILURE_CLASS).
+PASSIVE_COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,
+                             ErrorKind.RESET_BEFORE_RESPONSE, ErrorKind.CLOSED_BEFORE_RESPONSE})
+
 
 def connect_error(exc: OSError | None) -> ErrorKind:
     """The kind of a failed connect, from its errno."""

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .outcome import ErrorKind
-
-# Errors that count toward health.passive_errors.
-COUNTED = frozenset({ErrorKind.CONNECT_TIMEOUT, ErrorKind.CONNECT_ERROR,
-                     ErrorKind.RESET_BEFORE_RESPONSE, ErrorKind.CLOSED_BEFORE_RESPONSE})
+from .outcome import PASSIVE_COUNTED, ErrorKind
 
 
 def passive_verdict(failures: int, error: ErrorKind, limit: int) -> tuple[int, str | None]:
@@ -27,7 +23,7 @@ def passive_verdict(failures: int, error: ErrorKind, limit: int) -> tuple[int, s
     not down). ``limit``: health.passive_errors."""
     if error is ErrorKind.CONNECT_REFUSED:
         return failures, "connect refused"
-    if error not in COUNTED:
+    if error not in PASSIVE_COUNTED:
         return failures, None
     failures += 1
     if failures >= limit:

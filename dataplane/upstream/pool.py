@@ -19,7 +19,7 @@ import ssl
 from collections import deque
 from typing import Callable, NamedTuple, Protocol
 
-from ..config import Pool as PoolSettings
+from ..config import PoolSettings
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.transport import Transport

@@ -18,7 +18,7 @@ import structlog
 
 from .. import logs
 from ..channel.link import Link
-from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, Verdict
+from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
 from ..config import DEFAULT, Config, decode_certificates, decode_routes
 from ..http.client import ClientConnection
 from ..http.codec import Reject
@@ -31,7 +31,7 @@ from ..kernel.transport import Transport
 from ..limits.per_client import PerClient
 from ..logs.access_lines import AccessLog
 from ..routing.route import Route
-from ..site import Clock, Stats, Tracked
+from ..worker_view import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
@@ -268,7 +268,7 @@ class Worker:
     def verdict(self, cluster: str, backend: str, reason: str) -> None:
         """A passive health verdict."""
         log.warning("backend failing, taken out in this worker", backend=backend, reason=reason)
-        self.link.up.send(Verdict(self.link.slot, cluster, backend, reason))
+        self.link.up.send(PassiveVerdict(self.link.slot, cluster, backend, reason))
 
     def tripped(self, cluster: str, backend: str, reason: str) -> None:
         log.warning("breaker tripped in this worker", backend=backend, reason=reason)

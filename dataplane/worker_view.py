@@ -43,7 +43,7 @@ class Tracked(Protocol):
     def shutdown(self) -> None: ...
 
 
-class Site(Protocol):
+class WorkerView(Protocol):
     config: "Config"
     loop: asyncio.AbstractEventLoop
     clock: Clock
