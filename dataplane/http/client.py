@@ -26,15 +26,17 @@ import structlog
 
 from ..io.relay import SplicePump
 from ..io.stream import Stream
-from ..proxyproto.header import Addresses, ProxyError, parse
+from ..proxyproto.header import Addresses, ProxyError
 from ..upstream.outcome import ErrorKind
-from . import codec, identity, request
+from . import codec, request
 from .codec import NONE, Reject
 from .deadline import HEAD, IDLE, LINGER, NEVER, STREAM
 from .exchange import Exchange
+from .identity import ClientIdentity
 from .lane_request import TOO_MANY, LaneRequest
 from .timer import Timer
 from .request import RequestHead
+from .request_body import RequestBody
 from .request_reader import Body, RequestReader
 from .routed import Destination, destination
 
@@ -49,25 +51,21 @@ LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
 
 class ClientConnection:
     __slots__ = (
-        "worker", "limits", "stream", "reader", "peer", "proxied", "preamble", "queue",
-        "active", "closing", "closed", "upgrading",
-        "feeding", "input_error", "splice", "awaiting_drain", "timer",
-        "splice_bodies", "forwarded", "stripped", "tail", "access", "log_prefix", "lane",
-        "__weakref__")
+        "worker", "limits", "stream", "reader", "who", "queue", "active", "closing", "closed",
+        "upgrading", "feeding", "input_error", "splice", "awaiting_drain", "timer",
+        "splice_bodies", "access", "lane", "__weakref__")
 
     def __init__(self, worker: "WorkerView", stream: Stream, peer: str) -> None:
         self.worker = worker
         self.limits = worker.config.limits
-        # The client's addresses; with accept_proxy, from its PROXY header first.
-        self.proxied: Addresses | None = None
-        self.preamble: bytes | None = b"" if worker.config.balancer.accept_proxy else None
         self.stream = stream
         stream.own(self)
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
         self.splice_bodies = worker.splice_bodies and stream.tls is None
-        self.forwarded, self.stripped = identity.forwarding(stream.tls, worker.config.balancer.tls)
         self.access: AccessLog | None = worker.access
-        self._identify(peer.encode())
+        balancer = worker.config.balancer
+        self.who = ClientIdentity(peer, stream.tls, balancer.tls, self.access,
+                                  balancer.accept_proxy)
         self.reader = RequestReader(self, self.limits)     # the general path's parser
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a
         # deque is 760) since idle connections are what memory is spent on.
@@ -83,16 +81,9 @@ class ClientConnection:
         self.timer = Timer(self, worker)    # the one deadline
         # The fast lane, unless something takes this connection's requests off it.
         self.lane = LaneRequest(self, worker) \
-            if self.preamble is None and not self.stripped and worker.lane else None
+            if self.who.preamble is None and not self.who.stripped and worker.lane else None
         self.expect(HEAD, worker.config.timeouts.header)
         worker.track(self)
-
-    def _identify(self, peer: bytes) -> None:
-        """The client's address and what follows from it for every request."""
-        self.peer = peer
-        self.tail = b"X-Forwarded-For: %b\r\n%b\r\n" % (peer, self.forwarded)
-        self.log_prefix = self.access.prefix(peer, identity.tls_fields(self.stream.tls)) \
-            if self.access is not None else b""
 
     # -- input -----------------------------------------------------------
     def on_data(self, data: bytes) -> None:
@@ -104,7 +95,7 @@ class ClientConnection:
                     and self.reader.body is None and not self.closing and lane.carry(data):
                 return
         self.timer.client_in = self.worker.clock.now
-        if self.preamble is not None:
+        if self.who.preamble is not None:
             data = self._proxy_header(data) or b""
             if not data:
                 return
@@ -124,39 +115,26 @@ class ClientConnection:
         self._after_input()
 
     def _proxy_header(self, data: bytes) -> bytes | None:
-        """accept_proxy: collect and read the PROXY header; what follows it, or
-        None while it is incomplete (a bad one closes the connection)."""
-        data = (self.preamble or b"") + data
+        """accept_proxy: what follows the PROXY header, or None while it is
+        incomplete (a bad one closes the connection)."""
         try:
-            read = parse(data)
+            return self.who.after_preamble(data)
         except ProxyError as exc:
-            log.info("connection refused", client=self.peer.decode(), reason=str(exc))
+            log.info("connection refused", client=self.who.peer.decode(), reason=str(exc))
             self.worker.stats.untrusted += 1
             self.abort()
             return None
-        if read is None:
-            self.preamble = data
-            return None
-        addresses, size = read
-        self.preamble = None
-        if addresses is not None:
-            self.proxied = addresses
-            self._identify(addresses.src.encode())
-        return data[size:]
 
     def addresses(self) -> Addresses:
-        """Who the client is and what it connected to: as a trusted balancer's
-        PROXY header said, or as the socket says."""
-        if self.proxied is None:
-            self.proxied = identity.socket_addresses(self.stream.shared_socket())
-        return self.proxied
+        """Who the client is and what it connected to (a PROXY header's word first)."""
+        return self.who.addresses(self.stream.shared_socket())
 
     def _input_failed(self, exc: httptools.HttpParserError) -> None:
         cause = exc.__context__
         if isinstance(cause, Reject):
             reject = cause
         elif cause is not None:
-            log.error("request handling failed", client=self.peer.decode(), exc_info=cause)
+            log.error("request handling failed", client=self.who.peer.decode(), exc_info=cause)
             reject = Reject(500, "internal error")
         else:
             reject = Reject(400, f"malformed request: {exc}")
@@ -196,7 +174,7 @@ class ClientConnection:
         if want and active is not None:
             upstream = active.upstream
             if upstream is None:
-                want = active.pending_size < self.limits.buffer
+                want = active.body.held_size < self.limits.buffer
             elif upstream.stream.queued and upstream.stream.pending >= self.limits.buffer:
                 want = False
                 if not self.awaiting_drain:
@@ -225,16 +203,15 @@ class ClientConnection:
         per_client = worker.per_client
         if per_client is not None and not per_client.allow_request(self):
             raise Reject(429, TOO_MANY)
-        request.check(head, self.stripped, upgrade, worker.config.limits.body_bytes,
+        request.check(head, self.who.stripped, upgrade, worker.config.limits.body_bytes,
                       self._reached)
         exchange = Exchange(self, worker, head.method, head.target, head.version,
-                            head.keep_alive, time.monotonic())
+                            head.keep_alive, time.monotonic(), RequestBody(head.framing, head.length))
         exchange.head, exchange.upgrade = head, head.upgrade
-        exchange.framing, exchange.remaining = head.framing, head.length
         self.queue.append(exchange)
         # A request without a body is whole in a moment (request_read, in
         # this same feed): it starts then, with no body to wait for.
-        if self.active is None and (exchange.framing != NONE or exchange.upgrade):
+        if self.active is None and (head.framing != NONE or exchange.upgrade):
             self.activate(exchange)
         return exchange
 
@@ -256,7 +233,7 @@ class ClientConnection:
         total = worker.config.timeouts.total
         head = exchange.head
         if head is not None:
-            where = destination(worker, head, self.peer, self.forwarded)
+            where = destination(worker, head, self.who.peer, self.who.forwarded)
             if not isinstance(where, Destination):
                 exchange.answer(*where)
                 return
@@ -394,7 +371,7 @@ class ClientConnection:
 
     def reject_now(self, reject: Reject) -> None:
         self.worker.stats.rejected += 1
-        log.info("request rejected", client=self.peer.decode(), status=reject.status,
+        log.info("request rejected", client=self.who.peer.decode(), status=reject.status,
                  reason=reject.detail)
         self.stream.write(codec.error_response(reject.status, reject.detail))
         self.close_gracefully()

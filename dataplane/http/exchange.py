@@ -1,15 +1,16 @@
 """One request and its response on the general path, carried between a client
 and a host; made only for what the fast lane (lane.py) does not carry.
 
-An Exchange owns its request's framing toward the backend, its retries and
-its ending. It asks its cluster for a host and a connection (pooled, new,
-or a turn in the host's queue), writes the request head and streams the
-body (re-chunked, or spliced in the kernel when large), then reads the
-response with the connection's reader (response.py) and streams it to the
-client. It reaches its client only through ``ClientSide`` and the upstream
-only through its ``Cluster``. Its progress is one Stage; the request side's
-only independent fact is whether the whole request has been read from the
-client (``request_complete``).
+An Exchange owns its request's framing toward the backend and its ending.
+Its Attempt (attempt.py) finds it a host and a connection (pooled, new, or
+a turn in the host's queue), and another host when a try fails. The
+Exchange writes the request head and streams the body (re-chunked, or
+spliced in the kernel when large), then reads the response with the
+connection's reader (response.py) and streams it to the client. It reaches
+its client only through ``ClientSide`` and the upstream only through its
+``Cluster``. Its progress is one Stage; the request side's only independent
+fact is whether the whole request has been read from the client
+(``request_complete``).
 """
 
 from __future__ import annotations
@@ -26,31 +27,31 @@ import structlog
 from ..io.relay import SplicePump
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, encode
-from ..upstream.admission import OPEN, QUEUED
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
-from ..upstream.outcome import ErrorKind, connect_error
+from ..upstream.outcome import ErrorKind
 from ..upstream.pool import UpstreamConnection
 from . import codec, retry
 from ..logs.access_lines import AccessLog
-from .codec import CHUNKED, LENGTH, NONE
-from .deadline import CONNECT, QUEUE, RESPONSE
+from .attempt import Attempt
+from .codec import LENGTH, NONE
+from .identity import ClientIdentity
+from .deadline import RESPONSE
 from .request import SPLICE_MIN, RequestHead
+from .request_body import RequestBody
+from .request_log import log_request
 from .response import ResponseReader
 from .upgrade import join_streams
 
 if TYPE_CHECKING:
     from ..routing.route import Route
     from ..worker_view import WorkerView
-    from ..upstream.connect import Connect
 
 log = structlog.get_logger("l7lb.http")
 
 
 class Stage(enum.Enum):
-    PENDING = "pending"          # parsed; behind an earlier request on its connection
-    QUEUED = "queued"            # waiting for a connection to the host (pool.max_active)
-    CONNECTING = "connecting"
+    PENDING = "pending"          # no connection: behind an earlier request, queued or connecting
     SENT = "sent"                # request head written; no response head yet
     RESPONDING = "responding"    # response head passed to the client; body streaming
     SPLICING = "splicing"        # the rest of the response body moves in the kernel
@@ -58,18 +59,17 @@ class Stage(enum.Enum):
 
 
 # Module-level names: a global is read ten times faster than an enum member.
-PENDING, QUEUED_STATE, CONNECTING, SENT, RESPONDING, SPLICING, DONE = Stage
+PENDING, SENT, RESPONDING, SPLICING, DONE = Stage
 NO_ERROR = ErrorKind.NONE
 
 
 class ClientSide(Protocol):
     """What an exchange may ask of the client connection it answers."""
     stream: Stream
-    peer: bytes                 # the client's address, as X-Forwarded-For names it
+    who: ClientIdentity         # the client's address, its lines and access-line prefix
     splice_bodies: bool         # large bodies of known length may move by splice
     closing: bool               # no further request: the connection closes after this one
     access: AccessLog | None
-    log_prefix: bytes           # its part of every access line
 
     def is_active(self, exchange: "Exchange") -> bool: ...
     def expect(self, kind: int, seconds: float) -> None: ...
@@ -89,13 +89,13 @@ class ClientSide(Protocol):
 class Exchange:
     __slots__ = (
         "client", "worker", "cluster", "state", "method", "target", "version", "keep_alive",
-        "upgrade", "upgrade_tail", "forward", "framing", "remaining", "request_complete",
-        "pending", "pending_size", "host", "upstream", "connecting", "response", "splice",
-        "reused", "attempts", "started", "bytes_in", "status", "error", "kind", "key",
-        "tried", "route", "local", "per_try", "head")
+        "upgrade", "upgrade_tail", "forward", "body", "request_complete", "attempt",
+        "upstream", "response", "splice", "reused", "attempts", "started", "status", "error", "kind",
+        "route", "local", "per_try", "head")
 
     def __init__(self, client: ClientSide, worker: "WorkerView", method: bytes, target: bytes,
-                 version: str, keep_alive: bool, started: float) -> None:
+                 version: str, keep_alive: bool, started: float,
+                 body: RequestBody | None = None) -> None:
         self.client = client
         self.worker = worker
         self.cluster: Cluster | None = None
@@ -107,25 +107,18 @@ class Exchange:
         self.upgrade: bytes | None = None
         self.upgrade_tail = b""
         self.forward = b""                # the request head as sent upstream
-        self.framing = NONE               # of the request body
-        self.remaining = 0                # its bytes still to come (Content-Length)
+        self.body = body or RequestBody()
         self.request_complete = False
-        self.pending: list[bytes] = []    # request bytes waiting for a connection
-        self.pending_size = 0
-        self.host: Host | None = None
+        self.attempt: Attempt | None = None     # once routed to a group
         self.upstream: UpstreamConnection | None = None
-        self.connecting: Connect | None = None
         self.response: ResponseReader | None = None
         self.splice: SplicePump | None = None   # response body moving in the kernel
         self.reused = False               # on a pooled connection (retry candidate)
         self.attempts = 0
         self.started = started
-        self.bytes_in = 0
         self.status = 0                   # set when the balancer answers itself
         self.error = ""
         self.kind = NO_ERROR
-        self.key: bytes | None = None      # the hash key, kept for a retry elsewhere
-        self.tried: set[Host] | None = None  # hosts failed over from (retries elsewhere)
         self.route: Route | None = None     # the route it took (None: the default group)
         self.local = False                 # answered by the balancer (respond, redirect)
         self.per_try = worker.response_timeout   # seconds for the response head, per try
@@ -153,88 +146,40 @@ class Exchange:
         """The response head went to the client: an error can only cut it."""
         return self.state is RESPONDING or self.state is SPLICING
 
+    @property
+    def replayable(self) -> bool:
+        """May go to another host after a failed try (retry.replayable)."""
+        return not self.responding and retry.replayable(
+            self.method, self.written, self.body.framing != NONE, self.upgrade is not None)
+
     # -- where it goes -----------------------------------------------------
     def routed(self, cluster: Cluster, route: "Route | None", key: bytes | None,
                forward: bytes) -> None:
         """Its group, route, hash key and upstream head, decided by the client."""
-        self.cluster, self.route, self.key, self.forward = cluster, route, key, forward
+        self.cluster, self.route, self.forward = cluster, route, forward
+        self.attempt = Attempt(self, cluster, self.worker, route, key)
         if route is not None:
             self.per_try = route.per_try_timeout or route.request_timeout or self.per_try
 
     def start(self, host: Host | None) -> None:
         """On to ``host`` (chosen already), or to one its cluster chooses now."""
-        cluster = self.cluster
-        assert cluster is not None, "routed before it starts"
-        if host is None:
-            host = cluster.choose(self.key)
-        if host is None:
-            self.fail(503, ErrorKind.NO_HOST, "no backend available")
-            return
-        self._use(host)
+        self._attempt().start(host)
 
-    def _use(self, host: Host) -> None:
-        cluster = self._cluster()
-        self.host = host
-        cluster.begin(host)
-        host.awaiting.add(self)          # until its response head (see host_down)
-        got = cluster.connection(host, self, self.worker.clock.now)
-        if isinstance(got, UpstreamConnection):
-            self.attach(got, reused=True)
-        elif got is OPEN:
-            self._open()
-        elif got is QUEUED:
-            self.state = QUEUED_STATE
-            self.client.expect(QUEUE, self.worker.config.pool.queue_timeout)
-        elif got.limit:
-            self.fail(503, ErrorKind.OVERLOADED, f"backend {host.name} at breaker.{got.value}",
-                      b"X-L7lb-Overloaded: %b\r\n" % got.value.encode())
-        else:
-            self.fail(503, ErrorKind.POOL_FULL,
-                      f"backend {host.name} busy: pool.max_active and max_queue reached")
+    def _attempt(self) -> Attempt:
+        assert self.attempt is not None, "an attempt is made once routed"
+        return self.attempt
 
     def _cluster(self) -> Cluster:
         assert self.cluster is not None, "a cluster is known once routed"
         return self.cluster
 
-    def _host(self) -> Host:
-        assert self.host is not None, "a host is known once started"
-        return self.host
-
-    def _open(self) -> None:
-        self.state = CONNECTING
-        self.client.expect(CONNECT, self.worker.connect_timeout)
-        self.connecting = self._cluster().open(self._host(), self._connected)
-
-    def dequeued(self, conn: UpstreamConnection | None) -> None:
-        """Our turn in the host's queue: a connection, or room to open one."""
-        cluster = self._cluster()
-        if self.state is not QUEUED_STATE:    # gone meanwhile: pass the turn on
-            if conn is not None:
-                cluster.give_back(conn, self.worker.clock.now)
-            else:
-                cluster.pass_turn(self._host())
-            return
-        if conn is not None:
-            cluster.taken(conn)
-            self.attach(conn, reused=True)
-        else:
-            self._open()
+    def waiting(self, kind: int, seconds: float) -> None:
+        """No connection yet (queued, or one opening): ``kind`` within ``seconds``."""
+        self.state = PENDING
+        self.client.expect(kind, seconds)
 
     def queue_timed_out(self) -> None:
-        self._cluster().unqueue(self._host(), self, timed_out=True)
-        self.fail(503, ErrorKind.QUEUE_TIMEOUT,
-                  "no backend connection free within pool.queue_timeout")
-
-    def _connected(self, conn: UpstreamConnection | None, exc: OSError | None) -> None:
-        self.connecting = None
-        if conn is None:
-            self.attempt_failed(502, connect_error(exc),
-                                f"cannot connect to backend: {exc.strerror or exc}"
-                                if exc is not None else "cannot connect to backend")
-        elif self.done:
-            self._cluster().discard(conn)
-        else:
-            self.attach(conn, reused=False)
+        self._attempt().queue_timed_out()
 
     def attach(self, conn: UpstreamConnection, reused: bool) -> None:
         """Send the request on ``conn``."""
@@ -251,9 +196,7 @@ class Exchange:
         if conn.host.client_side or cluster.transport.clients_tuned:
             cluster.transport.serving(client.stream.shared_socket(), conn.host)
         self.response = self._reader(conn)
-        stream.write(b"".join([self.forward, *self.pending]) if self.pending else self.forward)
-        self.pending.clear()
-        self.pending_size = 0
+        stream.write(self.body.after(self.forward))
         if self.upgrade_tail:
             stream.write(self.upgrade_tail)
         if self.request_complete:
@@ -283,31 +226,23 @@ class Exchange:
         self.reused = True
         self.attempts = 1
         self.upstream = conn
-        self.host = conn.host
         conn.user = self
         self.request_complete = True
-        self.bytes_in = body
-        self.framing = LENGTH if body else NONE
+        self.body = RequestBody(LENGTH if body else NONE)
+        self.body.bytes_in = body
         self.response = self._reader(conn)
-        self._host().awaiting.add(self)
+        self._attempt().under_way(conn.host)
 
     # -- the request body ----------------------------------------------------
     def request_body(self, body: bytes) -> None:
-        self.bytes_in += len(body)
-        if self.framing == CHUNKED:
-            limit = self.worker.config.limits.body_bytes
-            if limit is not None and self.bytes_in > limit:
-                raise codec.Reject(413, f"request body larger than limits.body_bytes ({limit})")
-            self._send(codec.chunk(body))
-        else:
-            self.remaining -= len(body)
-            self._send(body)
+        self._send(self.body.framed(body, self.worker.config.limits.body_bytes))
 
     def request_end(self, trailers: codec.Headers) -> None:
         """The whole request has been read from the client."""
         self.request_complete = True
-        if self.framing == CHUNKED:
-            self._send(codec.last_chunk(trailers))
+        last = self.body.last(trailers)
+        if last:
+            self._send(last)
         if self.local:                  # answered already; now the request is whole
             self.client.exchange_done(self, False)
         elif self.state is SENT and self.client.is_active(self):
@@ -317,23 +252,22 @@ class Exchange:
         if self.upstream is not None and self.client.is_active(self):
             self.upstream.stream.write(data)
         else:
-            self.pending.append(data)
-            self.pending_size += len(data)
+            self.body.hold(data)
 
     def splice_request_body(self) -> bool:
         """Start splicing the rest of a large Content-Length body; True if started.
         Never while the parser is still handing over bytes it has read: those
         come first, and the count to splice is known only after them."""
-        upstream = self.upstream
-        if (self.framing != LENGTH or self.request_complete or upstream is None
-                or self.remaining < SPLICE_MIN or not self.client.splice_bodies
-                or upstream.stream.tls is not None or not self.client.may_splice_request()):
+        upstream, client = self.upstream, self.client
+        if (self.request_complete or upstream is None or not self.body.spliceable()
+                or not client.splice_bodies or upstream.stream.tls is not None
+                or not client.may_splice_request()):
             return False
-        self.client.splice_request(self, upstream.stream, self.remaining)
+        client.splice_request(self, upstream.stream, self.body.remaining)
         return True
 
     def request_spliced(self, moved: int) -> None:
-        self.bytes_in += moved
+        self.body.bytes_in += moved
         self.request_end([])
 
     # -- the response --------------------------------------------------------
@@ -352,7 +286,7 @@ class Exchange:
             return
         if response.started and self.state is SENT:
             self.state = RESPONDING
-            self._host().awaiting.discard(self)
+            self._attempt().answered()
             if not response.complete:        # else the next deadline is the idle one
                 client.watch_stream()
         if response.out:
@@ -396,12 +330,10 @@ class Exchange:
             self.client.stream.write(response.take())     # close-delimited: EOF ends it
             self.client.exchange_done(self, False)
         elif retry.reconnect_allowed(self.reused, self.attempts, self.written,
-                                     self.framing != NONE, self.upgrade is not None):
-            if self._cluster().reconnect(self._host()):
-                self._open()
-            else:
+                                     self.body.framing != NONE, self.upgrade is not None):
+            if not self._attempt().reconnect():
                 self.fail(503, ErrorKind.POOL_FULL,
-                          f"backend {self._host().name} at pool.max_active")
+                          f"backend {upstream.host.name if upstream else ''} at pool.max_active")
         elif self.responding:
             self.abort(ErrorKind.RESET_MID_RESPONSE,
                        "backend closed mid-response" if exc is None
@@ -419,58 +351,31 @@ class Exchange:
             self.fail(502, ErrorKind.BAD_RESPONSE, "backend switched protocols unasked")
             return
         assert self.response is not None and self.upstream is not None
-        cluster, host = self._cluster(), self._host()
         self.state = RESPONDING
-        host.awaiting.discard(self)
+        self._attempt().answered()
         self.client.stream.write(self.response.switch_head() + tail)
         self._report()
-        cluster.release(host)    # a stream, no longer a request in flight
+        cluster = self._cluster()
+        cluster.release(self.upstream.host)    # a stream, no longer a request in flight
         self.state = DONE
         join_streams(self.worker, self.client, self.upstream, cluster)
 
     # -- retries ---------------------------------------------------------------
     def attempt_failed(self, status: int, kind: ErrorKind, detail: str) -> None:
-        """This attempt failed before any response byte: another host if the
-        request can be replayed, retries are left and the budget allows, else
-        the error answer."""
-        other = self._retry_host(budgeted=True)
-        if other is None:
-            self.fail(status, kind, detail)
-        else:
-            self._fail_over(other, kind)
+        """This try failed before any response byte (see Attempt.failed)."""
+        self._attempt().failed(status, kind, detail)
 
     def host_down(self) -> None:
-        """The host was declared down while this request waited for a
-        connection or its response head: on to another host now if it can be
-        replayed; if not, it keeps waiting (the verdict may be wrong, and it
-        cannot be resent). The balancer's own decision, not a failure seen:
-        exempt from the retry budget."""
-        other = self._retry_host(budgeted=False)
-        if other is not None:
-            self._fail_over(other, ErrorKind.HOST_DOWN)
+        """Its host was declared down before it answered (see Attempt.host_down)."""
+        self._attempt().host_down()
 
-    def _retry_host(self, budgeted: bool) -> Host | None:
-        cluster, host = self._cluster(), self._host()
-        route = self.route
-        allowed = route.attempts if route is not None and route.attempts is not None \
-            else cluster.retry_attempts
-        if (self.responding or not retry.attempts_left(len(self.tried or ()), allowed)
-                or not retry.replayable(self.method, self.written, self.framing != NONE,
-                                        self.upgrade is not None)):
-            return None
-        other = cluster.choose_other(self.key, (self.tried or set()) | {host})
-        if other is None or budgeted and not cluster.may_retry(host):
-            return None
-        return other
-
-    def _fail_over(self, other: Host, kind: ErrorKind) -> None:
-        cluster, host = self._cluster(), self._host()
-        cluster.finished(host, 0, self._ms(), 0, 0, kind, self.reused)
-        cluster.retrying(host, first=self.tried is None)
-        self._drop_attempt()
-        self.tried = (self.tried or set()) | {host}
+    def try_failed(self, host: Host, kind: ErrorKind) -> UpstreamConnection | None:
+        """A failed try, counted for ``host``; the exchange goes on elsewhere
+        without its response reader, and gives its connection up."""
+        self._cluster().finished(host, 0, self._ms(), 0, 0, kind, self.reused)
         self.response = None
-        self._use(other)
+        upstream, self.upstream = self.upstream, None
+        return upstream
 
     # -- endings ---------------------------------------------------------
     def answer(self, status: int, headers: bytes, body: bytes) -> None:
@@ -483,7 +388,7 @@ class Exchange:
             headers += b"Connection: close\r\n"
         self.client.stream.write(codec.local_response(status, headers, body,
                                                       self.method == b"HEAD"))
-        if self.request_complete or self.framing != NONE:
+        if self.request_complete or self.body.framing != NONE:
             self.client.exchange_done(self, False)
 
     def fail(self, status: int, kind: ErrorKind, detail: str, headers: bytes = b"") -> None:
@@ -502,8 +407,9 @@ class Exchange:
         """Give up mid-stream: the client sees its connection reset."""
         if not self.error:
             self.error, self.kind = detail, kind
-        log.warning("exchange aborted", client=self.client.peer.decode(), reason=detail,
-                    backend=self.host.name if self.host else None)
+        host = self._host_name()
+        log.warning("exchange aborted", client=self.client.who.peer.decode(), reason=detail,
+                    backend=host or None)
         self.finish(False)
         self.client.abort()
 
@@ -520,54 +426,36 @@ class Exchange:
         """Give back the host's in-flight slot and the connection; the end."""
         if self.state is DONE:
             return
-        cluster = self.cluster
-        if self.tried is not None and cluster is not None:
-            cluster.retry_over()
         if self.splice is not None:
             self.splice.stop()
             self.splice = None
-        upstream = self.upstream
+        upstream, cluster = self.upstream, self.cluster
         if reuse and upstream is not None and cluster is not None \
                 and not upstream.stream.pending:
-            self.upstream = None
             cluster.give_back(upstream, self.worker.clock.now)
-        if self.host is not None:
-            self._drop_attempt()
+            upstream = None
+        if self.attempt is not None:
+            self.upstream = None
+            self.attempt.end(upstream)
         self.state = DONE
 
-    def _drop_attempt(self) -> None:
-        """Let go of the host and whatever connection this attempt had."""
-        cluster, host = self._cluster(), self._host()
-        host.awaiting.discard(self)
-        if self.state is QUEUED_STATE:
-            cluster.unqueue(host, self, timed_out=False)
-        cluster.release(host)
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            cluster.discard(upstream)
+    def _host_name(self) -> str:
+        attempt = self.attempt
+        return attempt.host.name if attempt is not None and attempt.host is not None else ""
 
     def _report(self) -> None:
         """How it ended, to its cluster (the host's tally, passive health, the
-        breaker) and to the access log."""
-        worker, response, cluster, host = self.worker, self.response, self.cluster, self.host
+        breaker), the worker's counts and the access log."""
+        response, cluster, attempt = self.response, self.cluster, self.attempt
+        host = attempt.host if attempt is not None else None
         status = self.status or (response.status if response is not None else 0)
-        bytes_out = response.body_bytes if response is not None else 0
-        worker.stats.requests += 1
-        if status >= 500 or self.error:
-            worker.stats.errors += 1
+        bytes_in, bytes_out = self.body.bytes_in, response.body_bytes if response is not None else 0
         ms = self._ms()
         if cluster is not None and host is not None:
-            cluster.finished(host, status, ms, self.bytes_in, bytes_out, self.kind, self.reused)
-        access = self.client.access
-        if access is not None:
-            route = self.route
-            access.request(self.client.log_prefix, self.method, self.target, status,
-                           host.name if host else "", self.bytes_in, bytes_out, ms, self.error,
-                           route.name if route is not None else None,
-                           cluster.name if cluster is not None and route is not None else None)
+            cluster.finished(host, status, ms, bytes_in, bytes_out, self.kind, self.reused)
+        log_request(self.worker.stats, self.client, self.method, self.target, status,
+                    host.name if host is not None else "", bytes_in, bytes_out, ms, self.error,
+                    self.route, cluster.name if cluster is not None else "")
 
     def _ms(self) -> float:
         return (time.monotonic() - self.started) * 1000

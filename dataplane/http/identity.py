@@ -1,18 +1,69 @@
 """Who is at the other end of a client connection, and what the backend is
 told of it: the addresses a trusted balancer's PROXY header names
 (``accept_proxy``) or the socket's; the lines every request of the
-connection carries (X-Forwarded-Proto, a verified client certificate's
-subject); and, over TLS, what the handshake settled, for the access log.
-No I/O beyond asking the socket its addresses."""
+connection carries (X-Forwarded-For and -Proto, a verified client
+certificate's subject); and, over TLS, what the handshake settled, for the
+access log. No I/O beyond asking the socket its addresses."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+from typing import TYPE_CHECKING
 
 from ..config.schema import ListenerTlsSettings
-from ..proxyproto.header import Addresses
+from ..proxyproto.header import Addresses, parse
 from ..tls.certificates import subject as certificate_subject
+
+if TYPE_CHECKING:
+    from ..logs.access_lines import AccessLog
+
+
+class ClientIdentity:
+    """One client connection's identity: what its requests say of it to the
+    backend and in the access log. With ``accept_proxy`` it is the PROXY
+    header's client, read from the connection's first bytes."""
+    __slots__ = ("peer", "tail", "log_prefix", "forwarded", "stripped", "proxied",
+                 "preamble", "tls", "access")
+
+    def __init__(self, peer: str, tls: ssl.SSLObject | None,
+                 settings: ListenerTlsSettings | None, access: "AccessLog | None",
+                 accept_proxy: bool) -> None:
+        self.tls, self.access = tls, access
+        self.forwarded, self.stripped = forwarding(tls, settings)
+        self.proxied: Addresses | None = None
+        # accept_proxy: the PROXY header's bytes so far; None once read (or without it).
+        self.preamble: bytes | None = b"" if accept_proxy else None
+        self._identify(peer.encode())
+
+    def _identify(self, peer: bytes) -> None:
+        self.peer = peer             # as X-Forwarded-For names it
+        # The proxy's own lines and the blank line that ends a head upstream.
+        self.tail = b"X-Forwarded-For: %b\r\n%b\r\n" % (peer, self.forwarded)
+        self.log_prefix = self.access.prefix(peer, tls_fields(self.tls)) \
+            if self.access is not None else b""
+
+    def after_preamble(self, data: bytes) -> bytes | None:
+        """accept_proxy: collect and read the PROXY header; what follows it,
+        or None while it is incomplete. Raises ProxyError for a bad one."""
+        data = (self.preamble or b"") + data
+        read = parse(data)
+        if read is None:
+            self.preamble = data
+            return None
+        addresses, size = read
+        self.preamble = None
+        if addresses is not None:
+            self.proxied = addresses
+            self._identify(addresses.src.encode())
+        return data[size:]
+
+    def addresses(self, sock: socket.socket) -> Addresses:
+        """Who the client is and what it connected to: as a trusted balancer's
+        PROXY header said, or as the socket says."""
+        if self.proxied is None:
+            self.proxied = socket_addresses(sock)
+        return self.proxied
 
 
 def socket_addresses(sock: socket.socket) -> Addresses:

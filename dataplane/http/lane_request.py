@@ -22,7 +22,10 @@ from . import codec
 from .codec import Reject
 from .deadline import RESPONSE
 from .exchange import Exchange
+from .identity import ClientIdentity
 from .lane import simple_request, simple_response
+from .request_body import RequestBody
+from .request_log import log_request
 from .timer import Timer
 
 if TYPE_CHECKING:
@@ -37,10 +40,8 @@ TOO_MANY = "too many requests from this address (limits.per_client_rate)"
 class LaneClient(Protocol):
     """What the lane uses of its client connection."""
     stream: Stream
-    peer: bytes
-    tail: bytes                 # the proxy's own lines and the blank line ending a head
+    who: ClientIdentity         # its address, its lines for the head, its access-line prefix
     access: "AccessLog | None"
-    log_prefix: bytes
     closing: bool
     timer: Timer                # the connection's one deadline
 
@@ -75,7 +76,7 @@ class LaneRequest:
         """Carry ``data`` if it is one simple request; False leaves it to the
         parser (nothing of it has been acted on then)."""
         worker, client = self.worker, self.client
-        found = simple_request(data, client.tail, worker.lane_head, worker.lane_headers,
+        found = simple_request(data, client.who.tail, worker.lane_head, worker.lane_headers,
                                worker.lane_body)
         if found is None:
             return False
@@ -93,7 +94,7 @@ class LaneRequest:
         if cluster.hashed:
             if cluster.key_needs_headers:
                 return False
-            key = cluster.key_of(client.peer, target, ())
+            key = cluster.key_of(client.who.peer, target, ())
         per_client = worker.per_client
         if per_client is not None and not per_client.allow_request(client):
             client.reject_now(Reject(429, TOO_MANY))
@@ -157,16 +158,8 @@ class LaneRequest:
         now = _monotonic()
         ms = (now - self.started) * 1000
         cluster.answered(host, conn, status, ms, self.body, length, now)
-        stats = self.worker.stats
-        stats.requests += 1
-        if status >= 500:
-            stats.errors += 1
-        if client.access is not None:
-            route = self.route
-            client.access.request(client.log_prefix, self.method, self.target, status,
-                                  host.name, self.body, length, ms, "",
-                                  route.name if route is not None else None,
-                                  cluster.name if route is not None else None)
+        log_request(self.worker.stats, client, self.method, self.target, status, host.name,
+                    self.body, length, ms, "", self.route, cluster.name)
         client.timer.idle(now)
         if self.worker.stopping:
             client.close_gracefully()
@@ -199,7 +192,7 @@ class LaneRequest:
         exchange.routed(cluster, route, key, forward)
         self._deadline(route, now)
         if body:
-            exchange.framing, exchange.remaining = codec.LENGTH, len(body)
+            exchange.body = RequestBody(codec.LENGTH, len(body))
             exchange.start(host)
             exchange.request_body(body)
             exchange.request_end([])
