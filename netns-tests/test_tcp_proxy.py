@@ -99,11 +99,12 @@ def test_auto_tries_copy_on_a_bulk_stream_and_keeps_every_byte(topology):
 
 def test_a_connection_over_breaker_max_connections_is_reset_and_counted(topology):
     """TCP mode asks the cluster as HTTP does: a connection over the limit is
-    refused, and the refusal is counted where lbctl stats shows it."""
+    refused, and the refusal is counted where lbctl stats and the metrics show it."""
     topo = topology(["client", "lb", "t1"])
     topo.python_backend("t1", "t1", tcp=True)
-    lb = topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp",
-                                             extra="breaker: {max_connections: 1}\n"))
+    metrics = f"{topo.hosts['lb']}:9100"
+    lb = topo.balancer("lb", balancer_config(topo, ["t1"], mode="tcp", extra=(
+        f"breaker: {{max_connections: 1}}\nmetrics: {{listen: \"{metrics}\"}}\n")))
     backend = f"{topo.hosts['t1']}:8000"
     wait_for(lambda: '"event":"connection"' in topo.log(lb))   # the start-up check's is over
     held = topo.connect("client", "lb", 8080)
@@ -120,6 +121,9 @@ def test_a_connection_over_breaker_max_connections_is_reset_and_counted(topology
     stats = stats_when(topo, lambda s: s["backends"][backend]["over_max_connections"] >= 1)
     assert stats["backends"][backend]["over_max_connections"] == 1
     assert "at breaker.max_connections" in topo.log(lb)
+    scraped = topo.run("client", ["curl", "-s", f"http://{metrics}/metrics"]).stdout.decode()
+    assert ('l7lb_backend_over_max_connections_total{backend="%s",cluster="default"} 1.0'
+            % backend) in scraped
     held.shutdown(socket.SHUT_WR)                  # the first one still goes through
     assert read_all(held).startswith(b"t1 got 9 bytes")
     held.close()

@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def exposed() -> str:
     row = BackendRow("default", "10.0.0.1:80", "ready", "up", 0.5, "closed", 100, 10,
-                  [0, 0, 9, 0, 1, 0], 1, 0, 100, 2000, 3, 7, 0, 0, 1, 2,
+                  [0, 0, 9, 0, 1, 0], 1, 0, 100, 2000, 3, 7, 0, 4, 0, 0, 0, 1, 2,
                   [1, 2, 3] + [0] * (len(BUCKETS) - 3) + [4], 0.5, "cubic")
 
     class Collector:
@@ -49,6 +49,11 @@ def test_the_dashboard_is_json_and_uses_only_metrics_that_exist():
     series = {line.split("{")[0].split(" ")[0] for line in exposed().splitlines()
               if line and not line.startswith("#")}
     assert used and used <= series, used - series
+
+
+def test_breaker_limit_refusals_are_counted_per_backend():
+    assert 'l7lb_backend_over_max_connections_total{backend="10.0.0.1:80",cluster="default"} 4.0' \
+        in exposed()
 
 
 def test_up_is_ready_not_down_and_breaker_not_open():

@@ -83,7 +83,9 @@ class Metrics:
                 control.health.phi(key), control.breakers.phase(key), state.weight,
                 tally.requests, tally.statuses, tally.connect_errors, tally.response_errors,
                 tally.bytes_in, tally.bytes_out, pool.get("opened", 0), pool.get("reused", 0),
-                pool.get("retries", 0), pool.get("waiting", 0),
+                pool.get("retries", 0), pool.get("over_max_connections", 0),
+                pool.get("over_max_pending", 0), pool.get("over_max_requests", 0),
+                pool.get("waiting", 0),
                 pool.get("busy", 0), pool.get("idle", 0),
                 tally.durations, tally.duration_ms / 1000, state.cc))
         return Figures(__version__, backends, sum(r.open for r in reports),

@@ -16,28 +16,26 @@ body is spliced in the kernel.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import time
 from typing import TYPE_CHECKING, cast
 
 import httptools
 import structlog
 
-from ..io.relay import SplicePump
+from ..io.relay import SplicePump, splice_body
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, ProxyError
 from ..upstream.outcome import ErrorKind
 from . import codec, request
 from .codec import NONE, Reject
-from .deadline import HEAD, IDLE, LINGER, NEVER, STREAM
+from .deadline import HEAD, IDLE, LINGER, NEVER
 from .exchange import Exchange
 from .identity import ClientIdentity
 from .lane_request import TOO_MANY, LaneRequest
 from .timer import Timer
 from .request import RequestHead
 from .request_body import RequestBody
-from .request_reader import Body, RequestReader
+from .request_reader import Body, RequestReader, rejection
 from .routed import Destination, destination
 
 if TYPE_CHECKING:
@@ -82,7 +80,7 @@ class ClientConnection:
         # The fast lane, unless something takes this connection's requests off it.
         self.lane = LaneRequest(self, worker) \
             if self.who.preamble is None and not self.who.stripped and worker.lane else None
-        self.expect(HEAD, worker.config.timeouts.header)
+        self.timer.expect(HEAD, worker.config.timeouts.header)
         worker.track(self)
 
     # -- input -----------------------------------------------------------
@@ -103,7 +101,7 @@ class ClientConnection:
             return   # lingering: discard what the client still sends
         self.feeding = True
         try:
-            self.reader.parser.feed_data(data)
+            self.reader.feed(data)
         except httptools.HttpParserUpgrade as upgrade:
             self.upgrading = True
             self.queue[-1].upgrade_tail = data[upgrade.args[0]:]
@@ -130,14 +128,10 @@ class ClientConnection:
         return self.who.addresses(self.stream.shared_socket())
 
     def _input_failed(self, exc: httptools.HttpParserError) -> None:
-        cause = exc.__context__
-        if isinstance(cause, Reject):
-            reject = cause
-        elif cause is not None:
-            log.error("request handling failed", client=self.who.peer.decode(), exc_info=cause)
-            reject = Reject(500, "internal error")
-        else:
-            reject = Reject(400, f"malformed request: {exc}")
+        reject = rejection(exc)
+        if reject.status == 500:
+            log.error("request handling failed", client=self.who.peer.decode(),
+                      exc_info=exc.__context__)
         self.reject_later(reject)
 
     def _after_input(self) -> None:
@@ -192,7 +186,7 @@ class ClientConnection:
     # -- what the request reader tells ----------------------------------------
     def request_begun(self) -> None:
         if self.active is None:
-            self.expect(HEAD, self.worker.config.timeouts.header)
+            self.timer.expect(HEAD, self.worker.config.timeouts.header)
 
     def head_read(self, head: RequestHead, upgrade: bool) -> Exchange:
         """A request head, read whole: checked, then queued as an Exchange."""
@@ -271,9 +265,9 @@ class ClientConnection:
         else:
             timeouts = self.worker.config.timeouts
             if not self.reader.inside:
-                self.expect(IDLE, timeouts.idle)
+                self.timer.expect(IDLE, timeouts.idle)
             else:
-                self.expect(HEAD, timeouts.header)
+                self.timer.expect(HEAD, timeouts.header)
             self.stream.start_reading()     # nothing holds the client's bytes back now
 
     def may_splice_request(self) -> bool:
@@ -283,10 +277,8 @@ class ClientConnection:
 
     def splice_request(self, exchange: Exchange, upstream: Stream, count: int) -> None:
         """Move the rest of a large request body to the backend in the kernel."""
-        self.stream.stop_reading()
-        pump = self.splice = SplicePump(self.worker.reactor, self.stream.fd, upstream.fd, count,
-                                        lambda error: self._request_spliced(exchange, pump, error))
-        upstream.when_drained(pump.start)
+        pump = self.splice = splice_body(self.worker.reactor, self.stream, upstream, count,
+                                         lambda error: self._request_spliced(exchange, pump, error))
 
     def _request_spliced(self, exchange: Exchange, pump: SplicePump,
                          error: OSError | None) -> None:
@@ -299,16 +291,12 @@ class ClientConnection:
         exchange.request_spliced(pump.moved)
         self.update_reading()
 
-    def backend_active(self) -> None:
-        """Bytes came from the backend for this connection: it is not idle."""
-        self.timer.backend_in = self.worker.clock.now
-
     def hold_back(self, upstream: Stream, exchange: Exchange) -> None:
         """The client has limits.buffer of response unread: stop reading the
         backend until it takes it (within timeouts.client_write)."""
         upstream.stop_reading()
         self.timer.stalled_since = self.worker.clock.now
-        self.watch_stream()
+        self.timer.watch_streams()
 
         def drained() -> None:
             self.timer.stalled_since = None
@@ -336,16 +324,6 @@ class ClientConnection:
         return exchange
 
     # -- the one deadline --------------------------------------------------
-    def expect(self, kind: int, seconds: float) -> None:
-        """Arm the deadline: ``kind`` must happen within ``seconds``."""
-        self.timer.expect(kind, seconds)
-
-    def watch_stream(self) -> None:
-        """Bodies are moving: look again after the shortest timeout that can
-        apply; the sweep then works out which side, if any, ran out (a cheap
-        deadline per request, exact when it matters)."""
-        self.expect(STREAM, self.worker.stream_timeout)
-
     def check(self, now: float) -> None:
         """Called by the worker's timer sweep."""
         if now >= self.timer.at:
@@ -387,7 +365,7 @@ class ClientConnection:
         self.closing = True
         self.stream.shutdown_write()
         self.stream.start_reading()
-        self.expect(LINGER, LINGER_SECONDS)
+        self.timer.expect(LINGER, LINGER_SECONDS)
 
     def shutdown(self) -> None:
         """Worker is stopping: finish the current request, take no more."""
@@ -414,14 +392,9 @@ class ClientConnection:
         self.stream.abort()
         self.close()
 
-    def upgraded(self) -> socket.socket:
-        """Hand the client socket to a byte relay after a 101 response."""
+    def upgraded(self) -> Stream:
+        """After a 101 response the connection leaves HTTP: its stream goes
+        to a byte relay."""
         self.closed = True
         self.worker.forget(self)
-        return self.stream.detach()
-
-    def upgraded_transport(self) -> asyncio.Transport:
-        """The same over TLS: the transport itself goes to the relay."""
-        self.closed = True
-        self.worker.forget(self)
-        return self.stream.hand_over()
+        return self.stream

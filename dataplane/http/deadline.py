@@ -16,11 +16,19 @@ exchange, retries included.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 from ..config import TimeoutSettings
 
 IDLE, HEAD, CONNECT, RESPONSE, STREAM, LINGER, QUEUE = range(7)
 NEVER = math.inf
+
+
+class Deadline(Protocol):
+    """What an exchange may arm of its connection's one deadline (timer.Timer)."""
+    def expect(self, kind: int, seconds: float) -> None: ...
+    def watch_streams(self) -> None: ...
+    def backend_active(self) -> None: ...
 
 
 def stream_expiry(now: float, t: TimeoutSettings, client_in: float, backend_in: float,

@@ -15,16 +15,14 @@ fact is whether the whole request has been read from the client
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import socket
 import time
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 import structlog
 
-from ..io.relay import SplicePump
+from ..io.relay import SplicePump, splice_body
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, encode
 from ..upstream.cluster import Cluster
@@ -36,7 +34,7 @@ from ..logs.access_lines import AccessLog
 from .attempt import Attempt
 from .codec import LENGTH, NONE
 from .identity import ClientIdentity
-from .deadline import RESPONSE
+from .deadline import RESPONSE, Deadline
 from .request import SPLICE_MIN, RequestHead
 from .request_body import RequestBody
 from .request_log import log_request
@@ -71,10 +69,10 @@ class ClientSide(Protocol):
     closing: bool               # no further request: the connection closes after this one
     access: AccessLog | None
 
+    @property
+    def timer(self) -> Deadline: ...   # the connection's one deadline
+
     def is_active(self, exchange: "Exchange") -> bool: ...
-    def expect(self, kind: int, seconds: float) -> None: ...
-    def watch_stream(self) -> None: ...
-    def backend_active(self) -> None: ...
     def hold_back(self, upstream: Stream, exchange: "Exchange") -> None: ...
     def update_reading(self) -> None: ...
     def may_splice_request(self) -> bool: ...
@@ -82,15 +80,14 @@ class ClientSide(Protocol):
     def addresses(self) -> Addresses: ...
     def exchange_done(self, exchange: "Exchange", reuse: bool) -> None: ...
     def abort(self) -> None: ...
-    def upgraded(self) -> socket.socket: ...
-    def upgraded_transport(self) -> asyncio.Transport: ...
+    def upgraded(self) -> Stream: ...
 
 
 class Exchange:
     __slots__ = (
         "client", "worker", "cluster", "state", "method", "target", "version", "keep_alive",
         "upgrade", "upgrade_tail", "forward", "body", "request_complete", "attempt",
-        "upstream", "response", "splice", "reused", "attempts", "started", "status", "error", "kind",
+        "upstream", "response", "splice", "reused", "sends", "started", "status", "error", "kind",
         "route", "local", "per_try", "head")
 
     def __init__(self, client: ClientSide, worker: "WorkerView", method: bytes, target: bytes,
@@ -114,7 +111,7 @@ class Exchange:
         self.response: ResponseReader | None = None
         self.splice: SplicePump | None = None   # response body moving in the kernel
         self.reused = False               # on a pooled connection (retry candidate)
-        self.attempts = 0
+        self.sends = 0                    # times the request went upstream, on any host
         self.started = started
         self.status = 0                   # set when the balancer answers itself
         self.error = ""
@@ -176,7 +173,7 @@ class Exchange:
     def waiting(self, kind: int, seconds: float) -> None:
         """No connection yet (queued, or one opening): ``kind`` within ``seconds``."""
         self.state = PENDING
-        self.client.expect(kind, seconds)
+        self.client.timer.expect(kind, seconds)
 
     def queue_timed_out(self) -> None:
         self._attempt().queue_timed_out()
@@ -185,7 +182,7 @@ class Exchange:
         """Send the request on ``conn``."""
         self.state = SENT
         self.reused = reused
-        self.attempts += 1
+        self.sends += 1
         self.upstream = conn
         conn.user = self
         conn.requests += 1
@@ -200,9 +197,9 @@ class Exchange:
         if self.upgrade_tail:
             stream.write(self.upgrade_tail)
         if self.request_complete:
-            client.expect(RESPONSE, self.per_try)
+            client.timer.expect(RESPONSE, self.per_try)
         else:
-            client.watch_stream()
+            client.timer.watch_streams()
             if not self.splice_request_body():
                 client.update_reading()
 
@@ -224,7 +221,7 @@ class Exchange:
         body) and hands it over here."""
         self.state = SENT
         self.reused = True
-        self.attempts = 1
+        self.sends = 1
         self.upstream = conn
         conn.user = self
         self.request_complete = True
@@ -246,7 +243,7 @@ class Exchange:
         if self.local:                  # answered already; now the request is whole
             self.client.exchange_done(self, False)
         elif self.state is SENT and self.client.is_active(self):
-            self.client.expect(RESPONSE, self.per_try)
+            self.client.timer.expect(RESPONSE, self.per_try)
 
     def _send(self, data: bytes) -> None:
         if self.upstream is not None and self.client.is_active(self):
@@ -274,7 +271,7 @@ class Exchange:
     def on_upstream_data(self, data: bytes) -> None:
         client, response = self.client, self.response
         assert response is not None, "a reader is ready once sent"
-        client.backend_active()
+        client.timer.backend_active()
         response.closing = client.closing
         try:
             response.feed(data)
@@ -288,7 +285,7 @@ class Exchange:
             self.state = RESPONDING
             self._attempt().answered()
             if not response.complete:        # else the next deadline is the idle one
-                client.watch_stream()
+                client.timer.watch_streams()
         if response.out:
             client.stream.write(response.take())
         upstream = self.upstream
@@ -303,10 +300,8 @@ class Exchange:
 
     def _splice_response(self, upstream: UpstreamConnection, response: ResponseReader) -> None:
         self.state = SPLICING
-        upstream.stream.stop_reading()
-        self.splice = SplicePump(self.worker.reactor, upstream.stream.fd, self.client.stream.fd,
-                                 response.remaining, self._response_spliced)
-        self.client.stream.when_drained(self.splice.start)
+        self.splice = splice_body(self.worker.reactor, upstream.stream, self.client.stream,
+                                  response.remaining, self._response_spliced)
 
     def _response_spliced(self, error: OSError | None) -> None:
         pump, self.splice = self.splice, None
@@ -329,7 +324,7 @@ class Exchange:
         if exc is None and response is not None and response.end_at_eof():
             self.client.stream.write(response.take())     # close-delimited: EOF ends it
             self.client.exchange_done(self, False)
-        elif retry.reconnect_allowed(self.reused, self.attempts, self.written,
+        elif retry.reconnect_allowed(self.reused, self.sends, self.written,
                                      self.body.framing != NONE, self.upgrade is not None):
             if not self._attempt().reconnect():
                 self.fail(503, ErrorKind.POOL_FULL,

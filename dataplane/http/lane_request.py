@@ -52,7 +52,7 @@ class LaneClient(Protocol):
 
 class LaneRequest:
     __slots__ = ("client", "worker", "response_timeout", "conn", "host", "cluster", "route", "key",
-                 "started", "method", "target", "forward", "body", "__weakref__")
+                 "started", "method", "target", "forward", "body_size", "__weakref__")
     # The request under way (set as it is sent; ``conn`` is None between requests).
     host: Host
     cluster: Cluster
@@ -62,7 +62,7 @@ class LaneRequest:
     method: bytes
     target: bytes
     forward: bytes
-    body: int
+    body_size: int              # bytes of body sent with it
 
     def __init__(self, client: LaneClient, worker: "WorkerView") -> None:
         self.client = client
@@ -123,7 +123,7 @@ class LaneRequest:
         self.method = method
         self.target = target
         self.forward = forward
-        self.body = body
+        self.body_size = body
         if route is None and self.response_timeout:
             client.timer.expect_until(RESPONSE, now + self.response_timeout, None)
         else:
@@ -157,9 +157,9 @@ class LaneRequest:
         host.awaiting.discard(self)
         now = _monotonic()
         ms = (now - self.started) * 1000
-        cluster.answered(host, conn, status, ms, self.body, length, now)
+        cluster.answered(host, conn, status, ms, self.body_size, length, now)
         log_request(self.worker.stats, client, self.method, self.target, status, host.name,
-                    self.body, length, ms, "", self.route, cluster.name)
+                    self.body_size, length, ms, "", self.route, cluster.name)
         client.timer.idle(now)
         if self.worker.stopping:
             client.close_gracefully()
@@ -179,7 +179,7 @@ class LaneRequest:
         host.awaiting.discard(self)
         exchange = self.client.adopt(self.method, self.target, self.started)
         exchange.routed(self.cluster, self.route, self.key, self.forward)
-        exchange.sent(conn, self.body)
+        exchange.sent(conn, self.body_size)
         return exchange
 
     def _off_lane(self, method: bytes, target: bytes, forward: bytes, body: bytes,

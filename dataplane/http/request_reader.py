@@ -30,6 +30,18 @@ class Requests(Protocol):
     def request_read(self, body: Body, trailers: codec.Headers) -> None: ...
 
 
+def rejection(exc: httptools.HttpParserError) -> Reject:
+    """The answer to input the parser refused: the Reject a callback raised,
+    500 when a callback failed otherwise (a bug, for the caller to log), 400
+    for bytes llhttp itself refused."""
+    cause = exc.__context__
+    if isinstance(cause, Reject):
+        return cause
+    if cause is not None:
+        return Reject(500, "internal error")
+    return Reject(400, f"malformed request: {exc}")
+
+
 class RequestReader:
     __slots__ = ("requests", "limits", "parser", "head", "body", "in_trailers", "trailers")
 

@@ -29,11 +29,11 @@ def replayable(method: bytes, written: bool, has_body: bool, upgrade: bool) -> b
     return method in IDEMPOTENT and not has_body
 
 
-def reconnect_allowed(reused: bool, attempts: int, written: bool, has_body: bool,
+def reconnect_allowed(reused: bool, sends: int, written: bool, has_body: bool,
                       upgrade: bool) -> bool:
     """A reused connection the backend had closed: may the request be sent
     once more to the same host, on a new connection?"""
-    return reused and attempts == 1 and written and not has_body and not upgrade
+    return reused and sends == 1 and written and not has_body and not upgrade
 
 
 def attempts_left(tried: int, allowed: int) -> bool:

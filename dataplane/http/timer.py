@@ -52,6 +52,16 @@ class Timer:
         at = self.worker.clock.now + seconds
         self.at = at if at < self.total_at else self.total_at
 
+    def watch_streams(self) -> None:
+        """Bodies are moving: look again after the shortest timeout that can
+        apply; the sweep then works out which side, if any, ran out (a cheap
+        deadline per request, exact when it matters)."""
+        self.expect(STREAM, self.worker.stream_timeout)
+
+    def backend_active(self) -> None:
+        """Bytes came from the backend: it is not idle."""
+        self.backend_in = self.worker.clock.now
+
     def expect_until(self, kind: int, at: float, total_at: float | None) -> None:
         """``kind`` must happen by ``at``, and the request end by ``total_at``
         (timeouts.total or its route's; None: neither applies)."""

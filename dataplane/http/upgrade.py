@@ -4,8 +4,6 @@ HTTP layer had queued for them."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from typing import TYPE_CHECKING, Protocol
 
 from ..io.relay import CopyRelay
@@ -19,11 +17,10 @@ if TYPE_CHECKING:
 
 
 class Upgraded(Protocol):
-    """The client connection, handing its socket (or transport) over."""
+    """The client connection, handing its stream over."""
     stream: Stream
 
-    def upgraded(self) -> socket.socket: ...
-    def upgraded_transport(self) -> asyncio.Transport: ...
+    def upgraded(self) -> Stream: ...
 
 
 def join_streams(worker: "WorkerView", client: Upgraded, upstream: UpstreamConnection,
@@ -38,16 +35,17 @@ def join_streams(worker: "WorkerView", client: Upgraded, upstream: UpstreamConne
         buffer = worker.config.limits.buffer
         if client.stream.tls is not None or upstream.stream.tls is not None:
             # TLS layers stay: the relay copies through them.
-            sides = (client.upgraded_transport() if client.stream.tls else None,
+            stream = client.upgraded()
+            sides = (stream.hand_over() if stream.tls else None,
                      cluster.detach_transport(upstream) if upstream.stream.tls else None)
-            a = client.upgraded() if sides[0] is None else sides[0].get_extra_info("socket")
+            a = stream.detach() if sides[0] is None else sides[0].get_extra_info("socket")
             b = cluster.detach(upstream) if sides[1] is None \
                 else sides[1].get_extra_info("socket")
             relay = CopyRelay(worker.reactor, a, b, worker.forget, buffer, adopted=sides)
             worker.track(relay)
             relay.start()
             return
-        spliced = make_relay(worker.relay_engine, worker.reactor, client.upgraded(),
+        spliced = make_relay(worker.relay_engine, worker.reactor, client.upgraded().detach(),
                              cluster.detach(upstream), worker.forget, buffer, worker.sockmap)
         worker.track(spliced)
         spliced.start()

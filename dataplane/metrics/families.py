@@ -44,6 +44,9 @@ class BackendRow(NamedTuple):
     opened: int
     reused: int
     retries: int
+    over_max_connections: int    # refused at breaker.max_connections (TCP mode too)
+    over_max_pending: int
+    over_max_requests: int
     queue: int
     active: int
     idle: int
@@ -106,6 +109,10 @@ _COUNTERS = (   # (name, help, field)
     ("connection_attempts", "Connections opened to the backend", "opened"),
     ("connection_reuses", "Requests sent on a pooled connection", "reused"),
     ("retry_warnings", "Retries of requests that failed on the backend", "retries"),
+    ("over_max_connections", "Requests (TCP mode: connections) refused at "
+     "breaker.max_connections", "over_max_connections"),
+    ("over_max_pending", "Requests refused at breaker.max_pending", "over_max_pending"),
+    ("over_max_requests", "Requests refused at breaker.max_requests", "over_max_requests"),
 )
 _GAUGES = (
     ("current_queue", "Requests waiting for a connection", "queue"),

@@ -123,7 +123,12 @@ class InProcess:
         self.cluster = cluster = self.worker.default
         cluster.update([BackendState(BACKEND[0], BACKEND[1], 100, health="up")], resolve=False)
         self.host = cluster.hosts[0]
-        self.host.set_address(socket.AF_INET, BACKEND)
+        # A connection the worker opens itself (a reconnect, say) must fail at
+        # once and never leave the machine: its address is a bound socket that
+        # does not listen, so the kernel refuses the connect.
+        self.refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.refuser.bind(("127.0.0.1", 0))
+        self.host.set_address(socket.AF_INET, self.refuser.getsockname())
         cluster.choice.refresh()
         self.upstreams: list[tuple[UpstreamConnection, StandIn]] = []
 
@@ -176,6 +181,7 @@ class InProcess:
 
     def close(self) -> None:
         self.loop.close()
+        self.refuser.close()
 
 
 class _NoControl:
