@@ -3,6 +3,7 @@ is (http/identity.py): the bytes a backend is sent, without sockets."""
 
 import pytest
 
+from dataplane.config import BalancerSettings
 from dataplane.http.codec import CHUNKED, LENGTH, NONE, Reject
 from dataplane.http.identity import ClientIdentity
 from dataplane.http.request import SPLICE_MIN
@@ -48,13 +49,13 @@ def test_no_body_is_never_spliced():
 
 
 def test_a_client_is_named_by_its_socket_address_without_accept_proxy():
-    who = ClientIdentity("198.18.0.1", None, None, None, accept_proxy=False)
+    who = ClientIdentity("198.18.0.1", None, BalancerSettings(), None)
     assert who.preamble is None and who.peer == b"198.18.0.1"
     assert who.tail == b"X-Forwarded-For: 198.18.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
 
 
 def test_a_proxy_header_in_pieces_names_the_client_and_gives_back_what_follows():
-    who = ClientIdentity("198.18.0.9", None, None, None, accept_proxy=True)
+    who = ClientIdentity("198.18.0.9", None, BalancerSettings(accept_proxy=True), None)
     header = b"PROXY TCP4 198.18.5.5 198.18.0.9 40000 80\r\n"
     assert who.after_preamble(header[:10]) is None and who.peer == b"198.18.0.9"
     assert who.after_preamble(header[10:] + b"GET / HTTP/1.1\r\n") == b"GET / HTTP/1.1\r\n"
@@ -64,6 +65,6 @@ def test_a_proxy_header_in_pieces_names_the_client_and_gives_back_what_follows()
 
 
 def test_a_connection_without_a_proxy_header_is_refused():
-    who = ClientIdentity("198.18.0.9", None, None, None, accept_proxy=True)
+    who = ClientIdentity("198.18.0.9", None, BalancerSettings(accept_proxy=True), None)
     with pytest.raises(ProxyError):
         who.after_preamble(b"GET / HTTP/1.1\r\n")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 import structlog
 
-from ..io.relay import SplicePump, splice_body
+from ..io.relay import SplicePump
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, ProxyError
 from ..upstream.outcome import ErrorKind
@@ -61,9 +61,7 @@ class ClientConnection:
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
         self.splice_bodies = worker.splice_bodies and stream.tls is None
         self.access: AccessLog | None = worker.access
-        balancer = worker.config.balancer
-        self.who = ClientIdentity(peer, stream.tls, balancer.tls, self.access,
-                                  balancer.accept_proxy)
+        self.who = ClientIdentity(peer, stream.tls, worker.config.balancer, self.access)
         self.reader = RequestReader(self, self.limits)     # the general path's parser
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a
         # deque is 760) since idle connections are what memory is spent on.
@@ -277,8 +275,10 @@ class ClientConnection:
 
     def splice_request(self, exchange: Exchange, upstream: Stream, count: int) -> None:
         """Move the rest of a large request body to the backend in the kernel."""
-        pump = self.splice = splice_body(self.worker.reactor, self.stream, upstream, count,
-                                         lambda error: self._request_spliced(exchange, pump, error))
+        self.stream.stop_reading()
+        pump = self.splice = SplicePump(self.worker.reactor, self.stream.fd, upstream.fd, count,
+                                        lambda error: self._request_spliced(exchange, pump, error))
+        upstream.when_drained(pump.start)     # kept first: the pump may finish at once
 
     def _request_spliced(self, exchange: Exchange, pump: SplicePump,
                          error: OSError | None) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 import structlog
 
-from ..io.relay import SplicePump, splice_body
+from ..io.relay import SplicePump
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses, encode
 from ..upstream.cluster import Cluster
@@ -300,8 +300,10 @@ class Exchange:
 
     def _splice_response(self, upstream: UpstreamConnection, response: ResponseReader) -> None:
         self.state = SPLICING
-        self.splice = splice_body(self.worker.reactor, upstream.stream, self.client.stream,
-                                  response.remaining, self._response_spliced)
+        upstream.stream.stop_reading()
+        self.splice = SplicePump(self.worker.reactor, upstream.stream.fd, self.client.stream.fd,
+                                 response.remaining, self._response_spliced)
+        self.client.stream.when_drained(self.splice.start)   # kept first: it may finish at once
 
     def _response_spliced(self, error: OSError | None) -> None:
         pump, self.splice = self.splice, None

@@ -11,7 +11,7 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
-from ..config.schema import ListenerTlsSettings
+from ..config.schema import BalancerSettings, ListenerTlsSettings
 from ..proxyproto.header import Addresses, parse
 from ..tls.certificates import subject as certificate_subject
 
@@ -26,14 +26,13 @@ class ClientIdentity:
     __slots__ = ("peer", "tail", "log_prefix", "forwarded", "stripped", "proxied",
                  "preamble", "tls", "access")
 
-    def __init__(self, peer: str, tls: ssl.SSLObject | None,
-                 settings: ListenerTlsSettings | None, access: "AccessLog | None",
-                 accept_proxy: bool) -> None:
+    def __init__(self, peer: str, tls: ssl.SSLObject | None, settings: BalancerSettings,
+                 access: "AccessLog | None") -> None:
         self.tls, self.access = tls, access
-        self.forwarded, self.stripped = forwarding(tls, settings)
+        self.forwarded, self.stripped = forwarding(tls, settings.tls)
         self.proxied: Addresses | None = None
         # accept_proxy: the PROXY header's bytes so far; None once read (or without it).
-        self.preamble: bytes | None = b"" if accept_proxy else None
+        self.preamble: bytes | None = b"" if settings.accept_proxy else None
         self._identify(peer.encode())
 
     def _identify(self, peer: bytes) -> None:

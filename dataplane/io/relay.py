@@ -18,7 +18,7 @@ from typing import Callable, cast
 
 from .reactor import Reactor
 from .relay_choice import COPY, RelayChoice
-from .stream import Stream, reset
+from .stream import reset
 
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1024 * 1024
@@ -155,18 +155,6 @@ class SplicePump:
     def _finish(self, error: OSError | None) -> None:
         self.stop()
         self.on_done(error)
-
-
-
-def splice_body(reactor: Reactor, source: Stream, target: Stream, count: int,
-                on_done: Done) -> SplicePump:
-    """The rest of an HTTP body, ``count`` bytes, moved in the kernel: its
-    stream stops reading it, and the pump starts once ``target`` has sent
-    what it had queued (bytes already read go first)."""
-    source.stop_reading()
-    pump = SplicePump(reactor, source.fd, target.fd, count, on_done)
-    target.when_drained(pump.start)
-    return pump
 
 
 class Relay:
