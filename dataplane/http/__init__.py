@@ -13,8 +13,8 @@
   upstream), ``response.py`` (responses read and re-framed), ``retry.py``
   (when an attempt may be tried again), ``routed.py`` (what a route asks
   of a request) and ``upgrade.py`` (101).
-- ``request_log.py``: what a finished request leaves in its worker, from
-  either path (counts, the access line).
+- ``request_log.py``: what a finished request leaves in its worker (counts,
+  the access line; the lane writes the same out, a call less).
 - ``codec.py``: the HTTP/1.1 codec (framing, heads, error answers; no I/O);
   ``identity.py``: who the client is and what the backend is told of it;
   ``timer.py``: the connection's one deadline and what happens when it

@@ -25,7 +25,6 @@ from .exchange import Exchange
 from .identity import ClientIdentity
 from .lane import simple_request, simple_response
 from .request_body import RequestBody
-from .request_log import log_request
 from .timer import Timer
 
 if TYPE_CHECKING:
@@ -158,8 +157,19 @@ class LaneRequest:
         now = _monotonic()
         ms = (now - self.started) * 1000
         cluster.answered(host, conn, status, ms, self.body_size, length, now)
-        log_request(self.worker.stats, client, self.method, self.target, status, host.name,
-                    self.body_size, length, ms, "", self.route, cluster.name)
+        # request_log.log_request, written out: a call less per request on the lane
+        # (scripts/request-cost --instructions: 0.9k of 37k instructions); tests/test_lane.py
+        # compares the two paths' access lines.
+        stats = self.worker.stats
+        stats.requests += 1
+        if status >= 500:
+            stats.errors += 1
+        access = client.access
+        if access is not None:
+            route = self.route
+            access.request(client.who.log_prefix, self.method, self.target, status, host.name,
+                           self.body_size, length, ms, "", route.name if route is not None
+                           else None, cluster.name if route is not None else None)
         client.timer.idle(now)
         if self.worker.stopping:
             client.close_gracefully()
