@@ -240,8 +240,10 @@ def test_drain_lets_in_flight_requests_finish(hot):
     lbctl(hot, "backend", "set", b2, "weight", "0")
     time.sleep(0.2)
     sock = hot.connect("client", "lb", 8080)
-    sock.sendall(b"GET /slow/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    sock.sendall(b"GET /slow/3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    # In flight on b1 as the workers report it (a report can trail a busy worker).
+    stats = stats_when(hot, lambda s: s["backends"][b1]["sessions_current"] == 1, timeout=2.0)
+    assert stats["backends"][b1]["sessions_current"] == 1
     assert lbctl(hot, "backend", "set", b1, "state", "drain").returncode == 0
     lbctl(hot, "backend", "set", b2, "weight", "100")
     refused = lbctl(hot, "backend", "remove", b1, "--timeout", "0.2")
