@@ -85,7 +85,7 @@ class ClientSide(Protocol):
 
 class Exchange:
     __slots__ = (
-        "client", "worker", "cluster", "state", "method", "target", "version", "keep_alive",
+        "client", "worker", "state", "method", "target", "version", "keep_alive",
         "upgrade", "upgrade_tail", "forward", "body", "request_complete", "attempt",
         "upstream", "response", "splice", "reused", "sends", "started", "status", "error", "kind",
         "route", "local", "per_try", "head")
@@ -95,7 +95,6 @@ class Exchange:
                  body: RequestBody | None = None) -> None:
         self.client = client
         self.worker = worker
-        self.cluster: Cluster | None = None
         self.state = PENDING
         self.method = method
         self.target = target
@@ -153,7 +152,7 @@ class Exchange:
     def routed(self, cluster: Cluster, route: "Route | None", key: bytes | None,
                forward: bytes) -> None:
         """Its group, route, hash key and upstream head, decided by the client."""
-        self.cluster, self.route, self.forward = cluster, route, forward
+        self.route, self.forward = route, forward
         self.attempt = Attempt(self, cluster, self.worker, route, key)
         if route is not None:
             self.per_try = route.per_try_timeout or route.request_timeout or self.per_try
@@ -167,8 +166,7 @@ class Exchange:
         return self.attempt
 
     def _cluster(self) -> Cluster:
-        assert self.cluster is not None, "a cluster is known once routed"
-        return self.cluster
+        return self._attempt().cluster
 
     def waiting(self, kind: int, seconds: float) -> None:
         """No connection yet (queued, or one opening): ``kind`` within ``seconds``."""
@@ -426,14 +424,14 @@ class Exchange:
         if self.splice is not None:
             self.splice.stop()
             self.splice = None
-        upstream, cluster = self.upstream, self.cluster
-        if reuse and upstream is not None and cluster is not None \
+        upstream, attempt = self.upstream, self.attempt
+        if reuse and upstream is not None and attempt is not None \
                 and not upstream.stream.pending:
-            cluster.give_back(upstream, self.worker.clock.now)
+            attempt.cluster.give_back(upstream, self.worker.clock.now)
             upstream = None
-        if self.attempt is not None:
+        if attempt is not None:
             self.upstream = None
-            self.attempt.end(upstream)
+            attempt.end(upstream)
         self.state = DONE
 
     def _host_name(self) -> str:
@@ -443,8 +441,8 @@ class Exchange:
     def _report(self) -> None:
         """How it ended, to its cluster (the host's tally, passive health, the
         breaker), the worker's counts and the access log."""
-        response, cluster, attempt = self.response, self.cluster, self.attempt
-        host = attempt.host if attempt is not None else None
+        response, attempt = self.response, self.attempt
+        cluster, host = (attempt.cluster, attempt.host) if attempt is not None else (None, None)
         status = self.status or (response.status if response is not None else 0)
         bytes_in, bytes_out = self.body.bytes_in, response.body_bytes if response is not None else 0
         ms = self._ms()
