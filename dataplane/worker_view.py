@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import Config
+    from .http.identity import ClientIdentity
+    from .io.stream import Stream
     from .io.reactor import Reactor
     from .io.sockmap_relay import Joiner
     from .kernel.transport import Transport
@@ -29,12 +31,14 @@ class Clock:
 class Stats:
     """Per-worker counters of what happened before or beside any backend."""
     __slots__ = ("requests", "errors", "rejected", "refused", "accepted", "untrusted",
-                 "handshakes", "resumed")
+                 "handshakes", "resumed", "h2_connections", "h2_streams", "h2_calmed")
 
     def __init__(self) -> None:
         self.requests = self.errors = self.rejected = self.refused = self.accepted = 0
         self.untrusted = 0     # accept_proxy: not from trusted_proxies, or no valid header
         self.handshakes = self.resumed = 0     # TLS: completed, and of those resumed
+        # HTTP/2: connections, streams, and connections ended for a flood or a protocol error
+        self.h2_connections = self.h2_streams = self.h2_calmed = 0
 
 
 class Tracked(Protocol):
@@ -72,4 +76,6 @@ class WorkerView(Protocol):
     routes: "RouteTable"
     def cluster_for(self, route: "Route | None") -> "Cluster": ...
     def track(self, conn: Tracked) -> None: ...
+    def speak_h2c(self, conn: Tracked, stream: "Stream", who: "ClientIdentity",
+                  first: bytes) -> None: ...   # the connection opened with the h2 preface
     def forget(self, conn: Tracked) -> None: ...

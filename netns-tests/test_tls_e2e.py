@@ -82,8 +82,8 @@ def test_sni_picks_exact_then_wildcard_then_the_first_and_requests_say_https(top
     assert headers["x-forwarded-proto"] == "https" and report["backend"] == "b1"
 
 
-def test_alpn_http11_and_old_versions_refused(topology):
-    site = TlsSite(topology, tls_extra=", min_version: \"1.3\"")
+def test_alpn_http11_only_when_configured_and_old_versions_refused(topology):
+    site = TlsSite(topology, tls_extra=", min_version: \"1.3\", alpn: [http/1.1]")
     context = site.context()
     context.set_alpn_protocols(["h2", "http/1.1"])
     sock = site.connect("a.test", context)
@@ -93,6 +93,28 @@ def test_alpn_http11_and_old_versions_refused(topology):
     with pytest.raises(ssl.SSLError):
         site.connect("a.test", old)
     assert site.served_subject("a.test") == "a.test"          # still serving
+
+
+def test_alpn_chooses_h2_by_default_and_http11_clients_share_the_listener(topology):
+    site = TlsSite(topology, workers=1)
+    context = site.context()
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    sock = site.connect("a.test", context)
+    assert sock.selected_alpn_protocol() == "h2"
+    sock.close()
+    resolve = ["--resolve", f"a.test:8443:{site.topo.hosts['lb']}", "--cacert", str(site.ca.pem)]
+    h2 = site.topo.run("client", ["curl", "-sS", "--http2", *resolve, "-w", "\\n%{http_version}",
+                                  "https://a.test:8443/over-h2"], timeout=20)
+    body, _, version = h2.stdout.rpartition(b"\n")
+    report = json.loads(body)
+    headers = {k.lower(): v for k, v in report["headers"]}
+    assert version == b"2" and report["path"] == "/over-h2", h2
+    assert headers["x-forwarded-proto"] == "https" and headers["host"] == "a.test:8443"
+    h1 = site.topo.run("client", ["curl", "-sS", "--http1.1", *resolve, "-o", "/dev/null",
+                                  "-w", "%{http_version} %{http_code}",
+                                  "https://a.test:8443/over-h1"], timeout=20)
+    assert h1.stdout == b"1.1 200", h1
+    site.topo.wait_for_log(site.lb, '"proto":"h2","tls":"TLSv1.3"')
 
 
 def test_tls_1_1_is_refused_by_default(topology):

@@ -3,6 +3,8 @@
 HTTP: wrk with keep-alive against a small nginx response: req/s, p50, p99
 (``--request browser``: a browser's request of about 550 bytes and 11
 headers for a 2 KB file instead).
+HTTP/2 (``--protocol h2c``): h2load, 10 connections x 10 streams by default,
+with prior knowledge to each proxy and HTTP/1.1 from it to the backend.
 TCP: iperf3 with 1 and 8 streams through each proxy's TCP mode: Gbit/s.
 Every figure is also printed as a ratio to HAProxy's in the same run.
 Everything listens on 127.0.0.1 and stops at the end. With --pin, each proxy
@@ -62,7 +64,7 @@ http {{ access_log {nginx_log}; keepalive_requests 10000000;
   client_body_temp_path {dir}/p1; proxy_temp_path {dir}/p2; fastcgi_temp_path {dir}/p3;
   uwsgi_temp_path {dir}/p4; scgi_temp_path {dir}/p5;
   upstream b {{ server {host}:{backend}; keepalive 128; }}
-  server {{ listen {host}:{port}; location / {{ proxy_pass http://b;
+  server {{ listen {host}:{port}{nginx_h2}; location / {{ proxy_pass http://b;
       proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
 stream {{ server {{ listen {host}:{tcp_port}; proxy_pass {host}:{tcp_backend}; }} }}
 """
@@ -77,7 +79,7 @@ defaults
   timeout server 60s
 frontend web
   mode http
-  bind {host}:{port}
+  bind {host}:{port}{haproxy_h2}
 {haproxy_http_log}  default_backend web
 backend web
   mode http
@@ -89,7 +91,7 @@ listen tcp
   server t1 {host}:{tcp_backend}
 """
 L7LB = """
-balancer: {{port: {port}, bind: {host}, mode: {mode}, workers: {workers}, relay: {relay}}}
+balancer: {{port: {port}, bind: {host}, mode: {mode}, workers: {workers}, relay: {relay}{l7lb_h2}}}
 backends: [{{host: {host}, port: {backend}}}]
 pool: {{max_idle: {max_idle}}}
 log: {{access: {access}, level: info, summary: 0}}
@@ -200,11 +202,15 @@ def nginx_backend(procs: Procs) -> subprocess.Popen:
 
 
 def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
-                access_log: bool = False) -> list[subprocess.Popen]:
+                access_log: bool = False, h2c: bool = False) -> list[subprocess.Popen]:
+    """``h2c``: the HTTP listeners speak HTTP/2 with prior knowledge (HAProxy
+    ``proto h2``, nginx ``http2``, l7lb ``http2.cleartext``)."""
     port, tcp_port = PORTS[name]
     fields = dict(host=HOST, port=port, tcp_port=tcp_port, backend=BACKEND_HTTP,
                   tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp,
-                  routes=routes(route_count), **access_logs(access_log, procs.tmp))
+                  routes=routes(route_count), **access_logs(access_log, procs.tmp),
+                  haproxy_h2=" proto h2" if h2c else "", nginx_h2=" http2" if h2c else "",
+                  l7lb_h2=", http2: {cleartext: true}" if h2c else "")
     if name == "haproxy":
         conf = write(procs.tmp, "haproxy.cfg", HAPROXY.format(**fields))
         return [procs.start(["haproxy", "-db", "-f", conf], port, tcp_port, name=name)]
@@ -220,7 +226,8 @@ def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
         **fields, mode="http", relay="auto" if relay in ("splice", "auto") else relay,
         max_idle=100))
     tcp = write(procs.tmp, f"{name}-tcp.yaml", L7LB.format(
-        **{**fields, "port": tcp_port, "backend": BACKEND_TCP, "routes": ""}, mode="tcp",
+        **{**fields, "port": tcp_port, "backend": BACKEND_TCP, "routes": "", "l7lb_h2": ""},
+        mode="tcp",
         relay=relay, max_idle=100))
     return [procs.start([LBCTL, "run", "-c", http], port, name=f"{name}-http"),
             procs.start([LBCTL, "run", "-c", tcp], tcp_port, name=f"{name}-tcp")]
@@ -271,6 +278,19 @@ def wrk(port: int, seconds: int, connections: int, cpu: str | None, scheme: str 
                                                    "GB": 1e3}[transfer.group(2)]}
 
 
+def h2load(port: int, seconds: int, connections: int, streams: int, cpu: str | None) -> dict:
+    """h2load's figures over h2c: ``connections`` x ``streams`` at once."""
+    out = subprocess.run(pinned(["h2load", "-t1", f"-c{connections}", f"-m{streams}",
+                                 f"-D{seconds}", f"http://{HOST}:{port}/"], cpu),
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
+    return {"req_s": int(done.group(2)) / seconds,
+            "errors": None if done.group(1) == done.group(2) else f"{done.group(1)} done, "
+                                                                   f"{done.group(2)} succeeded",
+            "mean_ms": float(mean.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[mean.group(2)]}
+
+
 def iperf(port: int, seconds: int, streams: int, cpu: str | None) -> float:
     out = subprocess.run(pinned(["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds),
                                  "-P", str(streams), "-J"], cpu), capture_output=True, text=True,
@@ -284,6 +304,8 @@ def iperf(port: int, seconds: int, streams: int, cpu: str | None) -> float:
 def measure(port: int, tcp_port: int, args) -> dict:
     cpu = LOAD_CPU if args.pin else None
     script = browser_script(args.tmp, port) if args.request == "browser" else None
+    if args.protocol == "h2c":
+        return h2load(port, args.seconds, args.h2_connections, args.h2_streams, cpu)
     result = wrk(port, args.seconds, args.connections, cpu, script=script)
     if tcp_port and args.tcp_seconds:
         result["tcp_1_gbit"] = iperf(tcp_port, args.tcp_seconds, 1, cpu)
@@ -294,6 +316,7 @@ def measure(port: int, tcp_port: int, args) -> dict:
 def table(results: dict) -> str:
     base = results.get("haproxy", {})
     cols = [("req_s", "req/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
+            ("mean_ms", "mean ms", False),
             ("tcp_1_gbit", "TCP x1 Gbit/s", True), ("tcp_8_gbit", "TCP x8 Gbit/s", True)]
     lines = [f"{'target':<14}" + "".join(f"{label:>24}" for _, label, _ in cols)]
     for name, row in results.items():
@@ -325,6 +348,12 @@ def main() -> None:
     parser.add_argument("--request", choices=("small", "browser"), default="small",
                         help="small: wrk's GET / for 17 bytes; browser: a browser's request "
                              "(550 bytes, 11 headers) for a 2 KB file")
+    parser.add_argument("--protocol", choices=("http1", "h2c"), default="http1",
+                        help="h2c: HTTP/2 with prior knowledge to every proxy, load from h2load "
+                             "(HTTP/1.1 to the backend; no TCP runs)")
+    parser.add_argument("--h2-connections", type=int, default=10, help="h2load connections")
+    parser.add_argument("--h2-streams", type=int, default=10,
+                        help="h2load streams at once per connection")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     results: dict[str, dict] = {}
@@ -335,9 +364,11 @@ def main() -> None:
         nginx_backend(procs)
         procs.start(["iperf3", "-s", "-B", HOST, "-p", str(BACKEND_TCP)], BACKEND_TCP,
                     name="backend-iperf3", proxy=False)
-        results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
+        if args.protocol == "http1":    # the nginx backend speaks HTTP/1.1 only
+            results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
         for name in args.only:
-            running = start_proxy(procs, name, args.workers, args.routes, args.access_log)
+            running = start_proxy(procs, name, args.workers, args.routes, args.access_log,
+                                  args.protocol == "h2c")
             results[name] = measure(*PORTS[name], args)
             for proc in running:
                 procs.stop(proc)
@@ -347,7 +378,7 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "workers": args.workers,
                "wrk_connections": args.connections, "seconds": args.seconds,
-               "request": args.request,
+               "request": args.request, "protocol": args.protocol,
                "l7lb_routes": args.routes, "access_log": args.access_log,
                "pinned": f"proxy on CPU {PROXY_CPU}, load and backends on CPU {LOAD_CPU}"
                if args.pin else "no"}

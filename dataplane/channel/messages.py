@@ -86,6 +86,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     tls: tuple[int, int] = (0, 0)  # TLS handshakes completed and resumed (since start)
     limited: tuple[int, int] = (0, 0)   # refused by limits.per_client_connections, _rate
     tallies: dict[str, dict[str, HostFigures]] = {}   # by cluster, host: since the last report
+    http2: tuple[int, int, int] = (0, 0, 0)   # connections, streams, ended for abuse (since start)
 
 
 Down = Snapshot

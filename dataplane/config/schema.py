@@ -36,7 +36,9 @@ class ListenerTlsSettings(Section):
     """HTTPS on the listener (docs/tls.md)."""
     certificates: Annotated[list[CertificateSettings], msgspec.Meta(min_length=1)]
     min_version: Literal["1.2", "1.3"] = "1.2"
-    alpn: list[Literal["http/1.1"]] = msgspec.field(default_factory=lambda: ["http/1.1"])
+    # Offered in this order; h2 serves HTTP/2 (docs/http2.md).
+    alpn: Annotated[list[Literal["h2", "http/1.1"]], msgspec.Meta(min_length=1)] = \
+        msgspec.field(default_factory=lambda: ["h2", "http/1.1"])
     ciphers: Annotated[str, msgspec.Meta(min_length=1)] = INTERMEDIATE_CIPHERS
     client_ca: str | None = None          # PEM: CAs whose client certificates are accepted
     verify: Literal["none", "optional", "required"] = "none"
@@ -53,6 +55,23 @@ class BackendTlsSettings(Section):
     ca: str | None = None             # PEM CAs to trust; unset: the system's
     sni: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.-]{1,253}$")] | None = None
     min_version: Literal["1.2", "1.3"] = "1.2"
+
+
+class Http2Settings(Section):
+    """HTTP/2 to clients (docs/http2.md): over TLS by ALPN, or cleartext (h2c)
+    with prior knowledge when ``cleartext`` is on."""
+    cleartext: bool = False
+    max_concurrent_streams: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    # Flow-control windows we grant a client: per stream, and for the connection.
+    initial_window_size: Annotated[int, msgspec.Meta(ge=65535, le=2**31 - 1)] = 65535
+    connection_window_size: Annotated[int, msgspec.Meta(ge=65535, le=2**31 - 1)] = 1 << 20
+    max_frame_size: Annotated[int, msgspec.Meta(ge=16384, le=2**24 - 1)] = 16384
+    header_table_size: Annotated[int, msgspec.Meta(ge=0, le=65536)] = 4096   # HPACK
+    # Streams a client may reset per second before it is sent GOAWAY
+    # ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
+    max_resets_per_second: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    # PING, SETTINGS, WINDOW_UPDATE, PRIORITY and empty DATA frames per second.
+    max_control_frames_per_second: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 1000
 
 
 class BalancerSettings(Section):
@@ -77,6 +96,7 @@ class BalancerSettings(Section):
         default_factory=list)         # ...and come from these CIDRs; others are refused
     tls: ListenerTlsSettings | None = None    # HTTPS on the listener
     backend_tls: BackendTlsSettings | None = None   # TLS to the default group's backends
+    http2: Http2Settings = msgspec.field(default_factory=Http2Settings)
 
     def worker_count(self) -> int:
         if self.workers == "auto":

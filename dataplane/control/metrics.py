@@ -93,4 +93,5 @@ class Metrics:
                        sum(r.refused for r in reports), control.supervisor.restarts if control.supervisor else 0,
                        control.reloads, sum(r.tls[0] for r in reports),
                        sum(r.tls[1] for r in reports), sum(r.limited[0] for r in reports),
-                       sum(r.limited[1] for r in reports))
+                       sum(r.limited[1] for r in reports),
+                       *(sum(r.http2[at] for r in reports) for at in range(3)))

@@ -32,11 +32,12 @@ from .deadline import HEAD, IDLE, LINGER, NEVER
 from .exchange import Exchange
 from .identity import ClientIdentity
 from .lane_request import TOO_MANY, LaneRequest
+from .launch import launch
 from .timer import Timer
 from .request import RequestHead
 from .request_body import RequestBody
 from .request_reader import Body, RequestReader, rejection
-from .routed import Destination, destination
+from .response import ResponseReader
 
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
@@ -97,6 +98,8 @@ class ClientConnection:
                 return
         if self.input_error is not None or self.closing and self.active is None:
             return   # lingering: discard what the client still sends
+        if data[:3] == b"PRI" and self._speaks_h2c(data):
+            return
         self.feeding = True
         try:
             self.reader.feed(data)
@@ -109,6 +112,16 @@ class ClientConnection:
         finally:
             self.feeding = False
         self._after_input()
+
+    def _speaks_h2c(self, data: bytes) -> bool:
+        """HTTP/2 with prior knowledge (http2.cleartext): the connection,
+        idle between requests, goes to an HTTP/2 connection with this read."""
+        if not (data.startswith(codec.H2_PREFACE) and self.worker.config.balancer.http2.cleartext
+                and self.stream.tls is None and self.active is None and not self.reader.inside):
+            return False
+        self.closed = True
+        self.worker.speak_h2c(self, self.stream, self.who, data)
+        return True
 
     def _proxy_header(self, data: bytes) -> bytes | None:
         """accept_proxy: what follows the PROXY header, or None while it is
@@ -221,21 +234,7 @@ class ClientConnection:
     # -- exchanges -------------------------------------------------------
     def activate(self, exchange: Exchange) -> None:
         self.active = exchange
-        worker = self.worker
-        total = worker.config.timeouts.total
-        head = exchange.head
-        if head is not None:
-            where = destination(worker, head, self.who.peer, self.who.forwarded)
-            if not isinstance(where, Destination):
-                exchange.answer(*where)
-                return
-            exchange.target = where.target
-            exchange.routed(where.cluster, where.route, where.key, where.forward)
-            if where.route is not None and where.route.total_timeout is not None:
-                total = where.route.total_timeout
-        if total is not None:
-            self.timer.total_at = worker.clock.now + total
-        exchange.start(None)
+        launch(exchange, self.who, self.timer)
 
     def is_active(self, exchange: Exchange) -> bool:
         """Is ``exchange`` the one being answered (not a pipelined one behind it)?"""
@@ -267,6 +266,19 @@ class ClientConnection:
             else:
                 self.timer.expect(HEAD, timeouts.header)
             self.stream.start_reading()     # nothing holds the client's bytes back now
+
+    def send_response(self, response: ResponseReader) -> None:
+        if response.out:
+            self.stream.write(response.take())
+
+    def send_answer(self, status: int, headers: bytes, body: bytes, head_only: bool) -> None:
+        self.stream.write(codec.local_response(status, headers, body, head_only))
+
+    def send_error(self, status: int, detail: str, headers: bytes) -> None:
+        self.stream.write(codec.error_response(status, detail, headers))
+
+    def backlogged(self) -> bool:
+        return self.stream.pending >= self.limits.buffer
 
     def may_splice_request(self) -> bool:
         """No splice is running and the parser is not inside a feed (bytes it has

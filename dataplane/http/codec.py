@@ -19,6 +19,9 @@ FORBIDDEN_TRAILERS = frozenset({b"content-length", b"transfer-encoding", b"host"
 
 Headers = list[tuple[bytes, bytes]]
 
+# How an HTTP/2 connection starts (RFC 9113 section 3.4): h2c with prior knowledge.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 
 class Reject(Exception):
     """A request refused before it reaches a backend, with the status to answer."""
@@ -215,9 +218,12 @@ def response_framing(fields: Fields, status: int, head_request: bool) -> int:
 def client_framing(upstream: int, client_version: str) -> int:
     """How the body is framed toward the client: chunked replaces close-delimited
     for HTTP/1.1 clients (so keep-alive survives); HTTP/1.0 clients get
-    close-delimited instead of chunked."""
+    close-delimited instead of chunked; HTTP/2 clients get the bytes as they
+    are, ended by the stream's end (CLOSE) or counted (LENGTH)."""
     if client_version == "1.0":
         return CLOSE if upstream in (CHUNKED, CLOSE) else upstream
+    if client_version == "2.0":        # an h2 stream ends with END_STREAM
+        return CLOSE if upstream == CHUNKED else upstream
     return CHUNKED if upstream == CLOSE else upstream
 
 
@@ -228,10 +234,17 @@ def local_response(status: int, headers: bytes, body: bytes, head_only: bool) ->
         status, reason, headers, len(body), b"" if head_only else body)
 
 
+def error_parts(status: int, detail: str, headers: bytes = b"") -> tuple[bytes, bytes]:
+    """An error answer's header lines beyond Content-Type (text/plain) and
+    -Length (each ending in CRLF; ``headers`` added), and its body, for any
+    HTTP version."""
+    body = b"%d %b: %b\n" % (status, REASONS.get(status, b"Error"), detail.encode())
+    return (b"Retry-After: 1\r\n" if status in (429, 503) else b"") + headers, body
+
+
 def error_response(status: int, detail: str, headers: bytes = b"") -> bytes:
     """The balancer's own answer; ``headers``: more header lines, each ending in CRLF."""
-    reason = REASONS.get(status, b"Error")
-    body = b"%d %b: %b\n" % (status, reason, detail.encode())
-    extra = (b"Retry-After: 1\r\n" if status in (429, 503) else b"") + headers
+    lines, body = error_parts(status, detail, headers)
     return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-            b"%bConnection: close\r\n\r\n%b" % (status, reason, len(body), extra, body))
+            b"%bConnection: close\r\n\r\n%b"
+            % (status, REASONS.get(status, b"Error"), len(body), lines, body))

@@ -73,6 +73,10 @@ class ClientSide(Protocol):
     def timer(self) -> Deadline: ...   # the connection's one deadline
 
     def is_active(self, exchange: "Exchange") -> bool: ...
+    def send_response(self, response: ResponseReader) -> None: ...   # what it has for the client
+    def send_answer(self, status: int, headers: bytes, body: bytes, head_only: bool) -> None: ...
+    def send_error(self, status: int, detail: str, headers: bytes) -> None: ...
+    def backlogged(self) -> bool: ...    # limits.buffer of response waits for the client
     def hold_back(self, upstream: Stream, exchange: "Exchange") -> None: ...
     def update_reading(self) -> None: ...
     def may_splice_request(self) -> bool: ...
@@ -284,8 +288,7 @@ class Exchange:
             self._attempt().answered()
             if not response.complete:        # else the next deadline is the idle one
                 client.timer.watch_streams()
-        if response.out:
-            client.stream.write(response.take())
+        client.send_response(response)
         upstream = self.upstream
         assert upstream is not None, "data comes on an attached connection"
         if response.complete:
@@ -293,7 +296,7 @@ class Exchange:
         elif (response.may_splice(SPLICE_MIN) and client.splice_bodies
               and upstream.stream.tls is None):
             self._splice_response(upstream, response)
-        elif client.stream.pending >= self.worker.config.limits.buffer:
+        elif client.backlogged():
             client.hold_back(upstream.stream, self)
 
     def _splice_response(self, upstream: UpstreamConnection, response: ResponseReader) -> None:
@@ -322,7 +325,7 @@ class Exchange:
             self._cluster().discard(upstream, by_peer=True)
         response = self.response
         if exc is None and response is not None and response.end_at_eof():
-            self.client.stream.write(response.take())     # close-delimited: EOF ends it
+            self.client.send_response(response)     # close-delimited: EOF ends it
             self.client.exchange_done(self, False)
         elif retry.reconnect_allowed(self.reused, self.sends, self.written,
                                      self.body.framing != NONE, self.upgrade is not None):
@@ -381,8 +384,7 @@ class Exchange:
         self.status, self.local = status, True
         if not self.keep_alive:      # the client asked to close (or HTTP/1.0)
             headers += b"Connection: close\r\n"
-        self.client.stream.write(codec.local_response(status, headers, body,
-                                                      self.method == b"HEAD"))
+        self.client.send_answer(status, headers, body, self.method == b"HEAD")
         if self.request_complete or self.body.framing != NONE:
             self.client.exchange_done(self, False)
 
@@ -392,7 +394,7 @@ class Exchange:
             self.abort(kind, detail)
             return
         self.status, self.error, self.kind = status, detail, kind
-        self.client.stream.write(codec.error_response(status, detail, headers))
+        self.client.send_error(status, detail, headers)
         self.client.exchange_done(self, False)
 
     def out_of_time(self) -> None:

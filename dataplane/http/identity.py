@@ -24,11 +24,12 @@ class ClientIdentity:
     backend and in the access log. With ``accept_proxy`` it is the PROXY
     header's client, read from the connection's first bytes."""
     __slots__ = ("peer", "tail", "log_prefix", "forwarded", "stripped", "proxied",
-                 "preamble", "tls", "access")
+                 "preamble", "tls", "access", "protocol")
 
     def __init__(self, peer: str, tls: ssl.SSLObject | None, settings: BalancerSettings,
                  access: "AccessLog | None") -> None:
         self.tls, self.access = tls, access
+        self.protocol = "http/1.1"     # or h2 (over TLS), h2c: the access line's "proto"
         self.forwarded, self.stripped = forwarding(tls, settings.tls)
         self.proxied: Addresses | None = None
         # accept_proxy: the PROXY header's bytes so far; None once read (or without it).
@@ -39,8 +40,13 @@ class ClientIdentity:
         self.peer = peer             # as X-Forwarded-For names it
         # The proxy's own lines and the blank line that ends a head upstream.
         self.tail = b"X-Forwarded-For: %b\r\n%b\r\n" % (peer, self.forwarded)
-        self.log_prefix = self.access.prefix(peer, tls_fields(self.tls)) \
+        self.log_prefix = self.access.prefix(peer, self.protocol, tls_fields(self.tls)) \
             if self.access is not None else b""
+
+    def speaks(self, protocol: str) -> None:
+        """The connection turned out to speak ``protocol`` (h2, h2c)."""
+        self.protocol = protocol
+        self._identify(self.peer)
 
     def after_preamble(self, data: bytes) -> bytes | None:
         """accept_proxy: collect and read the PROXY header; what follows it,

@@ -23,7 +23,7 @@ class ResponseReader:
                  "reuse_forbidden", "status", "reason", "headers", "trailers", "framing",
                  "client_framing", "remaining", "started", "complete", "interim",
                  "upstream_keep_alive", "client_keep_alive", "out", "body_bytes", "edits",
-                 "in_step")
+                 "in_step", "lines")
 
     def __init__(self) -> None:
         self._new_parser()
@@ -38,7 +38,9 @@ class ResponseReader:
 
     def begin(self, method: bytes, version: str, keep_alive: bool, upgrade: bytes | None,
               reuse_forbidden: bool, edits: HeaderEdits | None) -> None:
-        """Ready for the response to a request: ``keep_alive``: the client
+        """Ready for the response to a request: ``version``: the client's
+        HTTP version ("2.0": the head and trailers are kept, not written, and
+        the body is passed on unframed); ``keep_alive``: the client
         asked to keep its connection; ``reuse_forbidden``: the upstream
         connection must not be reused whatever the backend says (it may have
         read bytes of a refused upgrade); ``edits``: a route's response header
@@ -58,6 +60,7 @@ class ResponseReader:
         self.status = 0
         self.reason = b""
         self.headers: codec.Headers = []
+        self.lines: list[bytes] = []      # an h2 client's header lines (codec.Fields.lines)
         self.trailers: codec.Headers = []
         self.framing = self.client_framing = NONE
         self.remaining = 0            # body bytes still to come (LENGTH framing)
@@ -140,6 +143,11 @@ class ResponseReader:
             fields.lines = self.edits.apply(fields.lines)
         framing = codec.response_framing(fields, status, self.head_request)
         client_framing = codec.client_framing(framing, self.version)
+        if self.version == "2.0":       # the client's h2 stream frames it (h2/stream.py)
+            self.lines = fields.lines
+            self.framing, self.remaining, self.client_framing = framing, fields.length, client_framing
+            self._head_read()
+            return
         keep_alive = (self.keep_alive and client_framing != CLOSE and self.upgrade is None
                       and not self.closing)
         if keep_alive:
@@ -151,6 +159,9 @@ class ResponseReader:
         self.client_framing = client_framing
         self.out.append(codec.response_head(status, self.reason, fields, client_framing,
                                             connection))
+        self._head_read()
+
+    def _head_read(self) -> None:
         self.started = True
         if self.head_request:
             self.complete = True    # httptools cannot know a HEAD response has no body

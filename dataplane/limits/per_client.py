@@ -69,6 +69,12 @@ class PerClient:
             self.held[conn] = where
             self.counts.opened(where)
 
+    def pass_on(self, old: object, new: object) -> None:
+        """``new`` carries on ``old``'s connection (HTTP/1.1 that became h2c)."""
+        where = self.held.pop(old, None)
+        if where is not None:
+            self.held[new] = where
+
     def release(self, conn: object) -> None:
         where = self.held.pop(conn, None)
         if where is not None:

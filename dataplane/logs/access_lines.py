@@ -7,7 +7,7 @@ the log's 64 KiB buffer, which the worker's timer tick writes out: no
 dictionary, no encoder, no write(2) per request. Other formats go through
 structlog with the same fields.
 
-Fields: ``client``, ``tls``/``cipher``/``sni`` over TLS, ``method``, ``path``
+Fields: ``client``, ``proto`` (http/1.1, h2, h2c), ``tls``/``cipher``/``sni`` over TLS, ``method``, ``path``
 (as sent on, after a route's rewrite), ``status``, ``backend`` (null when
 none was chosen), ``bytes_in``, ``bytes_out``, ``ms``, ``route`` and
 ``cluster`` when a route took the request, ``error`` when there was one,
@@ -40,9 +40,10 @@ class AccessLog:
         self.second_text = b""
 
     @staticmethod
-    def prefix(client: bytes, tls: dict[str, str | None] | None) -> bytes:
-        """A connection's part of each line: the client and its TLS fields."""
-        fields: dict[str, object] = {"client": client.decode()}
+    def prefix(client: bytes, protocol: str, tls: dict[str, str | None] | None) -> bytes:
+        """A connection's part of each line: the client, its protocol and its
+        TLS fields."""
+        fields: dict[str, object] = {"client": client.decode(), "proto": protocol}
         if tls is not None:
             fields.update(tls)
         return _json(fields)[:-1]

@@ -68,6 +68,9 @@ class Figures(NamedTuple):
     tls_resumed: int
     limited_connections: int
     limited_requests: int
+    http2_connections: int = 0
+    http2_streams: int = 0
+    http2_calmed: int = 0
 
 
 def families(figures: Figures) -> Iterator[Metric]:
@@ -88,6 +91,12 @@ _FRONTEND_COUNTERS = (   # (name, help, Figures field)
      "Requests (TCP mode: connections) refused by limits.per_client_rate", "limited_requests"),
     ("l7lb_frontend_tls_handshakes", "TLS handshakes completed", "tls_handshakes"),
     ("l7lb_frontend_tls_resumed", "TLS handshakes that resumed", "tls_resumed"),
+    ("l7lb_frontend_http2_connections", "Client connections that spoke HTTP/2 (h2, h2c)",
+     "http2_connections"),
+    ("l7lb_frontend_http2_streams", "HTTP/2 streams (requests) clients opened", "http2_streams"),
+    ("l7lb_frontend_http2_calmed",
+     "HTTP/2 connections ended by GOAWAY for a flood, a rapid reset or a protocol error",
+     "http2_calmed"),
     ("l7lb_worker_restarts", "Workers that died and were replaced", "worker_restarts"),
     ("l7lb_config_reloads", "Configuration reloads applied", "reloads"),
 )

@@ -22,6 +22,8 @@ from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveV
 from ..config import DEFAULT, Config, decode_certificates, decode_routes
 from ..http.client import ClientConnection
 from ..http.codec import Reject
+from ..http.identity import ClientIdentity
+from ..http2.connection import Http2Connection
 from ..http.lane import MAX_BODY
 from ..io.reactor import Reactor
 from ..io.stream import Stream
@@ -183,8 +185,25 @@ class Worker:
             stream.close()
         elif (refusal := self._limited(peer)) is not None:
             ClientConnection(self, stream, peer).reject_now(Reject(429, refusal))
+        elif stream.tls is not None and stream.tls.selected_alpn_protocol() == "h2":
+            who = ClientIdentity(peer, stream.tls, self.config.balancer, self.access)
+            who.speaks("h2")
+            self.stats.h2_connections += 1
+            Http2Connection(self, stream, who)
         else:
             ClientConnection(self, stream, peer)
+
+    def speak_h2c(self, conn: Tracked, stream: Stream, who: ClientIdentity,
+                  first: bytes) -> None:
+        """An HTTP/1.1 connection opened with the HTTP/2 preface
+        (http2.cleartext): an Http2Connection takes it over."""
+        self.connections.discard(conn)
+        who.speaks("h2c")
+        self.stats.h2_connections += 1
+        h2 = Http2Connection(self, stream, who)
+        if self.per_client is not None:
+            self.per_client.pass_on(conn, h2)
+        h2.on_data(first)
 
     def _admit(self, peer: str) -> bool:
         """Within limits.connections, and (accept_proxy) from a trusted balancer."""
@@ -258,7 +277,9 @@ class Worker:
                               (0, 0) if self.per_client is None else
                               (self.per_client.refused_connections,
                                self.per_client.refused_requests),
-                              {name: c.take_tallies() for name, c in self.clusters.items()}))
+                              {name: c.take_tallies() for name, c in self.clusters.items()},
+                              (self.stats.h2_connections, self.stats.h2_streams,
+                               self.stats.h2_calmed)))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property

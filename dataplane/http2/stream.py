@@ -1,0 +1,262 @@
+"""One HTTP/2 stream of a client connection: one request, which an Exchange
+carries to a host like any HTTP/1.1 request. The stream is the exchange's
+``ClientSide`` and its own deadline's owner; what it answers goes through
+its connection (``Carrier``), which frames it and keeps flow control.
+
+The response body waits in ``out`` until the client's flow-control window
+takes it; with ``limits.buffer`` waiting, the exchange stops reading the
+backend (``hold_back``) until the window opens again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import structlog
+
+from ..http import codec
+from ..http.codec import Reject
+from ..http.deadline import RESPONSE, NEVER
+from ..http.exchange import Exchange
+from ..http.identity import ClientIdentity
+from ..http.launch import launch
+from ..http.request_body import RequestBody
+from ..http.response import ResponseReader
+from ..http.timer import Timer
+from ..io.stream import Stream
+from ..proxyproto.header import Addresses
+from ..upstream.outcome import ErrorKind
+from .request import answer_block, request_head, response_block, trailer_block
+
+if TYPE_CHECKING:
+    from ..io.relay import SplicePump
+    from ..logs.access_lines import AccessLog
+    from ..worker_view import WorkerView
+
+log = structlog.get_logger("l7lb.http2")
+
+
+class Carrier(Protocol):
+    """What a stream may ask of its HTTP/2 connection (connection.py)."""
+    stream: Stream
+    who: ClientIdentity
+
+    def send_head(self, sid: int, block: codec.Headers, end: bool) -> None: ...
+    def flush_stream(self, stream: "H2Stream") -> None: ...
+    def settle(self, stream: "H2Stream") -> None: ...   # forgotten once answered and done
+    def consumed(self, stream: "H2Stream") -> None: ...    # the body bytes read may be granted again
+    def reset(self, sid: int, cancel: bool) -> None: ...
+    def stream_done(self, stream: "H2Stream") -> None: ...
+    def addresses(self) -> Addresses: ...
+    def allow_request(self) -> bool: ...
+
+
+class H2Stream:
+    __slots__ = ("conn", "sid", "worker", "stream", "who", "access", "timer", "active",
+                 "splice", "closing", "splice_bodies", "head_sent", "out", "queued", "ended",
+                 "end_block", "sent_end", "trailers", "unacked", "on_drain", "closed", "answered")
+
+    def __init__(self, conn: Carrier, sid: int, worker: "WorkerView") -> None:
+        self.conn, self.sid, self.worker = conn, sid, worker
+        self.stream = conn.stream            # the connection's (socket tuning only)
+        self.who = conn.who
+        self.access: AccessLog | None = worker.access
+        self.splice: SplicePump | None = None   # an h2 stream never splices
+        self.splice_bodies = False
+        self.closing = False
+        self.timer = Timer(self, worker)
+        self.timer.expect(RESPONSE, worker.response_timeout)
+        self.active: Exchange | None = None
+        self.head_sent = False
+        self.out: list[bytes] = []          # response body the window has not taken yet
+        self.queued = 0
+        self.ended = False                  # the response's end is in ``out``'s wake
+        self.end_block: codec.Headers | None = None   # trailers that end it
+        self.sent_end = False               # END_STREAM went to the client
+        self.trailers: codec.Headers = []   # the client's, if it sent any
+        self.unacked = 0                    # request body bytes read but not granted again
+        self.on_drain: Callable[[], None] | None = None
+        self.closed = False
+        self.answered = False               # the exchange is done with it
+
+    # -- the request ---------------------------------------------------------
+    def begin(self, block: codec.Headers, ended: bool) -> None:
+        """Its header block arrived (``ended``: with END_STREAM)."""
+        worker = self.worker
+        try:
+            head = request_head(block, ended, self.who.stripped, worker.config.limits.body_bytes)
+            if not self.conn.allow_request():
+                raise Reject(429, "too many requests from this client address")
+        except Reject as reject:
+            worker.stats.rejected += 1
+            log.info("request rejected", client=self.who.peer.decode(), status=reject.status,
+                     reason=reject.detail, stream=self.sid)
+            self.answered = True
+            self.send_error(reject.status, reject.detail, b"")
+            return
+        exchange = self.active = Exchange(self, worker, head.method, head.target, "2.0", True,
+                                          time.monotonic(),
+                                          RequestBody(head.framing, head.length))
+        exchange.head = head
+        if ended:
+            exchange.request_end([])
+        launch(exchange, self.who, self.timer)
+
+    def body(self, data: bytes, size: int) -> None:
+        """DATA for the request (``size``: what it counted against the window)."""
+        self.unacked += size
+        exchange = self.active
+        if exchange is None or exchange.done:
+            self.conn.consumed(self)      # answered already: the bytes go nowhere
+            return
+        self.timer.client_in = self.worker.clock.now
+        try:
+            exchange.request_body(data)
+        except Reject as reject:
+            exchange.fail(reject.status, ErrorKind.CLIENT_ABORTED, reject.detail)
+            return
+        self.update_reading()
+
+    def end(self) -> None:
+        """END_STREAM from the client: the request is whole."""
+        exchange = self.active
+        if exchange is not None and not exchange.done:
+            exchange.request_end(self.trailers)
+
+    def cancelled(self) -> None:
+        """The client reset the stream: drop the backend side."""
+        self.closed = True
+        exchange = self.active
+        if exchange is not None and not exchange.done:
+            exchange.cancel()
+        self.active = None
+
+    # -- ClientSide: what the exchange asks ----------------------------------
+    def is_active(self, exchange: Exchange) -> bool:
+        return self.active is exchange
+
+    def send_response(self, response: ResponseReader) -> None:
+        if self.closed:
+            return
+        if not self.head_sent:
+            if not response.started:
+                return
+            self.head_sent = True
+            bare = response.complete and not response.out and not response.trailers
+            self.conn.send_head(self.sid, response_block(response.status, response.lines), bare)
+            if bare:
+                self.conn.flush_stream(self)
+                return
+        if response.out:
+            data = response.take()
+            self.out.append(data)
+            self.queued += len(data)
+        if response.complete:
+            self.ended = True
+            self.end_block = trailer_block(response.trailers) or None
+        self.conn.flush_stream(self)
+
+    def send_answer(self, status: int, headers: bytes, body: bytes, head_only: bool) -> None:
+        if self.closed or self.head_sent:
+            return
+        self.head_sent = True
+        block = answer_block(status, headers, len(body))
+        if head_only or not body:
+            self.conn.send_head(self.sid, block, True)
+            self.conn.flush_stream(self)
+            return
+        self.conn.send_head(self.sid, block, False)
+        self.out.append(body)
+        self.queued += len(body)
+        self.ended = True
+        self.conn.flush_stream(self)
+
+    def send_error(self, status: int, detail: str, headers: bytes) -> None:
+        lines, body = codec.error_parts(status, detail, headers)
+        self.send_answer(status, b"Content-Type: text/plain\r\n" + lines, body, False)
+
+    def backlogged(self) -> bool:
+        return self.queued >= self.worker.config.limits.buffer
+
+    def hold_back(self, upstream: Stream, exchange: Exchange) -> None:
+        """limits.buffer of response waits for the client's window: stop
+        reading the backend until the window takes it."""
+        upstream.stop_reading()
+        timer = self.timer
+        timer.stalled_since = self.worker.clock.now
+        timer.watch_streams()
+
+        def drained() -> None:
+            timer.stalled_since = None
+            if not exchange.done:
+                upstream.start_reading()
+        self.on_drain = drained
+
+    def taken(self, size: int) -> None:
+        """``size`` bytes of ``out`` went into frames."""
+        self.queued -= size
+        if self.on_drain is not None and self.queued < self.worker.config.limits.buffer:
+            drain, self.on_drain = self.on_drain, None
+            drain()
+
+    def update_reading(self) -> None:
+        """Grant the client window again for body bytes sent on, unless the
+        backend is not taking them (then when it has)."""
+        exchange = self.active
+        upstream = exchange.upstream if exchange is not None else None
+        if upstream is None:
+            if exchange is not None and exchange.body.held_size >= self.worker.config.limits.buffer:
+                return          # no connection yet: held until there is one
+        elif upstream.stream.queued and upstream.stream.pending >= self.worker.config.limits.buffer:
+            upstream.stream.when_drained(self.update_reading)
+            return
+        if self.unacked:
+            self.conn.consumed(self)
+
+    def may_splice_request(self) -> bool:
+        return False
+
+    def splice_request(self, exchange: Exchange, upstream: Stream, count: int) -> None:
+        raise AssertionError("an HTTP/2 stream's body is never spliced")
+
+    def addresses(self) -> Addresses:
+        return self.conn.addresses()
+
+    def exchange_done(self, exchange: Exchange, reuse: bool) -> None:
+        exchange.finish(reuse)
+        self.timer.total_at, self.timer.stalled_since = NEVER, None
+        self.active = None
+        self.answered = True
+        self.conn.flush_stream(self)
+
+    def abort(self) -> None:
+        """The exchange gave up mid-response: the client sees the stream reset."""
+        self.active = None
+        self.answered = True
+        if not self.closed:
+            self.closed = True
+            self.conn.reset(self.sid, False)
+        self.conn.stream_done(self)
+
+    def upgraded(self) -> Stream:
+        raise AssertionError("HTTP/2 has no Upgrade")
+
+    # -- Timed: what its deadline acts on --------------------------------------
+    def head_begun(self) -> bool:
+        return False
+
+    def lane_hands_over(self) -> None:
+        pass
+
+    def reject_now(self, reject: Reject) -> None:
+        self.send_error(reject.status, reject.detail, b"")
+
+    def close(self) -> None:
+        """Its deadline passed with nothing to answer: the stream is reset."""
+        self.abort()
+
+    def check(self, now: float) -> None:
+        if not self.answered and now >= self.timer.at:
+            self.timer.fire(now)
+

@@ -1,0 +1,76 @@
+"""The sans-IO parts of HTTP/2 to clients: a header block read as a request
+head (dataplane/http2/request.py) and the flood budgets (guard.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataplane.http.codec import CHUNKED, LENGTH, NONE, Reject, request_head as upstream_head
+from dataplane.http2.guard import Budget, Guard
+from dataplane.http2.request import answer_block, request_head, response_block, trailer_block
+
+BLOCK = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"shop.test"),
+         (b":path", b"/cart?x=1"), (b"cookie", b"a=1"), (b"accept", b"*/*"),
+         (b"cookie", b"b=2")]
+
+
+def test_authority_becomes_host_and_cookies_are_joined():
+    head = request_head(BLOCK, ended=True, stripped=frozenset(), body_limit=None)
+    assert (head.method, head.target, head.version) == (b"POST", b"/cart?x=1", "2.0")
+    assert head.fields.authority == b"shop.test" and head.framing == NONE
+    sent = upstream_head(head.method, head.target, head.fields, b"198.18.0.2",
+                         b"X-Forwarded-Proto: https\r\n", False)
+    assert sent == (b"POST /cart?x=1 HTTP/1.1\r\nhost: shop.test\r\naccept: */*\r\n"
+                    b"cookie: a=1; b=2\r\nX-Forwarded-For: 198.18.0.2\r\n"
+                    b"X-Forwarded-Proto: https\r\n\r\n")
+
+
+def test_authority_wins_over_host_and_host_alone_will_do():
+    both = [*BLOCK, (b"host", b"other.test")]
+    assert request_head(both, True, frozenset(), None).fields.authority == b"shop.test"
+    alone = [(n, v) for n, v in both if n != b":authority"]
+    assert request_head(alone, True, frozenset(), None).fields.authority == b"other.test"
+    with pytest.raises(Reject) as refused:
+        request_head([(n, v) for n, v in alone if n != b"host"], True, frozenset(), None)
+    assert refused.value.status == 400
+
+
+def test_body_framing_length_or_chunked_and_the_body_limit():
+    sized = [*BLOCK, (b"content-length", b"5")]
+    assert request_head(sized, False, frozenset(), None).framing == LENGTH
+    assert request_head(BLOCK, False, frozenset(), None).framing == CHUNKED
+    with pytest.raises(Reject) as refused:
+        request_head([*BLOCK, (b"content-length", b"50")], False, frozenset(), 10)
+    assert refused.value.status == 413
+    with pytest.raises(Reject):
+        request_head([*BLOCK, (b"content-length", b"x")], False, frozenset(), None)
+
+
+def test_connect_is_refused_and_stripped_names_are_dropped():
+    with pytest.raises(Reject) as refused:
+        request_head([(b":method", b"CONNECT"), (b":authority", b"a:443")], False,
+                     frozenset(), None)
+    assert refused.value.status == 405
+    head = request_head([*BLOCK, (b"x-client-subject", b"CN=me")], True,
+                        frozenset({b"x-client-subject"}), None)
+    assert b"x-client-subject" not in b"".join(head.fields.lines)
+
+
+def test_response_answer_and_trailer_blocks():
+    lines = [b"Content-Type", b": ", b"text/plain", b"\r\n", b"X-Backend", b": ", b"b1", b"\r\n"]
+    assert response_block(200, lines) == [(b":status", b"200"), (b"content-type", b"text/plain"),
+                                          (b"x-backend", b"b1")]
+    assert answer_block(503, b"Content-Type: text/plain\r\nRetry-After: 1\r\n", 7) == [
+        (b":status", b"503"), (b"content-type", b"text/plain"), (b"retry-after", b"1"),
+        (b"content-length", b"7")]
+    assert trailer_block([(b"Grpc-Status", b"0"), (b"Content-Length", b"3")]) == [
+        (b"grpc-status", b"0")]
+
+
+def test_budgets_count_per_second_and_name_the_overdraft():
+    budget = Budget(3)
+    assert [budget.spend(10.1) for _ in range(4)] == [True, True, True, False]
+    assert budget.spend(11.0)            # a new second
+    guard = Guard(resets_per_second=2, control_per_second=100)
+    assert guard.reset(5.0) and guard.reset(5.5) and not guard.reset(5.9)
+    assert "max_resets_per_second" in guard.calm
