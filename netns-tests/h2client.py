@@ -94,3 +94,23 @@ class H2Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def raw_frames(sock: socket.socket, timeout: float = 5.0) -> list[tuple[int, int, int, bytes]]:
+    """Frames read off a socket until it closes or is quiet for ``timeout``:
+    (type, flags, stream id, payload), for clients that write frames by hand."""
+    data = b""
+    sock.settimeout(timeout)
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    frames, at = [], 0
+    while len(data) - at >= 9:
+        length = int.from_bytes(data[at:at + 3], "big")
+        frames.append((data[at + 3], data[at + 4],
+                       int.from_bytes(data[at + 5:at + 9], "big") & 0x7FFFFFFF,
+                       data[at + 9:at + 9 + length]))
+        at += 9 + length
+    return frames

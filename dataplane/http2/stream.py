@@ -89,11 +89,7 @@ class H2Stream:
             if not self.conn.allow_request():
                 raise Reject(429, "too many requests from this client address")
         except Reject as reject:
-            worker.stats.rejected += 1
-            log.info("request rejected", client=self.who.peer.decode(), status=reject.status,
-                     reason=reject.detail, stream=self.sid)
-            self.answered = True
-            self.send_error(reject.status, reject.detail, b"")
+            self.refuse(reject.status, reject.detail)
             return
         exchange = self.active = Exchange(self, worker, head.method, head.target, "2.0", True,
                                           time.monotonic(),
@@ -102,6 +98,14 @@ class H2Stream:
         if ended:
             exchange.request_end([])
         launch(exchange, self.who, self.timer)
+
+    def refuse(self, status: int, detail: str) -> None:
+        """Answered by the balancer before any exchange (400, 405, 413, 429, 431)."""
+        self.worker.stats.rejected += 1
+        log.info("request rejected", client=self.who.peer.decode(), status=status,
+                 reason=detail, stream=self.sid)
+        self.answered = True
+        self.send_error(status, detail, b"")
 
     def body(self, data: bytes, size: int) -> None:
         """DATA for the request (``size``: what it counted against the window)."""

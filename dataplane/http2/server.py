@@ -1,0 +1,468 @@
+"""The server side of an HTTP/2 connection, without I/O (RFC 9113): bytes in,
+calls to a ``Handler`` and bytes to send out.
+
+It keeps what the protocol needs and nothing else: the preface and SETTINGS
+exchange, stream states (idle, open, half-closed, closed, with client stream
+ids rising), flow control both ways, header blocks across CONTINUATION frames
+(bounded as they arrive), HPACK (hpack_codec.py), the checks a request's
+fields must pass (fields.py), PING and SETTINGS acknowledgements.
+A connection error raises ``ConnectionFailure`` with the GOAWAY code;
+a stream error resets the stream here and tells the handler. Blocks decoded
+once are remembered while the client's HPACK table stays the same, so a
+client that repeats a request (indexed fields only) costs one lookup.
+Where it differs from the h2 package (tests/test_http2_server.py compares
+the two): a stream over max_concurrent_streams is refused (REFUSED_STREAM)
+and a body that contradicts its content-length resets its stream, where h2
+ends the connection; a header list over the limit is answered 431; a first
+frame other than SETTINGS ends the connection (RFC 9113 section 3.4).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from . import fields, frames
+from .frames import Code
+from .hpack_codec import Decoder, Headers, HpackError, encode
+
+_REMEMBERED = 256          # header blocks remembered per connection
+
+
+class ConnectionFailure(Exception):
+    def __init__(self, code: Code, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class Handler(Protocol):
+    def got_request(self, sid: int, block: Headers, ended: bool) -> None: ...
+    def got_too_large(self, sid: int, ended: bool) -> None: ...   # its fields over the limit
+    def got_body(self, sid: int, data: bytes, size: int, ended: bool) -> None: ...
+    def got_trailers(self, sid: int, block: Headers) -> None: ...   # they end the request
+    def got_reset(self, sid: int, remote: bool) -> None: ...    # by the client, or for an error
+    def got_window(self, sid: int) -> None: ...     # more may be sent (0: on every stream)
+    def got_goaway(self) -> None: ...
+    def got_control(self) -> None: ...              # a frame that carried no request
+
+
+class Stream:
+    __slots__ = ("send_window", "recv_window", "credit", "remote_open", "local_open",
+                 "length", "received")
+
+    def __init__(self, send_window: int, recv_window: int, ended: bool,
+                 length: int | None) -> None:
+        self.send_window, self.recv_window = send_window, recv_window
+        self.credit = 0                  # body bytes consumed, not yet granted again
+        self.remote_open = not ended     # the client may still send
+        self.local_open = True           # we may still send
+        self.length, self.received = length, 0
+
+
+class ServerConnection:
+    def __init__(self, handler: Handler, *, max_streams: int, stream_window: int,
+                 connection_window: int, max_frame: int, table_size: int,
+                 header_bytes: int) -> None:
+        self.handler = handler
+        self.max_streams, self.stream_window = max_streams, stream_window
+        self.connection_window, self.max_frame = connection_window, max_frame
+        self.header_bytes = header_bytes
+        self.table_size = table_size
+        self.decoder = Decoder(max(table_size, 4096), header_bytes)   # ours apply once acked
+        self.streams: dict[int, Stream] = {}
+        self.highest = 0                 # the highest client stream id seen
+        self.send_window = frames.DEFAULT_WINDOW       # the connection's, toward the client
+        self.recv_window = connection_window
+        self.credit = 0
+        self.peer_window = frames.DEFAULT_WINDOW       # the client's INITIAL_WINDOW_SIZE
+        self.peer_frame = frames.DEFAULT_FRAME         # the client's MAX_FRAME_SIZE
+        self.pending = b""
+        self.preface = True              # the client's preface not yet read whole
+        self.settled = False             # the client's first SETTINGS read
+        self.continuing: tuple[int, int, list[bytes], int] | None = None
+        self.encoded_once = False
+        self.self_dependent = 0          # a HEADERS frame naming its own stream as parent
+        self.remembered: dict[bytes, tuple[Headers, int | None]] = {}
+        self.generation = 0
+        out = [frames.settings({
+            frames.MAX_CONCURRENT_STREAMS: max_streams, frames.INITIAL_WINDOW_SIZE: stream_window,
+            frames.MAX_FRAME_SIZE: max_frame, frames.HEADER_TABLE_SIZE: table_size,
+            frames.MAX_HEADER_LIST_SIZE: header_bytes, frames.ENABLE_PUSH: 0})]
+        if connection_window > frames.DEFAULT_WINDOW:
+            out.append(frames.window_update(0, connection_window - frames.DEFAULT_WINDOW))
+        self.out = bytearray(b"".join(out))
+
+    # -- input -----------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        """Read ``data``; raises ConnectionFailure."""
+        data = self.pending + data if self.pending else data
+        at, end = 0, len(data)
+        if self.preface:
+            if end < len(frames.PREFACE):
+                if not frames.PREFACE.startswith(data):
+                    raise ConnectionFailure(Code.PROTOCOL_ERROR, "not the HTTP/2 preface")
+                self.pending = data
+                return
+            if not data.startswith(frames.PREFACE):
+                raise ConnectionFailure(Code.PROTOCOL_ERROR, "not the HTTP/2 preface")
+            self.preface = False
+            at = len(frames.PREFACE)
+        limit = self.max_frame
+        while end - at >= 9:
+            length, kind, flags, sid = frames.head_of(data, at)
+            if length > limit:
+                raise ConnectionFailure(Code.FRAME_SIZE_ERROR, f"frame of {length} bytes")
+            stop = at + 9 + length
+            if stop > end:
+                break
+            self._frame(kind, flags, sid, data[at + 9:stop])
+            at = stop
+        self.pending = data[at:]
+
+    def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
+        if not self.settled:
+            if kind != frames.SETTINGS or flags & frames.ACK:
+                raise ConnectionFailure(Code.PROTOCOL_ERROR, "the first frame is not SETTINGS")
+            self.settled = True
+        if self.continuing is not None and kind != frames.CONTINUATION:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "a header block was interrupted")
+        if kind == frames.DATA:
+            self._data(flags, sid, payload)
+        elif kind == frames.HEADERS:
+            self._headers(flags, sid, payload)
+        elif kind == frames.WINDOW_UPDATE:
+            self._window_update(sid, payload)
+        elif kind == frames.RST_STREAM:
+            self._rst_stream(sid, payload)
+        elif kind == frames.SETTINGS:
+            self._settings(flags, sid, payload)
+        elif kind == frames.PING:
+            self._ping(flags, sid, payload)
+        elif kind == frames.CONTINUATION:
+            self._continuation(flags, sid, payload)
+        elif kind == frames.PRIORITY:
+            self._priority(sid, payload)
+        elif kind == frames.GOAWAY:
+            if sid:
+                raise ConnectionFailure(Code.PROTOCOL_ERROR, "GOAWAY on a stream")
+            self.handler.got_goaway()
+        elif kind == frames.PUSH_PROMISE:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
+        # Other types are extensions: ignored (section 5.5).
+
+    def _data(self, flags: int, sid: int, payload: bytes) -> None:
+        if not sid:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "DATA on stream 0")
+        size = len(payload)
+        self.recv_window -= size
+        if self.recv_window < 0:
+            raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "DATA over the connection window")
+        stream = self.streams.get(sid)
+        if stream is None or not stream.remote_open:
+            self._idle_check(sid)
+            self.consumed(None, size)
+            if stream is not None:
+                self._stream_error(sid, Code.STREAM_CLOSED)
+            return
+        stream.recv_window -= size
+        if stream.recv_window < 0:
+            self._stream_error(sid, Code.FLOW_CONTROL_ERROR)
+            return
+        data = _unpad(flags, payload) if flags & frames.PADDED else payload
+        if not data and not flags & frames.END_STREAM:
+            self.handler.got_control()
+        ended = bool(flags & frames.END_STREAM)
+        stream.received += len(data)
+        if stream.length is not None and (stream.received > stream.length or
+                                          ended and stream.received != stream.length):
+            self._stream_error(sid, Code.PROTOCOL_ERROR)     # content-length is wrong
+            return
+        if ended:
+            stream.remote_open = False
+            self._forget_if_closed(sid, stream)
+        self.handler.got_body(sid, data, size, ended)
+
+    def _headers(self, flags: int, sid: int, payload: bytes) -> None:
+        if not sid or not sid & 1:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, f"HEADERS on stream {sid}")
+        if flags & frames.PADDED:
+            payload = _unpad(flags, payload)
+        if flags & frames.PRIORITY_FLAG:
+            if len(payload) < 5:
+                raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "HEADERS priority cut short")
+            depends, payload = frames.u32(payload) & 0x7FFFFFFF, payload[5:]
+            if depends == sid:        # refused once the block is decoded
+                self.self_dependent = sid
+        ended = flags & frames.END_STREAM
+        if flags & frames.END_HEADERS:
+            self._block(sid, ended, payload)
+        else:
+            self._bound(len(payload))
+            self.continuing = (sid, ended, [payload], len(payload))
+
+    def _continuation(self, flags: int, sid: int, payload: bytes) -> None:
+        held = self.continuing
+        if held is None or held[0] != sid:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "CONTINUATION out of place")
+        _, ended, pieces, size = held
+        pieces.append(payload)
+        size += len(payload)
+        self._bound(size)
+        if flags & frames.END_HEADERS:
+            self.continuing = None
+            self._block(sid, ended, b"".join(pieces))
+        else:
+            self.continuing = (sid, ended, pieces, size)
+
+    def _bound(self, size: int) -> None:
+        if size > self.header_bytes:
+            raise ConnectionFailure(Code.ENHANCE_YOUR_CALM,
+                                    "header block larger than limits.header_bytes")
+
+    def _block(self, sid: int, ended: int, block: bytes) -> None:
+        """A whole header block: a new request, or trailers."""
+        stream = self.streams.get(sid)
+        if sid <= self.highest:
+            headers = self._decode(block)
+            if stream is None or not stream.remote_open:
+                self._stream_error(sid, Code.STREAM_CLOSED)
+            elif not ended:
+                self._stream_error(sid, Code.PROTOCOL_ERROR)    # trailers end the stream
+            else:
+                self._trailers(sid, stream, headers)
+            return
+        self.highest = sid
+        remembered = self.remembered.get(block)
+        if remembered is not None and self.generation == self.decoder.generation:
+            headers, length = remembered
+        else:
+            before = self.decoder.generation
+            headers = self._decode(block)
+            if self.self_dependent == sid:
+                self._refuse(sid, Code.PROTOCOL_ERROR)
+                return
+            if self.decoder.oversized:
+                self._open(sid, ended, None)
+                self.handler.got_too_large(sid, bool(ended))
+                return
+            try:
+                length = fields.request(headers)
+            except fields.Malformed:
+                self._refuse(sid, Code.PROTOCOL_ERROR)
+                return
+            if self.decoder.generation == before:     # decoding it again changes nothing
+                self._remember(block, headers, length)
+        if len(self.streams) >= self.max_streams:
+            self._refuse(sid, Code.REFUSED_STREAM)
+            return
+        if ended and length:
+            self._refuse(sid, Code.PROTOCOL_ERROR)       # content-length but no body
+            return
+        self._open(sid, ended, length)
+        self.handler.got_request(sid, headers, bool(ended))
+
+    def _open(self, sid: int, ended: int, length: int | None) -> None:
+        self.streams[sid] = Stream(self.peer_window, self.stream_window, bool(ended), length)
+
+    def _remember(self, block: bytes, headers: Headers, length: int | None) -> None:
+        if self.generation != self.decoder.generation:
+            self.remembered.clear()          # the table changed: what was decoded may not hold
+            self.generation = self.decoder.generation
+        if len(self.remembered) < _REMEMBERED:
+            self.remembered[block] = (headers, length)
+
+    def _decode(self, block: bytes) -> Headers:
+        try:
+            return self.decoder.decode(block)
+        except HpackError as exc:
+            raise ConnectionFailure(Code.COMPRESSION_ERROR, str(exc)) from None
+
+    def _trailers(self, sid: int, stream: Stream, headers: Headers) -> None:
+        try:
+            fields.trailers(headers)
+        except fields.Malformed:
+            self._stream_error(sid, Code.PROTOCOL_ERROR)
+            return
+        if stream.length is not None and stream.received != stream.length:
+            self._stream_error(sid, Code.PROTOCOL_ERROR)
+            return
+        stream.remote_open = False
+        self._forget_if_closed(sid, stream)
+        self.handler.got_trailers(sid, headers)
+
+    def _window_update(self, sid: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
+        increment = frames.u32(payload) & 0x7FFFFFFF
+        self.handler.got_control()
+        if not sid:
+            if not increment:
+                raise ConnectionFailure(Code.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.send_window += increment
+            if self.send_window > frames.MAX_WINDOW:
+                raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "connection window overflow")
+            self.handler.got_window(0)
+            return
+        stream = self.streams.get(sid)
+        if stream is None:
+            self._idle_check(sid)
+            return
+        if not increment:
+            self._stream_error(sid, Code.PROTOCOL_ERROR)
+            return
+        stream.send_window += increment
+        if stream.send_window > frames.MAX_WINDOW:
+            self._stream_error(sid, Code.FLOW_CONTROL_ERROR)
+            return
+        self.handler.got_window(sid)
+
+    def _rst_stream(self, sid: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "RST_STREAM of the wrong size")
+        if not sid:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+        self._idle_check(sid)
+        if self.streams.pop(sid, None) is not None:
+            self.handler.got_reset(sid, True)
+
+    def _settings(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "SETTINGS on a stream")
+        self.handler.got_control()
+        if flags & frames.ACK:
+            if payload:
+                raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+            self.decoder.max_table = self.table_size      # ours now hold
+            return
+        if len(payload) % 6:
+            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "SETTINGS of the wrong size")
+        for at in range(0, len(payload), 6):
+            self._setting(int.from_bytes(payload[at:at + 2], "big"), frames.u32(payload, at + 2))
+        self.out += frames.frame(frames.SETTINGS, frames.ACK, 0)
+
+    def _setting(self, key: int, value: int) -> None:
+        if key == frames.INITIAL_WINDOW_SIZE:
+            if value > frames.MAX_WINDOW:
+                raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
+            delta, self.peer_window = value - self.peer_window, value
+            for stream in self.streams.values():
+                stream.send_window += delta
+                if stream.send_window > frames.MAX_WINDOW:
+                    raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "stream window overflow")
+            self.handler.got_window(0)
+        elif key == frames.MAX_FRAME_SIZE:
+            if not frames.DEFAULT_FRAME <= value <= 2**24 - 1:
+                raise ConnectionFailure(Code.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+            self.peer_frame = value
+        elif key == frames.ENABLE_PUSH and value > 1:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "ENABLE_PUSH neither 0 nor 1")
+        # HEADER_TABLE_SIZE: our encoder never uses the table. The rest are advisory.
+
+    def _ping(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "PING on a stream")
+        if len(payload) != 8:
+            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "PING of the wrong size")
+        self.handler.got_control()
+        if not flags & frames.ACK:
+            self.out += frames.frame(frames.PING, frames.ACK, 0, payload)
+
+    def _priority(self, sid: int, payload: bytes) -> None:
+        if not sid:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "PRIORITY on stream 0")
+        self.handler.got_control()
+        if len(payload) != 5:
+            self._stream_error(sid, Code.FRAME_SIZE_ERROR)
+
+    def _idle_check(self, sid: int) -> None:
+        """A frame that needs a stream opened already (section 5.1: idle)."""
+        if sid > self.highest:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, f"frame on idle stream {sid}")
+
+    def _stream_error(self, sid: int, code: Code) -> None:
+        self.out += frames.rst_stream(sid, code)
+        if self.streams.pop(sid, None) is not None:
+            self.handler.got_reset(sid, False)
+
+    def _refuse(self, sid: int, code: Code) -> None:
+        """A stream never opened for the handler."""
+        self.out += frames.rst_stream(sid, code)
+
+    def _forget_if_closed(self, sid: int, stream: Stream) -> None:
+        if not stream.local_open and not stream.remote_open:
+            self.streams.pop(sid, None)
+
+    # -- output ----------------------------------------------------------
+    def window(self, sid: int) -> int:
+        """Bytes of DATA the client takes now on ``sid`` (0 if not open)."""
+        stream = self.streams.get(sid)
+        if stream is None or not stream.local_open:
+            return 0
+        window = min(stream.send_window, self.send_window)
+        return window if window < self.peer_frame else self.peer_frame
+
+    def send_headers(self, sid: int, block: Headers, end: bool) -> None:
+        stream = self.streams.get(sid)
+        if stream is None or not stream.local_open:
+            return
+        self.out += frames.headers(sid, encode(block, not self.encoded_once), end,
+                                   self.peer_frame)
+        self.encoded_once = True
+        if end:
+            self._end_local(sid, stream)
+
+    def send_data(self, sid: int, data: bytes, end: bool) -> None:
+        """``data`` fits window(sid)."""
+        stream = self.streams.get(sid)
+        if stream is None or not stream.local_open:
+            return
+        size = len(data)
+        stream.send_window -= size
+        self.send_window -= size
+        self.out += frames.frame(frames.DATA, frames.END_STREAM if end else 0, sid, data)
+        if end:
+            self._end_local(sid, stream)
+
+    def _end_local(self, sid: int, stream: Stream) -> None:
+        stream.local_open = False
+        self._forget_if_closed(sid, stream)
+
+    def remote_open(self, sid: int) -> bool:
+        """The client may still send on ``sid``."""
+        stream = self.streams.get(sid)
+        return stream is not None and stream.remote_open
+
+    def consumed(self, sid: int | None, size: int) -> None:
+        """``size`` body bytes went on: the client may send them again."""
+        self.credit += size
+        if self.credit >= self.connection_window // 2:
+            self.out += frames.window_update(0, self.credit)
+            self.recv_window += self.credit
+            self.credit = 0
+        stream = self.streams.get(sid) if sid is not None else None
+        if stream is not None and stream.remote_open:
+            stream.credit += size
+            if stream.credit >= self.stream_window // 2:
+                self.out += frames.window_update(sid or 0, stream.credit)
+                stream.recv_window += stream.credit
+                stream.credit = 0
+
+    def reset(self, sid: int, code: Code) -> None:
+        if self.streams.pop(sid, None) is not None or sid <= self.highest:
+            self.out += frames.rst_stream(sid, code)
+
+    def goaway(self, last: int, code: Code) -> None:
+        self.out += frames.goaway(last, code)
+
+    def take(self) -> bytes:
+        out = bytes(self.out)
+        self.out.clear()
+        return out
+
+
+def _unpad(flags: int, payload: bytes) -> bytes:
+    if not payload:
+        raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "padded frame without a pad length")
+    pad = payload[0]
+    if pad >= len(payload):
+        raise ConnectionFailure(Code.PROTOCOL_ERROR, "padding longer than the frame")
+    return payload[1:len(payload) - pad]
