@@ -11,10 +11,10 @@ Exchange where it stands (``hand_over``), and the general path finishes it.
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from ..io.stream import Stream
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..upstream.pool import UpstreamConnection
@@ -36,9 +36,17 @@ _monotonic = time.monotonic
 TOO_MANY = "too many requests from this address (limits.per_client_rate)"
 
 
+class LaneOutput(Protocol):
+    """Where the lane writes a response (a client's Stream, or an HTTP/2
+    stream's converter: http2/stream_lane.py)."""
+    def write(self, data: bytes) -> object: ...
+    def shared_socket(self) -> socket.socket: ...   # the client's, for per-backend tuning
+
+
 class LaneClient(Protocol):
     """What the lane uses of its client connection."""
-    stream: Stream
+    @property
+    def stream(self) -> LaneOutput: ...
     who: ClientIdentity         # its address, its lines for the head, its access-line prefix
     access: "AccessLog | None"
     closing: bool

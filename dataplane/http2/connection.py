@@ -30,6 +30,7 @@ from ..io.stream import Stream
 from ..proxyproto.header import Addresses
 from .frames import Code
 from .guard import Guard
+from .hpack_codec import encode
 from .server import ConnectionFailure, ServerConnection
 from .stream import H2Stream
 
@@ -41,7 +42,8 @@ log = structlog.get_logger("l7lb.http2")
 
 class Http2Connection:
     __slots__ = ("worker", "stream", "who", "proto", "streams", "guard", "limit", "closed",
-                 "closing", "last_id", "goaway_sent", "deadline", "lingering", "corked",
+                 "closing", "last_id", "goaway_sent", "deadline", "lingering", "corked", "flushing",
+                 "output_full",
                  "__weakref__")
 
     def __init__(self, worker: "WorkerView", stream: Stream, who: ClientIdentity) -> None:
@@ -62,6 +64,8 @@ class Http2Connection:
         self.goaway_sent = False
         self.lingering = False        # half-closed: what the client still sends is dropped
         self.corked = False           # reading a batch of frames: one write at its end
+        self.flushing = False         # a write is due at the end of this loop iteration
+        self.output_full = False      # response data waits for room in the output
         # The connection's own deadline: the preface, then idleness without streams.
         self.deadline = worker.clock.now + worker.config.timeouts.header
         stream.own(self)
@@ -144,11 +148,32 @@ class Http2Connection:
     # -- Carrier: what the streams ask -----------------------------------------
     def send_head(self, sid: int, block: codec.Headers, end: bool) -> None:
         """Frame a head (a flush_stream follows: it sends)."""
+        self.send_encoded_head(sid, encode(block), end)
+
+    def send_encoded_head(self, sid: int, encoded: bytes, end: bool) -> None:
         stream = self.streams.get(sid)
         if stream is None:
             return
-        self.proto.send_headers(sid, block, end)
+        self.proto.send_encoded(sid, encoded, end)
         stream.sent_end = end
+
+    def send_whole(self, stream: H2Stream, encoded: bytes, body: bytes) -> bool:
+        """A whole response at once when the client's window takes its body
+        (the common case); else only its head, and False: the body waits in
+        ``stream.out``."""
+        proto, sid = self.proto, stream.sid
+        if sid not in self.streams:
+            return True
+        if len(body) > proto.window(sid):
+            self.send_encoded_head(sid, encoded, False)
+            return False
+        proto.send_encoded(sid, encoded, not body)
+        if body:
+            proto.send_data(sid, body, True)
+        stream.sent_end = True
+        self.settle(stream)
+        self._send()
+        return True
 
     def flush_stream(self, stream: H2Stream) -> None:
         """Move what waits in ``stream.out`` into DATA frames as far as the
@@ -158,7 +183,10 @@ class Http2Connection:
         if stream.closed or sid not in self.streams:
             self._send()
             return
-        while out and self.stream.pending < self.limit:
+        while out:
+            if self.stream.pending + len(proto.out) >= self.limit:
+                self.output_full = True       # _write goes on once the bytes are out
+                break
             room = proto.window(sid)
             if room <= 0:
                 break
@@ -215,13 +243,26 @@ class Http2Connection:
 
     # -- output ----------------------------------------------------------
     def _send(self) -> None:
-        if self.corked or not self.proto.out:
+        """Write what the protocol has for the client at the end of this loop
+        iteration: answers to several streams that arrive together (from
+        different backends) leave in one write."""
+        if self.corked or self.flushing or not self.proto.out:
+            return
+        self.flushing = True
+        self.worker.loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        self.flushing = False
+        if self.closed or not self.proto.out:
             return
         self.stream.write(self.proto.take())
         if self.stream.pending >= self.limit:
             # The client is not reading: read no more from it either.
             self.stream.stop_reading()
             self.stream.when_drained(self._drained)
+        elif self.output_full:
+            self.output_full = False
+            self.got_window(0)
 
     def _drained(self) -> None:
         if self.closed or self.lingering:
@@ -280,7 +321,7 @@ class Http2Connection:
         them) before the client reads them."""
         if self.lingering or self.closed:
             return
-        self._send()
+        self._write()
         self._drop_streams()
         self.lingering = True
         self.stream.shutdown_write()

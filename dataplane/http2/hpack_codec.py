@@ -27,8 +27,8 @@ STATIC = HeaderTable.STATIC_TABLE          # 61 (name, value) pairs, index 1 fir
 _STATIC_NAMES: dict[bytes, int] = {}
 for _index, (_name, _value) in enumerate(STATIC, 1):
     _STATIC_NAMES.setdefault(_name, _index)
-_STATUS_INDEXED = {value: 0x80 | index for index, (name, value) in enumerate(STATIC, 1)
-                   if name == b":status"}
+_STATUS_INDEXED = {value: bytes((0x80 | index,)) for index, (name, value)
+                   in enumerate(STATIC, 1) if name == b":status"}
 
 
 class HpackError(Exception):
@@ -155,33 +155,40 @@ def _string(block: bytes, at: int) -> tuple[bytes, int]:
     return data, end
 
 
-def encode(headers: Headers, first: bool) -> bytes:
-    """A response block of literals without indexing (``first``: the
-    connection's first block, which sets our dynamic table to size 0)."""
-    out = bytearray(b"\x20" if first else b"")
+# A connection's first block opens with this: our dynamic table is size 0.
+TABLE_OFF = b"\x20"
+
+
+def encode(headers: Headers) -> bytes:
+    """A response block of literals without indexing."""
+    out = bytearray()
     for name, value in headers:
         if name == b":status" and value in _STATUS_INDEXED:
-            out.append(_STATUS_INDEXED[value])
+            out += _STATUS_INDEXED[value]
             continue
-        index = _STATIC_NAMES.get(name)
-        if index is None:
-            out.append(0)
+        prefix = _NAME_PREFIX.get(name)
+        if prefix is None:
+            out += b"\x00"
             out += _length(len(name))
             out += name
-        elif index < 15:
-            out.append(index)
         else:
-            out.append(15)
-            out += _rest(index - 15)
+            out += prefix
         out += _length(len(value))
         out += value
     return bytes(out)
 
 
+def _name_prefix(index: int) -> bytes:
+    """A literal without indexing whose name is static entry ``index``."""
+    return bytes((index,)) if index < 15 else b"\x0f" + _rest(index - 15)
+
+
+
+
 def _length(length: int) -> bytes:
     """A string's length with a 7-bit prefix, no Huffman."""
     if length < 127:
-        return bytes((length,))
+        return _LENGTHS[length]
     return b"\x7f" + _rest(length - 127)
 
 
@@ -192,3 +199,7 @@ def _rest(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_NAME_PREFIX = {name: _name_prefix(index) for name, index in _STATIC_NAMES.items()}
+_LENGTHS = [bytes((length,)) for length in range(127)]

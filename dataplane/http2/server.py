@@ -23,7 +23,7 @@ from typing import Protocol
 
 from . import fields, frames
 from .frames import Code
-from .hpack_codec import Decoder, Headers, HpackError, encode
+from .hpack_codec import TABLE_OFF, Decoder, Headers, HpackError, encode
 
 _REMEMBERED = 256          # header blocks remembered per connection
 
@@ -401,12 +401,17 @@ class ServerConnection:
         return window if window < self.peer_frame else self.peer_frame
 
     def send_headers(self, sid: int, block: Headers, end: bool) -> None:
+        self.send_encoded(sid, encode(block), end)
+
+    def send_encoded(self, sid: int, encoded: bytes, end: bool) -> None:
+        """A header block encoded already (hpack_codec.encode)."""
         stream = self.streams.get(sid)
         if stream is None or not stream.local_open:
             return
-        self.out += frames.headers(sid, encode(block, not self.encoded_once), end,
-                                   self.peer_frame)
-        self.encoded_once = True
+        if not self.encoded_once:
+            encoded = TABLE_OFF + encoded
+            self.encoded_once = True
+        self.out += frames.headers(sid, encoded, end, self.peer_frame)
         if end:
             self._end_local(sid, stream)
 

@@ -20,6 +20,7 @@ from ..http.codec import Reject
 from ..http.deadline import RESPONSE, NEVER
 from ..http.exchange import Exchange
 from ..http.identity import ClientIdentity
+from ..http.lane_request import TOO_MANY
 from ..http.launch import launch
 from ..http.request_body import RequestBody
 from ..http.response import ResponseReader
@@ -28,6 +29,7 @@ from ..io.stream import Stream
 from ..proxyproto.header import Addresses
 from ..upstream.outcome import ErrorKind
 from .request import answer_block, request_head, response_block, trailer_block
+from .stream_lane import StreamLane
 
 if TYPE_CHECKING:
     from ..io.relay import SplicePump
@@ -43,6 +45,8 @@ class Carrier(Protocol):
     who: ClientIdentity
 
     def send_head(self, sid: int, block: codec.Headers, end: bool) -> None: ...
+    def send_encoded_head(self, sid: int, encoded: bytes, end: bool) -> None: ...
+    def send_whole(self, stream: "H2Stream", encoded: bytes, body: bytes) -> bool: ...
     def flush_stream(self, stream: "H2Stream") -> None: ...
     def settle(self, stream: "H2Stream") -> None: ...   # forgotten once answered and done
     def consumed(self, stream: "H2Stream") -> None: ...    # the body bytes read may be granted again
@@ -55,7 +59,8 @@ class Carrier(Protocol):
 class H2Stream:
     __slots__ = ("conn", "sid", "worker", "stream", "who", "access", "timer", "active",
                  "splice", "closing", "splice_bodies", "head_sent", "out", "queued", "ended",
-                 "end_block", "sent_end", "trailers", "unacked", "on_drain", "closed", "answered")
+                 "end_block", "sent_end", "trailers", "unacked", "on_drain", "closed", "answered",
+                 "lane")
 
     def __init__(self, conn: Carrier, sid: int, worker: "WorkerView") -> None:
         self.conn, self.sid, self.worker = conn, sid, worker
@@ -79,15 +84,21 @@ class H2Stream:
         self.on_drain: Callable[[], None] | None = None
         self.closed = False
         self.answered = False               # the exchange is done with it
+        self.lane: StreamLane | None = None   # its request on the fast lane
 
     # -- the request ---------------------------------------------------------
     def begin(self, block: codec.Headers, ended: bool) -> None:
         """Its header block arrived (``ended``: with END_STREAM)."""
         worker = self.worker
+        if not self.conn.allow_request():
+            self.refuse(429, TOO_MANY)
+            return
+        if ended and worker.lane and not self.who.stripped:
+            lane = self.lane = StreamLane(self, worker)
+            if lane.carry(block):
+                return
         try:
             head = request_head(block, ended, self.who.stripped, worker.config.limits.body_bytes)
-            if not self.conn.allow_request():
-                raise Reject(429, "too many requests from this client address")
         except Reject as reject:
             self.refuse(reject.status, reject.detail)
             return
@@ -131,6 +142,7 @@ class H2Stream:
     def cancelled(self) -> None:
         """The client reset the stream: drop the backend side."""
         self.closed = True
+        self.lane_hands_over()
         exchange = self.active
         if exchange is not None and not exchange.done:
             exchange.cancel()
@@ -251,7 +263,26 @@ class H2Stream:
         return False
 
     def lane_hands_over(self) -> None:
-        pass
+        if self.lane is not None:
+            self.lane.hand_over()
+
+    # -- LaneOwner: what its lane request asks ---------------------------------
+    def adopt(self, method: bytes, target: bytes, started: float) -> Exchange:
+        """The lane hands its request over (or never sent it): an Exchange
+        carries it on."""
+        exchange = self.active = Exchange(self, self.worker, method, target, "2.0", True, started)
+        return exchange
+
+    def lane_answer(self, encoded: bytes, body: bytes) -> None:
+        """The lane's whole answer (its head encoded already)."""
+        if self.closed:
+            return
+        self.answered = self.head_sent = self.ended = True
+        if self.conn.send_whole(self, encoded, body):
+            return
+        self.out.append(body)
+        self.queued += len(body)
+        self.conn.flush_stream(self)
 
     def reject_now(self, reject: Reject) -> None:
         self.send_error(reject.status, reject.detail, b"")
