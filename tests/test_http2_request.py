@@ -74,3 +74,24 @@ def test_budgets_count_per_second_and_name_the_overdraft():
     guard = Guard(resets_per_second=2, control_per_second=100)
     assert guard.reset(5.0) and guard.reset(5.5) and not guard.reset(5.9)
     assert "max_resets_per_second" in guard.calm
+
+
+def test_a_bodiless_request_is_offered_to_the_lane_as_the_http11_it_stands_for():
+    from dataplane.http2.stream_lane import as_http1
+    block = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.test"),
+             (b":path", b"/x?y=1"), (b"accept", b"*/*")]
+    assert as_http1(block) == b"GET /x?y=1 HTTP/1.1\r\nHost: a.test\r\naccept: */*\r\n\r\n"
+    assert as_http1([*block, (b"cookie", b"a=1")]) is None      # joined on the general path
+    assert as_http1([*block, (b"host", b"b.test")]) is None
+    assert as_http1([pair for pair in block if pair[0] != b":authority"]) is None
+
+
+def test_the_lanes_answer_head_becomes_one_encoded_block():
+    from hpack import Decoder
+    from dataplane.http2.hpack_codec import TABLE_OFF
+    from dataplane.http2.stream_lane import encoded_response
+    head = b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 9\r\nX-Trace: t1"
+    decoded = Decoder().decode(TABLE_OFF + encoded_response(head), raw=True)
+    assert decoded == [(b":status", b"404"), (b"server", b"nginx"), (b"content-length", b"9"),
+                       (b"x-trace", b"t1")]
+    assert encoded_response(head) is encoded_response(head)     # remembered by its bytes

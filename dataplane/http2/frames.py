@@ -45,6 +45,14 @@ class Code(enum.IntEnum):
     HTTP_1_1_REQUIRED = 13
 
 
+class ConnectionFailure(Exception):
+    """A connection error (section 5.4.1): GOAWAY with ``code``, then close."""
+
+    def __init__(self, code: Code, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
 _HEAD = struct.Struct(">HBBBL")          # length (24 bits as 16 + 8), type, flags, stream id
 _pack_head = _HEAD.pack
 
@@ -92,3 +100,13 @@ def headers(sid: int, block: bytes, end: bool, max_frame: int) -> bytes:
 def u32(data: bytes, at: int = 0) -> int:
     value: int = struct.unpack_from(">L", data, at)[0]
     return value
+
+
+def unpad(payload: bytes) -> bytes:
+    """A PADDED frame's payload without its pad length and padding."""
+    if not payload:
+        raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "padded frame without a pad length")
+    pad = payload[0]
+    if pad >= len(payload):
+        raise ConnectionFailure(Code.PROTOCOL_ERROR, "padding longer than the frame")
+    return payload[1:len(payload) - pad]

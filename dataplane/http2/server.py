@@ -22,16 +22,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from . import fields, frames
-from .frames import Code
-from .hpack_codec import TABLE_OFF, Decoder, Headers, HpackError, encode
+from .frames import Code, ConnectionFailure
+from .header_blocks import Block, HeaderBlocks
+from .hpack_codec import TABLE_OFF, Headers, encode
 
-_REMEMBERED = 256          # header blocks remembered per connection
-
-
-class ConnectionFailure(Exception):
-    def __init__(self, code: Code, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
+__all__ = ["ConnectionFailure", "Handler", "ServerConnection"]
 
 
 class Handler(Protocol):
@@ -65,9 +60,7 @@ class ServerConnection:
         self.handler = handler
         self.max_streams, self.stream_window = max_streams, stream_window
         self.connection_window, self.max_frame = connection_window, max_frame
-        self.header_bytes = header_bytes
-        self.table_size = table_size
-        self.decoder = Decoder(max(table_size, 4096), header_bytes)   # ours apply once acked
+        self.blocks = HeaderBlocks(table_size, header_bytes)
         self.streams: dict[int, Stream] = {}
         self.highest = 0                 # the highest client stream id seen
         self.send_window = frames.DEFAULT_WINDOW       # the connection's, toward the client
@@ -78,11 +71,7 @@ class ServerConnection:
         self.pending = b""
         self.preface = True              # the client's preface not yet read whole
         self.settled = False             # the client's first SETTINGS read
-        self.continuing: tuple[int, int, list[bytes], int] | None = None
         self.encoded_once = False
-        self.self_dependent = 0          # a HEADERS frame naming its own stream as parent
-        self.remembered: dict[bytes, tuple[Headers, int | None]] = {}
-        self.generation = 0
         out = [frames.settings({
             frames.MAX_CONCURRENT_STREAMS: max_streams, frames.INITIAL_WINDOW_SIZE: stream_window,
             frames.MAX_FRAME_SIZE: max_frame, frames.HEADER_TABLE_SIZE: table_size,
@@ -123,12 +112,14 @@ class ServerConnection:
             if kind != frames.SETTINGS or flags & frames.ACK:
                 raise ConnectionFailure(Code.PROTOCOL_ERROR, "the first frame is not SETTINGS")
             self.settled = True
-        if self.continuing is not None and kind != frames.CONTINUATION:
+        if self.blocks.continuing is not None and kind != frames.CONTINUATION:
             raise ConnectionFailure(Code.PROTOCOL_ERROR, "a header block was interrupted")
         if kind == frames.DATA:
             self._data(flags, sid, payload)
         elif kind == frames.HEADERS:
-            self._headers(flags, sid, payload)
+            if not sid or not sid & 1:
+                raise ConnectionFailure(Code.PROTOCOL_ERROR, f"HEADERS on stream {sid}")
+            self._block(self.blocks.headers(flags, sid, payload))
         elif kind == frames.WINDOW_UPDATE:
             self._window_update(sid, payload)
         elif kind == frames.RST_STREAM:
@@ -138,7 +129,7 @@ class ServerConnection:
         elif kind == frames.PING:
             self._ping(flags, sid, payload)
         elif kind == frames.CONTINUATION:
-            self._continuation(flags, sid, payload)
+            self._block(self.blocks.continuation(flags, sid, payload))
         elif kind == frames.PRIORITY:
             self._priority(sid, payload)
         elif kind == frames.GOAWAY:
@@ -167,7 +158,7 @@ class ServerConnection:
         if stream.recv_window < 0:
             self._stream_error(sid, Code.FLOW_CONTROL_ERROR)
             return
-        data = _unpad(flags, payload) if flags & frames.PADDED else payload
+        data = frames.unpad(payload) if flags & frames.PADDED else payload
         if not data and not flags & frames.END_STREAM:
             self.handler.got_control()
         ended = bool(flags & frames.END_STREAM)
@@ -181,48 +172,14 @@ class ServerConnection:
             self._forget_if_closed(sid, stream)
         self.handler.got_body(sid, data, size, ended)
 
-    def _headers(self, flags: int, sid: int, payload: bytes) -> None:
-        if not sid or not sid & 1:
-            raise ConnectionFailure(Code.PROTOCOL_ERROR, f"HEADERS on stream {sid}")
-        if flags & frames.PADDED:
-            payload = _unpad(flags, payload)
-        if flags & frames.PRIORITY_FLAG:
-            if len(payload) < 5:
-                raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "HEADERS priority cut short")
-            depends, payload = frames.u32(payload) & 0x7FFFFFFF, payload[5:]
-            if depends == sid:        # refused once the block is decoded
-                self.self_dependent = sid
-        ended = flags & frames.END_STREAM
-        if flags & frames.END_HEADERS:
-            self._block(sid, ended, payload)
-        else:
-            self._bound(len(payload))
-            self.continuing = (sid, ended, [payload], len(payload))
-
-    def _continuation(self, flags: int, sid: int, payload: bytes) -> None:
-        held = self.continuing
-        if held is None or held[0] != sid:
-            raise ConnectionFailure(Code.PROTOCOL_ERROR, "CONTINUATION out of place")
-        _, ended, pieces, size = held
-        pieces.append(payload)
-        size += len(payload)
-        self._bound(size)
-        if flags & frames.END_HEADERS:
-            self.continuing = None
-            self._block(sid, ended, b"".join(pieces))
-        else:
-            self.continuing = (sid, ended, pieces, size)
-
-    def _bound(self, size: int) -> None:
-        if size > self.header_bytes:
-            raise ConnectionFailure(Code.ENHANCE_YOUR_CALM,
-                                    "header block larger than limits.header_bytes")
-
-    def _block(self, sid: int, ended: int, block: bytes) -> None:
+    def _block(self, block: Block | None) -> None:
         """A whole header block: a new request, or trailers."""
-        stream = self.streams.get(sid)
+        if block is None:
+            return                      # CONTINUATION frames are to follow
+        sid, ended = block.sid, block.ended
         if sid <= self.highest:
-            headers = self._decode(block)
+            headers = self.blocks.decode(block.data)
+            stream = self.streams.get(sid)
             if stream is None or not stream.remote_open:
                 self._stream_error(sid, Code.STREAM_CLOSED)
             elif not ended:
@@ -231,50 +188,26 @@ class ServerConnection:
                 self._trailers(sid, stream, headers)
             return
         self.highest = sid
-        remembered = self.remembered.get(block)
-        if remembered is not None and self.generation == self.decoder.generation:
-            headers, length = remembered
-        else:
-            before = self.decoder.generation
-            headers = self._decode(block)
-            if self.self_dependent == sid:
-                self._refuse(sid, Code.PROTOCOL_ERROR)
-                return
-            if self.decoder.oversized:
-                self._open(sid, ended, None)
-                self.handler.got_too_large(sid, bool(ended))
-                return
-            try:
-                length = fields.request(headers)
-            except fields.Malformed:
-                self._refuse(sid, Code.PROTOCOL_ERROR)
-                return
-            if self.decoder.generation == before:     # decoding it again changes nothing
-                self._remember(block, headers, length)
-        if len(self.streams) >= self.max_streams:
-            self._refuse(sid, Code.REFUSED_STREAM)
-            return
-        if ended and length:
-            self._refuse(sid, Code.PROTOCOL_ERROR)       # content-length but no body
-            return
-        self._open(sid, ended, length)
-        self.handler.got_request(sid, headers, bool(ended))
-
-    def _open(self, sid: int, ended: int, length: int | None) -> None:
-        self.streams[sid] = Stream(self.peer_window, self.stream_window, bool(ended), length)
-
-    def _remember(self, block: bytes, headers: Headers, length: int | None) -> None:
-        if self.generation != self.decoder.generation:
-            self.remembered.clear()          # the table changed: what was decoded may not hold
-            self.generation = self.decoder.generation
-        if len(self.remembered) < _REMEMBERED:
-            self.remembered[block] = (headers, length)
-
-    def _decode(self, block: bytes) -> Headers:
         try:
-            return self.decoder.decode(block)
-        except HpackError as exc:
-            raise ConnectionFailure(Code.COMPRESSION_ERROR, str(exc)) from None
+            found = self.blocks.request(block.data)
+        except fields.Malformed:
+            self._refuse(sid, Code.PROTOCOL_ERROR)
+            return
+        if block.self_dependent:
+            self._refuse(sid, Code.PROTOCOL_ERROR)
+        elif found is None:             # over limits.header_bytes decoded: answered 431
+            self._open(sid, ended, None)
+            self.handler.got_too_large(sid, ended)
+        elif len(self.streams) >= self.max_streams:
+            self._refuse(sid, Code.REFUSED_STREAM)
+        elif ended and found[1]:
+            self._refuse(sid, Code.PROTOCOL_ERROR)       # content-length but no body
+        else:
+            self._open(sid, ended, found[1])
+            self.handler.got_request(sid, found[0], ended)
+
+    def _open(self, sid: int, ended: bool, length: int | None) -> None:
+        self.streams[sid] = Stream(self.peer_window, self.stream_window, ended, length)
 
     def _trailers(self, sid: int, stream: Stream, headers: Headers) -> None:
         try:
@@ -331,7 +264,7 @@ class ServerConnection:
         if flags & frames.ACK:
             if payload:
                 raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
-            self.decoder.max_table = self.table_size      # ours now hold
+            self.blocks.settings_acknowledged()
             return
         if len(payload) % 6:
             raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "SETTINGS of the wrong size")
@@ -463,11 +396,3 @@ class ServerConnection:
         self.out.clear()
         return out
 
-
-def _unpad(flags: int, payload: bytes) -> bytes:
-    if not payload:
-        raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "padded frame without a pad length")
-    pad = payload[0]
-    if pad >= len(payload):
-        raise ConnectionFailure(Code.PROTOCOL_ERROR, "padding longer than the frame")
-    return payload[1:len(payload) - pad]
