@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -34,7 +35,10 @@ def site():
         topo.python_backend("b2", "b2")
         config = balancer_config(topo, ["b1", "b2"], extra=(
             "timeouts: {client_body: 1s}\n"
-            "limits: {header_bytes: 16384}\n")).replace(
+            "limits: {header_bytes: 16384}\n"
+            # Nothing listens on port 9: the group's calls are refused.
+            f"clusters: {{dead: {{backends: [{{host: {topo.hosts['b1']}, port: 9}}]}}}}\n"
+            "routes: [{name: dead, match: {path: {prefix: /dead.}}, cluster: dead}]\n")).replace(
             "workers: 1}", "workers: 1, http2: {cleartext: true, max_resets_per_second: 50, "
                            "max_control_frames_per_second: 200}}")
         topo.lb = topo.balancer("lb", config)
@@ -141,6 +145,45 @@ def test_a_stalled_request_body_times_out_and_the_connection_goes_on(site):
     assert h2.responses[stalled].status == 408
     other = h2.request("/other")
     assert h2.read(lambda c: c.finished(other)) and h2.responses[other].status == 200
+    h2.close()
+
+
+# -- gRPC -------------------------------------------------------------------------
+GRPC_CALL = """
+import sys, grpc
+call = grpc.insecure_channel(sys.argv[1]).unary_unary(sys.argv[2])
+try:
+    call(b"", timeout=5)
+    print("OK")
+except grpc.RpcError as error:
+    print(error.code().name, error.details())
+"""
+
+
+def test_a_grpc_client_gets_unavailable_when_the_balancer_has_no_backend_for_it(site):
+    out = site.run("client", [sys.executable, "-c", GRPC_CALL, f"{site.hosts['lb']}:8080",
+                              "/dead.Health/Check"], timeout=30)
+    assert out.stdout.decode().startswith("UNAVAILABLE "), out
+
+
+def grpc_call(h2: H2Client, path: str, timeout: bytes) -> int:
+    return h2.request(path, method="POST", body=b"\0\0\0\0\0", headers=[
+        (b"content-type", b"application/grpc"), (b"te", b"trailers"),
+        (b"grpc-timeout", timeout)])
+
+
+def test_grpc_timeout_caps_the_call_and_goes_to_the_backend(site):
+    h2 = client(site)
+    started = time.monotonic()
+    slow = grpc_call(h2, "/slow/3000", b"300m")
+    assert h2.read(lambda c: c.finished(slow), timeout=5)
+    answer = h2.responses[slow]
+    assert time.monotonic() - started < 2
+    assert answer.status == 200 and answer.headers[b"grpc-status"] == b"4", answer.headers
+    told = grpc_call(h2, "/echo", b"10S")
+    assert h2.read(lambda c: c.finished(told))
+    headers = dict(json.loads(h2.responses[told].body)["headers"])
+    assert headers["grpc-timeout"] == "10000m"
     h2.close()
 
 

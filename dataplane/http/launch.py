@@ -16,9 +16,12 @@ class TotalClock(Protocol):
     total_at: float
 
 
-def launch(exchange: Exchange, who: ClientIdentity, timer: TotalClock) -> None:
+def launch(exchange: Exchange, who: ClientIdentity, timer: TotalClock,
+           cap: float | None = None) -> None:
+    """``cap``: seconds the client gives the whole request (gRPC's
+    grpc-timeout), if it sets a deadline of its own."""
     worker = exchange.worker
-    total = worker.config.timeouts.total
+    total: float | None = worker.config.timeouts.total
     head = exchange.head
     if head is not None:      # None: the fast lane routed it already
         where = destination(worker, head, who.peer, who.forwarded)
@@ -29,6 +32,8 @@ def launch(exchange: Exchange, who: ClientIdentity, timer: TotalClock) -> None:
         exchange.routed(where.cluster, where.route, where.key, where.forward)
         if where.route is not None and where.route.total_timeout is not None:
             total = where.route.total_timeout
+    if cap is not None:
+        total = cap if total is None else min(total, cap)
     if total is not None:
         timer.total_at = worker.clock.now + total
     exchange.start(None)

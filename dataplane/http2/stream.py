@@ -22,12 +22,14 @@ from ..http.exchange import Exchange
 from ..http.identity import ClientIdentity
 from ..http.lane_request import TOO_MANY
 from ..http.launch import launch
+from ..http.request import RequestHead
 from ..http.request_body import RequestBody
 from ..http.response import ResponseReader
 from ..http.timer import Timer
 from ..io.stream import Stream
 from ..proxyproto.header import Addresses
 from ..upstream.outcome import ErrorKind
+from . import grpc
 from .request import answer_block, request_head, response_block, trailer_block
 from .stream_lane import StreamLane
 
@@ -60,7 +62,7 @@ class H2Stream:
     __slots__ = ("conn", "sid", "worker", "stream", "who", "access", "timer", "active",
                  "splice", "closing", "splice_bodies", "head_sent", "out", "queued", "ended",
                  "end_block", "sent_end", "trailers", "unacked", "on_drain", "closed", "answered",
-                 "lane")
+                 "lane", "grpc")
 
     def __init__(self, conn: Carrier, sid: int, worker: "WorkerView") -> None:
         self.conn, self.sid, self.worker = conn, sid, worker
@@ -85,11 +87,15 @@ class H2Stream:
         self.closed = False
         self.answered = False               # the exchange is done with it
         self.lane: StreamLane | None = None   # its request on the fast lane
+        self.grpc = False                   # a gRPC call: the balancer answers in gRPC
 
     # -- the request ---------------------------------------------------------
     def begin(self, block: codec.Headers, ended: bool) -> None:
         """Its header block arrived (``ended``: with END_STREAM)."""
         worker = self.worker
+        if not ended:           # a gRPC call has a body: it is answered in gRPC from here on
+            self.grpc = any(name == b"content-type" and grpc.is_grpc(value)
+                            for name, value in block)
         if not self.conn.allow_request():
             self.refuse(429, TOO_MANY)
             return
@@ -108,7 +114,26 @@ class H2Stream:
         exchange.head = head
         if ended:
             exchange.request_end([])
-        launch(exchange, self.who, self.timer)
+        launch(exchange, self.who, self.timer, self._grpc_deadline(head))
+
+    def _grpc_deadline(self, head: RequestHead) -> float | None:
+        """A gRPC call's grpc-timeout, which caps its timeouts.total; the
+        backend is told the lesser of the two in its own grpc-timeout."""
+        if not self.grpc:
+            return None
+        seconds = None
+        for name, value in head.headers:
+            if name == b"grpc-timeout":
+                seconds = grpc.timeout(value)
+        if seconds is None:
+            return None
+        total = self.worker.config.timeouts.total
+        lines = head.fields.lines       # (name, ": ", value, CRLF) each
+        told = grpc.encode_timeout(seconds if total is None else min(seconds, total))
+        for at in range(0, len(lines), 4):
+            if lines[at] == b"grpc-timeout":
+                lines[at + 2] = told
+        return seconds
 
     def refuse(self, status: int, detail: str) -> None:
         """Answered by the balancer before any exchange (400, 405, 413, 429, 431)."""
@@ -176,6 +201,9 @@ class H2Stream:
     def send_answer(self, status: int, headers: bytes, body: bytes, head_only: bool) -> None:
         if self.closed or self.head_sent:
             return
+        if self.grpc:
+            self._grpc_answer(status, ErrorKind.NONE, body.decode("utf-8", "replace").strip())
+            return
         self.head_sent = True
         block = answer_block(status, headers, len(body))
         if head_only or not body:
@@ -189,8 +217,19 @@ class H2Stream:
         self.conn.flush_stream(self)
 
     def send_error(self, status: int, detail: str, headers: bytes) -> None:
+        if self.grpc and not self.closed and not self.head_sent:
+            exchange = self.active
+            self._grpc_answer(status, exchange.kind if exchange is not None else ErrorKind.NONE,
+                              detail)
+            return
         lines, body = codec.error_parts(status, detail, headers)
         self.send_answer(status, b"Content-Type: text/plain\r\n" + lines, body, False)
+
+    def _grpc_answer(self, status: int, kind: ErrorKind, message: str) -> None:
+        """A trailers-only response: what a gRPC client reads as a status."""
+        self.head_sent = True
+        self.conn.send_head(self.sid, grpc.trailers_only(status, kind, message), True)
+        self.conn.flush_stream(self)
 
     def backlogged(self) -> bool:
         return self.queued >= self.worker.config.limits.buffer
