@@ -18,7 +18,7 @@ from hyperframe.frame import (ContinuationFrame, HeadersFrame, PingFrame,
                               SettingsFrame, WindowUpdateFrame)
 from hpack import Decoder, Encoder
 
-from conftest import ask_backend, balancer_config
+from conftest import ask_backend, balancer_config, stats_when
 from h2client import H2Client, raw_frames
 from topology import Topology
 
@@ -82,6 +82,9 @@ def test_curl_prior_knowledge_reaches_a_backend_and_is_logged_as_h2c(site):
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-for"] == site.hosts["client"]
     site.wait_for_log(site.lb, '"proto":"h2c","method":"GET","path":"/hello?x=1","status":200')
+    listener = f"{site.hosts['lb']}:8080"
+    stats = stats_when(site, lambda s: s["listeners"][listener]["http2_streams"] >= 1)
+    assert stats["listeners"][listener]["http2_connections"] >= 1
 
 
 def test_http11_still_served_on_the_same_listener(site):

@@ -124,6 +124,8 @@ def stats(control: ControlView, _: Args) -> Reply:
         "refused": sum(r.refused for r in reports),
         "limited_connections": sum(r.limited[0] for r in reports),
         "limited_requests": sum(r.limited[1] for r in reports),
+        **{f"http2_{name}": sum(r.http2[at] for r in reports)
+           for at, name in enumerate(("connections", "streams", "calmed"))},
         "bytes_in": sum(t.bytes_in for t in control.tally.backends.values()),
         "bytes_out": sum(t.bytes_out for t in control.tally.backends.values())}
     return {"backends": per_backend, "listeners": {f"{settings.bind}:{settings.port}": listener}}

@@ -209,7 +209,7 @@ class ClientConnection:
         if per_client is not None and not per_client.allow_request(self):
             raise Reject(429, TOO_MANY)
         request.check(head, self.who.stripped, upgrade, worker.config.limits.body_bytes,
-                      self._reached)
+                      self.stream.shared_socket)
         exchange = Exchange(self, worker, head.method, head.target, head.version,
                             head.keep_alive, time.monotonic(), RequestBody(head.framing, head.length))
         exchange.head, exchange.upgrade = head, head.upgrade
@@ -219,10 +219,6 @@ class ClientConnection:
         if self.active is None and (head.framing != NONE or exchange.upgrade):
             self.activate(exchange)
         return exchange
-
-    def _reached(self) -> tuple[str, int]:
-        address: tuple[str, int] = self.stream.shared_socket().getsockname()[:2]
-        return address
 
     def request_read(self, body: Body, trailers: codec.Headers) -> None:
         """A request read whole (its body too)."""
@@ -306,15 +302,7 @@ class ClientConnection:
     def hold_back(self, upstream: Stream, exchange: Exchange) -> None:
         """The client has limits.buffer of response unread: stop reading the
         backend until it takes it (within timeouts.client_write)."""
-        upstream.stop_reading()
-        self.timer.stalled_since = self.worker.clock.now
-        self.timer.watch_streams()
-
-        def drained() -> None:
-            self.timer.stalled_since = None
-            if not exchange.done:
-                upstream.start_reading()
-        self.stream.when_drained(drained)
+        self.stream.when_drained(self.timer.hold_back(upstream, exchange))
 
     # -- the fast lane's request ---------------------------------------------
     def _lane_under_way(self) -> bool:

@@ -3,6 +3,7 @@ before it may go anywhere. No I/O."""
 
 from __future__ import annotations
 
+import socket
 from typing import Callable
 
 from . import codec
@@ -30,12 +31,12 @@ class RequestHead:
 
 
 def check(head: RequestHead, stripped: frozenset[bytes], upgrade: bool,
-          body_limit: int | None, reached: Callable[[], tuple[str, int]]) -> None:
+          body_limit: int | None, reached: Callable[[], socket.socket]) -> None:
     """Read the head's fields and refuse what may not pass (raises Reject).
     ``stripped``: header names the proxy sets itself; ``upgrade``: llhttp
     saw an upgrade asked for; ``body_limit``: limits.body_bytes;
-    ``reached``: the address the client connected to (asked only for an
-    HTTP/1.0 request without Host)."""
+    ``reached``: the client's socket, for the address it connected to
+    (asked only for an HTTP/1.0 request without Host)."""
     fields = head.fields = codec.scan(head.headers, stripped)
     version = head.version
     if version != "1.1" and version != "1.0":
@@ -59,11 +60,11 @@ def check(head: RequestHead, stripped: frozenset[bytes], upgrade: bool,
         raise Reject(413, f"request body larger than limits.body_bytes ({body_limit})")
 
 
-def implied_authority(target: bytes, reached: Callable[[], tuple[str, int]]) -> bytes:
+def implied_authority(target: bytes, reached: Callable[[], socket.socket]) -> bytes:
     """An HTTP/1.0 request without Host goes upstream as HTTP/1.1, which needs
     one: the absolute-form target's authority, else the address the client
     reached (RFC 9112 section 3.3 rebuilds the target URI the same way)."""
     if target[:7].lower() == b"http://":
         return target[7:].partition(b"/")[0]
-    host, port = reached()[:2]
+    host, port = reached().getsockname()[:2]
     return f"[{host}]:{port}".encode() if ":" in host else f"{host}:{port}".encode()

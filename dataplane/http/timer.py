@@ -9,7 +9,7 @@ has moved, so that under STREAM it can tell which side ran out
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..io.relay import SplicePump
 from ..upstream.outcome import ErrorKind
@@ -18,6 +18,7 @@ from .deadline import CONNECT, HEAD, IDLE, LINGER, NEVER, QUEUE, RESPONSE, STREA
 from .exchange import Exchange
 
 if TYPE_CHECKING:
+    from ..io.stream import Stream
     from ..worker_view import WorkerView
 
 
@@ -61,6 +62,20 @@ class Timer:
     def backend_active(self) -> None:
         """Bytes came from the backend: it is not idle."""
         self.backend_in = self.worker.clock.now
+
+    def hold_back(self, upstream: "Stream", exchange: Exchange) -> Callable[[], None]:
+        """A response waits for the client to take limits.buffer of it: the
+        backend is not read, and timeouts.client_write runs, until the
+        callback returned is called (when the client has taken it)."""
+        upstream.stop_reading()
+        self.stalled_since = self.worker.clock.now
+        self.watch_streams()
+
+        def taken() -> None:
+            self.stalled_since = None
+            if not exchange.done:
+                upstream.start_reading()
+        return taken
 
     def expect_until(self, kind: int, at: float, total_at: float | None) -> None:
         """``kind`` must happen by ``at``, and the request end by ``total_at``

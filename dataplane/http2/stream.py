@@ -237,16 +237,7 @@ class H2Stream:
     def hold_back(self, upstream: Stream, exchange: Exchange) -> None:
         """limits.buffer of response waits for the client's window: stop
         reading the backend until the window takes it."""
-        upstream.stop_reading()
-        timer = self.timer
-        timer.stalled_since = self.worker.clock.now
-        timer.watch_streams()
-
-        def drained() -> None:
-            timer.stalled_since = None
-            if not exchange.done:
-                upstream.start_reading()
-        self.on_drain = drained
+        self.on_drain = self.timer.hold_back(upstream, exchange)
 
     def taken(self, size: int) -> None:
         """``size`` bytes of ``out`` went into frames."""
