@@ -279,3 +279,28 @@ def test_continuation_pieces_join_and_the_block_is_bounded():
     with pytest.raises(ConnectionFailure) as failure:
         conn.receive(opening() + b"".join(f.serialize() for f in flood))
     assert failure.value.code.name == "ENHANCE_YOUR_CALM"
+
+
+def test_a_large_response_head_goes_as_headers_then_continuation_frames():
+    from hyperframe.frame import Frame
+    from hpack import Decoder
+    recorder = Recorder()
+    conn = recorder.conn = ServerConnection(recorder, max_streams=10, stream_window=65535,
+                                            connection_window=65535, max_frame=16384,
+                                            table_size=4096, header_bytes=65536)
+    conn.receive(opening() + headers_frame(1, GET))
+    conn.take()
+    block = [(b":status", b"200"), *((b"x-%d" % n, b"v" * 1000) for n in range(40))]
+    conn.send_headers(1, block, end=True)
+    data, frames = conn.take(), []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9:9 + length]))
+        frames.append(frame)
+        data = data[9 + length:]
+    assert [type(f).__name__ for f in frames] == ["HeadersFrame", "ContinuationFrame",
+                                                  "ContinuationFrame"]
+    assert "END_HEADERS" not in frames[0].flags and "END_STREAM" in frames[0].flags
+    assert "END_HEADERS" in frames[-1].flags
+    assert Decoder().decode(b"".join(f.data for f in frames), raw=True) == block
+    assert not conn.streams                  # both sides have ended: forgotten

@@ -225,8 +225,9 @@ class Http2Connection:
             self.proto.consumed(stream.sid, size)
             self._send()
 
-    def reset(self, sid: int, cancel: bool) -> None:
-        self.proto.reset(sid, Code.CANCEL if cancel else Code.INTERNAL_ERROR)
+    def reset(self, sid: int) -> None:
+        """The response broke off midway (the backend failed)."""
+        self.proto.reset(sid, Code.INTERNAL_ERROR)
         self._send()
 
     def stream_done(self, stream: H2Stream) -> None:
