@@ -278,10 +278,12 @@ def wrk(port: int, seconds: int, connections: int, cpu: str | None, scheme: str 
                                                    "GB": 1e3}[transfer.group(2)]}
 
 
-def h2load(port: int, seconds: int, connections: int, streams: int, cpu: str | None) -> dict:
-    """h2load's figures over h2c: ``connections`` x ``streams`` at once."""
+def h2load(port: int, seconds: int, connections: int, streams: int, cpu: str | None,
+           scheme: str = "http") -> dict:
+    """h2load's figures over HTTP/2 (h2c, or h2 with ``scheme`` https):
+    ``connections`` x ``streams`` at once."""
     out = subprocess.run(pinned(["h2load", "-t1", f"-c{connections}", f"-m{streams}",
-                                 f"-D{seconds}", f"http://{HOST}:{port}/"], cpu),
+                                 f"-D{seconds}", f"{scheme}://{HOST}:{port}/"], cpu),
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)

@@ -30,7 +30,7 @@ PORT = pb.PORTS["l7lb-splice"][0]
 def start(procs: pb.Procs, tmp: Path, routes: int) -> tuple[subprocess.Popen, int]:
     conf = pb.write(tmp, "l7lb.yaml", pb.L7LB.format(
         host=pb.HOST, port=PORT, backend=pb.BACKEND_HTTP, workers=1, dir=tmp, mode="http",
-        relay="auto", max_idle=100, access="false", routes=pb.routes(routes)))
+        relay="auto", max_idle=100, access="false", routes=pb.routes(routes), l7lb_h2=""))
     proc = procs.start([pb.LBCTL, "run", "-c", conf], PORT, name="l7lb")
     time.sleep(1)
     worker = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,

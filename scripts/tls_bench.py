@@ -5,7 +5,8 @@ wrk and the nginx backend on the other:
 - keep-alive: small responses over long-lived TLS connections (wrk -c50);
 - handshakes: a new TLS connection per request (``Connection: close``; wrk
   does not resume sessions, so each is a full handshake);
-- 1 MB downloads over keep-alive TLS connections (MB/s).
+- 1 MB downloads over keep-alive TLS connections (MB/s);
+- h2: HTTP/2 chosen by ALPN, h2load with 10 connections x 10 streams.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend web
-  bind {host}:{port} ssl crt {pem} alpn http/1.1
+  bind {host}:{port} ssl crt {pem} alpn h2,http/1.1
   default_backend web
 backend web
   http-reuse always
@@ -46,7 +47,7 @@ http {{ access_log off; keepalive_requests 10000000;
   client_body_temp_path {dir}/p1; proxy_temp_path {dir}/p2; fastcgi_temp_path {dir}/p3;
   uwsgi_temp_path {dir}/p4; scgi_temp_path {dir}/p5;
   upstream b {{ server {host}:{backend}; keepalive 128; }}
-  server {{ listen {host}:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};
+  server {{ listen {host}:{port} ssl http2; ssl_certificate {cert}; ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     location / {{ proxy_pass http://b; proxy_http_version 1.1;
       proxy_set_header Connection ""; }} }} }}
@@ -100,13 +101,15 @@ def main() -> None:
             results[name] = {
                 "keep-alive": pb.wrk(PORT, seconds, 50, cpu, "https"),
                 "handshakes": pb.wrk(PORT, seconds, 50, cpu, "https", header="Connection: close"),
-                "1MB": pb.wrk(PORT, seconds, 10, cpu, "https", BIG)}
+                "1MB": pb.wrk(PORT, seconds, 10, cpu, "https", BIG),
+                "h2": pb.h2load(PORT, seconds, 10, 10, cpu, "https")}
             procs.stop(proc)
     print("pinned: proxy on CPU 1; wrk and the nginx backend on CPU 0")
     base = results.get("haproxy")
     for name, row in results.items():
         parts = []
-        for test, unit in (("keep-alive", "req/s"), ("handshakes", "conn/s"), ("1MB", "MB/s")):
+        for test, unit in (("keep-alive", "req/s"), ("handshakes", "conn/s"), ("1MB", "MB/s"),
+                           ("h2", "req/s")):
             value = row[test]["mbyte_s"] if test == "1MB" else row[test]["req_s"]
             ref = (base[test]["mbyte_s"] if test == "1MB" else base[test]["req_s"]) if base else 0
             ratio = f" ({value / ref:.2f}x)" if ref else ""

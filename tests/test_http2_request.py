@@ -95,3 +95,15 @@ def test_the_lanes_answer_head_becomes_one_encoded_block():
     assert decoded == [(b":status", b"404"), (b"server", b"nginx"), (b"content-length", b"9"),
                        (b"x-trace", b"t1")]
     assert encoded_response(head) is encoded_response(head)     # remembered by its bytes
+
+
+def test_the_decoder_keeps_in_step_with_a_table_that_evicts():
+    from hpack import Encoder
+    from dataplane.http2.hpack_codec import Decoder
+    encoder, decoder = Encoder(), Decoder(4096, 65536)
+    encoder.header_table_size = 300          # a size update, then entries pushed out often
+    for n in range(200):
+        fields = [(b":method", b"GET"), (b":path", b"/%d" % (n % 7)),
+                  (b"x-n", b"%d" % (n % 11)), (b"x-long", b"v" * (n % 90))]
+        assert decoder.decode(encoder.encode(fields)) == fields
+    assert decoder.limit == 300 and decoder.table_size <= 300

@@ -54,6 +54,11 @@ class Stream:
 
 
 class ServerConnection:
+    __slots__ = ("handler", "max_streams", "stream_window", "connection_window", "max_frame",
+                 "blocks", "streams", "highest", "send_window", "recv_window", "credit",
+                 "peer_window", "peer_frame", "pending", "preface", "settled", "encoded_once",
+                 "out")
+
     def __init__(self, handler: Handler, *, max_streams: int, stream_window: int,
                  connection_window: int, max_frame: int, table_size: int,
                  header_bytes: int) -> None:
