@@ -19,11 +19,11 @@ from hyperframe.frame import (ContinuationFrame, HeadersFrame, PingFrame,
 from hpack import Decoder, Encoder
 
 from conftest import ask_backend, balancer_config, stats_when
+from dataplane.http2.frames import PREFACE
 from h2client import H2Client, raw_frames
 from topology import Topology
 
 PATTERN = bytes(range(256)) * 256     # what the test backend's /bytes/N repeats
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ENHANCE_YOUR_CALM = 11
 
 

@@ -107,3 +107,20 @@ def test_the_decoder_keeps_in_step_with_a_table_that_evicts():
                   (b"x-n", b"%d" % (n % 11)), (b"x-long", b"v" * (n % 90))]
         assert decoder.decode(encoder.encode(fields)) == fields
     assert decoder.limit == 300 and decoder.table_size <= 300
+
+
+def test_a_repeated_request_block_is_decoded_once_while_the_table_holds():
+    from hpack import Encoder
+    from dataplane.http2.header_blocks import HeaderBlocks
+    blocks, encoder = HeaderBlocks(4096, 65536), Encoder()
+    fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"),
+              (b":path", b"/"), (b"accept", b"*/*")]
+    first = blocks.request(encoder.encode(fields))          # literals: the table grows
+    repeat = encoder.encode(fields)                           # indexed only
+    again = blocks.request(repeat)
+    assert first is not None and again is not None and again[0] == fields
+    assert blocks.request(repeat) is again                    # remembered, not decoded
+    blocks.request(encoder.encode([*fields, (b"x-new", b"1")]))   # the table changes
+    fresh = encoder.encode(fields)                            # indexes moved: new bytes
+    assert fresh != repeat and blocks.request(fresh)[0] == fields
+    assert list(blocks.remembered) == [fresh]    # what was kept before the change is gone

@@ -230,8 +230,12 @@ def test_malformed_requests_are_stream_errors_in_both(fields):
     opening() + headers_frame(2, GET),                                    # even stream id
     opening() + RstStreamFrame(5).serialize(),                            # RST on idle stream
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",                                 # not the preface
+    opening() + SettingsFrame(0, {0x4: 2**31}).serialize(),               # window too large
+    opening() + SettingsFrame(0, {0x5: 100}).serialize(),                 # frame size too small
+    opening() + SettingsFrame(0, {0x2: 2}).serialize(),                   # ENABLE_PUSH 2
 ], ids=["data-idle", "continuation-alone", "interrupted-block",
-        "window-0", "even-stream", "rst-idle", "http1"])
+        "window-0", "even-stream", "rst-idle", "http1", "window-setting", "frame-setting",
+        "push-setting"])
 def test_protocol_violations_end_the_connection_in_both(data):
     mine, theirs = ours([data]), reference([data])
     assert mine[1] is not None and theirs[1] is not None, (mine, theirs)

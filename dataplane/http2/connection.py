@@ -42,7 +42,7 @@ log = structlog.get_logger("l7lb.http2")
 
 class Http2Connection:
     __slots__ = ("worker", "stream", "who", "proto", "streams", "guard", "limit", "closed",
-                 "closing", "last_id", "goaway_sent", "deadline", "lingering", "corked", "flushing",
+                 "closing", "last_id", "goaway_sent", "deadline", "lingering", "flushing",
                  "output_full",
                  "__weakref__")
 
@@ -63,7 +63,6 @@ class Http2Connection:
         self.last_id = 0              # the highest stream id taken
         self.goaway_sent = False
         self.lingering = False        # half-closed: what the client still sends is dropped
-        self.corked = False           # reading a batch of frames: one write at its end
         self.flushing = False         # a write is due at the end of this loop iteration
         self.output_full = False      # response data waits for room in the output
         # The connection's own deadline: the preface, then idleness without streams.
@@ -77,14 +76,11 @@ class Http2Connection:
         if self.lingering or self.closed:
             return
         self.deadline = self.worker.clock.now + self.worker.config.timeouts.idle
-        self.corked = True
         try:
             self.proto.receive(data)
         except ConnectionFailure as failure:
-            self.corked = False
             self._fail(str(failure), failure.code)
             return
-        self.corked = False
         self._send()
 
     # -- Handler: what the protocol reads --------------------------------------
@@ -247,7 +243,7 @@ class Http2Connection:
         """Write what the protocol has for the client at the end of this loop
         iteration: answers to several streams that arrive together (from
         different backends) leave in one write."""
-        if self.corked or self.flushing or not self.proto.out:
+        if self.flushing or not self.proto.out:
             return
         self.flushing = True
         self.worker.loop.call_soon(self._write)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import enum
 import struct
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+from ..http.codec import H2_PREFACE
+
+PREFACE = H2_PREFACE
 
 # Frame types
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
@@ -95,6 +97,22 @@ def headers(sid: int, block: bytes, end: bool, max_frame: int) -> bytes:
     out += [frame(CONTINUATION, 0, sid, piece) for piece in pieces[1:-1]]
     out.append(frame(CONTINUATION, END_HEADERS, sid, pieces[-1]))
     return b"".join(out)
+
+
+def read_settings(payload: bytes) -> list[tuple[int, int]]:
+    """A SETTINGS frame's (parameter, value) pairs, each within what section
+    6.5.2 allows a peer to set; raises ConnectionFailure."""
+    if len(payload) % 6:
+        raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "SETTINGS of the wrong size")
+    pairs = [struct.unpack_from(">HL", payload, at) for at in range(0, len(payload), 6)]
+    for key, value in pairs:
+        if key == INITIAL_WINDOW_SIZE and value > MAX_WINDOW:
+            raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
+        if key == MAX_FRAME_SIZE and not DEFAULT_FRAME <= value <= 2**24 - 1:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+        if key == ENABLE_PUSH and value > 1:
+            raise ConnectionFailure(Code.PROTOCOL_ERROR, "ENABLE_PUSH neither 0 nor 1")
+    return pairs
 
 
 def u32(data: bytes, at: int = 0) -> int:
