@@ -128,7 +128,9 @@ class Traffic:
         answer = response.read()
         report = json.loads(answer)
         if report["body_sha256"] != hashlib.sha256(body).hexdigest():
-            return f"corrupt: upload of {size} bytes reached {report['backend']} changed", False
+            framing = "chunked" if chunked else "content-length"
+            return (f"corrupt: upload of {size} bytes ({framing}) reached {report['backend']} "
+                    f"as {report['body_bytes']} bytes, changed"), False
         return "ok", False
 
     def websocket(self, state: dict) -> tuple[str, bool]:
