@@ -147,12 +147,13 @@ class Topology:
         return proc
 
     def nginx_backend(self, host: str, name: str, port: int = 8000,
-                      keepalive: str = "120s") -> subprocess.Popen:
+                      keepalive: str = "120s", listen: str = "") -> subprocess.Popen:
+        """``listen``: more of nginx's listen options (``http2``: h2c only)."""
         root = self.tmp / f"nginx-{name}"
         root.mkdir()
         conf = root / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=root, address=self.hosts[host], port=port,
-                                          name=name, keepalive=keepalive))
+                                          name=name, keepalive=keepalive, listen=listen))
         proc = self.spawn(host, ["nginx", "-c", str(conf), "-e", str(root / "error.log")],
                           log_name=f"{name}.log")
         self.wait_port(host, port, from_host=host)
@@ -321,7 +322,7 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     server {{
-        listen {address}:{port};
+        listen {address}:{port} {listen};
         location / {{
             add_header X-Backend {name};
             return 200 "nginx {name}\\n";

@@ -39,7 +39,8 @@ def check_groups(config: Config, lines: Lines, source: str) -> None:
     workers = config.balancer.worker_count()
     for group in config.group_names():
         settings, where = config.group(group), Where(group, lines)
-        problem = (_backends(settings, group) or _health(settings.health, config, where)
+        problem = (_backends(settings, group) or _protocol(config, group, where, settings.health)
+                   or _health(settings.health, config, where)
                    or _breaker(settings.breaker, workers, where)
                    or _timeouts(settings, config.timeouts, where))
         if problem is not None:
@@ -61,6 +62,29 @@ def _backends(settings: Settings, group: str) -> Problem:
         if key in seen:
             return (*within, i), f"duplicate backend {backend.name} (already backends[{seen[key]}])"
         seen[key] = i
+    return None
+
+
+def _protocol(config: Config, group: str, where: Where, health: HealthSettings) -> Problem:
+    """h2 is TLS with ALPN, h2c cleartext; both HTTP only, and no PROXY header
+    (one connection carries many clients' requests). gRPC probes need either."""
+    balancer = config.balancer_of(group)
+    protocol = balancer.protocol
+    if protocol == "http1":
+        if health.type == "grpc":
+            return where("health", "type"), "grpc probes need the group's protocol h2 or h2c"
+        return None
+    own: KeyPath = ("clusters", group, "protocol")
+    at = own if group != DEFAULT and where.written(own) else ("balancer", "protocol")
+    if config.balancer.mode != "http":
+        return at, f"{protocol} only in http mode"
+    if protocol == "h2" and balancer.backend_tls is None:
+        return at, "h2 is over TLS: set backend_tls (or use h2c for cleartext)"
+    if protocol == "h2c" and balancer.backend_tls is not None:
+        return at, "h2c is cleartext, but backend_tls is set (use h2 over TLS)"
+    if balancer.send_proxy is not None:
+        return at, (f"{protocol} carries many clients on one connection: it cannot "
+                    "begin with one client's PROXY header (send_proxy)")
     return None
 
 

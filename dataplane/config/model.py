@@ -66,12 +66,15 @@ class Config(Section):
         return [DEFAULT, *self.clusters]
 
     def balancer_of(self, name: str) -> BalancerSettings:
-        """The balancer section with a group's algorithm and hash key."""
+        """The balancer section with a group's algorithm, hash key, PROXY
+        header, backend TLS and protocol."""
         if name == DEFAULT:
             return self.balancer
-        choosing = self.clusters[name].balancer
+        group = self.clusters[name]
+        choosing = group.balancer
         return msgspec.structs.replace(
             self.balancer, algorithm=choosing.algorithm or self.balancer.algorithm,
+            protocol=group.protocol or self.balancer.protocol,
             hash_key=choosing.hash_key or self.balancer.hash_key,
             send_proxy=choosing.send_proxy or self.balancer.send_proxy,
             backend_tls=choosing.backend_tls or self.balancer.backend_tls)

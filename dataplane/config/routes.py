@@ -30,6 +30,7 @@ class Choosing(Section):
 class GroupSettings(Section):
     """One backend group; each section given overrides the top-level one key by key."""
     backends: list[BackendSettings] = msgspec.field(default_factory=list)
+    protocol: Literal["http1", "h2", "h2c"] | None = None   # unset: balancer.protocol
     balancer: Choosing = msgspec.field(default_factory=Choosing)
     pool: PoolSettings | None = None
     health: HealthSettings | None = None

@@ -97,6 +97,7 @@ class BalancerSettings(Section):
     tls: ListenerTlsSettings | None = None    # HTTPS on the listener
     backend_tls: BackendTlsSettings | None = None   # TLS to the default group's backends
     http2: Http2Settings = msgspec.field(default_factory=Http2Settings)
+    protocol: Literal["http1", "h2", "h2c"] = "http1"   # to the backends (docs/http2.md)
 
     def worker_count(self) -> int:
         if self.workers == "auto":
@@ -183,7 +184,9 @@ class CongestionSettings(Section):
 
 class HealthSettings(Section):
     """Active probes, passive signals and the phi-accrual detector (docs/health.md)."""
-    type: Literal["http", "tcp"] | None = None    # unset: http in http mode, tcp in tcp mode
+    # unset: http in http mode (the HTTP/2 handshake for an h2/h2c group), tcp in tcp mode
+    type: Literal["http", "tcp", "grpc"] | None = None
+    grpc_service: Annotated[str, msgspec.Meta(max_length=255)] = ""   # type grpc: "" = the server
     path: Annotated[str, msgspec.Meta(pattern=r"^/[!-~]*$", max_length=2048)] = "/"
     host: Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,255}$")] | None = None  # Host header
     expect: Annotated[str, msgspec.Meta(

@@ -41,13 +41,15 @@ def probe_spec(config: Config, group: str) -> ProbeSpec:
     """How a group's backends are probed (its ``health`` section)."""
     health = config.group(group).health
     interval = health.interval or config.balancer.health_check_interval
-    kind = health.type or ("tcp" if config.balancer.mode == "tcp" else "http")
-    fast = health.fast_interval if health.fast_interval is not None else min(interval, 1.0)
     settings = config.balancer_of(group)
+    http2 = settings.protocol != "http1"
+    kind = health.type or ("tcp" if config.balancer.mode == "tcp" else "h2" if http2 else "http")
+    fast = health.fast_interval if health.fast_interval is not None else min(interval, 1.0)
     tls = settings.backend_tls
     return ProbeSpec(kind, health.path, health.host, health.expect_ranges(), health.timeout,
                      interval, fast, settings.send_proxy,
-                     Tls(backend_context(tls), tls.sni) if tls is not None else None)
+                     Tls(backend_context(tls, settings.protocol), tls.sni)
+                     if tls is not None else None, http2, health.grpc_service)
 
 
 class HealthMonitor:

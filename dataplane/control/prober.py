@@ -4,7 +4,8 @@ every ``fast_interval`` while the last probe failed.
 
 ``http``: GET ``path`` with ``Host: host`` over a new connection, answer read
 up to the status line; a status in ``expect`` passes, any other fails.
-``tcp``: the connect itself. A probe that has not answered within
+``tcp``: the connect itself. Where the group speaks HTTP/2 (h2, h2c), the
+probe does too: ``h2`` (the handshake), ``http`` and ``grpc`` (h2_probe.py). A probe that has not answered within
 ``timeout`` is reported as timed out, and then still waited for up to
 ``LATE_CAP`` seconds: an answer that comes late is a heartbeat all the same.
 Probe sockets get the backend's congestion control, as every upstream
@@ -22,6 +23,7 @@ from typing import Callable, NamedTuple
 from ..kernel.tcp_info import set_algorithm
 from ..proxyproto.header import encode
 from ..upstream.pool import Tls
+from . import h2_probe
 
 LATE_CAP = 30.0          # seconds a timed-out probe is still waited for
 JITTER = 0.1
@@ -29,7 +31,7 @@ READ_LIMIT = 8192        # bytes read looking for the status line
 
 
 class ProbeSpec(NamedTuple):
-    kind: str                     # "http" | "tcp"
+    kind: str                     # "http" | "tcp" | "h2" | "grpc"
     path: str
     host_header: str | None       # None: the backend's own host:port
     expect: tuple[tuple[int, int], ...]
@@ -38,6 +40,8 @@ class ProbeSpec(NamedTuple):
     fast_interval: float
     send_proxy: str | None = None   # "v1" | "v2": probes begin with a PROXY header too
     tls: Tls | None = None          # probes over TLS, as the group's connections
+    http2: bool = False             # the group speaks HTTP/2 (h2 or h2c)
+    grpc_service: str = ""
 
 
 class Target:
@@ -133,6 +137,10 @@ class Prober:
                 return await self._over_tls(sock.detach(), target)
             if self.spec.kind == "tcp":
                 return True, "connected"
+            if self.spec.http2:
+                reader, writer = await asyncio.open_connection(sock=socket.socket(
+                    fileno=sock.detach()))
+                return await self._h2(reader, writer, target, b"http")
             await self.loop.sock_sendall(sock, self._request(target))
             data = b""
             while b"\r\n" not in data and len(data) < READ_LIMIT:
@@ -151,6 +159,8 @@ class Prober:
         try:
             if self.spec.kind == "tcp":
                 return True, "handshake"
+            if self.spec.http2:
+                return await self._h2(reader, writer, target, b"https")
             writer.write(self._request(target))
             data = b""
             while b"\r\n" not in data and len(data) < READ_LIMIT:
@@ -159,6 +169,16 @@ class Prober:
                     break
                 data += chunk
             return self._judge(data)
+        finally:
+            writer.close()
+
+    async def _h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  target: Target, scheme: bytes) -> tuple[bool, str]:
+        spec = self.spec
+        try:
+            return await h2_probe.probe(reader, writer, spec.kind, scheme, spec.path,
+                                        spec.host_header or f"{target.host}:{target.port}",
+                                        spec.grpc_service, spec.expect)
         finally:
             writer.close()
 

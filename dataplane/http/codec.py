@@ -196,7 +196,10 @@ def interim_head(status: int, reason: bytes, headers: Headers) -> bytes:
 
 
 def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
+    """``data`` as one chunk; nothing for no data (a chunk of size 0 is the
+    last chunk: an empty HTTP/2 DATA frame, as gRPC clients send before
+    END_STREAM, would end the body early)."""
+    return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
 
 
 def last_chunk(trailers: Headers) -> bytes:

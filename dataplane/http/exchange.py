@@ -259,7 +259,7 @@ class Exchange:
         come first, and the count to splice is known only after them."""
         upstream, client = self.upstream, self.client
         if (self.request_complete or upstream is None or not self.body.spliceable()
-                or not client.splice_bodies or upstream.stream.tls is not None
+                or not client.splice_bodies or not upstream.stream.plain
                 or not client.may_splice_request()):
             return False
         client.splice_request(self, upstream.stream, self.body.remaining)
@@ -294,7 +294,7 @@ class Exchange:
         if response.complete:
             client.exchange_done(self, self.request_complete and response.upstream_keep_alive)
         elif (response.may_splice(SPLICE_MIN) and client.splice_bodies
-              and upstream.stream.tls is None):
+              and upstream.stream.plain):
             self._splice_response(upstream, response)
         elif client.backlogged():
             client.hold_back(upstream.stream, self)

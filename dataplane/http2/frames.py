@@ -115,6 +115,26 @@ def read_settings(payload: bytes) -> list[tuple[int, int]]:
     return pairs
 
 
+def window_increment(sid: int, payload: bytes) -> int:
+    """A WINDOW_UPDATE's increment (0 is an error on the connection, and a
+    stream error on a stream: section 6.9); raises ConnectionFailure."""
+    if len(payload) != 4:
+        raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
+    increment = u32(payload) & 0x7FFFFFFF
+    if not increment and not sid:
+        raise ConnectionFailure(Code.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+    return increment
+
+
+def ping_answer(flags: int, sid: int, payload: bytes) -> bytes:
+    """What a PING asks for: its acknowledgement (nothing for an ACK)."""
+    if sid:
+        raise ConnectionFailure(Code.PROTOCOL_ERROR, "PING on a stream")
+    if len(payload) != 8:
+        raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "PING of the wrong size")
+    return b"" if flags & ACK else frame(PING, ACK, 0, payload)
+
+
 def u32(data: bytes, at: int = 0) -> int:
     value: int = struct.unpack_from(">L", data, at)[0]
     return value

@@ -228,13 +228,9 @@ class ServerConnection:
         self.handler.got_trailers(sid, headers)
 
     def _window_update(self, sid: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
-        increment = frames.u32(payload) & 0x7FFFFFFF
+        increment = frames.window_increment(sid, payload)
         self.handler.got_control()
         if not sid:
-            if not increment:
-                raise ConnectionFailure(Code.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
             self.send_window += increment
             if self.send_window > frames.MAX_WINDOW:
                 raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "connection window overflow")
@@ -289,13 +285,8 @@ class ServerConnection:
         self.handler.got_window(0)
 
     def _ping(self, flags: int, sid: int, payload: bytes) -> None:
-        if sid:
-            raise ConnectionFailure(Code.PROTOCOL_ERROR, "PING on a stream")
-        if len(payload) != 8:
-            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, "PING of the wrong size")
+        self.out += frames.ping_answer(flags, sid, payload)
         self.handler.got_control()
-        if not flags & frames.ACK:
-            self.out += frames.frame(frames.PING, frames.ACK, 0, payload)
 
     def _priority(self, sid: int, payload: bytes) -> None:
         if not sid:

@@ -97,6 +97,12 @@ class Stream(asyncio.Protocol):
         for waiter in waiters:
             waiter()
 
+    @property
+    def plain(self) -> bool:
+        """Its bytes are the peer's own, as a splice would move them: not TLS
+        (and not one stream of a multiplexed connection, which overrides it)."""
+        return self.tls is None
+
     # -- reading ---------------------------------------------------------
     def start_reading(self) -> None:
         if not self.reading and not self.closed:

@@ -31,11 +31,12 @@ def server_context(settings: ListenerTlsSettings, cert: str | None = None,
     return context
 
 
-def backend_context(settings: BackendTlsSettings) -> ssl.SSLContext:
-    """For connections and probes to a group's backends."""
+def backend_context(settings: BackendTlsSettings, protocol: str = "http1") -> ssl.SSLContext:
+    """For connections and probes to a group's backends, offering by ALPN
+    the group's ``protocol`` (http1 or h2) alone."""
     context = ssl.create_default_context(cafile=settings.ca)
     context.minimum_version = VERSIONS[settings.min_version]
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2" if protocol == "h2" else "http/1.1"])
     if not settings.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -43,7 +43,7 @@ from .keys import key_function, needs_headers
 from .outcome import ErrorKind
 from .passive import in_panic, panic_weights, passive_verdict
 from .connect import Connect, SocketConnected
-from .pool import Connected, Pool, Tls, UpstreamConnection, Waiter
+from .pool import Connected, Multiplex, Pool, Tls, UpstreamConnection, Waiter
 from .resolver import Resolver
 from .tally import HostFigures, HostTally
 
@@ -73,9 +73,11 @@ class Cluster:
     def __init__(self, name: str, settings: BalancerSettings, pool: PoolSettings,
                  health: HealthSettings, retries: RetrySettings, breaker: BreakerSettings,
                  reactor: Reactor, transport: Transport, signals: Signals,
-                 build: Build = build_now, histogram: bool = False) -> None:
+                 build: Build = build_now, histogram: bool = False,
+                 multiplex: Multiplex | None = None) -> None:
         """``histogram``: count each host's request durations by bucket (the
-        metrics endpoint shows them)."""
+        metrics endpoint shows them); ``multiplex``: how a connection carries
+        many requests (HTTP/2), when the group's protocol does."""
         self.name = name
         self.retry_attempts = retries.attempts
         self.budget = RetryBudget(retries.budget_percent, retries.min_concurrent)
@@ -104,7 +106,8 @@ class Cluster:
             pool = msgspec.structs.replace(pool, max_idle=0)
         tls = settings.backend_tls
         self.pool = Pool(reactor, pool, transport, connections, pending,
-                         Tls(backend_context(tls), tls.sni) if tls is not None else None)
+                         Tls(backend_context(tls, settings.protocol), tls.sni)
+                         if tls is not None else None, multiplex)
         self.transport = transport
         self.max_requests = share(breaker.max_requests, slot, workers) or 1 << 62
         # Which limit stops a new connection (a breaker's is named and counted),

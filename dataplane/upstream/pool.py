@@ -41,6 +41,22 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+class Multiplexed(Protocol):
+    """A connection that carries many requests at once (an HTTP/2 session,
+    http2/upstream.py): each request gets a channel of its own."""
+    @property
+    def streams(self) -> int: ...      # requests under way on it
+    @property
+    def idle_since(self) -> float: ...  # when its last stream ended
+
+    def channel(self) -> "UpstreamConnection | None": ...   # None: full or going away
+    def ended(self, channel: "UpstreamConnection", reuse: bool) -> None: ...   # reset unless reuse
+    def close(self) -> None: ...
+
+
+Multiplex = Callable[["UpstreamConnection"], Multiplexed]
+
+
 class Waiter(Protocol):
     """A request queued for a connection to a host at pool.max_active."""
     def dequeued(self, conn: "UpstreamConnection | None") -> None: ...
@@ -63,11 +79,13 @@ class PoolStats:
 
 class HostPool:
     """One host's connections in one worker."""
-    __slots__ = ("host", "idle", "open", "waiting", "stats", "gone")
+    __slots__ = ("host", "idle", "shared", "opening", "open", "waiting", "stats", "gone")
 
     def __init__(self, host: Host) -> None:
         self.host = host
         self.idle: list[UpstreamConnection] = []   # most recently used last
+        self.shared: list[Multiplexed] = []        # multiplexed: every open session
+        self.opening = False       # multiplexed: a session is being opened
         self.open = 0          # open or connecting, busy or idle
         self.waiting: deque[Waiter] = deque()       # requests queued at max_active
         self.stats = PoolStats()
@@ -84,7 +102,7 @@ class UpstreamConnection:
     idle, so a host's close is seen at once. ``reader`` is kept for its whole
     life by whoever reads responses on it (the HTTP layer's response reader)."""
     __slots__ = ("pool", "slot", "host", "sock", "stream", "user", "reader", "requests",
-                 "idle_since", "counted")
+                 "idle_since", "counted", "session")
 
     def __init__(self, pool: "Pool", slot: HostPool, sock: socket.socket) -> None:
         self.pool = pool
@@ -97,6 +115,7 @@ class UpstreamConnection:
         self.requests = 0
         self.idle_since = 0.0
         self.counted = True    # holds one of slot.open
+        self.session: Multiplexed | None = None   # set on a channel of a multiplexed one
 
     def on_data(self, data: bytes) -> None:
         user = self.user
@@ -128,11 +147,13 @@ class Pool:
 
     def __init__(self, reactor: Reactor, settings: PoolSettings, transport: Transport,
                  max_connections: int | None = None, max_pending: int | None = None,
-                 tls: Tls | None = None) -> None:
+                 tls: Tls | None = None, multiplex: Multiplex | None = None) -> None:
         """``max_connections`` and ``max_pending``: this worker's share of the
         breaker limits, when lower than max_active and max_queue; ``tls``: the
-        context and server name for TLS to the backends."""
+        context and server name for TLS to the backends; ``multiplex``: each
+        connection carries many requests, through the session it makes."""
         self.reactor = reactor
+        self.multiplex = multiplex
         self.tls = tls
         self.transport = transport
         self.loop = reactor.loop
@@ -171,7 +192,10 @@ class Pool:
         not yet seen by the loop) is dropped here rather than failing the
         request; a fresher one is taken without that check (a syscall per
         request under load), since hosts close idle connections on timers
-        of seconds, and the one retry covers what slips through."""
+        of seconds, and the one retry covers what slips through. Multiplexed:
+        a channel on the first session with room for another stream."""
+        if self.multiplex is not None:
+            return self._channel(slot)
         idle = slot.idle
         stale = now - FRESH
         while idle:
@@ -182,13 +206,24 @@ class Pool:
             self.discard(conn, by_peer=True)
         return None
 
+    def _channel(self, slot: HostPool) -> UpstreamConnection | None:
+        for session in slot.shared:
+            channel = session.channel()
+            if channel is not None:
+                slot.stats.reused += 1
+                return channel
+        return None
+
     def can_open(self, slot: HostPool) -> bool:
-        return slot.open < self.max_active
+        """Room for one more connection; multiplexed, one is opened at a time
+        (the requests meanwhile wait in the queue for its streams)."""
+        return slot.open < self.max_active and not slot.opening
 
     def connect(self, slot: HostPool, callback: Connected) -> Connect:
         """Open a keep-alive connection for HTTP: the one place they are made."""
         def opened(sock: socket.socket | None, exc: OSError | None) -> None:
             if sock is None:
+                slot.opening = False
                 slot.stats.connect_failures += 1
                 self.pass_turn(slot)
                 callback(None, exc)
@@ -196,7 +231,11 @@ class Pool:
                 slot.stats.opened += 1
                 self.loop.create_task(self._on_transport(UpstreamConnection(self, slot, sock),
                                                          attempt, callback))
-        attempt = Connect(self, slot, opened, lambda: self.pass_turn(slot))
+        def given_up() -> None:
+            slot.opening = False
+            self.pass_turn(slot)
+        attempt = Connect(self, slot, opened, given_up)
+        slot.opening = self.multiplex is not None and attempt.callback is not None
         return attempt
 
     async def _on_transport(self, conn: UpstreamConnection, attempt: Connect,
@@ -213,16 +252,52 @@ class Pool:
                     lambda: conn.stream, sock=conn.sock, ssl=self.tls.context,
                     server_hostname=self.tls.name or conn.host.host)
         except OSError as exc:
+            conn.slot.opening = False
             conn.sock.close()
             conn.stream.closed = True
             self.discard(conn, by_peer=True)
             if not attempt.cancelled:
                 callback(None, exc)
             return
+        if self.multiplex is not None:
+            self._session(conn, attempt, callback)
+            return
         if attempt.cancelled:
             self.discard(conn)
             return
         callback(conn, None)
+
+    def _session(self, conn: UpstreamConnection, attempt: Connect, callback: Connected) -> None:
+        """A new multiplexed connection: its first stream for the request that
+        opened it, the next ones for the requests queued meanwhile."""
+        assert self.multiplex is not None
+        session = self.multiplex(conn)
+        slot = conn.slot
+        slot.opening = False
+        slot.shared.append(session)
+        if not attempt.cancelled:
+            channel = session.channel()
+            if channel is None:
+                callback(None, ConnectionRefusedError("backend refused HTTP/2"))
+            else:
+                callback(channel, None)
+        self._hand_streams(slot, session)
+
+    def _hand_streams(self, slot: HostPool, session: Multiplexed) -> None:
+        """Streams free on ``session`` go to the requests waiting in the queue."""
+        while slot.waiting:
+            channel = session.channel()
+            if channel is None:
+                return
+            self.loop.call_soon(slot.waiting.popleft().dequeued, channel)
+
+    def session_closed(self, session: Multiplexed, conn: UpstreamConnection,
+                       by_peer: bool) -> None:
+        """A multiplexed connection is closing: no new stream goes to it."""
+        slot = conn.slot
+        if session in slot.shared:
+            slot.shared.remove(session)
+        self.discard(conn, by_peer)
 
     def enqueue(self, slot: HostPool, waiter: Waiter) -> bool:
         """Wait for a connection; False when ``max_queue`` are waiting already."""
@@ -243,6 +318,10 @@ class Pool:
         """Take back a connection whose last response was read in full."""
         conn.user = None
         slot = conn.slot
+        if conn.session is not None:
+            conn.session.ended(conn, True)
+            self._hand_streams(slot, conn.session)
+            return
         if (self.closing or slot.gone or conn.stream.closed
                 or (self.max_requests and conn.requests >= self.max_requests)):
             self.discard(conn)
@@ -285,8 +364,12 @@ class Pool:
 
     def discard(self, conn: UpstreamConnection, by_peer: bool = False) -> None:
         conn.user = None
-        _close_reader(conn)
         slot = conn.slot
+        if conn.session is not None:        # a channel: its stream ends, not the connection
+            conn.session.ended(conn, False)
+            self._hand_streams(slot, conn.session)
+            return
+        _close_reader(conn)
         try:
             slot.idle.remove(conn)
         except ValueError:
@@ -314,6 +397,8 @@ class Pool:
         for slot in list(self.slots.values()):
             while slot.idle and slot.idle[0].idle_since <= limit:
                 self.discard(slot.idle[0])
+            for session in [s for s in slot.shared if not s.streams and s.idle_since <= limit]:
+                session.close()
 
     def close_idle(self, slots: list[HostPool] | None = None, for_good: bool = True) -> None:
         """Close the idle connections (of every host, or of ``slots``);
@@ -322,6 +407,8 @@ class Pool:
         for slot in list(self.slots.values()) if slots is None else slots:
             while slot.idle:
                 self.discard(slot.idle[0])
+            for session in list(slot.shared):
+                session.close()       # at once if idle, else once its streams end
 
     def stats(self, hosts: list[Host]) -> dict[str, dict[str, int]]:
         """Per host: what the admin socket's stats command will show."""
@@ -331,7 +418,7 @@ class Pool:
             counters = slot.stats
             out[host.name] = {
                 "idle": len(slot.idle), "busy": slot.busy, "waiting": len(slot.waiting),
-                "inflight": host.inflight,
+                "inflight": host.inflight, "streams": sum(s.streams for s in slot.shared),
                 **{name: getattr(counters, name) for name in PoolStats.__slots__}}
         return out
 

@@ -24,6 +24,7 @@ from ..http.client import ClientConnection
 from ..http.codec import Reject
 from ..http.identity import ClientIdentity
 from ..http2.connection import Http2Connection
+from ..http2.upstream import multiplexer
 from ..http.lane import MAX_BODY
 from ..io.reactor import Reactor
 from ..io.stream import Stream
@@ -121,9 +122,12 @@ class Worker:
 
     def _cluster(self, name: str) -> Cluster:
         group, config = self.config.group(name), self.config
-        return Cluster(name, config.balancer_of(name), group.pool, group.health, group.retries,
+        settings = config.balancer_of(name)
+        multiplex = None if settings.protocol == "http1" else multiplexer(
+            config.balancer.http2, config.limits.header_bytes, lambda: self.clock.now)
+        return Cluster(name, settings, group.pool, group.health, group.retries,
                        group.breaker, self.reactor, self.transport, self, self._build_in_thread,
-                       histogram=config.metrics.listen is not None)
+                       histogram=config.metrics.listen is not None, multiplex=multiplex)
 
     def cluster_for(self, route: Route | None) -> Cluster:
         """The group a request goes to: its route's, or the default one."""
