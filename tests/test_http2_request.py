@@ -76,6 +76,17 @@ def test_budgets_count_per_second_and_name_the_overdraft():
     assert "max_resets_per_second" in guard.calm
 
 
+def test_streams_opened_raise_the_control_frame_budget_for_their_second():
+    from dataplane.http2.guard import PER_STREAM
+    guard = Guard(resets_per_second=100, control_per_second=5)
+    guard.stream_opened(7.2)
+    assert all(guard.control_frame(7.3) for _ in range(5 + PER_STREAM))
+    assert not guard.control_frame(7.4) and "max_control_frames_per_second" in guard.calm
+    calm = Guard(resets_per_second=100, control_per_second=5)
+    calm.stream_opened(7.9)                  # earned in one second, not spent in the next
+    assert [calm.control_frame(8.1) for _ in range(6)] == [True] * 5 + [False]
+
+
 def test_a_bodiless_request_is_offered_to_the_lane_as_the_http11_it_stands_for():
     from dataplane.http2.stream_lane import as_http1
     block = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.test"),

@@ -95,6 +95,7 @@ class Http2Connection:
 
     def _stream(self, sid: int) -> H2Stream:
         self.last_id = sid
+        self.guard.stream_opened(self.worker.clock.now)
         stream = self.streams[sid] = H2Stream(self, sid, self.worker)
         self.worker.stats.h2_streams += 1
         return stream

@@ -1,10 +1,16 @@
 """What a client may do to an HTTP/2 connection before it is sent GOAWAY
 ENHANCE_YOUR_CALM: streams it resets (rapid reset, CVE-2023-44487) and
 frames that cost work without carrying a request (PING, SETTINGS,
-WINDOW_UPDATE, PRIORITY, empty DATA), each counted per second. No I/O, no
-clock: the caller passes ``now``."""
+WINDOW_UPDATE, PRIORITY, empty DATA), each counted per second. Busy
+connections send such frames with their requests (a gRPC client's window
+updates and bandwidth-probing PINGs come with every call), so each stream
+opened in a second raises that second's control-frame budget by
+``PER_STREAM`` (Envoy bounds the same by a ratio to the DATA it sends). No
+I/O, no clock: the caller passes ``now``."""
 
 from __future__ import annotations
+
+PER_STREAM = 10      # control frames a stream opened explains, within its second
 
 
 class Budget:
@@ -17,12 +23,12 @@ class Budget:
         self.second = -1
         self.count = 0
 
-    def spend(self, now: float) -> bool:
-        """One more event at ``now``; False once over the limit."""
+    def spend(self, now: float, events: int = 1) -> bool:
+        """``events`` more at ``now`` (fewer, if negative); False once over the limit."""
         second = int(now)
         if second != self.second:
             self.second, self.count = second, 0
-        self.count += 1
+        self.count += events
         return self.count <= self.limit
 
 
@@ -40,6 +46,9 @@ class Guard:
         if not self.resets.spend(now):
             self.calm = "streams reset faster than http2.max_resets_per_second"
         return not self.calm
+
+    def stream_opened(self, now: float) -> None:
+        self.control.spend(now, -PER_STREAM)
 
     def control_frame(self, now: float) -> bool:
         if not self.control.spend(now):

@@ -14,10 +14,11 @@ of its cluster. Only the Cluster calls the Pool.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 from collections import deque
-from typing import Callable, NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol, cast
 
 from ..config import PoolSettings
 from ..io.reactor import Reactor
@@ -229,14 +230,26 @@ class Pool:
                 callback(None, exc)
             else:
                 slot.stats.opened += 1
-                self.loop.create_task(self._on_transport(UpstreamConnection(self, slot, sock),
+                self.loop.create_task(self._on_transport(self._connection(slot, sock),
                                                          attempt, callback))
+
         def given_up() -> None:
             slot.opening = False
             self.pass_turn(slot)
         attempt = Connect(self, slot, opened, given_up)
         slot.opening = self.multiplex is not None and attempt.callback is not None
         return attempt
+
+    def _connection(self, slot: HostPool, sock: socket.socket) -> UpstreamConnection:
+        conn = UpstreamConnection(self, slot, sock)
+        multiplex = self.multiplex
+        if multiplex is not None:
+            def made(_: Stream) -> None:
+                multiplex(conn)         # the session is the connection's user from now on
+            # The session must read from the first byte: a server sends its
+            # SETTINGS at once, maybe before the connect's coroutine resumes.
+            conn.stream = Stream(conn, made=made)
+        return conn
 
     async def _on_transport(self, conn: UpstreamConnection, attempt: Connect,
                             callback: Connected) -> None:
@@ -268,12 +281,17 @@ class Pool:
         callback(conn, None)
 
     def _session(self, conn: UpstreamConnection, attempt: Connect, callback: Connected) -> None:
-        """A new multiplexed connection: its first stream for the request that
-        opened it, the next ones for the requests queued meanwhile."""
-        assert self.multiplex is not None
-        session = self.multiplex(conn)
+        """A new multiplexed connection (its session made with it): its first
+        stream for the request that opened it, the next ones for the
+        requests queued meanwhile."""
         slot = conn.slot
         slot.opening = False
+        session = cast("Multiplexed | None", conn.user)     # made with the connection
+        if session is None or conn.stream.closed:
+            self.pass_turn(slot)
+            if not attempt.cancelled:
+                callback(None, ConnectionResetError(errno.ECONNRESET, "backend closed at once"))
+            return
         slot.shared.append(session)
         if not attempt.cancelled:
             channel = session.channel()
