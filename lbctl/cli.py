@@ -110,8 +110,8 @@ def routes(ctx: click.Context, as_json: bool) -> None:
                  for r in result])
 
 
-BACKEND_COLUMNS = ["name", "cluster", "state", "health", "weight", "active", "idle", "waiting", "requests",
-                   "errors", "p50_ms", "p99_ms", "phi", "breaker", "cc"]
+BACKEND_COLUMNS = ["name", "cluster", "state", "health", "weight", "active", "idle", "streams",
+                   "waiting", "requests", "errors", "p50_ms", "p99_ms", "phi", "breaker", "cc"]
 
 
 @main.command()

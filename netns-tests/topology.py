@@ -147,17 +147,24 @@ class Topology:
         return proc
 
     def nginx_backend(self, host: str, name: str, port: int = 8000,
-                      keepalive: str = "120s", listen: str = "") -> subprocess.Popen:
-        """``listen``: more of nginx's listen options (``http2``: h2c only)."""
+                      keepalive: str = "120s", listen: str = "",
+                      server: str = "") -> subprocess.Popen:
+        """``listen``: more of nginx's listen options (``http2``: h2c only);
+        ``server``: more directives for its server block. Files put in its
+        ``files`` directory (``nginx_files``) are served under /files/."""
         root = self.tmp / f"nginx-{name}"
-        root.mkdir()
+        (root / "files").mkdir(parents=True)
         conf = root / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=root, address=self.hosts[host], port=port,
-                                          name=name, keepalive=keepalive, listen=listen))
+                                          name=name, keepalive=keepalive, listen=listen,
+                                          server=server))
         proc = self.spawn(host, ["nginx", "-c", str(conf), "-e", str(root / "error.log")],
                           log_name=f"{name}.log")
         self.wait_port(host, port, from_host=host)
         return proc
+
+    def nginx_files(self, name: str) -> Path:
+        return self.tmp / f"nginx-{name}" / "files"
 
     def balancer(self, host: str, config_text: str, port: int = 8080,
                  name: str = "balancer") -> subprocess.Popen:
@@ -307,6 +314,8 @@ class Topology:
 
 NGINX_CONF = """
 daemon off;
+user root;
+
 master_process on;
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -323,6 +332,10 @@ http {{
     scgi_temp_path {dir}/scgi;
     server {{
         listen {address}:{port} {listen};
+        {server}
+        location /files/ {{
+            alias {dir}/files/;
+        }}
         location / {{
             add_header X-Backend {name};
             return 200 "nginx {name}\\n";

@@ -12,7 +12,7 @@ from ..config import backend_key
 from ..upstream.tally import BOUNDS_MS, HostFigures
 
 WINDOW = 1000            # sampled latencies kept per backend for p50/p99
-POOL_SUMS = ("open", "busy", "idle", "waiting", "inflight", "retries",
+POOL_SUMS = ("open", "busy", "idle", "waiting", "inflight", "streams", "retries",
              "retries_budget_exhausted", "connect_failures", "queue_timeouts", "opened", "reused",
              "over_max_connections", "over_max_pending", "over_max_requests")
 
@@ -53,7 +53,7 @@ class BackendTally:
         if not self.latencies:
             return None
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))], 3)
 
 
 class Tally:

@@ -41,6 +41,7 @@ def backends(control: ControlView, _: Args) -> list[Reply]:
             "name": name, "cluster": state.cluster, "address": name, "state": state.state,
             "weight": state.weight,
             "active": pool.get("busy", 0), "idle": pool.get("idle", 0),
+            "streams": pool.get("streams", 0),      # HTTP/2: requests on those connections
             "waiting": pool.get("waiting", 0), "requests": tally.requests,
             "errors": tally.errors, "p50_ms": tally.percentile(0.5),
             "p99_ms": tally.percentile(0.99), "health": state.health,

@@ -214,8 +214,9 @@ class Session:
 
     def channel(self) -> UpstreamConnection | None:
         if (self.closing or self.stream.closed or self.started >= self.max_requests
-                or len(self.channels) >= self.codec.peer_streams):
-            return None
+                or len(self.channels) >= self.codec.peer_streams
+                or self.channels and not self.codec.settled):
+            return None          # (one stream until the backend's SETTINGS say how many)
         channel = self.free.pop() if self.free else Channel(self)
         self.channels.add(channel)
         self.started += 1
@@ -409,7 +410,7 @@ class Session:
                 channel.user.on_upstream_closed(None)    # not processed: may go again
 
     def got_settings(self) -> None:
-        pass
+        self.conn.pool.streams_free(self, self.conn)
 
     def on_upstream_closed(self, exc: OSError | None) -> None:
         """The connection ended: every stream on it fails."""

@@ -167,7 +167,7 @@ class Cluster:
         on a new one to the same host? (counted as a retry)"""
         slot = self.pool.of(host)
         slot.stats.retries += 1
-        return self.pool.can_open(slot)
+        return self.pool.can_reopen(slot)
 
     # -- connections ---------------------------------------------------------
     def lease(self, host: Host, now: float) -> UpstreamConnection | None:

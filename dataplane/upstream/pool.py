@@ -220,6 +220,11 @@ class Pool:
         (the requests meanwhile wait in the queue for its streams)."""
         return slot.open < self.max_active and not slot.opening
 
+    def can_reopen(self, slot: HostPool) -> bool:
+        """Room for a connection to try a request again on (even beside one
+        being opened: the request cannot wait in the queue again)."""
+        return slot.open < self.max_active
+
     def connect(self, slot: HostPool, callback: Connected) -> Connect:
         """Open a keep-alive connection for HTTP: the one place they are made."""
         def opened(sock: socket.socket | None, exc: OSError | None) -> None:
@@ -302,12 +307,18 @@ class Pool:
         self._hand_streams(slot, session)
 
     def _hand_streams(self, slot: HostPool, session: Multiplexed) -> None:
-        """Streams free on ``session`` go to the requests waiting in the queue."""
+        """Streams free on ``session`` go to the requests waiting in the queue;
+        if some still wait, the first may open another connection."""
         while slot.waiting:
             channel = session.channel()
             if channel is None:
+                self.pass_turn(slot)
                 return
             self.loop.call_soon(slot.waiting.popleft().dequeued, channel)
+
+    def streams_free(self, session: Multiplexed, conn: UpstreamConnection) -> None:
+        """The session may take more streams (its backend's SETTINGS came)."""
+        self._hand_streams(conn.slot, session)
 
     def session_closed(self, session: Multiplexed, conn: UpstreamConnection,
                        by_peer: bool) -> None:
