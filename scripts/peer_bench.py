@@ -4,7 +4,10 @@ HTTP: wrk with keep-alive against a small nginx response: req/s, p50, p99
 (``--request browser``: a browser's request of about 550 bytes and 11
 headers for a 2 KB file instead).
 HTTP/2 (``--protocol h2c``): h2load, 10 connections x 10 streams by default,
-with prior knowledge to each proxy and HTTP/1.1 from it to the backend.
+with prior knowledge to each proxy and HTTP/1.1 from it to the backend, or
+h2c with ``--backend-protocol h2c`` (HAProxy ``proto h2`` on its server,
+l7lb ``protocol: h2c``; nginx proxies HTTP/2 to backends only for gRPC, so
+it sits that one out).
 TCP: iperf3 with 1 and 8 streams through each proxy's TCP mode: Gbit/s.
 Every figure is also printed as a ratio to HAProxy's in the same run.
 Everything listens on 127.0.0.1 and stops at the end. With --pin, each proxy
@@ -41,7 +44,7 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   client_body_temp_path {dir}/b1; proxy_temp_path {dir}/b2; fastcgi_temp_path {dir}/b3;
   uwsgi_temp_path {dir}/b4; scgi_temp_path {dir}/b5;
-  server {{ listen {host}:{port}; root {dir}/www;
+  server {{ listen {host}:{port}{backend_h2}; root {dir}/www;
     location = / {{ return 200 "hello from nginx\\n"; }} }} }}
 """
 BROWSER_FILE = "assets/app.js"       # 2 KB, served by the nginx backend
@@ -84,7 +87,7 @@ frontend web
 backend web
   mode http
   http-reuse always
-  server b1 {host}:{backend}
+  server b1 {host}:{backend}{haproxy_backend_h2}
 listen tcp
   mode tcp
   bind {host}:{tcp_port}
@@ -190,27 +193,31 @@ def access_logs(on: bool, tmp: Path) -> dict[str, str]:
             "nginx_log": f"{tmp}/nginx-access.log" if on else "off"}
 
 
-def nginx_backend(procs: Procs) -> subprocess.Popen:
+def nginx_backend(procs: Procs, h2c: bool = False) -> subprocess.Popen:
     """The HTTP backend every bench uses: nginx answering a short body (and
-    BROWSER_FILE, 2 KB, from its root)."""
+    BROWSER_FILE, 2 KB, from its root); ``h2c``: it speaks h2c only."""
     asset = procs.tmp / "www" / BROWSER_FILE
     asset.parent.mkdir(parents=True, exist_ok=True)
     asset.write_bytes(b"/* 2 KB of script */\n".ljust(2048, b"x"))
     conf = write(procs.tmp, "nginx-backend.conf", NGINX_BACKEND.format(
-        dir=procs.tmp, host=HOST, port=BACKEND_HTTP))
+        dir=procs.tmp, host=HOST, port=BACKEND_HTTP, backend_h2=" http2" if h2c else ""))
     return procs.start(["nginx", "-c", conf], BACKEND_HTTP, name="backend-nginx", proxy=False)
 
 
 def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
-                access_log: bool = False, h2c: bool = False) -> list[subprocess.Popen]:
+                access_log: bool = False, h2c: bool = False,
+                h2c_backend: bool = False) -> list[subprocess.Popen]:
     """``h2c``: the HTTP listeners speak HTTP/2 with prior knowledge (HAProxy
-    ``proto h2``, nginx ``http2``, l7lb ``http2.cleartext``)."""
+    ``proto h2``, nginx ``http2``, l7lb ``http2.cleartext``); ``h2c_backend``:
+    so does the backend."""
     port, tcp_port = PORTS[name]
     fields = dict(host=HOST, port=port, tcp_port=tcp_port, backend=BACKEND_HTTP,
                   tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp,
                   routes=routes(route_count), **access_logs(access_log, procs.tmp),
                   haproxy_h2=" proto h2" if h2c else "", nginx_h2=" http2" if h2c else "",
-                  l7lb_h2=", http2: {cleartext: true}" if h2c else "")
+                  haproxy_backend_h2=" proto h2" if h2c_backend else "",
+                  l7lb_h2=(", http2: {cleartext: true}" if h2c else "")
+                  + (", protocol: h2c" if h2c_backend else ""))
     if name == "haproxy":
         conf = write(procs.tmp, "haproxy.cfg", HAPROXY.format(**fields))
         return [procs.start(["haproxy", "-db", "-f", conf], port, tcp_port, name=name)]
@@ -353,6 +360,9 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("http1", "h2c"), default="http1",
                         help="h2c: HTTP/2 with prior knowledge to every proxy, load from h2load "
                              "(HTTP/1.1 to the backend; no TCP runs)")
+    parser.add_argument("--backend-protocol", choices=("http1", "h2c"), default="http1",
+                        help="h2c: the proxies speak h2c to the backend too (with --protocol "
+                             "h2c; nginx sits it out)")
     parser.add_argument("--h2-connections", type=int, default=10, help="h2load connections")
     parser.add_argument("--h2-streams", type=int, default=10,
                         help="h2load streams at once per connection")
@@ -363,14 +373,19 @@ def main() -> None:
         tmp = args.tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="l7lb-bench-")))
         procs = Procs(stack, tmp, args.pin)
-        nginx_backend(procs)
+        h2c_backend = args.backend_protocol == "h2c"
+        if h2c_backend and args.protocol != "h2c":
+            parser.error("--backend-protocol h2c needs --protocol h2c")
+        nginx_backend(procs, h2c_backend)
         procs.start(["iperf3", "-s", "-B", HOST, "-p", str(BACKEND_TCP)], BACKEND_TCP,
                     name="backend-iperf3", proxy=False)
-        if args.protocol == "http1":    # the nginx backend speaks HTTP/1.1 only
+        if args.protocol == "http1" or h2c_backend:    # the backend speaks it too
             results["direct"] = measure(BACKEND_HTTP, BACKEND_TCP, args)
         for name in args.only:
+            if h2c_backend and name == "nginx":
+                continue
             running = start_proxy(procs, name, args.workers, args.routes, args.access_log,
-                                  args.protocol == "h2c")
+                                  args.protocol == "h2c", h2c_backend)
             results[name] = measure(*PORTS[name], args)
             for proc in running:
                 procs.stop(proc)
@@ -381,6 +396,7 @@ def main() -> None:
                "python": platform.python_version(), "workers": args.workers,
                "wrk_connections": args.connections, "seconds": args.seconds,
                "request": args.request, "protocol": args.protocol,
+               "backend_protocol": args.backend_protocol,
                "l7lb_routes": args.routes, "access_log": args.access_log,
                "pinned": f"proxy on CPU {PROXY_CPU}, load and backends on CPU {LOAD_CPU}"
                if args.pin else "no"}

@@ -1,11 +1,13 @@
 """A connection's header blocks as they arrive (a HEADERS frame, then
 CONTINUATION frames until END_HEADERS), bounded by ``limits.header_bytes``
-before any of it is decoded, then decoded with the client's HPACK state
+before any of it is decoded, then decoded with the peer's HPACK state
 (hpack_codec.py). No I/O.
 
-Requests whose blocks changed nothing in that state are remembered by their
-bytes while the state holds (``generation``): a client that repeats a request
-sends the same few bytes of indexed fields, and they cost one lookup.
+Blocks that changed nothing in that state are remembered by their bytes
+while the state holds (``generation``): a client that repeats a request
+sends the same few bytes of indexed fields, a backend told to keep no table
+(upstream_codec.py) the same literals for the same response head, and they
+cost one lookup.
 """
 
 from __future__ import annotations
@@ -90,13 +92,28 @@ class HeaderBlocks:
         if self.decoder.oversized:
             return TOO_LARGE
         found = headers, fields.request(headers)
+        self._remember(data, found, before)
+        return found
+
+    def response(self, data: bytes) -> Headers | None:
+        """A response's fields (from a backend), or TOO_LARGE."""
+        remembered = self.remembered.get(data)
+        if remembered is not None and self.generation == self.decoder.generation:
+            return remembered[0]
+        before = self.decoder.generation
+        headers = self.decode(data)
+        if self.decoder.oversized:
+            return TOO_LARGE
+        self._remember(data, (headers, None), before)
+        return headers
+
+    def _remember(self, data: bytes, found: tuple[Headers, int | None], before: int) -> None:
         if self.decoder.generation == before:      # decoding it again changes nothing
             if self.generation != before:
                 self.remembered.clear()            # the table changed since they were kept
                 self.generation = before
             if len(self.remembered) < _REMEMBERED:
                 self.remembered[data] = found
-        return found
 
     def decode(self, data: bytes) -> Headers:
         """Decoded, in step with the client's table (every block must be)."""

@@ -96,12 +96,14 @@ class Decoder:
         return name, value, at
 
     def _insert(self, name: bytes, value: bytes) -> None:
-        self.generation += 1
         size = len(name) + len(value) + 32
         if size > self.limit:              # RFC 7541 section 4.4: the table empties
-            self.table.clear()
-            self.table_size = 0
+            if self.table:                 # (an empty one, as at size 0, stays as it was)
+                self.generation += 1
+                self.table.clear()
+                self.table_size = 0
             return
+        self.generation += 1
         self.table.append((name, value))
         self.table_size += size
         self._evict()
@@ -147,19 +149,46 @@ def _string(block: bytes, at: int) -> tuple[bytes, int]:
         raise HpackError("string truncated")
     data = block[at:end]
     if huffman:
+        known = _HUFFMAN.get(data)
+        if known is not None:
+            return known, end
         try:
-            data = decode_huffman(data)
+            decoded = decode_huffman(data)
         except Exception as exc:      # hpack raises its own decoding errors
             raise HpackError(f"bad Huffman string: {exc}") from None
+        if len(_HUFFMAN) >= _KEPT:
+            _HUFFMAN.clear()
+        _HUFFMAN[data] = decoded
+        return decoded, end
     return data, end
 
+
+# Huffman strings decoded and blocks encoded, kept per worker: header values
+# repeat (a backend's server and date, a client's user-agent), and pure-Python
+# Huffman decoding costs about 20 us a string. Emptied when full, so a peer
+# sending ever new strings costs memory no more than this.
+_KEPT = 4096
+_HUFFMAN: dict[bytes, bytes] = {}
+_ENCODED: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
 
 # A connection's first block opens with this: our dynamic table is size 0.
 TABLE_OFF = b"\x20"
 
 
 def encode(headers: Headers) -> bytes:
-    """A response block of literals without indexing."""
+    """A block of literals without indexing (a response's, or a request's to
+    a backend); the same fields encode the same, so blocks are kept."""
+    key = tuple(headers)
+    known = _ENCODED.get(key)
+    if known is not None:
+        return known
+    if len(_ENCODED) >= _KEPT:
+        _ENCODED.clear()
+    encoded = _ENCODED[key] = _encode(headers)
+    return encoded
+
+
+def _encode(headers: Headers) -> bytes:
     out = bytearray()
     for name, value in headers:
         if name == b":status" and value in _STATUS_INDEXED:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("l7lb.http2")
 
-_KEPT = 16          # idle channels (and their readers) kept per session for reuse
+_KEPT = 128         # idle channels (and their readers) kept per session for reuse
 
 
 class ChannelStream(Stream):
@@ -180,7 +180,7 @@ class Channel(UpstreamConnection):
 class Session:
     """One multiplexed connection to a backend (pool.Multiplexed)."""
     __slots__ = ("conn", "stream", "codec", "scheme", "channels", "by_sid", "free", "started",
-                 "closing", "flushing", "idle_since", "max_requests", "clock")
+                 "closing", "flushing", "idle_since", "max_requests", "clock", "news")
 
     def __init__(self, conn: UpstreamConnection, settings: "Http2Settings", header_bytes: int,
                  clock: Callable[[], float]) -> None:
@@ -195,6 +195,7 @@ class Session:
         self.started = 0                       # streams opened on it
         self.closing = False                   # GOAWAY either way: no new stream
         self.flushing = False
+        self.news: list[Channel] = []          # channels whose readers got frames in this read
         self.clock = clock
         self.idle_since = clock()
         self.max_requests = conn.pool.max_requests or 1 << 62
@@ -323,8 +324,18 @@ class Session:
             self.codec.receive(data)
         except ConnectionFailure as failure:
             log.warning("backend broke HTTP/2", backend=self.conn.host.name, reason=str(failure))
+            self.news.clear()
             self.on_upstream_closed(ConnectionResetError(errno.EPROTO, str(failure)))
             return
+        news = self.news
+        if news:
+            # Each exchange hears once per read, however many frames it got
+            # (a response's HEADERS and DATA usually come together).
+            self.news = []
+            for channel in news:
+                user = channel.user
+                if user is not None:
+                    user.on_upstream_data(b"")    # the reader holds what came
         self._flush()
 
     def got_head(self, sid: int, block: Headers, ended: bool) -> None:
@@ -371,9 +382,8 @@ class Session:
         self._tell(channel)
 
     def _tell(self, channel: Channel) -> None:
-        user = channel.user
-        if user is not None:
-            user.on_upstream_data(b"")     # the reader holds what came; its parser reads nothing
+        if channel not in self.news:
+            self.news.append(channel)
 
     def got_reset(self, sid: int, code: int) -> None:
         channel = self.by_sid.get(sid)

@@ -53,7 +53,10 @@ class UpstreamCodec:
                  header_bytes: int) -> None:
         self.handler = handler
         self.stream_window, self.connection_window = stream_window, connection_window
-        self.blocks = HeaderBlocks(4096, header_bytes)
+        # No dynamic table from the backend (HEADER_TABLE_SIZE 0, once it has
+        # acknowledged): its response heads then repeat byte for byte, and a
+        # repeated one is decoded once (header_blocks.py).
+        self.blocks = HeaderBlocks(0, header_bytes)
         self.streams: dict[int, Exchange] = {}
         self.next_id = 1
         self.send_window = frames.DEFAULT_WINDOW
@@ -65,7 +68,8 @@ class UpstreamCodec:
         self.pending = b""
         self.settled = False             # the backend's first SETTINGS read
         out = [frames.PREFACE, frames.settings({
-            frames.ENABLE_PUSH: 0, frames.INITIAL_WINDOW_SIZE: stream_window,
+            frames.HEADER_TABLE_SIZE: 0, frames.ENABLE_PUSH: 0,
+            frames.INITIAL_WINDOW_SIZE: stream_window,
             frames.MAX_HEADER_LIST_SIZE: header_bytes})]
         if connection_window > frames.DEFAULT_WINDOW:
             out.append(frames.window_update(0, connection_window - frames.DEFAULT_WINDOW))
@@ -215,13 +219,13 @@ class UpstreamCodec:
         if block is None:
             return                      # CONTINUATION frames are to follow
         sid = block.sid
-        headers = self.blocks.decode(block.data)    # always: the table must stay in step
+        headers = self.blocks.response(block.data)    # always: the table must stay in step
         stream = self.streams.get(sid)
         if stream is None or not stream.remote_open:
             if sid >= self.next_id or not sid & 1:
                 raise ConnectionFailure(Code.PROTOCOL_ERROR, f"HEADERS on stream {sid}")
             return                      # a stream we reset already
-        if self.blocks.decoder.oversized:
+        if headers is None:             # over limits.header_bytes
             self._stream_error(sid, Code.PROTOCOL_ERROR)
             return
         if stream.headed:
@@ -264,6 +268,7 @@ class UpstreamCodec:
         if sid:
             raise ConnectionFailure(Code.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & frames.ACK:
+            self.blocks.settings_acknowledged()
             return
         for key, value in frames.read_settings(payload):
             if key == frames.INITIAL_WINDOW_SIZE:
