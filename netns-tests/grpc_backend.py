@@ -5,7 +5,7 @@ the standard health service (grpcio-health-checking).
 Methods of ``l7lb.test.Echo`` (messages are raw bytes, no protobuf):
 
 - ``Unary``: answers ``NAME:`` + the request; ``fail:CODE`` ends with that
-  status code instead, ``sleep:MS`` answers after MS ms with the deadline
+  status code instead, ``failon:NAME:CODE`` too but only on backend NAME, ``sleep:MS`` answers after MS ms with the deadline
   the call carried (``NAME:deadline=SECONDS`` or ``none``), ``health:STATUS``
   sets the health service's status (SERVING, NOT_SERVING) for "" and Echo;
 - ``Server``: the request is a count N: N answers ``NAME:i``;
@@ -34,6 +34,8 @@ def serve(name: str, address: str, tls: tuple[str, str] | None) -> None:
     tag = name.encode() + b":"
 
     def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if request.startswith(b"failon:" + name.encode() + b":"):
+            context.abort(grpc.StatusCode[request.rsplit(b":", 1)[1].decode()], f"{name} failed it")
         if request.startswith(b"fail:"):
             context.abort(grpc.StatusCode[request[5:].decode()], f"{name} failed it")
         if request.startswith(b"sleep:"):

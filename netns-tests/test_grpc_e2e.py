@@ -132,18 +132,6 @@ def test_a_backend_not_serving_leaves_the_rotation_and_comes_back(site):
     wait_for(lambda: health(site)[sick] != "down", f"{sick} back (in slow start)")
 
 
-def test_a_killed_backend_costs_at_most_unavailable_and_then_nothing(site):
-    victim = site.grpc["b3"]
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(5)
-    during = collections.Counter(who(r) for r in calls(site, "unary", "x", "--count", "200"))
-    assert set(during) <= {"b1", "b2", "UNAVAILABLE"}, during
-    assert during["b1"] + during["b2"] >= 180, during
-    wait_for(lambda: health(site)["b3"] == "down", "b3 down")
-    after = collections.Counter(who(r) for r in calls(site, "unary", "x", "--count", "100"))
-    assert set(after) == {"b1", "b2"}, after
-
-
 def test_h2_over_tls_to_grpc_backends_is_chosen_by_alpn(topology):
     topo = topology(["client", "lb", "b1"])
     ca = CA(topo.tmp / "pki")
@@ -158,3 +146,30 @@ def test_h2_over_tls_to_grpc_backends_is_chosen_by_alpn(topology):
              "b1 up by the h2 handshake over TLS")
     results = calls(topo, "unary", "over-tls", "--count", "20")
     assert [r.get("answers") for r in results] == [["b1:over-tls"]] * 20, results
+
+
+def test_a_call_refused_unavailable_goes_to_another_backend_and_others_stand(site):
+    b2 = f"{site.hosts['b2']}:8000"
+    before = stats_when(site, lambda s: True)["backends"][b2]["retries"]
+    refused = collections.Counter(who(r) for r in calls(
+        site, "unary", "failon:b2:UNAVAILABLE", "--count", "30"))
+    # b2's turns are retried elsewhere: no failure reaches the client.
+    assert set(refused) <= {"b1", "b3"} and sum(refused.values()) == 30, refused
+    after = stats_when(site, lambda s: s["backends"][b2]["retries"] > before)["backends"]
+    assert after[b2]["retries"] > before, after[b2]
+    # NOT_FOUND is not in retries.grpc_status: b2's answers reach the client.
+    kept = collections.Counter(who(r) for r in calls(
+        site, "unary", "failon:b2:NOT_FOUND", "--count", "30"))
+    assert set(kept) <= {"b1", "b3", "NOT_FOUND"} and kept["NOT_FOUND"] >= 1, kept
+
+
+def test_a_killed_backend_costs_at_most_unavailable_and_then_nothing(site):    # (kills b3: last)
+    victim = site.grpc["b3"]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(5)
+    during = collections.Counter(who(r) for r in calls(site, "unary", "x", "--count", "200"))
+    assert set(during) <= {"b1", "b2", "UNAVAILABLE"}, during
+    assert during["b1"] + during["b2"] >= 180, during
+    wait_for(lambda: health(site)["b3"] == "down", "b3 down")
+    after = collections.Counter(who(r) for r in calls(site, "unary", "x", "--count", "100"))
+    assert set(after) == {"b1", "b2"}, after

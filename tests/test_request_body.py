@@ -68,3 +68,27 @@ def test_a_connection_without_a_proxy_header_is_refused():
     who = ClientIdentity("198.18.0.9", None, BalancerSettings(accept_proxy=True), None)
     with pytest.raises(ProxyError):
         who.after_preamble(b"GET / HTTP/1.1\r\n")
+
+
+def test_a_kept_body_is_held_whole_again_for_another_host():
+    body = RequestBody(CHUNKED, keep=100)
+    first = body.framed(b"abc", None)
+    body.hold(first)
+    assert body.after(b"HEAD") == b"HEAD" + first        # sent to the first host
+    last = body.last([])
+    body.rewind()
+    assert body.after(b"HEAD") == b"HEAD" + first + last  # all of it, for the next
+
+
+def test_a_body_over_keep_is_not_kept_and_rewind_holds_nothing_more():
+    body = RequestBody(LENGTH, 200, keep=100)
+    body.framed(b"x" * 150, None)
+    assert body.kept is None
+    body.rewind()
+    assert body.held == []
+    assert RequestBody(CHUNKED).kept is None              # keep=0: nothing kept
+
+
+def test_no_data_frames_no_chunk():
+    # An empty HTTP/2 DATA frame must not become the last chunk upstream.
+    assert RequestBody(CHUNKED).framed(b"", None) == b""

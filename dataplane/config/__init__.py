@@ -16,13 +16,14 @@ from .checks import check_algorithm, congestion_algorithms, run_checks, warnings
 from .errors import ConfigError, DuplicateKey, Lines, StrictLoader, explain, line_index
 from .model import DEFAULT, Config, backend_key
 from .routes import GroupSettings, RouteSettings
-from .schema import (AdminSettings, BackendSettings, BalancerSettings, BreakerSettings,
-                     CertificateSettings, CongestionSettings, HealthSettings, LimitSettings,
-                     LogSettings, PacerSettings, PoolSettings, RetrySettings, TimeoutSettings)
+from .schema import (GRPC_STATUSES, AdminSettings, BackendSettings, BalancerSettings,
+                     BreakerSettings, CertificateSettings, CongestionSettings, HealthSettings,
+                     LimitSettings, LogSettings, PacerSettings, PoolSettings, RetrySettings,
+                     TimeoutSettings)
 from .units import Duration, Rate
 
-__all__ = ["DEFAULT", "AdminSettings", "BackendSettings", "BalancerSettings", "BreakerSettings",
-           "CertificateSettings", "Config", "ConfigError", "CongestionSettings", "Duration",
+__all__ = ["DEFAULT", "GRPC_STATUSES", "AdminSettings", "BackendSettings", "BalancerSettings",
+           "BreakerSettings", "CertificateSettings", "Config", "ConfigError", "CongestionSettings", "Duration",
            "GroupSettings", "HealthSettings", "LimitSettings", "LogSettings", "PacerSettings",
            "PoolSettings", "Rate", "RetrySettings", "RouteSettings", "TimeoutSettings",
            "backend_key", "check_algorithm", "congestion_algorithms", "decode_certificates",

@@ -212,9 +212,23 @@ class HealthSettings(Section):
         return tuple(ranges)
 
 
+# gRPC status codes by number (github.com/grpc/grpc/blob/master/doc/statuscodes.md).
+GRPC_STATUSES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                 "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+                 "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+GrpcStatus = Literal["CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                     "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                     "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"]
+
+
 class RetrySettings(Section):
     """Retries on another backend (docs/health.md)."""
     attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    # A gRPC call answered trailers-only with one of these goes to another
+    # backend, when its whole request is still held (docs/http2.md).
+    grpc_status: list[GrpcStatus] = msgspec.field(default_factory=lambda: ["UNAVAILABLE"])
     per_try_timeout: Duration | None = None   # unset: timeouts.request
     budget_percent: Annotated[float, msgspec.Meta(ge=0, le=100)] = 20.0
     min_concurrent: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 3

@@ -154,6 +154,20 @@ class Attempt:
         else:
             self._fail_over(other, kind)
 
+    def refused(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """A trailers-only answer (``headers``) came, its request held whole:
+        if its grpc-status is one of retries.grpc_status, the call was not
+        taken, and it goes to another host when one is allowed (True);
+        otherwise that answer stands."""
+        status = next((value for name, value in headers if name == b"grpc-status"), None)
+        if status not in self.cluster.retry_grpc:
+            return False
+        other = self._next_host(budgeted=True, resendable=True)
+        if other is None:
+            return False
+        self._fail_over(other, ErrorKind.REFUSED_BY_STATUS)
+        return True
+
     def host_down(self) -> None:
         """The host was declared down while this request waited for a
         connection or its response head: on to another host now if it can be
@@ -164,11 +178,13 @@ class Attempt:
         if other is not None:
             self._fail_over(other, ErrorKind.HOST_DOWN)
 
-    def _next_host(self, budgeted: bool) -> Host | None:
+    def _next_host(self, budgeted: bool, resendable: bool = False) -> Host | None:
+        """``resendable``: the whole request is held to send again, whatever its method."""
         cluster, host, route = self.cluster, self._host(), self.route
         allowed = route.attempts if route is not None and route.attempts is not None \
             else cluster.retry_attempts
-        if not retry.attempts_left(len(self.tried or ()), allowed) or not self.exchange.replayable:
+        if not retry.attempts_left(len(self.tried or ()), allowed) or not (
+                resendable or self.exchange.replayable):
             return None
         other = cluster.choose_other(self.key, (self.tried or set()) | {host})
         if other is None or budgeted and not cluster.may_retry(host):

@@ -284,6 +284,9 @@ class Exchange:
             self.fail(502, ErrorKind.BAD_RESPONSE, f"invalid response from backend: {exc}")
             return
         if response.started and self.state is SENT:
+            if (response.complete and self.body.kept is not None and self.request_complete
+                    and self._attempt().refused(response.headers)):
+                return              # on to another host, the whole request held again
             self.state = RESPONDING
             self._attempt().answered()
             if not response.complete:        # else the next deadline is the idle one
@@ -371,6 +374,7 @@ class Exchange:
         """A failed try, counted for ``host``; the exchange goes on elsewhere
         without its response reader, and gives its connection up."""
         self._cluster().finished(host, 0, self._ms(), 0, 0, kind, self.reused)
+        self.body.rewind()
         self.response = None
         upstream, self.upstream = self.upstream, None
         return upstream

@@ -109,11 +109,16 @@ class H2Stream:
             return
         exchange = self.active = Exchange(self, worker, head.method, head.target, "2.0", True,
                                           time.monotonic(),
-                                          RequestBody(head.framing, head.length))
+                                          RequestBody(head.framing, head.length,
+                                                      self._keep()))
         exchange.head = head
         if ended:
             exchange.request_end([])
         launch(exchange, self.who, self.timer, self._grpc_deadline(head))
+
+    def _keep(self) -> int:
+        """Bytes of a gRPC call's body kept to send it again (retries.grpc_status)."""
+        return self.worker.config.limits.buffer if self.grpc else 0
 
     def _grpc_deadline(self, head: RequestHead) -> float | None:
         """A gRPC call's grpc-timeout, which caps its timeouts.total; the

@@ -29,8 +29,8 @@ import msgspec
 import structlog
 
 from ..breaker.policy import share
-from ..config import (BalancerSettings, BreakerSettings, HealthSettings, PoolSettings,
-                      RetrySettings)
+from ..config import (GRPC_STATUSES, BalancerSettings, BreakerSettings, HealthSettings,
+                      PoolSettings, RetrySettings)
 from ..io.reactor import Reactor
 from ..kernel.transport import Transport
 from ..tls.contexts import backend_context
@@ -80,6 +80,8 @@ class Cluster:
         many requests (HTTP/2), when the group's protocol does."""
         self.name = name
         self.retry_attempts = retries.attempts
+        self.retry_grpc = frozenset(b"%d" % GRPC_STATUSES.index(name)
+                                    for name in retries.grpc_status)
         self.budget = RetryBudget(retries.budget_percent, retries.min_concurrent)
         self.hosts: list[Host] = []
         self.panic = False

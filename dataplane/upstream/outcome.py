@@ -30,6 +30,7 @@ class ErrorKind(enum.Enum):
     NO_HOST = "no_host"                        # no host admitted a request
     CLIENT_ABORTED = "client_aborted"          # the client went away or broke the request
     RELAY_FAILED = "relay_failed"              # a kernel splice failed mid-body
+    REFUSED_BY_STATUS = "refused_by_status"    # a gRPC status of retries.grpc_status, trailers-only
 
     @property
     def connect(self) -> bool:
@@ -54,6 +55,7 @@ FAILURE_CLASS: dict[ErrorKind, str | None] = {
     ErrorKind.HOST_DOWN: None, ErrorKind.QUEUE_TIMEOUT: None, ErrorKind.POOL_FULL: None,
     ErrorKind.OVERLOADED: None,
     ErrorKind.NO_HOST: None, ErrorKind.CLIENT_ABORTED: None, ErrorKind.RELAY_FAILED: None,
+    ErrorKind.REFUSED_BY_STATUS: "",      # an answer: breaker.failure_on judges its status
 }
 
 # The outcomes passive health counts toward health.passive_errors: the
