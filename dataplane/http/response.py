@@ -121,13 +121,9 @@ class ResponseReader:
         (self.trailers if self.started else self.headers).append((name, value))
 
     def on_headers_complete(self) -> None:
-        if not self.complete:
-            parser = self.parser
-            self.head_complete(parser.get_status_code(), parser.should_keep_alive())
-
-    def head_complete(self, status: int, keep_alive: bool) -> None:
-        """The head read (by the parser, or from an HTTP/2 backend's frames:
-        http2/upstream.py calls the callbacks itself)."""
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
         self.reason = codec.reason_phrase(self.reason, status)
         if status < 200 and status != 101:
             if self.version == "1.1":
@@ -137,7 +133,7 @@ class ResponseReader:
             self.interim = True
             return
         self.status = status
-        self.upstream_keep_alive = keep_alive and not self.reuse_forbidden
+        self.upstream_keep_alive = self.parser.should_keep_alive() and not self.reuse_forbidden
         if status == 101:
             return    # the parser stops at the protocol switch
         fields = codec.scan(self.headers)

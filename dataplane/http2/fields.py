@@ -50,6 +50,19 @@ def request(block: Headers) -> int | None:
     return length
 
 
+def response(block: Headers) -> None:
+    """Check a response head's fields (``:status`` first, no other
+    pseudo-header) or its trailers' (none at all) from a backend."""
+    for at, (name, value) in enumerate(block):
+        if name[:1] == b":":
+            if at or name != b":status":
+                raise Malformed(f"pseudo-header {name!r} in a response")
+        else:
+            _regular(name, value, None)
+        if _BAD_VALUE(value) is not None:
+            raise Malformed(f"field {name!r} has a forbidden character")
+
+
 def trailers(block: Headers) -> None:
     for name, value in block:
         if name[:1] == b":":

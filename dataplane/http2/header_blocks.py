@@ -96,7 +96,8 @@ class HeaderBlocks:
         return found
 
     def response(self, data: bytes) -> Headers | None:
-        """A response's fields (from a backend), or TOO_LARGE."""
+        """A response head's or trailers' fields (from a backend), or
+        TOO_LARGE; raises fields.Malformed."""
         remembered = self.remembered.get(data)
         if remembered is not None and self.generation == self.decoder.generation:
             return remembered[0]
@@ -104,6 +105,7 @@ class HeaderBlocks:
         headers = self.decode(data)
         if self.decoder.oversized:
             return TOO_LARGE
+        fields.response(headers)
         self._remember(data, (headers, None), before)
         return headers
 

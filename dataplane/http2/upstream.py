@@ -3,18 +3,13 @@ cleartext): one pooled connection carries many requests, each on a stream
 of its own (docs/http2.md).
 
 The pool (upstream/pool.py) keeps a ``Session`` per connection and asks it
-for a ``Channel`` per request: room for one more stream within the
-backend's SETTINGS_MAX_CONCURRENT_STREAMS, else the pool opens another
+for a ``Channel`` per request (channel.py): room for one more stream within
+the backend's SETTINGS_MAX_CONCURRENT_STREAMS, else the pool opens another
 connection or queues the request. A Channel stands where an HTTP/1.1
-connection stands for an Exchange, so the general path is the same for both:
-the exchange writes its request as HTTP/1.1 bytes (the head it built, the
-body framed as the client framed it), which the channel's request parser
-turns into HEADERS, DATA and trailers; the response frames drive the
-exchange's response reader (http/response.py) through the callbacks its
-parser would call. Flow control: request DATA waits for the backend's
-windows (the exchange sees it as bytes pending, and stops reading its client
-as it would for a slow HTTP/1.1 backend); response DATA is granted back as it
-is taken, and not while the client is held back.
+connection stands, so the fast lane and the general path carry requests to
+HTTP/2 backends as they do to HTTP/1.1 ones: HTTP/1.1 bytes in, turned into
+HEADERS, DATA and trailers; response frames out as HTTP/1.1 bytes, handed
+over once per read of the connection.
 """
 
 from __future__ import annotations
@@ -22,13 +17,10 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Callable
 
-import httptools
 import structlog
 
-from ..http.codec import REASONS
-from ..http.response import ResponseReader
-from ..io.stream import Stream
 from ..upstream.pool import Multiplexed, UpstreamConnection
+from .channel import Channel
 from .fields import CONNECTION_SPECIFIC
 from .frames import Code, ConnectionFailure
 from .hpack_codec import Headers
@@ -40,141 +32,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("l7lb.http2")
 
 _KEPT = 128         # idle channels (and their readers) kept per session for reuse
-
-
-class ChannelStream(Stream):
-    """The byte stream an exchange writes to and pauses: its stream's request."""
-    __slots__ = ("channel",)
-
-    def __init__(self, channel: "Channel") -> None:
-        super().__init__()
-        self.channel = channel
-        self.write = channel.take
-        self.fd = -2
-
-    @property
-    def plain(self) -> bool:
-        return False         # frames on a shared connection: never spliced
-
-    @property
-    def pending(self) -> int:
-        carrier = self.channel.session.stream
-        return self.channel.unsent + (carrier.pending if carrier.queued else 0)
-
-    def when_drained(self, callback: Callable[[], None]) -> None:
-        if self.channel.unsent:
-            self.channel.drained.append(callback)
-        else:
-            self.channel.session.stream.when_drained(callback)
-
-    def stop_reading(self) -> None:
-        self.reading = False          # response DATA is not granted back meanwhile
-
-    def start_reading(self) -> None:
-        if not self.reading:
-            self.reading = True
-            self.channel.granted()
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class Channel(UpstreamConnection):
-    """One request's stream on a session, as the exchange sees a connection."""
-    __slots__ = ("parser", "sid", "url", "fields", "head", "trailers", "queue",
-                 "unsent", "ending", "drained", "withheld", "spent")
-
-    def __init__(self, session: "Session") -> None:        # not the connection's __init__
-        carrier = session.conn
-        self.pool, self.slot, self.host, self.sock = carrier.pool, carrier.slot, carrier.host, \
-            carrier.sock
-        self.session: Session = session
-        self.user = None
-        self.reader: ResponseReader | None = None
-        self.requests = 0
-        self.idle_since = 0.0
-        self.counted = False
-        self.parser = httptools.HttpRequestParser(self)
-        self.spent = False            # the parser takes no further request
-        self.stream = ChannelStream(self)
-        self.reset()
-
-    def reset(self) -> None:
-        """Ready for the next request."""
-        if self.spent:
-            self.parser = httptools.HttpRequestParser(self)
-            self.spent = False
-        self.sid = 0
-        self.url = b""
-        self.fields: Headers = []
-        self.head: Headers | None = None      # the request's block, until sent
-        self.trailers: Headers | None = None
-        self.queue: list[bytes] = []          # DATA beyond the windows
-        self.unsent = 0
-        self.ending = False                   # END_STREAM is due after the queue
-        self.drained: list[Callable[[], None]] = []
-        self.withheld = 0                     # response bytes not yet granted back
-        self.stream.reading = True
-        self.stream.closed = False
-
-    # -- the request, as httptools reads the exchange's bytes -------------------
-    def take(self, data: bytes) -> None:
-        """The exchange's bytes for the backend (ChannelStream.write)."""
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.spent = True          # sent without its Upgrade; the answer will not be a 101
-        except httptools.HttpParserError:
-            self.spent = True          # our own bytes: cannot happen, but never a crash
-            self.session.ended(self, False)
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.trailers is not None:
-            self.trailers.append((name.lower(), value))
-        else:
-            self.fields.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self.head = self.session.request_block(self.parser.get_method(), self.url, self.fields)
-        self.trailers = []
-
-    def on_body(self, body: bytes) -> None:
-        self._open(False)
-        self.session.send(self, body, False)
-
-    def on_message_complete(self) -> None:
-        self.spent = not self.parser.should_keep_alive()
-        if self._open(True):
-            return
-        trailers = [(n, v) for n, v in self.trailers or () if n not in CONNECTION_SPECIFIC]
-        if trailers:
-            self.session.send_trailers(self, trailers)
-        else:
-            self.session.send(self, b"", True)
-
-    def _open(self, end: bool) -> bool:
-        """HEADERS, once; True if they ended the stream."""
-        head, self.head = self.head, None
-        if head is None:
-            return False
-        self.session.open_stream(self, head, end)
-        return end
-
-    # -- flow control ---------------------------------------------------------
-    def granted(self) -> None:
-        withheld, self.withheld = self.withheld, 0
-        if withheld and self.sid:
-            self.session.consumed(self.sid, withheld)
-
-    def took(self, size: int) -> None:
-        """``size`` response bytes are in the reader; granted back unless held back."""
-        if self.stream.reading:
-            self.session.consumed(self.sid, size)
-        else:
-            self.withheld += size
 
 
 class Session:
@@ -195,7 +52,7 @@ class Session:
         self.started = 0                       # streams opened on it
         self.closing = False                   # GOAWAY either way: no new stream
         self.flushing = False
-        self.news: list[Channel] = []          # channels whose readers got frames in this read
+        self.news: list[Channel] = []          # channels with response bytes from this read
         self.clock = clock
         self.idle_since = clock()
         self.max_requests = conn.pool.max_requests or 1 << 62
@@ -333,53 +190,33 @@ class Session:
             # (a response's HEADERS and DATA usually come together).
             self.news = []
             for channel in news:
+                data = channel.taken()
                 user = channel.user
                 if user is not None:
-                    user.on_upstream_data(b"")    # the reader holds what came
+                    user.on_upstream_data(data)
         self._flush()
 
     def got_head(self, sid: int, block: Headers, ended: bool) -> None:
         channel = self.by_sid.get(sid)
-        reader = channel.reader if channel is not None else None
-        if channel is None or reader is None:
-            return
-        status = int(block[0][1])
-        length = False
-        for name, value in block[1:]:
-            if name[:1] != b":":
-                reader.on_header(name, value)
-                length = length or name == b"content-length"
-        if not length:
-            # No length: the frames end it; read as chunked, so an HTTP/1.1
-            # client gets it chunked too (with trailers, if any).
-            reader.on_header(b"transfer-encoding", b"chunked")
-        reader.on_status(REASONS.get(status, b""))      # HTTP/2 has none: the standard one
-        reader.head_complete(status, True)
-        if ended:
-            reader.on_message_complete()
-        self._tell(channel)
+        if channel is not None:
+            channel.response_head(block, ended)
+            self._tell(channel)
 
     def got_body(self, sid: int, data: bytes, size: int, ended: bool) -> None:
         channel = self.by_sid.get(sid)
-        if channel is None or channel.reader is None:
+        if channel is None:
             self.codec.consumed(sid, size)
             return
-        if data:
-            channel.reader.on_body(data)
-        if ended:
-            channel.reader.on_message_complete()
-        else:
+        channel.response_body(data, ended)
+        if not ended:
             channel.took(size)
         self._tell(channel)
 
     def got_trailers(self, sid: int, block: Headers) -> None:
         channel = self.by_sid.get(sid)
-        if channel is None or channel.reader is None:
-            return
-        for name, value in block:
-            channel.reader.on_header(name, value)
-        channel.reader.on_message_complete()
-        self._tell(channel)
+        if channel is not None:
+            channel.response_trailers(block)
+            self._tell(channel)
 
     def _tell(self, channel: Channel) -> None:
         if channel not in self.news:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from . import frames
+from . import fields, frames
 from .frames import Code, ConnectionFailure
 from .header_blocks import Block, HeaderBlocks
 from .hpack_codec import Headers, encode
@@ -219,17 +219,20 @@ class UpstreamCodec:
         if block is None:
             return                      # CONTINUATION frames are to follow
         sid = block.sid
-        headers = self.blocks.response(block.data)    # always: the table must stay in step
+        try:
+            headers = self.blocks.response(block.data)    # always: the table must stay in step
+        except fields.Malformed:
+            headers = None
         stream = self.streams.get(sid)
         if stream is None or not stream.remote_open:
             if sid >= self.next_id or not sid & 1:
                 raise ConnectionFailure(Code.PROTOCOL_ERROR, f"HEADERS on stream {sid}")
             return                      # a stream we reset already
-        if headers is None:             # over limits.header_bytes
+        if headers is None:             # malformed, or over limits.header_bytes
             self._stream_error(sid, Code.PROTOCOL_ERROR)
             return
         if stream.headed:
-            if not block.ended:
+            if not block.ended or headers and headers[0][0] == b":status":
                 self._stream_error(sid, Code.PROTOCOL_ERROR)   # trailers end the stream
                 return
             self._end_remote(sid, stream)

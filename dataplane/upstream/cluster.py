@@ -173,13 +173,14 @@ class Cluster:
 
     # -- connections ---------------------------------------------------------
     def lease(self, host: Host, now: float) -> UpstreamConnection | None:
-        """The fast lane's connection: an idle pooled one to ``host`` whose
-        breaker is closed, with the request begun on it; or None (the request
-        then takes the general path, which asks ``connection``)."""
+        """The fast lane's connection: an idle pooled one to ``host`` (or a
+        stream on a multiplexed one) whose breaker is closed, with the request
+        begun on it; or None (the request then takes the general path, which
+        asks ``connection``)."""
         if host.inflight >= self.max_requests or host.breaker != CLOSED:
             return None
         slot = self.pool.slots.get(host)
-        if slot is None or not slot.idle:
+        if slot is None or not slot.idle and not slot.shared:
             return None
         conn = self.pool.acquire(slot, now)
         if conn is not None:
