@@ -183,3 +183,26 @@ def test_response_heads_decode_as_h2_encoded_them_with_its_dynamic_table(heads, 
         assert head == [(sid, [(b":status", b"200"), *fields], False)]
         got = b"".join(e[1] for e in pair.seen.of("body") if e[0] == sid)
         assert got == body
+
+
+@pytest.mark.parametrize("field", [(b"connection", b"close"), (b"transfer-encoding", b"chunked"),
+                                   (b"x-split", b"a\r\nx-injected: 1"), (b"Upper", b"1")])
+def test_a_response_field_that_could_break_http11_framing_resets_its_stream(field):
+    pair = Pair()
+    pair.server.config.validate_outbound_headers = False
+    pair.server.config.normalize_outbound_headers = False
+    sid = pair.codec.request(REQUEST[:4], end=True)
+    pair.move()
+    pair.server.send_headers(sid, [(b":status", b"200"), field], end_stream=True)
+    pair.move()
+    assert pair.seen.of("reset") == [(sid, Code.PROTOCOL_ERROR)] and not pair.seen.of("head")
+
+
+def test_a_response_head_becomes_http11_framed_as_its_fields_say():
+    from dataplane.http2.channel import _head
+    block = [(b":status", b"200"), (b"content-type", b"text/plain")]
+    assert _head(block, False)[2:] == (
+        True, b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert _head([*block, (b"content-length", b"3")], False)[2] is False
+    assert _head(block, True)[2] is False                       # HEAD: no body
+    assert _head([(b":status", b"204")], False)[2:] == (False, b"HTTP/1.1 204 No Content\r\n\r\n")
