@@ -17,7 +17,7 @@ from ..upstream.admission import OPEN, QUEUED
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..upstream.outcome import ErrorKind, connect_error
-from ..upstream.pool import UpstreamConnection
+from ..upstream.connection import UpstreamConnection
 from . import retry
 from .deadline import CONNECT, QUEUE
 

@@ -28,7 +28,7 @@ from ..proxyproto.header import Addresses, encode
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..upstream.outcome import ErrorKind
-from ..upstream.pool import UpstreamConnection
+from ..upstream.connection import UpstreamConnection
 from . import codec, retry
 from ..logs.access_lines import AccessLog
 from .attempt import Attempt

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
-from ..upstream.pool import UpstreamConnection
+from ..upstream.connection import UpstreamConnection
 from . import codec
 from .codec import Reject
 from .deadline import RESPONSE

@@ -10,7 +10,7 @@ from ..io.relay import CopyRelay
 from ..io.relays import make_relay
 from ..io.stream import Stream
 from ..upstream.cluster import Cluster
-from ..upstream.pool import UpstreamConnection
+from ..upstream.connection import UpstreamConnection
 
 if TYPE_CHECKING:
     from ..worker_view import WorkerView

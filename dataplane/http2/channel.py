@@ -20,7 +20,7 @@ import httptools
 
 from ..http.codec import REASONS
 from ..io.stream import Stream
-from ..upstream.pool import Multiplexed, UpstreamConnection
+from ..upstream.connection import Multiplexed, UpstreamConnection
 from .fields import CONNECTION_SPECIFIC
 from .hpack_codec import Headers
 

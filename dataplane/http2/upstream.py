@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import structlog
 
-from ..upstream.pool import Multiplexed, UpstreamConnection
+from ..upstream.connection import Multiplexed, UpstreamConnection
 from .channel import Channel
 from .fields import CONNECTION_SPECIFIC
 from .frames import Code, ConnectionFailure

@@ -23,7 +23,7 @@ from ..channel.messages import BackendState
 from ..config import parse
 from ..http.client import ClientConnection
 from ..io.stream import Stream
-from ..upstream.pool import UpstreamConnection
+from ..upstream.connection import UpstreamConnection
 from ..worker.process import Worker
 
 BACKEND = ("198.18.0.4", 8000)

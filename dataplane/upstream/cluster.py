@@ -43,7 +43,8 @@ from .keys import key_function, needs_headers
 from .outcome import ErrorKind
 from .passive import in_panic, panic_weights, passive_verdict
 from .connect import Connect, SocketConnected
-from .pool import Connected, Multiplex, Pool, Tls, UpstreamConnection, Waiter
+from .connection import Multiplex, UpstreamConnection, Waiter
+from .pool import Connected, Pool, Tls
 from .resolver import Resolver
 from .tally import HostFigures, HostTally
 
