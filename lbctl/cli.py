@@ -122,7 +122,14 @@ def backends(ctx: click.Context, as_json: bool) -> None:
     result = ask(ctx, "backends")
     if printed_raw(result, as_json):
         return
-    print_table(BACKEND_COLUMNS, [[row[c] for c in BACKEND_COLUMNS] for row in result])
+    print_table(BACKEND_COLUMNS, [[_streams(row) if c == "streams" else row[c]
+                                   for c in BACKEND_COLUMNS] for row in result])
+
+
+def _streams(row: dict[str, Any]) -> str:
+    """HTTP/2 requests under way, and per connection in use: ``12 (6.0/conn)``."""
+    streams, active = row["streams"], row["active"]
+    return f"{streams} ({streams / active:.1f}/conn)" if streams and active else str(streams)
 
 
 @main.command()

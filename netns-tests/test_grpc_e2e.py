@@ -9,7 +9,9 @@ import collections
 import hashlib
 import json
 import random
+import re
 import signal
+import threading
 import sys
 import time
 from pathlib import Path
@@ -146,6 +148,25 @@ def test_h2_over_tls_to_grpc_backends_is_chosen_by_alpn(topology):
              "b1 up by the h2 handshake over TLS")
     results = calls(topo, "unary", "over-tls", "--count", "20")
     assert [r.get("answers") for r in results] == [["b1:over-tls"]] * 20, results
+
+
+def test_lbctl_backends_shows_the_streams_on_each_connection(site):
+    # Six clients, one slow call each: two per backend, on one connection each.
+    slow = [threading.Thread(target=calls, args=(site, "unary", "sleep:1500")) for _ in range(6)]
+    for thread in slow:
+        thread.start()
+    try:
+        def busy() -> list[dict]:
+            rows = json.loads(lbctl(site, "backends", "--json").stdout)
+            return [r for r in rows if r["streams"]]
+        wait_for(lambda: sum(r["streams"] for r in busy()) == 6, "6 calls under way")
+        rows = busy()
+        assert all(r["active"] >= 1 and r["streams"] >= r["active"] for r in rows), rows
+        printed = lbctl(site, "backends").stdout
+        assert re.search(r"\b\d+ \(\d+\.\d/conn\)", printed), printed
+    finally:
+        for thread in slow:
+            thread.join(30)
 
 
 def test_a_call_refused_unavailable_goes_to_another_backend_and_others_stand(site):
