@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import stats_when
+from conftest import lbctl, stats_when
 from topology import Topology
 
 BIG = 100 * 1024 * 1024
@@ -81,3 +81,21 @@ def test_the_backends_stream_limit_is_honoured_with_more_connections(site):
     # 40 streams at once, 4 per backend connection: more than one each, none refused.
     assert all(b["connections_opened"] >= 2 for b in rows), stats["backends"]
     assert sum(b["retries"] + b["http_5xx"] for b in rows) == 0, stats["backends"]
+
+
+def test_a_reload_that_changes_a_groups_protocol_says_it_needs_a_restart(topology):
+    topo = topology(["client", "lb", "n1"])
+    topo.nginx_backend("n1", "n1", listen="http2")
+    group = f"clusters: {{api: {{protocol: PROTO, backends: [{{host: {topo.hosts['n1']}, port: 8000}}]}}}}\n"
+    text = (f"balancer: {{port: 8080, bind: {topo.hosts['lb']}, workers: 1}}\n"
+            f"backends: [{{host: {topo.hosts['n1']}, port: 8000}}]\n"
+            "routes: [{match: {path: {prefix: /api/}}, cluster: api}]\n"
+            f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n")
+    topo.balancer("lb", text + group.replace("PROTO", "h2c"))
+    assert curl(topo, "-o", "/dev/null", "-w", "%{http_code}", url(topo, "/api/x")).stdout == b"200"
+    changed = topo.tmp / "changed.yaml"
+    changed.write_text(text + group.replace("PROTO", "http1"))
+    out = lbctl(topo, "reload", "-c", str(changed))
+    assert out.returncode == 0 and "not applied (restart needed): clusters" in out.stdout, out
+    # Still h2c to the group, as the running balancer was started.
+    assert curl(topo, "-o", "/dev/null", "-w", "%{http_code}", url(topo, "/api/x")).stdout == b"200"

@@ -20,7 +20,7 @@ import structlog
 
 from .. import logs
 from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
-from ..config import DEFAULT, Config, ConfigError, backend_key, load
+from ..config import DEFAULT, Config, ConfigError, GroupSettings, backend_key, load
 from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
@@ -207,9 +207,13 @@ class Control:
                 ignored.append("routes")      # they name a group the workers lack
                 config.routes, config.routes_default = (self.config.routes,
                                                         self.config.routes_default)
-        elif self.fleet is None:              # each group's backends; its settings stay
-            for name, group in config.clusters.items():
-                self.config.clusters[name].backends = group.backends
+        else:
+            if any(_settings(group) != _settings(self.config.clusters[name])
+                   for name, group in config.clusters.items()):
+                ignored.append("clusters")    # a group's settings (protocol, pool...): restart
+            if self.fleet is None:            # each group's backends; its settings stay
+                for name, group in config.clusters.items():
+                    self.config.clusters[name].backends = group.backends
         config.clusters = self.config.clusters
         if self.fleet is not None:            # the fleet's set (etcd) is in force, not the file's
             ignored.append("backends")
@@ -286,6 +290,11 @@ class Control:
         log.info("summary", workers=workers, backends=backends)
         if not self.running.stopping:
             self.loop.call_later(self.config.log.summary, self.summarise)
+
+
+def _settings(group: GroupSettings) -> GroupSettings:
+    """A group but for its backends (what a reload cannot change)."""
+    return msgspec.structs.replace(group, backends=[])
 
 
 def _restart_part(config: Config, key: str) -> object:
