@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from typing import Callable
 
 from ..http.codec import H2_PREFACE
 
@@ -68,6 +69,24 @@ def head_of(data: bytes, at: int) -> tuple[int, int, int, int]:
     """The frame header at ``at``: length, type, flags, stream id."""
     high, low, kind, flags, sid = _HEAD.unpack_from(data, at)
     return (high << 8) | low, kind, flags, sid & 0x7FFFFFFF
+
+
+def each(data: bytes, at: int, limit: int,
+         frame: Callable[[int, int, int, bytes], None]) -> int:
+    """Call ``frame(type, flags, stream id, payload)`` for every whole frame in
+    ``data`` from ``at``; where the first incomplete one starts. A frame over
+    ``limit`` (our MAX_FRAME_SIZE) raises ConnectionFailure."""
+    end = len(data)
+    while end - at >= 9:
+        length, kind, flags, sid = head_of(data, at)
+        if length > limit:
+            raise ConnectionFailure(Code.FRAME_SIZE_ERROR, f"frame of {length} bytes")
+        stop = at + 9 + length
+        if stop > end:
+            break
+        frame(kind, flags, sid, data[at + 9:stop])
+        at = stop
+    return at
 
 
 def settings(values: dict[int, int]) -> bytes:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from . import fields, frames
+from . import fields, flow, frames
 from .frames import Code, ConnectionFailure
 from .header_blocks import Block, HeaderBlocks
 from .hpack_codec import TABLE_OFF, Headers, encode
@@ -100,17 +100,7 @@ class ServerConnection:
                 raise ConnectionFailure(Code.PROTOCOL_ERROR, "not the HTTP/2 preface")
             self.preface = False
             at = len(frames.PREFACE)
-        limit = self.max_frame
-        while end - at >= 9:
-            length, kind, flags, sid = frames.head_of(data, at)
-            if length > limit:
-                raise ConnectionFailure(Code.FRAME_SIZE_ERROR, f"frame of {length} bytes")
-            stop = at + 9 + length
-            if stop > end:
-                break
-            self._frame(kind, flags, sid, data[at + 9:stop])
-            at = stop
-        self.pending = data[at:]
+        self.pending = data[frames.each(data, at, self.max_frame, self._frame):]
 
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
         if not self.settled:
@@ -231,9 +221,7 @@ class ServerConnection:
         increment = frames.window_increment(sid, payload)
         self.handler.got_control()
         if not sid:
-            self.send_window += increment
-            if self.send_window > frames.MAX_WINDOW:
-                raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "connection window overflow")
+            flow.widen(self, increment)
             self.handler.got_window(0)
             return
         stream = self.streams.get(sid)
@@ -270,19 +258,11 @@ class ServerConnection:
         # HEADER_TABLE_SIZE: our encoder never uses the table. The rest are advisory.
         for key, value in frames.read_settings(payload):
             if key == frames.INITIAL_WINDOW_SIZE:
-                self._peer_window(value)
+                flow.initial_window(self, self.streams, value)
+                self.handler.got_window(0)
             elif key == frames.MAX_FRAME_SIZE:
                 self.peer_frame = value
         self.out += frames.frame(frames.SETTINGS, frames.ACK, 0)
-
-    def _peer_window(self, value: int) -> None:
-        """The client's INITIAL_WINDOW_SIZE changes every open stream's window."""
-        delta, self.peer_window = value - self.peer_window, value
-        for stream in self.streams.values():
-            stream.send_window += delta
-            if stream.send_window > frames.MAX_WINDOW:
-                raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "stream window overflow")
-        self.handler.got_window(0)
 
     def _ping(self, flags: int, sid: int, payload: bytes) -> None:
         self.out += frames.ping_answer(flags, sid, payload)
@@ -316,11 +296,7 @@ class ServerConnection:
     # -- output ----------------------------------------------------------
     def window(self, sid: int) -> int:
         """Bytes of DATA the client takes now on ``sid`` (0 if not open)."""
-        stream = self.streams.get(sid)
-        if stream is None or not stream.local_open:
-            return 0
-        window = min(stream.send_window, self.send_window)
-        return window if window < self.peer_frame else self.peer_frame
+        return flow.room(self, self.streams.get(sid))
 
     def send_headers(self, sid: int, block: Headers, end: bool) -> None:
         self.send_encoded(sid, encode(block), end)
@@ -335,23 +311,11 @@ class ServerConnection:
             self.encoded_once = True
         self.out += frames.headers(sid, encoded, end, self.peer_frame)
         if end:
-            self._end_local(sid, stream)
+            flow.end_local(self.streams, sid, stream)
 
     def send_data(self, sid: int, data: bytes, end: bool) -> None:
         """``data`` fits window(sid)."""
-        stream = self.streams.get(sid)
-        if stream is None or not stream.local_open:
-            return
-        size = len(data)
-        stream.send_window -= size
-        self.send_window -= size
-        self.out += frames.frame(frames.DATA, frames.END_STREAM if end else 0, sid, data)
-        if end:
-            self._end_local(sid, stream)
-
-    def _end_local(self, sid: int, stream: Stream) -> None:
-        stream.local_open = False
-        self._forget_if_closed(sid, stream)
+        flow.send(self, self.streams, sid, data, end)
 
     def remote_open(self, sid: int) -> bool:
         """The client may still send on ``sid``."""
@@ -360,18 +324,7 @@ class ServerConnection:
 
     def consumed(self, sid: int | None, size: int) -> None:
         """``size`` body bytes went on: the client may send them again."""
-        self.credit += size
-        if self.credit >= self.connection_window // 2:
-            self.out += frames.window_update(0, self.credit)
-            self.recv_window += self.credit
-            self.credit = 0
-        stream = self.streams.get(sid) if sid is not None else None
-        if stream is not None and stream.remote_open:
-            stream.credit += size
-            if stream.credit >= self.stream_window // 2:
-                self.out += frames.window_update(sid or 0, stream.credit)
-                stream.recv_window += stream.credit
-                stream.credit = 0
+        flow.grant(self, sid or 0, self.streams.get(sid) if sid is not None else None, size)
 
     def reset(self, sid: int, code: Code) -> None:
         if self.streams.pop(sid, None) is not None or sid <= self.highest:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from . import fields, frames
+from . import fields, flow, frames
 from .frames import Code, ConnectionFailure
 from .header_blocks import Block, HeaderBlocks
 from .hpack_codec import Headers, encode
@@ -91,44 +91,21 @@ class UpstreamCodec:
         return sid
 
     def window(self, sid: int) -> int:
-        stream = self.streams.get(sid)
-        if stream is None or not stream.local_open:
-            return 0
-        window = min(stream.send_window, self.send_window)
-        return window if window < self.peer_frame else self.peer_frame
+        return flow.room(self, self.streams.get(sid))
 
     def send_data(self, sid: int, data: bytes, end: bool) -> None:
         """``data`` fits window(sid)."""
-        stream = self.streams.get(sid)
-        if stream is None or not stream.local_open:
-            return
-        size = len(data)
-        stream.send_window -= size
-        self.send_window -= size
-        self.out += frames.frame(frames.DATA, frames.END_STREAM if end else 0, sid, data)
-        if end:
-            self._end_local(sid, stream)
+        flow.send(self, self.streams, sid, data, end)
 
     def send_trailers(self, sid: int, block: Headers) -> None:
         stream = self.streams.get(sid)
         if stream is not None and stream.local_open:
             self.out += frames.headers(sid, encode(block), True, self.peer_frame)
-            self._end_local(sid, stream)
+            flow.end_local(self.streams, sid, stream)
 
     def consumed(self, sid: int, size: int) -> None:
         """``size`` response bytes went on: the backend may send them again."""
-        self.credit += size
-        if self.credit >= self.connection_window // 2:
-            self.out += frames.window_update(0, self.credit)
-            self.recv_window += self.credit
-            self.credit = 0
-        stream = self.streams.get(sid)
-        if stream is not None and stream.remote_open:
-            stream.credit += size
-            if stream.credit >= self.stream_window // 2:
-                self.out += frames.window_update(sid, stream.credit)
-                stream.recv_window += stream.credit
-                stream.credit = 0
+        flow.grant(self, sid, self.streams.get(sid), size)
 
     def reset(self, sid: int, code: Code) -> None:
         if self.streams.pop(sid, None) is not None:
@@ -142,26 +119,12 @@ class UpstreamCodec:
         self.out.clear()
         return out
 
-    def _end_local(self, sid: int, stream: Exchange) -> None:
-        stream.local_open = False
-        if not stream.remote_open:
-            del self.streams[sid]
-
     # -- input -----------------------------------------------------------
     def receive(self, data: bytes) -> None:
         """Read ``data``; raises ConnectionFailure."""
         data = self.pending + data if self.pending else data
-        at, end = 0, len(data)
-        while end - at >= 9:
-            length, kind, flags, sid = frames.head_of(data, at)
-            if length > frames.DEFAULT_FRAME:      # we never raise MAX_FRAME_SIZE
-                raise ConnectionFailure(Code.FRAME_SIZE_ERROR, f"frame of {length} bytes")
-            stop = at + 9 + length
-            if stop > end:
-                break
-            self._frame(kind, flags, sid, data[at + 9:stop])
-            at = stop
-        self.pending = data[at:]
+        # (we never raise our MAX_FRAME_SIZE above the default)
+        self.pending = data[frames.each(data, 0, frames.DEFAULT_FRAME, self._frame):]
 
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
         if not self.settled and (kind != frames.SETTINGS or flags & frames.ACK):
@@ -257,9 +220,7 @@ class UpstreamCodec:
     def _window_update(self, sid: int, payload: bytes) -> None:
         increment = frames.window_increment(sid, payload)
         if not sid:
-            self.send_window += increment
-            if self.send_window > frames.MAX_WINDOW:
-                raise ConnectionFailure(Code.FLOW_CONTROL_ERROR, "connection window overflow")
+            flow.widen(self, increment)
             self.handler.got_window(0)
             return
         stream = self.streams.get(sid)
@@ -275,9 +236,7 @@ class UpstreamCodec:
             return
         for key, value in frames.read_settings(payload):
             if key == frames.INITIAL_WINDOW_SIZE:
-                delta, self.peer_window = value - self.peer_window, value
-                for stream in self.streams.values():
-                    stream.send_window += delta
+                flow.initial_window(self, self.streams, value)
             elif key == frames.MAX_FRAME_SIZE:
                 self.peer_frame = value
             elif key == frames.MAX_CONCURRENT_STREAMS:
