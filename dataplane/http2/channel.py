@@ -55,10 +55,10 @@ class ChannelStream(Stream):
     @property
     def pending(self) -> int:
         carrier = self.channel.carrier.stream
-        return self.channel.unsent + (carrier.pending if carrier.queued else 0)
+        return sum(map(len, self.channel.queue)) + (carrier.pending if carrier.queued else 0)
 
     def when_drained(self, callback: Callable[[], None]) -> None:
-        if self.channel.unsent:
+        if self.channel.queue:
             self.channel.drained.append(callback)
         else:
             self.channel.carrier.stream.when_drained(callback)
@@ -78,7 +78,7 @@ class ChannelStream(Stream):
 class Channel(UpstreamConnection):
     """One request's stream on a session, as its sender sees a connection."""
     __slots__ = ("carrier", "parser", "sid", "url", "fields", "head", "trailers", "queue",
-                 "unsent", "ending", "drained", "withheld", "spent", "head_request", "chunked",
+                 "ending", "drained", "withheld", "spent", "head_request", "chunked",
                  "out", "source")
 
     def __init__(self, carrier: Carrier) -> None:
@@ -108,7 +108,6 @@ class Channel(UpstreamConnection):
         self.head: Headers | None = None      # the request's block, until sent
         self.trailers: Headers | None = None
         self.queue: list[bytes] = []          # DATA beyond the windows
-        self.unsent = 0
         self.ending = False                   # END_STREAM is due after the queue
         self.drained: list[Callable[[], None]] = []
         self.withheld = 0                     # response bytes not yet granted back

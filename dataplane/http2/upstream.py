@@ -133,7 +133,6 @@ class Session:
     def send(self, channel: Channel, data: bytes, end: bool) -> None:
         if channel.queue or channel.ending:
             channel.queue.append(data)
-            channel.unsent += len(data)
             channel.ending = channel.ending or end
         else:
             self._send_now(channel, data, end)
@@ -148,7 +147,6 @@ class Session:
                 return
             if window <= 0:
                 channel.queue.append(data)
-                channel.unsent += len(data)
                 channel.ending = end
                 return
             codec.send_data(sid, data[:window], False)
@@ -238,12 +236,11 @@ class Session:
 
     def _drain(self, channel: Channel) -> None:
         queue, ending = channel.queue, channel.ending
-        channel.queue, channel.unsent, channel.ending = [], 0, False
+        channel.queue, channel.ending = [], False
         for at, data in enumerate(queue):
             self._send_now(channel, data, ending and at == len(queue) - 1)
             if channel.queue:
                 channel.queue += queue[at + 1:]
-                channel.unsent += sum(len(piece) for piece in queue[at + 1:])
                 channel.ending = ending
                 return
         waiters, channel.drained = channel.drained, []
