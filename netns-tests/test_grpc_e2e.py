@@ -45,6 +45,9 @@ def site():
             "http2: {cleartext: true}}\n"
             f"backends: [{listed}]\n"
             "health: {type: grpc, interval: 200ms, rise: 2, fall: 2}\n"
+            # Retries are judged here, not the retry budget (health.md): a third
+            # of 30 calls in a row refused would exceed its default 20%.
+            "retries: {min_concurrent: 100}\n"
             f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n"))
         wait_for(lambda: health(topo) == {b: "up" for b in BACKENDS}, "all backends up")
         yield topo

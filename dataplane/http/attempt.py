@@ -154,14 +154,15 @@ class Attempt:
         else:
             self._fail_over(other, kind)
 
-    def refused(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        """A trailers-only answer (``headers``) came, its request held whole:
-        if its grpc-status is one of retries.grpc_status, the call was not
-        taken, and it goes to another host when one is allowed (True);
-        otherwise that answer stands."""
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """A trailers-only answer (``headers``) with a grpc-status of
+        retries.grpc_status: the call was not taken."""
         status = next((value for name, value in headers if name == b"grpc-status"), None)
-        if status not in self.cluster.retry_grpc:
-            return False
+        return status in self.cluster.retry_grpc
+
+    def refused(self) -> bool:
+        """After a ``refusal``, the request held whole: on to another host when
+        one is allowed (True); otherwise the answer stands."""
         other = self._next_host(budgeted=True, resendable=True)
         if other is None:
             return False

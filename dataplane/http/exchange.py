@@ -245,7 +245,10 @@ class Exchange:
         if self.local:                  # answered already; now the request is whole
             self.client.exchange_done(self, False)
         elif self.state is SENT and self.client.is_active(self):
-            self.client.timer.expect(RESPONSE, self.per_try)
+            if self.response is not None and self.response.complete:
+                self.on_upstream_data(b"")      # a refusal held for this: on with it now
+            else:
+                self.client.timer.expect(RESPONSE, self.per_try)
 
     def _send(self, data: bytes) -> None:
         if self.upstream is not None and self.client.is_active(self):
@@ -284,9 +287,12 @@ class Exchange:
             self.fail(502, ErrorKind.BAD_RESPONSE, f"invalid response from backend: {exc}")
             return
         if response.started and self.state is SENT:
-            if (response.complete and self.body.kept is not None and self.request_complete
-                    and self._attempt().refused(response.headers)):
-                return              # on to another host, the whole request held again
+            if (response.complete and self.body.kept is not None
+                    and self._attempt().refusal(response.headers)):
+                if not self.request_complete:
+                    return          # held until the request is whole (request_end)
+                if self._attempt().refused():
+                    return          # on to another host, the whole request held again
             self.state = RESPONDING
             self._attempt().answered()
             if not response.complete:        # else the next deadline is the idle one
