@@ -275,7 +275,8 @@ def trace(ctx: click.Context, seconds: float, count: int, interval_ms: float,
 @json_flag
 @click.pass_context
 def tls(ctx: click.Context, as_json: bool) -> None:
-    """The listener's certificates (names, issuer, expiry) and TLS handshakes."""
+    """The listener's certificates (names, issuer, expiry), TLS handshakes, and which
+    connections the kernel encrypts (tls.ktls) or why not."""
     result = ask(ctx, "tls")
     if printed_raw(result, as_json):
         return
@@ -286,6 +287,10 @@ def tls(ctx: click.Context, as_json: bool) -> None:
     print_table(["listener", "handshakes", "resumed"],
                 [[name, row["handshakes"], row["resumed"]]
                  for name, row in result["listeners"].items()])
+    print_table(["listener", "kernel tls", "connections"],
+                [[name, "yes" if how == "kernel" else f"no: {how}", count]
+                 for name, row in result["listeners"].items()
+                 for how, count in sorted(row.get("kernel_tls", {}).items())])
 
 
 @main.command()

@@ -51,7 +51,7 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
     u32 index;
     if (args->family != AF_INET || !backend_of(&args->daddr[4], args->dport, &index))
         return 0;
-    u64 now = bpf_ktime_get_ns(), sk = (u64)args->skaddr;
+    u64 now = bpf_ktime_get_ns(), sk = args->sock_cookie;   // skaddr is newer than 6.1
     u64 *last = last_probe.lookup(&sk);
     if (last && now - *last < INTERVAL_NS)
         return 0;

@@ -87,6 +87,7 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     limited: tuple[int, int] = (0, 0)   # refused by limits.per_client_connections, _rate
     tallies: dict[str, dict[str, HostFigures]] = {}   # by cluster, host: since the last report
     http2: tuple[int, int, int] = (0, 0, 0)   # connections, streams, ended for abuse (since start)
+    kernel_tls: dict[str, int] = {}   # connections the kernel encrypts ("kernel"), others by reason
 
 
 Down = Snapshot

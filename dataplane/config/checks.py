@@ -71,8 +71,8 @@ def check_algorithm(name: str) -> None:
 def congestion_algorithms() -> list[str]:
     """What ``congestion_control`` may name: the kernel's, ours from bpf/, pacer."""
     from ..kernel.bpf_cc import ALGORITHMS
-    from ..kernel.tcp_info import kernel_algorithms
-    return list(dict.fromkeys([*kernel_algorithms(), *ALGORITHMS, "pacer"]))
+    from ..kernel.tcp_info import kernel_algorithms, module_algorithms
+    return list(dict.fromkeys([*kernel_algorithms(), *module_algorithms(), *ALGORITHMS, "pacer"]))
 
 
 def _check_congestion(config: Config, lines: Lines, source: str) -> None:

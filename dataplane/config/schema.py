@@ -43,10 +43,18 @@ class ListenerTlsSettings(Section):
     client_ca: str | None = None          # PEM: CAs whose client certificates are accepted
     verify: Literal["none", "optional", "required"] = "none"
     ticket_rotation: Duration = Duration(12 * 3600)   # session ticket keys renewed
+    # The kernel encrypts after our handshake (docs/tls.md): auto where it can, on or refuse to start.
+    # YAML reads a bare on/off as true/false: both spellings mean the same.
+    ktls: Literal["auto", "on", "off"] | bool = "auto"
     # The verified client certificate's subject goes to the backend in this header
     # (a client's own header of that name is always removed).
     client_subject_header: Annotated[str, msgspec.Meta(
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")] | None = None
+
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ktls, bool):
+            self.ktls = "on" if self.ktls else "off"
 
 
 class BackendTlsSettings(Section):

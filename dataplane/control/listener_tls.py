@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 from ..config import Config
+from ..config.errors import ConfigError
+from ..tls import kernel_tls
 from ..tls.contexts import front_context
 from .certificates import CertificateStore
 from .state import State
@@ -19,6 +21,9 @@ from .tickets import TicketRotation
 class ListenerTls:
     def __init__(self, config: Config) -> None:
         self.settings = config.balancer.tls
+        if self.settings is not None and self.settings.ktls == "on" \
+                and (reason := kernel_tls.missing()) is not None:
+            raise ConfigError(f"balancer.tls.ktls: on, but {reason}; set auto or off")
         self.front = front_context(self.settings) if self.settings is not None else None
         self.near = os.path.dirname(config.admin.socket)
         self.store: CertificateStore | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import msgspec
 
@@ -146,7 +146,16 @@ def tls(control: ControlView, _: Args) -> Reply:
     return {"certificates": certificates,
             "listeners": {f"{settings.bind}:{settings.port}": {
                 "handshakes": sum(r.tls[0] for r in reports),
-                "resumed": sum(r.tls[1] for r in reports)}}}
+                "resumed": sum(r.tls[1] for r in reports),
+                "kernel_tls": merge_counts(r.kernel_tls for r in reports)}}}
+
+
+def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counts:
+        for key, value in each.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def fleet(control: ControlView, _: Args) -> Reply:

@@ -60,7 +60,7 @@ class ClientConnection:
         self.stream = stream
         stream.own(self)
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
-        self.splice_bodies = worker.splice_bodies and stream.tls is None
+        self.splice_bodies = worker.splice_bodies and stream.plain
         self.access: AccessLog | None = worker.access
         self.who = ClientIdentity(peer, stream.tls, worker.config.balancer, self.access)
         self.reader = RequestReader(self, self.limits)     # the general path's parser

@@ -33,10 +33,10 @@ def join_streams(worker: "WorkerView", client: Upgraded, upstream: UpstreamConne
             return      # called again by the other stream's drain
         handed.append(True)
         buffer = worker.config.limits.buffer
-        if client.stream.tls is not None or upstream.stream.tls is not None:
-            # TLS layers stay: the relay copies through them.
+        if not client.stream.plain or upstream.stream.tls is not None:
+            # TLS layers in user space stay: the relay copies through them.
             stream = client.upgraded()
-            sides = (stream.hand_over() if stream.tls else None,
+            sides = (None if stream.plain else stream.hand_over(),
                      cluster.detach_transport(upstream) if upstream.stream.tls else None)
             a = stream.detach() if sides[0] is None else sides[0].get_extra_info("socket")
             b = cluster.detach(upstream) if sides[1] is None \
@@ -45,8 +45,10 @@ def join_streams(worker: "WorkerView", client: Upgraded, upstream: UpstreamConne
             worker.track(relay)
             relay.start()
             return
+        # A kernel TLS socket splices, but never joins a sockmap (its verdicts see records).
+        sockmap = None if client.stream.kernel_tls else worker.sockmap
         spliced = make_relay(worker.relay_engine, worker.reactor, client.upgraded().detach(),
-                             cluster.detach(upstream), worker.forget, buffer, worker.sockmap)
+                             cluster.detach(upstream), worker.forget, buffer, sockmap)
         worker.track(spliced)
         spliced.start()
 

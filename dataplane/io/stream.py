@@ -22,6 +22,8 @@ import struct
 from typing import Callable, Protocol, cast
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
+SOL_TLS, _TLS_SET_RECORD_TYPE = 282, 1
+_ALERT, _CLOSE_NOTIFY = b"\x15", b"\x01\x00"     # record type 21; warning, close_notify
 
 
 class StreamOwner(Protocol):
@@ -36,8 +38,8 @@ class Stream(asyncio.Protocol):
     transport's (it sends now what the kernel takes and queues the rest;
     errors surface via on_error), or nothing once closed."""
 
-    __slots__ = ("transport", "sock", "fd", "tls", "owner", "data_received", "write", "closed",
-                 "reading", "queued", "_drain_waiters", "_made", "_shared")
+    __slots__ = ("transport", "sock", "fd", "tls", "kernel_tls", "owner", "data_received", "write",
+                 "closed", "reading", "queued", "_drain_waiters", "_made", "_shared")
 
     def __init__(self, owner: StreamOwner | None = None,
                  made: Callable[["Stream"], None] | None = None) -> None:
@@ -46,6 +48,7 @@ class Stream(asyncio.Protocol):
         self.sock: socket.socket = None  # type: ignore[assignment]  # see above
         self.fd = -1
         self.tls: ssl.SSLObject | None = None     # over TLS: the handshake's outcome
+        self.kernel_tls = False   # the kernel encrypts (tls.ktls): its bytes are plaintext here
         self.closed = False
         self.reading = True       # a transport reads from the start
         self.queued = False       # bytes wait in the transport's buffer
@@ -99,9 +102,10 @@ class Stream(asyncio.Protocol):
 
     @property
     def plain(self) -> bool:
-        """Its bytes are the peer's own, as a splice would move them: not TLS
-        (and not one stream of a multiplexed connection, which overrides it)."""
-        return self.tls is None
+        """Its bytes are the peer's own, as a splice would move them: not TLS,
+        or TLS the kernel does (and not one stream of a multiplexed
+        connection, which overrides it)."""
+        return self.tls is None or self.kernel_tls
 
     # -- reading ---------------------------------------------------------
     def start_reading(self) -> None:
@@ -142,6 +146,9 @@ class Stream(asyncio.Protocol):
         has no half-close: its transport closes after them (close_notify)."""
         if self.closed:
             return
+        if self.kernel_tls:
+            self.when_drained(self._notify_and_close)
+            return
         if self.tls is not None:
             self.transport.close()
             return
@@ -166,10 +173,24 @@ class Stream(asyncio.Protocol):
         self.transport.pause_reading()
         return self.transport
 
+    def _notify_and_close(self) -> None:
+        if not self.closed:
+            self.close()
+
     def close(self) -> None:
         if not self.closed:
+            if self.kernel_tls and not self.queued:
+                self._close_notify()
             self._closed()
             self.transport.abort()
+
+    def _close_notify(self) -> None:
+        """The TLS alert a kernel TLS connection ends with (not waiting for room)."""
+        try:
+            self.shared_socket().sendmsg([_CLOSE_NOTIFY], [(SOL_TLS, _TLS_SET_RECORD_TYPE, _ALERT)],
+                              socket.MSG_DONTWAIT)
+        except OSError:
+            pass
 
     def _closed(self) -> None:
         self.closed = True
@@ -182,7 +203,8 @@ class Stream(asyncio.Protocol):
         """Close with a TCP reset, so the peer sees the failure."""
         if not self.closed:
             reset(self.sock)
-        self.close()
+            self._closed()
+            self.transport.abort()
 
 
 def _nowhere(data: bytes) -> None:

@@ -7,6 +7,8 @@ its end; a shorter answer from an older kernel leaves the later fields at 0.
 
 from __future__ import annotations
 
+import glob
+import os
 import socket
 import struct
 from typing import NamedTuple
@@ -67,3 +69,12 @@ def kernel_algorithms() -> list[str]:
             return f.read().split()
     except OSError:
         return []
+
+
+def module_algorithms() -> list[str]:
+    """Algorithms built as modules of the running kernel (a distribution
+    kernel's bbr, dctcp, vegas...): TCP_CONGESTION loads them for a process
+    with CAP_NET_ADMIN; without it, setting one fails and is logged."""
+    found = glob.glob(f"/lib/modules/{os.uname().release}/kernel/net/ipv4/tcp_*.ko*")
+    names = (os.path.basename(path)[4:].split(".ko")[0] for path in found)
+    return sorted(name for name in names if name != "diag")       # tcp_diag is no algorithm

@@ -7,6 +7,7 @@ to the context of the certificate that fits (names.py), so replacing the set
 from __future__ import annotations
 
 import ssl
+from typing import Callable
 
 from ..config.schema import BackendTlsSettings, ListenerTlsSettings
 from .certificates import CertificateInfo, read
@@ -53,14 +54,22 @@ def front_context(settings: ListenerTlsSettings) -> ssl.SSLContext:
 class ListenerContexts:
     """What the listener's TLS uses now; ``load`` replaces it whole."""
 
-    def __init__(self, settings: ListenerTlsSettings, front: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: ListenerTlsSettings, front: ssl.SSLContext | None = None,
+                 prepare: Callable[[ssl.SSLContext], None] | None = None) -> None:
+        """``prepare``: applied to every context made (kernel TLS's key log)."""
         self.front = front or front_context(settings)
         self.front.sni_callback = self._choose
+        self.prepare = prepare
+        if prepare is not None:
+            prepare(self.front)
         self.load(settings)
 
     def load(self, settings: ListenerTlsSettings) -> None:
         """Build every context first: a file that fails raises and changes nothing."""
         contexts = [server_context(settings, c.cert, c.key) for c in settings.certificates]
+        if self.prepare is not None:
+            for context in contexts:
+                self.prepare(context)
         infos = [read(c.cert) for c in settings.certificates]
         self.settings, self.contexts, self.infos = settings, contexts, infos
         self.index = NameIndex(info.names for info in infos)

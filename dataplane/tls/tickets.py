@@ -20,6 +20,8 @@ from typing import TypeAlias
 
 import structlog
 
+from .openssl import LIBCRYPTO, LIBSSL, context_pointer
+
 log = structlog.get_logger("l7lb.tls")
 
 KEY_SIZE = 80
@@ -47,11 +49,9 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctype
 
 class _OpenSSL:
     def __init__(self) -> None:
-        ssl_lib, crypto = ctypes.CDLL("libssl.so.3"), ctypes.CDLL("libcrypto.so.3")
+        ssl_lib, crypto = ctypes.CDLL(LIBSSL), ctypes.CDLL(LIBCRYPTO)
         self.set_callback = ssl_lib.SSL_CTX_set_tlsext_ticket_key_evp_cb
         self.set_callback.argtypes = [ctypes.c_void_p, _CALLBACK]
-        self.get_options = ssl_lib.SSL_CTX_get_options
-        self.get_options.restype, self.get_options.argtypes = ctypes.c_uint64, [ctypes.c_void_p]
         self.aes = crypto.EVP_aes_256_cbc
         self.aes.restype = ctypes.c_void_p
         init = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
@@ -64,15 +64,6 @@ class _OpenSSL:
         self.random.argtypes = [ctypes.c_void_p, ctypes.c_int]
 
 
-def _ssl_ctx(context: ssl.SSLContext, lib: _OpenSSL) -> int:
-    """The SSL_CTX* inside an SSLContext (the first field after the object
-    header in CPython's PySSLContext), checked against its options."""
-    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not pointer or lib.get_options(pointer) != context.options:
-        raise OSError("cannot find OpenSSL's context inside Python's")
-    return pointer
-
-
 class TicketKeys:
     """The keys of one context (the listener's front context in a worker)."""
 
@@ -80,7 +71,7 @@ class TicketKeys:
         self.keys = keys
         self.lib = _OpenSSL()
         self.callback = _CALLBACK(self._ticket)     # kept: OpenSSL holds a raw pointer
-        self.lib.set_callback(_ssl_ctx(context, self.lib), self.callback)
+        self.lib.set_callback(context_pointer(context), self.callback)
 
     def _ticket(self, _ssl: Pointer, name: Bytes, iv: Bytes, cipher_ctx: Pointer,
                 mac_ctx: Pointer, encrypt: int) -> int:

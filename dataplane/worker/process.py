@@ -40,6 +40,7 @@ from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..routing.table import RouteTable
 from ..tls.contexts import ListenerContexts
+from ..tls.kernel_tls import KernelTls
 from ..tls.tickets import KEY_SIZE, TicketKeys
 
 log = structlog.get_logger("l7lb.worker")
@@ -113,6 +114,9 @@ class Worker:
         self.tls: ListenerContexts | None = None   # from the first snapshot's certificates
         self.certificates = b""     # the snapshot's certificate files last loaded
         self.tickets: TicketKeys | None = None
+        tls = config.balancer.tls
+        self.kernel_tls = KernelTls(loop, self._front, self._accepted, config.timeouts.header) \
+            if tls is not None and tls.ktls != "off" else None
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
@@ -148,12 +152,16 @@ class Worker:
         else:
             front = None
             if self.config.balancer.tls is not None:
-                if self.tls is None:
-                    raise RuntimeError("the first snapshot brought no certificates")
-                front = self.tls.front
-            self.server = await self.loop.create_server(
-                lambda: Stream(made=self._accepted), sock=self.listener, backlog=socket.SOMAXCONN,
-                ssl=front, ssl_handshake_timeout=self.config.timeouts.header if front else None)
+                front = self._front()
+            kernel = self.kernel_tls
+            if kernel is not None and kernel.missing is None:
+                accept = kernel.accept
+                self.reactor.add_reader(self.listener.fileno(), lambda: self._accept(accept))
+            else:
+                made = self._accepted if kernel is None else kernel.user_space(self._accepted)
+                self.server = await self.loop.create_server(
+                    lambda: Stream(made=made), sock=self.listener, backlog=socket.SOMAXCONN,
+                    ssl=front, ssl_handshake_timeout=self.config.timeouts.header if front else None)
         self.loop.call_later(self._tick, self._sweep)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
@@ -162,7 +170,13 @@ class Worker:
         if not self.stopping:
             self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
-    def _accept(self) -> None:
+    def _front(self) -> ssl.SSLContext:
+        if self.tls is None:
+            raise RuntimeError("the first snapshot brought no certificates")
+        return self.tls.front
+
+    def _accept(self, handle: Callable[[socket.socket], None] | None = None) -> None:
+        """Accept what waits: TCP sessions, or (``handle``) TLS sockets for kernel TLS."""
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 sock, address = self.listener.accept()
@@ -172,12 +186,14 @@ class Worker:
                 # EMFILE/ENFILE/ENOBUFS: skip this wake-up rather than spin.
                 log.error("accept failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno or 0))
                 return
-            if not self._admit(address[0]) or self._limited(address[0]):
-                sock.close()
-                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            accept_tcp(self, sock, address[0])
+            if handle is not None:
+                handle(sock)        # admitted once the handshake is done, as uvloop's are
+            elif not self._admit(address[0]) or self._limited(address[0]):
+                sock.close()
+            else:
+                accept_tcp(self, sock, address[0])
 
     def _accepted(self, stream: Stream) -> None:
         """An HTTP client connection, accepted by uvloop."""
@@ -283,7 +299,8 @@ class Worker:
                                self.per_client.refused_requests),
                               {name: c.take_tallies() for name, c in self.clusters.items()},
                               (self.stats.h2_connections, self.stats.h2_streams,
-                               self.stats.h2_calmed)))
+                               self.stats.h2_calmed),
+                              {} if self.kernel_tls is None else self.kernel_tls.counts))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property
@@ -331,7 +348,9 @@ class Worker:
             return                         # sent only to a TLS listener
         settings = msgspec.structs.replace(tls, certificates=decode_certificates(raw))
         if self.tls is None:
-            self.tls = ListenerContexts(settings, self.tls_front)
+            kernel = self.kernel_tls
+            self.tls = ListenerContexts(settings, self.tls_front, None if kernel is None or
+                                        kernel.missing is not None else kernel.prepare)
             return
         try:
             self.tls.load(settings)
