@@ -16,7 +16,7 @@ import time
 
 import pytest
 from conftest import Client, balancer_config, lbctl, streaming_upload
-from topology import Topology, lbctl_path
+from topology import SLOW, Topology, lbctl_path
 
 from dataplane.kernel.bpf_cc import OBJECT_DIR
 from dataplane.kernel.tcp_info import kernel_algorithms
@@ -161,6 +161,8 @@ def test_a_second_balancer_uses_the_owners_algorithms_and_survives_their_loss(to
     assert log.count("congestion control not available") == 1
 
 
+@pytest.mark.skipif(SLOW > 1, reason="the rates it asserts (over 100 Mbit/s) are out of reach "
+                    "under software emulation (the lab VM under TCG moves about 16 Mbit/s)")
 def test_pacer_stands_in_for_bpf_and_follows_aimd(topology):
     topo, b1 = site(topology, "lb_aimd", extra="congestion: {bpf: 'off'}\n")
     log = Topology.log(topo.procs[-1])

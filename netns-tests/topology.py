@@ -31,6 +31,9 @@ SUBNET = "198.18.0"
 _libc = ctypes.CDLL(None, use_errno=True)
 _counter = itertools.count()
 VENV_BIN = Path(sys.executable).parent
+# Waits are this many times longer where everything runs slower (the lab VM
+# under qemu's software emulation sets it: scripts/test-vm).
+SLOW = float(os.environ.get("L7LB_LAB_SLOW", "1"))
 
 
 def lbctl_path() -> str:
@@ -177,6 +180,7 @@ class Topology:
 
     def wait_port(self, host: str, port: int, from_host: str, timeout: float = 10.0,
                   proc: subprocess.Popen | None = None, address: str | None = None) -> None:
+        timeout *= SLOW
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -190,6 +194,7 @@ class Topology:
 
     def wait_for_log(self, proc: subprocess.Popen, text: str, timeout: float = 10.0) -> str:
         """The process's output once it contains ``text``; fails after ``timeout``."""
+        timeout *= SLOW
         deadline = time.monotonic() + timeout
         while text not in (out := self.log(proc)):
             if time.monotonic() > deadline:
@@ -243,6 +248,13 @@ class Topology:
         subprocess.run(["ip", "netns", "exec", self.switch, "tc", "qdisc", "replace", "dev",
                         self.ports[host], "root", "tbf", "rate", rate, "burst", "32kbit",
                         "latency", queue], check=True, capture_output=True)
+
+    def netem(self, host: str, impairment: str) -> None:
+        """netem on the switch's port towards ``host`` (kernels that have it:
+        the lab VM), e.g. "delay 20ms 2ms loss 0.5% rate 50mbit limit 1000"."""
+        subprocess.run(["ip", "netns", "exec", self.switch, "tc", "qdisc", "replace", "dev",
+                        self.ports[host], "root", "netem", *impairment.split()],
+                       check=True, capture_output=True)
 
     def lose(self, host: str, percent: int) -> None:
         """Drop ``percent`` % of the TCP segments arriving at ``host`` (0: none;

@@ -9,6 +9,10 @@ runtime with `lbctl backend set ... cc NAME`:
   segments it retransmitted;
 - four uploads at once for --seconds: Jain's fairness index of their
   throughputs, from bytes acknowledged on each upstream connection (ss).
+
+``--netem "delay 20ms 2ms loss 0.1% rate 50mbit limit 1000"`` puts netem on
+the bottleneck instead of tbf (kernels that have it: the lab VM, docs/vm.md:
+``scripts/test-vm --run 'scripts/bench-cc --netem "..."'``).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", default="50mbit")
     parser.add_argument("--queue", default="100ms")
+    parser.add_argument("--netem", help="netem's impairment on the bottleneck, instead of tbf")
     parser.add_argument("--size", type=int, default=20_000_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS))
@@ -105,7 +110,10 @@ def main() -> None:
         topo.python_backend("b1", "b1")
         lb = topo.balancer("lb", balancer_config(topo, ["b1"], extra="log: {access: false}\n"))
         topo.wait_for_log(lb, '"event":"worker listening"')
-        topo.shape("b1", args.rate, queue=args.queue)
+        if args.netem:
+            topo.netem("b1", args.netem)
+        else:
+            topo.shape("b1", args.rate, queue=args.queue)
         name = f"{topo.hosts['b1']}:8000"
         for tune in args.tune:
             target, _, value = tune.partition("=")
@@ -119,7 +127,8 @@ def main() -> None:
             print(algorithm, json.dumps(rows[algorithm]), flush=True)
     finally:
         topo.close()
-    print(f"\nbottleneck tbf {args.rate}, queue {args.queue}; single upload {args.size} bytes; "
+    bottleneck = f"netem {args.netem}" if args.netem else f"tbf {args.rate}, queue {args.queue}"
+    print(f"\nbottleneck {bottleneck}; single upload {args.size} bytes; "
           f"{FLOWS} uploads for {args.seconds}s")
     print("| algorithm | Mbit/s | RTT p50 ms | RTT p99 ms | retransmits | Jain (4 flows) |")
     print("|---|---|---|---|---|---|")
@@ -127,7 +136,7 @@ def main() -> None:
         print(f"| {algorithm} | {r['mbit_s']} | {r['rtt_p50_ms']} | {r['rtt_p99_ms']} | "
               f"{r['retransmits']} | {r['jain']} |")
     if args.json:
-        args.json.write_text(json.dumps({"rate": args.rate, "queue": args.queue,
+        args.json.write_text(json.dumps({"rate": args.rate, "queue": args.queue, "netem": args.netem,
                                          "size": args.size, "results": rows}, indent=2))
 
 

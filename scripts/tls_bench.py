@@ -7,6 +7,10 @@ wrk and the nginx backend on the other:
   does not resume sessions, so each is a full handshake);
 - 1 MB downloads over keep-alive TLS connections (MB/s);
 - h2: HTTP/2 chosen by ALPN, h2load with 10 connections x 10 streams.
+
+Peers: haproxy, nginx, l7lb (``tls.ktls: off``), and for kernel TLS (a kernel
+with the tls ULP: the lab VM, docs/vm.md) l7lb-ktls (``ktls: on``) and
+nginx-ktls (``ssl_conf_command Options KTLS``, sendfile on: the kTLS anchor).
 """
 
 from __future__ import annotations
@@ -48,12 +52,13 @@ http {{ access_log off; keepalive_requests 10000000;
   uwsgi_temp_path {dir}/p4; scgi_temp_path {dir}/p5;
   upstream b {{ server {host}:{backend}; keepalive 128; }}
   server {{ listen {host}:{port} ssl http2; ssl_certificate {cert}; ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_protocols TLSv1.2 TLSv1.3; {nginx_extra}
     location / {{ proxy_pass http://b; proxy_http_version 1.1;
       proxy_set_header Connection ""; }} }} }}
 """
 L7LB = """
-balancer: {{port: {port}, bind: {host}, workers: 1, tls: {{certificates: [{{cert: {cert}, key: {key}}}]}}}}
+balancer: {{port: {port}, bind: {host}, workers: 1,
+           tls: {{certificates: [{{cert: {cert}, key: {key}}}], ktls: "{ktls}"}}}}
 backends: [{{host: {host}, port: {backend}}}]
 pool: {{max_idle: 100}}
 log: {{access: false, summary: 0}}
@@ -71,21 +76,36 @@ def certificate(tmp: Path) -> dict[str, str]:
 
 
 def start(procs: pb.Procs, name: str, files: dict) -> subprocess.Popen:
-    fields = dict(host=pb.HOST, port=PORT, backend=pb.BACKEND_HTTP, dir=procs.tmp, **files)
+    kernel = name.endswith("-ktls")
+    fields = dict(host=pb.HOST, port=PORT, backend=pb.BACKEND_HTTP, dir=procs.tmp, **files,
+                  ktls="on" if kernel else "off",
+                  nginx_extra="ssl_conf_command Options KTLS; sendfile on;" if kernel else "")
     if name == "haproxy":
         conf = pb.write(procs.tmp, "haproxy-tls.cfg", HAPROXY.format(**fields))
         return procs.start(["haproxy", "-db", "-f", conf], PORT, name=name)
-    if name == "nginx":
+    if name.startswith("nginx"):
         conf = pb.write(procs.tmp, "nginx-tls.conf", NGINX.format(**fields))
         return procs.start(["nginx", "-c", conf], PORT, name=name)
     conf = pb.write(procs.tmp, "l7lb-tls.yaml", L7LB.format(**fields))
     return procs.start([pb.LBCTL, "run", "-c", conf], PORT, name=name)
 
 
+TESTS = {
+    "keep-alive": lambda seconds, cpu: pb.wrk(PORT, seconds, 50, cpu, "https"),
+    "handshakes": lambda seconds, cpu: pb.wrk(PORT, seconds, 50, cpu, "https",
+                                              header="Connection: close"),
+    "1MB": lambda seconds, cpu: pb.wrk(PORT, seconds, 10, cpu, "https", BIG),
+    "h2": lambda seconds, cpu: pb.h2load(PORT, seconds, 10, 10, cpu, "https")}
+UNITS = {"keep-alive": "req/s", "handshakes": "conn/s", "1MB": "MB/s", "h2": "req/s"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--only", nargs="+", default=["haproxy", "nginx", "l7lb"])
+    parser.add_argument("--only", nargs="+", default=["haproxy", "nginx", "l7lb"],
+                        choices=["haproxy", "nginx", "l7lb", "l7lb-ktls", "nginx-ktls"])
+    parser.add_argument("--tests", nargs="+", default=list(TESTS), choices=list(TESTS))
+    parser.add_argument("--base", default="haproxy", help="the peer ratios are against")
     args = parser.parse_args()
     results = {}
     with ExitStack() as stack:
@@ -97,25 +117,21 @@ def main() -> None:
         files = certificate(tmp)
         for name in args.only:
             proc = start(procs, name, files)
-            seconds, cpu = args.seconds, pb.LOAD_CPU
-            results[name] = {
-                "keep-alive": pb.wrk(PORT, seconds, 50, cpu, "https"),
-                "handshakes": pb.wrk(PORT, seconds, 50, cpu, "https", header="Connection: close"),
-                "1MB": pb.wrk(PORT, seconds, 10, cpu, "https", BIG),
-                "h2": pb.h2load(PORT, seconds, 10, 10, cpu, "https")}
+            results[name] = {test: TESTS[test](args.seconds, pb.LOAD_CPU) for test in args.tests}
             procs.stop(proc)
     print("pinned: proxy on CPU 1; wrk and the nginx backend on CPU 0")
-    base = results.get("haproxy")
+    base = results.get(args.base)
     for name, row in results.items():
         parts = []
-        for test, unit in (("keep-alive", "req/s"), ("handshakes", "conn/s"), ("1MB", "MB/s"),
-                           ("h2", "req/s")):
+        for test, unit in UNITS.items():
+            if test not in row:
+                continue
             value = row[test]["mbyte_s"] if test == "1MB" else row[test]["req_s"]
             ref = (base[test]["mbyte_s"] if test == "1MB" else base[test]["req_s"]) if base else 0
             ratio = f" ({value / ref:.2f}x)" if ref else ""
             parts.append(f"{test} {value:,.0f} {unit}{ratio}")
-        print(f"{name:8} " + "; ".join(parts)
-              + f"; keep-alive p99 {row['keep-alive']['p99_ms']:.2f} ms")
+        p99 = f"; keep-alive p99 {row['keep-alive']['p99_ms']:.2f} ms" if "keep-alive" in row else ""
+        print(f"{name:10} " + "; ".join(parts) + p99)
     sys.stdout.flush()
 
 
