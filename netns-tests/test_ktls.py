@@ -63,7 +63,10 @@ class Site:
             f"  files: {{backends: [{{host: {topo.hosts['b1']}, port: 8001}}]}}\n"
             "routes: [{name: files, match: {path: {prefix: /files/}}, cluster: files}]\n"
             f"admin: {{socket: {topo.tmp / 'admin.sock'}}}\n"
-            "timeouts: {header: 2s, request: 120s, idle: 120s}\n")
+            "timeouts: {header: 2s, request: 120s, idle: 120s}\n"
+            # The lab VM under TCG stalls for seconds while a big transfer runs:
+            # such a stall must not take the backend down between the two transfers.
+            "health: {timeout: 10s, fall: 10, acceptable_pause: 10s}\n")
 
     def start(self):
         self.lb = self.topo.balancer("lb", self.config, port=8443)

@@ -119,8 +119,9 @@ def listening(port: int) -> bool:
 
 def wait_port(port: int, timeout: float = 10) -> None:
     """Wait until something listens, without connecting: a probe connection
-    through a TCP proxy would reach iperf3 and spoil its next test."""
-    deadline = time.monotonic() + timeout
+    through a TCP proxy would reach iperf3 and spoil its next test. The lab
+    VM under software emulation (docs/vm.md) sets L7LB_LAB_SLOW to wait longer."""
+    deadline = time.monotonic() + timeout * float(os.environ.get("L7LB_LAB_SLOW", "1"))
     while time.monotonic() < deadline:
         if listening(port):
             return

@@ -206,9 +206,11 @@ class KernelTls:
         return counted
 
     def prepare(self, context: ssl.SSLContext) -> None:
-        """Every context a handshake can be in gets the key log and AEADs only."""
-        aead_only(context)
-        self.keylog.install(context)
+        """Every context a handshake can be in gets the key log and AEADs only
+        (where the kernel can take the sessions)."""
+        if self.missing is None:
+            aead_only(context)
+            self.keylog.install(context)
 
     def accept(self, sock: socket.socket) -> None:
         try:

@@ -150,9 +150,7 @@ class Worker:
         if self.config.balancer.mode == "tcp":
             self.reactor.add_reader(self.listener.fileno(), self._accept)
         else:
-            front = None
-            if self.config.balancer.tls is not None:
-                front = self._front()
+            front = self._front() if self.config.balancer.tls is not None else None
             kernel = self.kernel_tls
             if kernel is not None and kernel.missing is None:
                 accept = kernel.accept
@@ -349,8 +347,7 @@ class Worker:
         settings = msgspec.structs.replace(tls, certificates=decode_certificates(raw))
         if self.tls is None:
             kernel = self.kernel_tls
-            self.tls = ListenerContexts(settings, self.tls_front, None if kernel is None or
-                                        kernel.missing is not None else kernel.prepare)
+            self.tls = ListenerContexts(settings, self.tls_front, kernel.prepare if kernel else None)
             return
         try:
             self.tls.load(settings)
