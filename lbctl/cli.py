@@ -6,7 +6,9 @@ usage or configuration error, 3 the balancer cannot be reached."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import sys
 from typing import Any
 
@@ -22,12 +24,27 @@ from dataplane.config import Config, ConfigError, load, warnings
 EXIT_CONFIG = 2
 
 
+UPGRADE_WAIT = 35.0     # the balancer's own limit (30 s) and a margin
+
+
 def _load_or_exit(path: str) -> Config:
     try:
         return load(path)
     except ConfigError as exc:
         click.echo(f"lbctl: configuration error: {exc}", err=True)
+        _tell_upgrade(f"configuration error: {exc}")
         sys.exit(EXIT_CONFIG)
+
+
+def _tell_upgrade(reason: str) -> None:
+    """Started by ``lbctl upgrade``: why this process will not serve, for the
+    process that started it (dataplane/control/takeover.py says the rest)."""
+    fd = os.environ.get("L7LB_UPGRADE_FD", "")
+    if fd.isdigit():
+        try:
+            os.write(int(fd), reason.encode()[:4000])
+        except OSError:
+            pass
 
 
 def _version(ctx: click.Context, _: click.Parameter, on: bool) -> None:
@@ -52,9 +69,32 @@ def main(ctx: click.Context, socket_path: str) -> None:
 @click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False),
               help="YAML configuration file.")
 def run(path: str) -> None:
-    """Run the balancer in the foreground until SIGTERM or Ctrl-C."""
-    from dataplane.serve import serve
-    sys.exit(serve(_load_or_exit(path), path))
+    """Run the balancer in the foreground until SIGTERM or Ctrl-C. It takes
+    over the listeners of workers whose control process died (docs/process.md)."""
+    config = _load_or_exit(path)
+    try:
+        from dataplane.serve import serve
+    except Exception as exc:
+        _tell_upgrade(f"the new code does not import: {exc!r}")
+        raise
+    sys.exit(serve(config, path))
+
+
+@main.command()
+@click.option("-c", "--config", "path", type=click.Path(dir_okay=False),
+              help="The new process's configuration file (default: the running one's).")
+@json_flag
+@click.pass_context
+def upgrade(ctx: click.Context, path: str | None, as_json: bool) -> None:
+    """Replace the running balancer with a new process from the code installed
+    now, handing over its listeners and state; exit 0 once the new one serves
+    (the old one then drains), 1 with the reason if it cannot."""
+    args = {"config": os.path.abspath(path)} if path else {}
+    result = ask(ctx, "upgrade", args, wait=UPGRADE_WAIT)
+    if printed_raw(result, as_json):
+        return
+    click.echo(f"upgraded: process {result['pid']} serves ({result['config']}); "
+               f"process {result['previous_pid']} drains and exits")
 
 
 @main.command()
@@ -89,9 +129,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
     result = ask(ctx, "status")
     if printed_raw(result, as_json):
         return
-    click.echo(f"l7lb {result['version']}, up {result['uptime_s']}s, mode {result['mode']}, "
+    started = datetime.datetime.fromtimestamp(result["started"], datetime.timezone.utc)
+    click.echo(f"l7lb {result['version']}, pid {result['pid']}, started "
+               f"{started.isoformat(timespec='seconds')}, up {result['uptime_s']}s, mode {result['mode']}, "
                f"{result['algorithm']}, listening on {', '.join(result['listeners'])}, "
                f"state version {result['state_version']}, fleet {result['fleet']}")
+    if result["draining"]:
+        click.echo(f"draining: process {', '.join(map(str, result['draining']))} "
+                   "(taken over, finishing its requests)")
+    if result["succeeded_by"]:
+        click.echo(f"retiring: process {result['succeeded_by']} has taken over")
     print_table(["slot", "pid", "state", "version"],
                 [[w["slot"], w["pid"] or "-", w["state"], w["state_version"]]
                  for w in result["workers"]])

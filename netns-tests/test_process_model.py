@@ -146,17 +146,6 @@ def test_connections_queued_while_the_worker_restarts_are_served(topology):
     assert len(events(topo, lb, "worker started")) == 2
 
 
-def test_workers_stop_when_the_control_process_is_killed(topology):
-    topo = topology(["client", "lb", "b1", "b2"])
-    lb = two_workers(topo, backends=("b1", "b2"))
-    workers = topo.worker_pids(lb, 2)
-    os.kill(lb.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
-
-
 def test_workers_hold_only_their_own_descriptors_however_often_they_are_replaced(topology):
     """A worker forked after its siblings used to inherit their rings, doorbells
     and the control's pidfds on them (and a replaced sibling's, for life): the

@@ -125,11 +125,12 @@ class Topology:
 
     # -- processes -------------------------------------------------------
     def spawn(self, host: str, argv: list[str], log_name: str | None = None,
-              **kwargs) -> subprocess.Popen:
-        """Start a process inside a host's namespace; its output goes to a log file."""
+              env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        """Start a process inside a host's namespace (``env``: variables to add);
+        its output goes to a log file."""
         log_path = self.tmp / (log_name or f"{host}-{len(self.procs)}.log")
         out = open(log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns(host), *argv], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, **kwargs)
         proc.log_path = log_path  # type: ignore[attr-defined]
@@ -170,11 +171,13 @@ class Topology:
         return self.tmp / f"nginx-{name}" / "files"
 
     def balancer(self, host: str, config_text: str, port: int = 8080,
-                 name: str = "balancer") -> subprocess.Popen:
-        """Start ``lbctl run -c FILE`` in the host's namespace and wait until it listens."""
+                 name: str = "balancer", env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``lbctl run -c FILE`` in the host's namespace and wait until it
+        listens."""
         path = self.tmp / f"{name}.yaml"
         path.write_text(config_text)
-        proc = self.spawn(host, [lbctl_path(), "run", "-c", str(path)], log_name=f"{name}.log")
+        proc = self.spawn(host, [lbctl_path(), "run", "-c", str(path)], log_name=f"{name}.log",
+                          env=env)
         self.wait_port(host, port, from_host=host, proc=proc)
         return proc
 

@@ -127,6 +127,15 @@ class Breaker:
             self.window.clear()
         self._move(now, phase, reason)
 
+    def resume(self, now: float, phase: Phase, trips: int, until: float) -> None:
+        """Continue another process's breaker (an upgrade). Half-open comes
+        back as open until ``now``: its trials start again under this
+        process's permits."""
+        if phase is Phase.CLOSED:
+            return
+        self.trips, self.until = trips, now if phase is Phase.HALF_OPEN else until
+        self._move(now, Phase.OPEN, "carried over from the previous process")
+
     def _move(self, now: float, new: Phase, reason: str) -> None:
         self.history.append(BreakerTransition(now, self.phase, new, reason))
         self.phase = new

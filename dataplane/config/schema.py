@@ -146,6 +146,7 @@ class TimeoutSettings(Section):
     client_body: Duration = Duration(60)    # no byte of a request body from the client
     client_write: Duration = Duration(60)   # the client takes none of a held-back response
     total: Duration | None = None           # the whole exchange, retries included
+    orphan: Duration = Duration(60)   # workers serve on after the control process died
 
 
 class LimitSettings(Section):

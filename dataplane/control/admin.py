@@ -9,6 +9,7 @@ The protocol is written up in docs/admin-protocol.md.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import grp
 import json
@@ -35,6 +36,20 @@ class AdminError(Exception):
 
 
 Handler = Callable[[dict[str, Any]], Any]
+_PEER: contextvars.ContextVar[socket.socket] = contextvars.ContextVar("admin_peer")
+
+
+def peer_socket() -> socket.socket:
+    """In a command handler: the connection of the client it answers (the
+    hand-over sends sockets on it)."""
+    return _PEER.get()
+
+
+def peer_pid() -> int:
+    """In a command handler: the client's process id (SO_PEERCRED)."""
+    pid, _uid, _gid = _CRED.unpack(peer_socket().getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
+    return int(pid)
 
 
 def peer_ids(sock: socket.socket) -> tuple[int, int]:
@@ -71,6 +86,8 @@ class _Session(asyncio.Protocol):
     async def _answer(self) -> None:
         while True:
             item = await self.lines.get()
+            if self.transport is not None:
+                _PEER.set(self.transport.get_extra_info("socket"))
             if self.lines.qsize() < BACKLOG // 4 and self.transport is not None:
                 self.transport.resume_reading()
             reply = item if isinstance(item, dict) else await self.server.handle_line(item)
@@ -117,16 +134,33 @@ class AdminServer:
         self.group = grp.getgrnam(group).gr_gid if group else None   # KeyError: no such group
         self.allowed_gids = {self.group} if self.group is not None else set()
         self.server: asyncio.AbstractServer | None = None
+        self.inode = 0
+        self.beside: str | None = None
 
-    async def start(self) -> None:
+    async def start(self, beside: bool = False) -> None:
+        """Listen on the path; ``beside`` (an upgrade, the path still held by
+        the process taken over): on PATH.new until ``settle`` moves it."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._clear_stale()
+        path = self.path + ".new" if beside else self.path
+        if beside and os.path.exists(path):
+            os.unlink(path)          # left by an upgrade that failed
+        elif not beside:
+            self._clear_stale()
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_unix_server(lambda: _Session(self), self.path)
+        self.server = await loop.create_unix_server(lambda: _Session(self), path)
         if self.group is not None:
-            os.chown(self.path, -1, self.group)
-        os.chmod(self.path, self.mode)
-        log.info("admin socket", path=self.path, mode=oct(self.mode))
+            os.chown(path, -1, self.group)
+        os.chmod(path, self.mode)
+        self.inode = os.stat(path).st_ino
+        self.beside = path if beside else None
+        log.info("admin socket", path=path, mode=oct(self.mode))
+
+    def settle(self) -> None:
+        """Take the path over from the previous process (one atomic rename:
+        a client finds one of the two at any moment)."""
+        if self.beside is not None:
+            os.rename(self.beside, self.path)
+            self.beside = None
 
     def _clear_stale(self) -> None:
         """A socket file left by a crashed run is replaced; a live one is not."""
@@ -145,12 +179,16 @@ class AdminServer:
         raise AdminError("already_running", f"{self.path} is held by a running balancer")
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        """Stop listening; the file goes too, unless a newer process owns it."""
+        if self.server is None:
+            return
+        self.server.close()
+        path = self.beside or self.path
+        try:
+            if os.stat(path).st_ino == self.inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     async def handle_line(self, line: bytes) -> dict[str, Any]:
         try:

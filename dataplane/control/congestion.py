@@ -10,6 +10,7 @@ once which path is active and why.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from ..kernel.tcp_info import kernel_algorithms
 
 log = structlog.get_logger("l7lb.congestion")
 PACER = "pacer"
+OWNER_CHECK = 1.0     # seconds between tries to own the BPF algorithms another balancer owns
 
 
 class Congestion:
@@ -29,14 +31,22 @@ class Congestion:
         self.settings = config.congestion
         self.bpf = BpfAlgorithms(config.congestion.bpf == "auto", config.congestion.tunables)
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Register ours, or use another balancer's (and, given ``loop``, take
+        them over once it has gone: the process an upgrade replaced)."""
         self.bpf.start()
         if self.bpf.usable():
             log.info("congestion control: BPF algorithms in use", algorithms=list(ALGORITHMS),
                      owner=self.bpf.owner)
+            if not self.bpf.owner and loop is not None:
+                loop.call_later(OWNER_CHECK, self._take_over, loop)
         else:
             log.warning("congestion control: BPF not in use; backends asking for "
                         f"{' or '.join(ALGORITHMS)} get the pacer", reason=self.bpf.reason)
+
+    def _take_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.bpf.take_over() and self.bpf.reason is None:
+            loop.call_later(OWNER_CHECK, self._take_over, loop)
 
     def stop(self) -> None:
         self.bpf.stop()

@@ -67,8 +67,9 @@ class FleetLink:
         self.member.start(loop)
         loop.call_later(REFRESH, self._refresh)
 
-    async def stop(self) -> None:
-        await self.member.stop()
+    async def stop(self, leave: bool = True) -> None:
+        """``leave``: False when a new process took over this member's lease."""
+        await self.member.stop(leave)
 
     # -- health ------------------------------------------------------------------
     def _view_changed(self, observed: set[str] | None = None) -> None:

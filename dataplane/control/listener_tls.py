@@ -27,6 +27,7 @@ class ListenerTls:
         self.front = front_context(self.settings) if self.settings is not None else None
         self.near = os.path.dirname(config.admin.socket)
         self.store: CertificateStore | None = None
+        self.rotation: TicketRotation | None = None
 
     def copy(self, config: Config) -> bytes:
         """The certificate files of ``config``, copied where workers read them
@@ -39,7 +40,8 @@ class ListenerTls:
 
     def start(self, state: State, loop: asyncio.AbstractEventLoop) -> None:
         if self.settings is not None:
-            TicketRotation(state, self.settings.ticket_rotation).start(loop)
+            self.rotation = TicketRotation(state, self.settings.ticket_rotation)
+            self.rotation.start(loop)
 
     def describe(self) -> list[dict[str, Any]] | None:
         if self.store is None:

@@ -5,6 +5,7 @@ health, breakers, the state), served on ``metrics.listen`` with /healthz and
 
 from __future__ import annotations
 
+import socket
 from typing import Callable, Iterator
 
 import structlog
@@ -36,14 +37,18 @@ class Metrics:
         self.endpoint = MetricsEndpoint({"/metrics": self._metrics, "/healthz": self._healthz,
                                          "/ready": self._ready})
 
-    async def start(self) -> bool:
-        """Listen on metrics.listen; False (logged) when that fails."""
+    async def start(self, handed: socket.socket | None = None) -> bool:
+        """Listen on metrics.listen (on ``handed``, an upgrade's, if it is bound
+        there); False (logged) when that fails."""
         listen = self.control.config.metrics.listen
         if listen is None:
             return False              # made only when metrics.listen is set
         host, _, port = listen.rpartition(":")
         try:
-            await self.endpoint.start(host.strip("[]"), int(port))
+            if handed is not None and handed.getsockname()[1] != int(port):
+                handed.close()
+                handed = None
+            await self.endpoint.start(host.strip("[]"), int(port), handed)
         except OSError as exc:
             log.error("cannot open the metrics listener", address=listen,
                       error=exc.strerror or str(exc))
@@ -52,6 +57,9 @@ class Metrics:
 
     def close(self) -> None:
         self.endpoint.close()
+
+    def listening(self) -> socket.socket | None:
+        return self.endpoint.listening()
 
     # -- pages ---------------------------------------------------------------
     def _metrics(self) -> tuple[int, str, bytes]:

@@ -4,8 +4,10 @@ admin socket and gathers what the workers report. It never proxies.
 
 Signals: SIGTERM/SIGINT drain the workers (each finishes in-flight requests
 within ``timeouts.shutdown``) and exit 0; SIGHUP reloads the file; SIGUSR1
-reopens ``log.file`` here and in every worker (logrotate). Workers
-that keep dying at start make it stop everything and exit 1.
+reopens ``log.file`` here and in every worker (logrotate); SIGUSR2 upgrades
+(upgrade.py). Workers that keep dying at start make it stop everything and
+exit 1. At its start it takes over from the process that started it for an
+upgrade, or from orphaned workers (takeover.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 from .. import logs
 from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
 from ..config import DEFAULT, Config, ConfigError, GroupSettings, backend_key, load
+from ..handover.wire import TakeoverError
 from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
@@ -35,6 +38,7 @@ from .health import HealthMonitor
 from .metrics import Metrics
 from .notify import Notifier
 from .state import State
+from .succession import Succession
 from .supervisor import Supervisor
 
 NO_ERROR = ErrorKind.NONE
@@ -83,32 +87,42 @@ class Control:
         self.done = self.loop.create_future()
         settings = self.config.balancer
         count = settings.worker_count()
+        self.succession = succession = Succession(self, self.loop)
         try:
-            listeners = [bound(settings.bind, settings.port) for _ in range(count)]
+            takeover = succession.begin()
+        except TakeoverError as exc:
+            return succession.failed(f"cannot take over: {exc}")
+        handed = takeover.listeners_for(f"{settings.bind}:{settings.port}") if takeover else []
+        try:
+            listeners = handed + [bound(settings.bind, settings.port)
+                                  for _ in range(count - len(handed))]
         except OSError as exc:
-            log.error("cannot listen", error=exc.strerror or str(exc),
-                      address=settings.bind, port=settings.port)
-            return 1
-        self.supervisor = Supervisor(self.config, self.loop, listeners, lambda: self.state.snapshot,
-                                     self.on_message, lambda: self.stop(exit_code=1),
-                                     self._all_stopped, self.tls.front)
+            return succession.failed(f"cannot listen on {settings.bind}:{settings.port}: "
+                                f"{exc.strerror or exc}")
+        self.supervisor = Supervisor(self.config, self.loop, listeners, count,
+                                     lambda: self.state.snapshot, self.on_message,
+                                     succession.give_up, self._all_stopped, self.tls.front)
+        if takeover is not None:
+            self.supervisor.patience = 1       # a worker that dies at start fails it
         self.state.on_publish(self.supervisor.send)
         certificates = await self._prepare()
         if certificates is None:
-            return 1
+            return succession.failed("cannot start (see the log above)")
         # Only now: a client that can connect finds the admin socket there too.
         open_listeners(listeners)
-        self.congestion.start()      # before the first snapshot: it names algorithms
+        self.congestion.start(self.loop)    # before the first snapshot: it names algorithms
         self.tls.start(self.state, self.loop)    # so are the session ticket keys
         self.state.start(self.config, certificates)
         self.health.start(self.loop)
+        self.breakers.start(self.loop)
+        succession.adopt()
         if self.fleet is not None:
             self.fleet.start(self.loop)
-        self.breakers.start(self.loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
         self.loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        self.loop.add_signal_handler(signal.SIGUSR2, succession.upgrade.on_signal)
         log.info("listening", address=settings.bind, port=settings.port,
                  mode=settings.mode, workers=count)
         self._sent(self.state.snapshot)
@@ -123,7 +137,7 @@ class Control:
             self.health.stop()
             self.congestion.stop()
             if self.fleet is not None:
-                await self.fleet.stop()
+                await self.fleet.stop(leave=not succession.successor)   # else it goes on
         self._close()
         log.info("stopped", code=self.exit_code)
         return self.exit_code
@@ -131,8 +145,11 @@ class Control:
     async def _prepare(self) -> bytes | None:
         """Admin socket, metrics listener and certificates, before listening;
         None (logged, all closed again) when one of them fails."""
+        takeover = self.succession.takeover
+        handed = takeover.metrics if takeover is not None else None
         try:
-            if await self._open_admin() and (self.metrics is None or await self.metrics.start()):
+            if await self._open_admin() and (self.metrics is None
+                                             or await self.metrics.start(handed)):
                 return self.tls.copy(self.config)    # a client's first handshake needs them
         except CertificateError as exc:
             log.error("cannot load the listener's certificates", error=str(exc))
@@ -146,9 +163,10 @@ class Control:
 
     async def _open_admin(self) -> bool:
         admin = self.config.admin
+        commands = {**admin_commands(self), **self.succession.upgrade.commands()}
         try:
-            self.admin = AdminServer(admin.socket, admin.mode, admin_commands(self), admin.group)
-            await self.admin.start()
+            self.admin = AdminServer(admin.socket, admin.mode, commands, admin.group)
+            await self.admin.start(beside=self.succession.beside)
         except KeyError:
             log.error("cannot open the admin socket", error=f"no group {admin.group}")
             return False
@@ -170,6 +188,9 @@ class Control:
         self.exit_code = exit_code
         log.info("stopping", grace=self.config.timeouts.shutdown)
         self.running.stop()
+
+    def lineage(self) -> dict[str, Any]:
+        return self.succession.lineage()
 
     def _all_stopped(self) -> None:
         if not self.done.done():
@@ -261,6 +282,7 @@ class Control:
         live = self.running.live()
         if not self.notify.ready_sent and len(live) == len(self.running.slots) \
                 and all(s.version for s in live):
+            self.succession.serving()
             self.notify.ready(self._status())        # every worker has its first state
         if all(s.version >= ack.version for s in live) and ack.version in self.sent_at:
             ms = (time.monotonic() - self.sent_at.pop(ack.version)) * 1000

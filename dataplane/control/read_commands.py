@@ -27,7 +27,7 @@ def status(control: ControlView, _: Args) -> Reply:
         "mode": settings.mode, "listeners": [f"{settings.bind}:{settings.port}"],
         "algorithm": settings.algorithm, "state_version": control.state.version,
         "fleet": control.fleet.mode if control.fleet is not None else "off",
-        "workers": _workers(control.supervisor)}
+        "workers": _workers(control.supervisor), **control.lineage()}
 
 
 def backends(control: ControlView, _: Args) -> list[Reply]:

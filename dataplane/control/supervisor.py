@@ -4,14 +4,19 @@ stopping them all.
 Each worker slot has its own SO_REUSEPORT listener, created before the first
 fork and kept open here: a replacement worker inherits the very same socket,
 so connections queued on it while its worker was down are served, not reset.
+Listeners handed over by an upgrade beyond this process's slot count stay
+open too, each served by one slot's worker beside its own (never closed with
+connections in their queues).
 Each worker incarnation gets a fresh pair of rings (channel.link.Link) and the
 current snapshot before it starts.
 
-Workers get SIGTERM when the control process dies (PR_SET_PDEATHSIG), so a
-crashed control process leaves no unsupervised workers behind. A worker that
+Workers get SIGUSR2 when the control process dies (PR_SET_PDEATHSIG): they
+serve on for ``timeouts.orphan``, open to a takeover by a new control
+process, then drain and exit (worker/orphan.py). A worker that
 dies is restarted after a backoff (0.1 s doubling to 5 s while it keeps dying
-within START_GRACE of its start); after MAX_START_FAILURES such deaths in a
-row the supervisor gives up (``on_give_up``).
+within START_GRACE of its start); after ``patience`` such deaths in a row
+(MAX_START_FAILURES; 1 while an upgrade's new process starts) the supervisor
+gives up (``on_give_up``).
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ KILL_MARGIN = 5.0     # seconds past the shutdown grace before SIGKILL
 
 
 class Slot:
-    def __init__(self, index: int, listener: socket.socket) -> None:
+    def __init__(self, index: int, listeners: list[socket.socket]) -> None:
         self.index = index
-        self.listener = listener
+        self.listeners = listeners
         self.link: Link | None = None
         self.pid = 0
         self.pidfd = -1
@@ -68,7 +73,7 @@ class Slot:
 
 class Supervisor:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 listeners: list[socket.socket], snapshot: Callable[[], Snapshot],
+                 listeners: list[socket.socket], count: int, snapshot: Callable[[], Snapshot],
                  on_message: Callable[[object], None],
                  on_give_up: Callable[[], None], on_all_stopped: Callable[[], None],
                  tls_front: ssl.SSLContext | None = None) -> None:
@@ -77,7 +82,9 @@ class Supervisor:
         self.client_counts = PerClient.shared_buffer(config)   # shared by every worker
         self.restarts = 0               # workers that died and were replaced
         self.loop = loop
-        self.slots = [Slot(i, sock) for i, sock in enumerate(listeners)]
+        self.slots = [Slot(i, listeners[i::count]) for i in range(count)]
+        self.patience = MAX_START_FAILURES
+        self.why = ""                   # the last worker death, for on_give_up
         self.snapshot = snapshot
         self.on_message = on_message
         self.on_give_up = on_give_up
@@ -119,21 +126,23 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
-            # A control process killed outright takes its workers along (they
-            # drain as on SIGTERM) instead of leaving them serving unsupervised.
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            # A control process killed outright leaves orphans that serve on for
+            # a while, open to a takeover (worker/orphan.py), then drain.
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)   # until the worker's loop listens
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
             if os.getppid() != control_pid:
                 os._exit(1)       # it died before prctl took effect
             signal.signal(signal.SIGHUP, signal.SIG_IGN)   # reload is the control's job
             for other in self.slots:
                 if other is not slot:
-                    other.listener.close()
+                    for listener in other.listeners:
+                        listener.close()
                     if other.link is not None:
                         other.link.forget()
                     if other.pid:
                         os.close(other.pidfd)      # the control's watch on that sibling
-            _drop_inherited_sockets(keep={slot.listener.fileno()})
-            code = run_worker(self.config, slot.listener, link, self.tls_front,
+            _drop_inherited_sockets(keep={sock.fileno() for sock in slot.listeners})
+            code = run_worker(self.config, slot.listeners, link, self.tls_front,
                               self.client_counts)
         except BaseException as exc:  # noqa: BLE001 - report anything, then leave
             log.error("worker failed", error=repr(exc), exc_info=True)
@@ -160,7 +169,8 @@ class Supervisor:
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         slot.failures = slot.failures + 1 if ran < START_GRACE else 0
         log.error("worker died", slot=slot.index, reason=how, ran_s=round(ran, 3))
-        if slot.failures >= MAX_START_FAILURES:
+        self.why = f"worker {slot.index} died {ran:.1f}s after its start ({how})"
+        if slot.failures >= self.patience:
             log.error("workers keep dying at start, giving up", reason=how,
                       attempts=slot.failures)
             self.on_give_up()
@@ -190,7 +200,13 @@ class Supervisor:
 
     def close(self) -> None:
         for slot in self.slots:
-            slot.listener.close()
+            for listener in slot.listeners:
+                listener.close()
+
+    def listeners(self) -> list[socket.socket]:
+        """Every listener, in the order a successor deals them out again."""
+        by_slot = [slot.listeners for slot in self.slots]
+        return [row[k] for k in range(max(map(len, by_slot))) for row in by_slot if k < len(row)]
 
 
 def _drop_inherited_sockets(keep: set[int]) -> None:

@@ -21,6 +21,12 @@ class TicketRotation:
         self.keys = [new_key()]
         state.set_tickets(self.keys[0], publish=False)    # in the first snapshot
 
+    def resume(self, keys: list[bytes]) -> None:
+        """The keys of the process this one replaces (an upgrade): tickets it
+        issued still resume here."""
+        self.keys = keys[:2]
+        self.state.set_tickets(b"".join(self.keys), publish=False)
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         loop.call_later(self.every, self._rotate)

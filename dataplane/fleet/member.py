@@ -71,13 +71,14 @@ class FleetMember:
         self.task = loop.create_task(self._run())
         self._check()
 
-    async def stop(self) -> None:
-        """Leave: the member key and observations go with the lease at once."""
+    async def stop(self, leave: bool = True) -> None:
+        """Leave: the member key and observations go with the lease at once
+        (not when ``leave`` is False: a successor keeps the lease alive)."""
         if self.watchdog is not None:
             self.watchdog.cancel()
         if self.task is not None:
             self.task.cancel()
-        if self.lease and self.mode == "ok":
+        if leave and self.lease and self.mode == "ok":
             try:
                 await asyncio.wait_for(self.etcd.revoke(self.lease), self.settings.timeout)
             except (EtcdError, asyncio.TimeoutError):

@@ -70,6 +70,13 @@ class PhiDetector:
         if self.last_seen is None or now > self.last_seen:
             self.last_seen = now
 
+    def resume(self, intervals: list[float], last_probe: float | None,
+               last_seen: float | None) -> None:
+        """Continue the window another process measured (an upgrade)."""
+        for interval in intervals[-self.window:]:
+            self._add(interval)
+        self.last_probe, self.last_seen = last_probe, last_seen
+
     def _add(self, interval: float) -> None:
         self.intervals.append(interval)
         self.total += interval

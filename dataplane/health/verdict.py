@@ -126,6 +126,10 @@ class HostHealth:
             return None
         return self._move(now, Health.SLOW_START, reason)
 
+    def resume(self, state: Health, since: float, passing: int, timeouts: int) -> None:
+        """Continue the judgement another process made (an upgrade)."""
+        self.state, self.since, self.passing, self.timeouts = state, since, passing, timeouts
+
     # -- what the workers get ----------------------------------------------
     def weight_percent(self, now: float) -> int:
         """Effective weight during slow start (Envoy's aggression 1.0)."""

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("l7lb.http")
 
 LINGER_SECONDS = 2.0   # to drain a client's unread input before closing
+DRAIN_IDLE = 1.0       # stopping: an idle keep-alive connection waits this long for a request
 
 
 class ClientConnection:
@@ -202,7 +203,7 @@ class ClientConnection:
     def head_read(self, head: RequestHead, upgrade: bool) -> Exchange:
         """A request head, read whole: checked, then queued as an Exchange."""
         worker = self.worker
-        head.keep_alive = head.keep_alive and not self.closing
+        head.keep_alive = head.keep_alive and not (self.closing or worker.stopping)
         if head.method == b"CONNECT":
             raise Reject(405, "CONNECT is not supported by a reverse proxy")
         per_client = worker.per_client
@@ -247,7 +248,7 @@ class ClientConnection:
             self.closing = True
         self.queue.pop(0)
         self.active = None
-        if not exchange.client_keep_alive or self.closing or self.worker.stopping:
+        if not exchange.client_keep_alive or self.closing:
             self.close_gracefully()
             return
         if self.queue:
@@ -262,6 +263,8 @@ class ClientConnection:
             else:
                 self.timer.expect(HEAD, timeouts.header)
             self.stream.start_reading()     # nothing holds the client's bytes back now
+            if self.worker.stopping:        # it promised keep-alive: one more, then close
+                self.shutdown()
 
     def send_response(self, response: ResponseReader) -> None:
         if response.out:
@@ -368,10 +371,16 @@ class ClientConnection:
         self.timer.expect(LINGER, LINGER_SECONDS)
 
     def shutdown(self) -> None:
-        """Worker is stopping: finish the current request, take no more."""
-        self.closing = True
-        if self.active is None and not self._lane_under_way():
-            self.close()
+        """The worker is stopping (SIGTERM, an upgrade): no response says
+        keep-alive any more. A connection that was promised keep-alive, idle
+        now or once its response is out, waits DRAIN_IDLE for one more
+        request, answered with ``Connection: close``: closing it at once
+        would lose a request already on its way."""
+        if self.closing or self.active is not None or self._lane_under_way():
+            return                # exchange_done (or the lane) comes back here
+        self.lane = None          # the general path, which says Connection: close
+        if not self.reader.inside:
+            self.timer.expect(LINGER, DRAIN_IDLE)
 
     def close(self) -> None:
         if self.closed:

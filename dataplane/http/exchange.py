@@ -277,7 +277,7 @@ class Exchange:
         client, response = self.client, self.response
         assert response is not None, "a reader is ready once sent"
         client.timer.backend_active()
-        response.closing = client.closing
+        response.closing = client.closing or self.worker.stopping
         try:
             response.feed(data)
         except httptools.HttpParserUpgrade as switch:

@@ -53,7 +53,7 @@ class LaneClient(Protocol):
     timer: Timer                # the connection's one deadline
 
     def reject_now(self, reject: Reject) -> None: ...
-    def close_gracefully(self) -> None: ...
+    def shutdown(self) -> None: ...     # the worker is stopping
     def adopt(self, method: bytes, target: bytes, started: float) -> Exchange: ...
 
 
@@ -180,7 +180,7 @@ class LaneRequest:
                            else None, cluster.name if route is not None else None)
         client.timer.idle(now)
         if self.worker.stopping:
-            client.close_gracefully()
+            client.shutdown()
 
     def on_upstream_closed(self, exc: OSError | None) -> None:
         self.hand_over().on_upstream_closed(exc)

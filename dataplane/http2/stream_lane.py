@@ -89,7 +89,7 @@ class StreamLane:
     def reject_now(self, reject: Reject) -> None:
         self.owner.refuse(reject.status, reject.detail)
 
-    def close_gracefully(self) -> None:
+    def shutdown(self) -> None:
         """The worker is stopping: the connection sends GOAWAY itself."""
 
     def adopt(self, method: bytes, target: bytes, started: float) -> Exchange:

@@ -158,6 +158,25 @@ class BpfAlgorithms:
             self.loaded[name] = self._register(lib, name)
         log.info("bpf congestion control registered", algorithms=list(self.loaded))
 
+    def take_over(self) -> bool:
+        """Become the owner if the one before has gone (it drained after an
+        upgrade, or died): True once registered here."""
+        if self.owner or not self.enabled or self.reason is not None:
+            return False
+        try:
+            if not self._take_lock(quiet=True):
+                return False
+            lib = Libbpf()
+            for name in ALGORITHMS:
+                self.loaded[name] = self._register(lib, name)
+        except (BpfError, OSError) as exc:
+            self.stop()
+            self.reason = str(exc)
+            return False
+        log.info("bpf congestion control registered; the previous owner has gone",
+                 algorithms=list(self.loaded))
+        return True
+
     def _register(self, lib: Libbpf, name: str) -> Algorithm:
         """Register ``name``, first removing a stale registration. The kernel
         frees a dead owner's registration lazily: while it is going, its map is

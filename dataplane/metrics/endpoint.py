@@ -7,6 +7,7 @@ gets 404 or 400."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -20,10 +21,20 @@ Page = Callable[[], tuple[int, str, bytes]]   # status, content type, body
 class MetricsEndpoint:
     def __init__(self, pages: dict[str, Page]) -> None:
         self.pages = pages
-        self.server: asyncio.AbstractServer | None = None
+        self.server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        self.server = await asyncio.start_server(self._serve, host, port, limit=HEAD_LIMIT)
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Listen on host:port, or on ``sock`` (a listener handed over by an upgrade)."""
+        if sock is not None:
+            self.server = await asyncio.start_server(self._serve, sock=sock, limit=HEAD_LIMIT)
+        else:
+            self.server = await asyncio.start_server(self._serve, host, port, limit=HEAD_LIMIT)
+
+    def listening(self) -> socket.socket | None:
+        """The listening socket (to hand over), if listening."""
+        if self.server is None or not self.server.sockets:
+            return None
+        return self.server.sockets[0]
 
     def close(self) -> None:
         if self.server is not None:

@@ -118,7 +118,7 @@ class InProcess:
                                      access="true" if access else "false", extra=extra))
         self.listener = StandIn()      # never listens: the harness hands connections in
         # The parts of a Link a worker uses without start(), standing in.
-        self.worker = Worker(config, self.loop, self.listener.sock, cast(Link, _NoControl()))
+        self.worker = Worker(config, self.loop, [self.listener.sock], cast(Link, _NoControl()))
         self.worker.lane = lane
         self.cluster = cluster = self.worker.default
         cluster.update([BackendState(BACKEND[0], BACKEND[1], 100, health="up")], resolve=False)

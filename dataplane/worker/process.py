@@ -1,4 +1,4 @@
-"""A worker: one event loop, its listener, its clusters, its connections and
+"""A worker: one event loop, its listeners, its clusters, its connections and
 their timers. It applies the control process's state snapshots and reports
 outcomes and counters back."""
 
@@ -11,6 +11,7 @@ import mmap
 import os
 import socket
 import ssl
+from functools import partial
 from typing import Callable, Iterator
 
 import msgspec
@@ -66,7 +67,7 @@ def sweep_interval(config: Config) -> float:
 
 class Worker:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 listener: socket.socket, link: Link,
+                 listeners: list[socket.socket], link: Link,
                  tls_front: ssl.SSLContext | None = None,
                  client_counts: mmap.mmap | None = None) -> None:
         """``tls_front``: the context every TLS handshake starts in, made by the
@@ -77,7 +78,8 @@ class Worker:
         self.link = link
         self.version = 0          # of the last state snapshot applied
         self.loop = loop
-        self.listener = listener
+        self.listeners = listeners      # its slot's, and any surplus an upgrade left
+        self.snapshot: Snapshot | None = None      # the last applied (worker/orphan.py)
         self.clock = Clock(loop.time())
         self.stats = Stats()
         self.reactor = Reactor(loop)
@@ -109,7 +111,7 @@ class Worker:
         if relay == "sockmap" and self.sockmap is None:
             self.relay_engine = "splice"
         self.splice_bodies = relay != "copy"
-        self.server: asyncio.AbstractServer | None = None   # HTTP: uvloop accepts
+        self.servers: list[asyncio.AbstractServer] = []   # HTTP: uvloop accepts
         self.tls_front = tls_front
         self.tls: ListenerContexts | None = None   # from the first snapshot's certificates
         self.certificates = b""     # the snapshot's certificate files last loaded
@@ -147,21 +149,24 @@ class Worker:
         self.link.down.listen(self.loop, self._on_message)
         self.link.down.drain()     # the first snapshot, before any request
         await asyncio.gather(*(c.start() for c in self.clusters.values()))
-        if self.config.balancer.mode == "tcp":
-            self.reactor.add_reader(self.listener.fileno(), self._accept)
-        else:
-            front = self._front() if self.config.balancer.tls is not None else None
-            kernel = self.kernel_tls
-            if kernel is not None and kernel.missing is None:
-                accept = kernel.accept
-                self.reactor.add_reader(self.listener.fileno(), lambda: self._accept(accept))
-            else:
-                made = self._accepted if kernel is None else kernel.user_space(self._accepted)
-                self.server = await self.loop.create_server(
-                    lambda: Stream(made=made), sock=self.listener, backlog=socket.SOMAXCONN,
-                    ssl=front, ssl_handshake_timeout=self.config.timeouts.header if front else None)
+        for listener in self.listeners:
+            await self._listen(listener)
         self.loop.call_later(self._tick, self._sweep)
         self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
+
+    async def _listen(self, listener: socket.socket) -> None:
+        kernel = self.kernel_tls
+        if self.config.balancer.mode == "tcp":
+            self.reactor.add_reader(listener.fileno(), partial(self._accept, listener))
+        elif kernel is not None and kernel.missing is None:
+            self.reactor.add_reader(listener.fileno(),
+                                    partial(self._accept, listener, kernel.accept))
+        else:
+            front = self._front() if self.config.balancer.tls is not None else None
+            made = self._accepted if kernel is None else kernel.user_space(self._accepted)
+            self.servers.append(await self.loop.create_server(
+                lambda: Stream(made=made), sock=listener, backlog=socket.SOMAXCONN,
+                ssl=front, ssl_handshake_timeout=self.config.timeouts.header if front else None))
 
     def _pace(self) -> None:
         self.transport.pace(list(self.hosts()))
@@ -173,11 +178,12 @@ class Worker:
             raise RuntimeError("the first snapshot brought no certificates")
         return self.tls.front
 
-    def _accept(self, handle: Callable[[socket.socket], None] | None = None) -> None:
+    def _accept(self, listener: socket.socket,
+                handle: Callable[[socket.socket], None] | None = None) -> None:
         """Accept what waits: TCP sessions, or (``handle``) TLS sockets for kernel TLS."""
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
-                sock, address = self.listener.accept()
+                sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -320,6 +326,7 @@ class Worker:
     def _on_message(self, message: object) -> None:
         if isinstance(message, Snapshot) and message.version > self.version:
             self.apply(message)
+            self.snapshot = message
             self.link.up.send(Ack(self.link.slot, os.getpid(), message.version))
 
     def apply(self, snapshot: Snapshot) -> None:
@@ -373,11 +380,12 @@ class Worker:
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""
         self.stopping = True
-        if self.server is not None:
-            self.server.close()
-        else:
-            self.reactor.remove_reader(self.listener.fileno())
-            self.listener.close()
+        for server in self.servers:
+            server.close()
+        for listener in self.listeners:
+            if not self.servers:
+                self.reactor.remove_reader(listener.fileno())
+            listener.close()       # this copy: a process taking over holds its own
         for cluster in self.clusters.values():
             cluster.close()
         for conn in list(self.connections):
