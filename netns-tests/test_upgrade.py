@@ -116,8 +116,8 @@ def test_ten_upgrades_under_load_lose_nothing_and_leave_nothing_behind(topology)
     wait_for(lambda: status(topo)["workers"][0]["state"] == "serving", 5)
     before = footprint(topo)
     versions, pids = [], [status(topo)["pid"]]
-    with SteadyLoad(topo, seconds=120, websockets=1, session=2.0) as load:
-        time.sleep(1.0)
+    with SteadyLoad(topo, seconds=120, websockets=1, session=1.0) as load:
+        time.sleep(0.5)
         for n in range(10):
             name = "bc"[n % 2]
             install(topo, releases[name])
@@ -127,7 +127,6 @@ def test_ten_upgrades_under_load_lose_nothing_and_leave_nothing_behind(topology)
             shown = status(topo)
             versions.append(shown["version"])
             pids.append(shown["pid"])
-            time.sleep(0.5)
         load.halt.set()
     summary = load.summary()
     print("ten upgrades under load:", summary)

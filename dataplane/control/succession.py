@@ -118,9 +118,9 @@ class Succession:
         self.successor = successor
         control = self.control
         control.notify.send(f"MAINPID={successor}")
-        for part in (control.admin, control.metrics):
+        for part in (control.admin, control.metrics, control.running):
             if part is not None:
-                part.close()
+                part.close()          # its copies of the sockets: the new one has its own
         log.info("retiring: the new process serves", new_pid=successor)
         control.stop()
 

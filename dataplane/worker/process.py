@@ -14,13 +14,12 @@ import ssl
 from functools import partial
 from typing import Callable, Iterator
 
-import msgspec
 import structlog
 
 from .. import logs
 from ..channel.link import Link
 from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
-from ..config import DEFAULT, Config, decode_certificates, decode_routes
+from ..config import DEFAULT, Config, decode_routes
 from ..http.client import ClientConnection
 from ..http.codec import Reject
 from ..http.identity import ClientIdentity
@@ -40,9 +39,8 @@ from ..tcp.session import accept as accept_tcp
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..routing.table import RouteTable
-from ..tls.contexts import ListenerContexts
 from ..tls.kernel_tls import KernelTls
-from ..tls.tickets import KEY_SIZE, TicketKeys
+from .listener_tls import WorkerTls
 
 log = structlog.get_logger("l7lb.worker")
 ACCEPTS_PER_WAKEUP = 64
@@ -112,13 +110,10 @@ class Worker:
             self.relay_engine = "splice"
         self.splice_bodies = relay != "copy"
         self.servers: list[asyncio.AbstractServer] = []   # HTTP: uvloop accepts
-        self.tls_front = tls_front
-        self.tls: ListenerContexts | None = None   # from the first snapshot's certificates
-        self.certificates = b""     # the snapshot's certificate files last loaded
-        self.tickets: TicketKeys | None = None
         tls = config.balancer.tls
         self.kernel_tls = KernelTls(loop, self._front, self._accepted, config.timeouts.header) \
             if tls is not None and tls.ktls != "off" else None
+        self.tls = WorkerTls(tls, tls_front, self.kernel_tls.prepare if self.kernel_tls else None)
         self.stopping = False
         self.stopped = loop.create_future()
         self._tick = sweep_interval(config)
@@ -174,9 +169,7 @@ class Worker:
             self.loop.call_later(self.config.congestion.pacer.interval, self._pace)
 
     def _front(self) -> ssl.SSLContext:
-        if self.tls is None:
-            raise RuntimeError("the first snapshot brought no certificates")
-        return self.tls.front
+        return self.tls.front()
 
     def _accept(self, listener: socket.socket,
                 handle: Callable[[socket.socket], None] | None = None) -> None:
@@ -334,48 +327,11 @@ class Worker:
         (requests under way keep the route they took)."""
         if snapshot.routes and snapshot.routes != self.routes.raw:
             self.routes = RouteTable(*decode_routes(snapshot.routes), raw=snapshot.routes)
-        if snapshot.certificates and snapshot.certificates != self.certificates:
-            self._load_certificates(snapshot.certificates)
-        if snapshot.tickets and self.tls is not None:
-            self._use_tickets(snapshot.tickets)
+        self.tls.apply(snapshot.certificates, snapshot.tickets)
         for name, cluster in self.clusters.items():
             cluster.update([s for s in snapshot.backends if s.cluster == name],
                            resolve=self.version > 0)
         self.version = snapshot.version
-
-    def _load_certificates(self, raw: bytes) -> None:
-        """The control process's checked copies of the certificate files: the
-        first ones before listening, later ones for every new handshake (a
-        failure here keeps the old ones)."""
-        self.certificates = raw
-        tls = self.config.balancer.tls
-        if tls is None:
-            return                         # sent only to a TLS listener
-        settings = msgspec.structs.replace(tls, certificates=decode_certificates(raw))
-        if self.tls is None:
-            kernel = self.kernel_tls
-            self.tls = ListenerContexts(settings, self.tls_front, kernel.prepare if kernel else None)
-            return
-        try:
-            self.tls.load(settings)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            log.error("certificates not reloaded; the old ones stay", error=str(exc))
-            return
-        log.info("certificates reloaded", files=[c.source for c in settings.certificates])
-
-    def _use_tickets(self, raw: bytes) -> None:
-        """The control process's session ticket keys (the current one first)."""
-        keys = [raw[i:i + KEY_SIZE] for i in range(0, len(raw), KEY_SIZE)]
-        if self.tickets is not None:
-            self.tickets.keys = keys
-            return
-        assert self.tls is not None        # the caller checked
-        try:
-            self.tickets = TicketKeys(self.tls.front, keys)
-        except (OSError, AttributeError) as exc:     # no such OpenSSL: its own keys then
-            log.warning("session ticket keys not installed; OpenSSL's own are used",
-                        error=str(exc))
-            self.tickets = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight work finish within ``grace``, then cut the rest."""
