@@ -88,13 +88,12 @@ class Upgrade:
             self.child = None
             log.error("upgrade failed; this process keeps serving", reason=failure)
             raise AdminError("upgrade_failed", failure)
-        log.info("upgrade: the new process serves; draining", new_pid=child.pid)
-        self.loop.call_soon(self.host.retire, child.pid)   # after this reply is written
         return {"pid": child.pid, "previous_pid": os.getpid(), "config": path}
 
     def _start(self, argv: list[str]) -> subprocess.Popen[bytes]:
         read, write = os.pipe2(os.O_CLOEXEC)
         env = dict(os.environ, **{ENV_FROM: self.host.admin_path, ENV_REPORT: str(write)})
+        env.pop("WATCHDOG_PID", None)    # systemd's, naming this process: the new one pings
         try:
             child = subprocess.Popen(argv, env=env,
                                      pass_fds=(write,), stdin=subprocess.DEVNULL)
@@ -144,8 +143,11 @@ class Upgrade:
     def taken(self, _args: Args) -> dict[str, Any]:
         """``takeover.done``: the new process serves."""
         self._from_child()
-        if self.outcome is not None and not self.outcome.done():
+        assert self.child is not None and self.outcome is not None     # checked
+        if not self.outcome.done():
             self.outcome.set_result(None)
+            log.info("upgrade: the new process serves; draining", new_pid=self.child.pid)
+            self.host.retire(self.child.pid)     # MAINPID= before the new one's READY=1
         return {"draining": os.getpid()}
 
     def _from_child(self) -> None:
