@@ -198,3 +198,25 @@ def test_a_fleet_joins_an_etcd_with_passwords_and_a_wrong_one_serves_alone(topol
     assert view["mode"] == "degraded" and "authentication" in view["etcd"]["error"], view
     assert sorted(fleet.health("lb2")) == sorted(fleet.address(b) for b in fleet.backend_hosts)
     assert fleet.fleet("lb1")["members"] == ["lb1"]
+
+
+def test_an_upgraded_member_stays_the_same_member_of_the_fleet(topology):
+    """lbctl upgrade carries the member's etcd lease: the new process keeps
+    it alive, the old one does not revoke it, so the other members never see
+    this one leave (its member key and observations live on the lease)."""
+    fleet = Fleet(topology, count=2, backends=2)
+    fleet.joined(fleet.lbs)
+    before = fleet.ctl("lb1", "status", "--json")
+    lease = fleet.fleet("lb1")["lease"]
+    done = fleet.ctl("lb1", "upgrade")
+    assert done.returncode == 0, done.stderr
+    seen = set()
+    deadline = time.monotonic() + 3 * TTL
+    while time.monotonic() < deadline:        # past the old lease's TTL
+        seen.add(tuple(fleet.fleet("lb2")["members"]))
+        time.sleep(0.05)
+    assert seen == {("lb1", "lb2")}, seen
+    shown = fleet.fleet("lb1")
+    assert shown["member"] == "lb1" and shown["mode"] == "ok" and shown["lease"] == lease
+    assert json.loads(fleet.ctl("lb1", "status", "--json").stdout)["pid"] \
+        != json.loads(before.stdout)["pid"]

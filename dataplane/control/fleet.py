@@ -180,7 +180,8 @@ class FleetLink:
             row["here"] = {"health": known.health if known else None,
                            "own": host.state.value if host else None,
                            "probed": self.health.probes(row["backend"])}
-        return {"member": self.name, "mode": member.mode, "prefix": settings.prefix,
+        return {"member": self.name, "lease": f"{member.lease:x}" if member.lease else None,
+                "mode": member.mode, "prefix": settings.prefix,
                 "probe_replicas": settings.probe_replicas,
                 "etcd": {"endpoint": member.etcd.endpoint, "reachable": member.mode == "ok",
                          "error": member.error or None},
