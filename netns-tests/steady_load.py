@@ -122,7 +122,8 @@ class SteadyLoad:
             with sock:
                 answer = self._exchange(sock, request)
             _, _, body = answer.partition(b"\r\n\r\n")
-            wrong = judge(body) if answer.startswith(b"HTTP/1.1 200 ") else f"{path}: {answer[:40]!r}"
+            wrong = (judge(body) if answer.startswith(b"HTTP/1.1 200 ")
+                     else f"{path}: {answer[:40]!r}")
             if wrong is None:
                 self._ok(started)
             else:

@@ -165,6 +165,9 @@ def test_run_time_state_survives_an_upgrade(topology):
     assert b"Connection: close" not in _ask(kept)
     done = upgrade(topo)
     assert done.returncode == 0, done.stderr
+    assert f"process {old} drains and exits" in done.stdout
+    shown = lbctl(topo, "status").stdout          # the kept connection holds the old one
+    assert f"draining: process {old} (taken over" in shown and f"pid {old}," not in shown
     # Its next request is answered by the draining worker, with Connection: close.
     last = _ask(kept)
     assert last.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in last, last

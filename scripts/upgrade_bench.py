@@ -181,7 +181,8 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=list(SCENARIOS))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    version = subprocess.run(["haproxy", "-v"], capture_output=True,
+                             text=True).stdout.split("\n")[0]
     results = {}
     for name in args.only or SCENARIOS:
         topo = site()

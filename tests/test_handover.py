@@ -53,7 +53,8 @@ def test_the_same_file_keeps_the_run_time_set_another_file_wins_with_known_state
     drained = BackendState("198.18.0.4", 8000, 100, "drain", health="down",
                            breaker="half_open", lease=3, permits={0: 1})
     kept = BackendState("198.18.0.5", 8000, 100, health="up")
-    sent = carried(backends=[drained, kept, added, BackendState("198.18.0.6", 1, 1, cluster="gone")],
+    gone = BackendState("198.18.0.6", 1, 1, cluster="gone")     # a group no longer there
+    sent = carried(backends=[drained, kept, added, gone],
                    file_backends=["198.18.0.4:8000", "198.18.0.5:8000"])
     same = backends_to_keep(config, sent, in_fleet=False)
     assert [(b.host, b.state, b.weight) for b in same] == [

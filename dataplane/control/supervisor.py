@@ -37,6 +37,7 @@ from .. import logs
 from ..channel.link import STATE_WAIT, Link
 from ..channel.messages import Counters, Snapshot
 from ..config import Config
+from ..handover.wire import REPORT_FD
 from ..limits.per_client import PerClient
 from ..worker.run import run_worker
 
@@ -211,15 +212,17 @@ class Supervisor:
 
 def _drop_inherited_sockets(keep: set[int]) -> None:
     """In a new worker: let go of the control process's sockets (admin clients,
-    probes, etcd's watch stream), which would otherwise stay open for as long as
-    the worker lives. Each is replaced by /dev/null rather than closed: the
-    control's objects still name those numbers, and one of them closing its
-    number later must not close a socket the worker has opened since."""
+    probes, etcd's watch stream) and of an upgrade's report pipe, which would
+    otherwise stay open for as long as the worker lives. Each is replaced by
+    /dev/null rather than closed: the control's objects still name those
+    numbers, and one of them closing its number later must not close a socket
+    the worker has opened since."""
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    report = os.environ.pop(REPORT_FD, "")
     try:
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
-            if fd > 2 and fd != null and fd not in keep and _is_socket(fd):
+            if fd > 2 and fd != null and fd not in keep and (_is_socket(fd) or name == report):
                 os.dup2(null, fd)
     finally:
         os.close(null)

@@ -15,8 +15,7 @@ import socket
 import structlog
 
 from ..handover.carried import Carried
-from ..handover.wire import ORPHAN, Giver, TakeoverError
-from .upgrade import ENV_FROM, ENV_REPORT
+from ..handover.wire import ORPHAN, REPORT_FD, TAKEOVER_FROM, Giver, TakeoverError
 
 log = structlog.get_logger("l7lb.upgrade")
 
@@ -41,7 +40,7 @@ class Takeover:
         """From the process that started this one, or from orphaned workers;
         None when there is nothing to take over. TakeoverError: an upgrade's
         giver could not be reached."""
-        path = os.environ.pop(ENV_FROM, None)
+        path = os.environ.pop(TAKEOVER_FROM, None)
         if path is not None:
             giver = Giver(path)
             try:
@@ -98,7 +97,7 @@ def _from_orphan(path: str) -> tuple[Giver, list[socket.socket], Carried] | None
 
 def report_failure(reason: str) -> None:
     """Tell the process that started this one why it did not take over."""
-    fd = os.environ.get(ENV_REPORT)
+    fd = os.environ.get(REPORT_FD)
     if fd is not None and fd.isdigit():
         try:
             os.write(int(fd), reason.encode()[:4000])
@@ -108,7 +107,7 @@ def report_failure(reason: str) -> None:
 
 
 def _close_report() -> None:
-    fd = os.environ.pop(ENV_REPORT, None)
+    fd = os.environ.pop(REPORT_FD, None)
     if fd is not None and fd.isdigit():
         try:
             os.close(int(fd))

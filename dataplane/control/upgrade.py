@@ -32,8 +32,6 @@ from .command_args import Args
 log = structlog.get_logger("l7lb.upgrade")
 
 UPGRADE_WAIT = 30.0     # seconds for a new process to serve, or it is stopped
-ENV_FROM = "L7LB_TAKEOVER"
-ENV_REPORT = "L7LB_UPGRADE_FD"
 
 
 class UpgradeHost(Protocol):
@@ -55,6 +53,7 @@ class Upgrade:
         self.child: subprocess.Popen[bytes] | None = None
         self.outcome: asyncio.Future[str | None] | None = None   # None: it serves
         self.reason = b""
+        self.reason_fd: int | None = None     # the pipe the new process says why on
 
     def commands(self) -> dict[str, Callable[[Args], Any]]:
         return {"upgrade": self.command, wire.TAKEOVER: self.give, wire.DONE: self.taken}
@@ -92,7 +91,8 @@ class Upgrade:
 
     def _start(self, argv: list[str]) -> subprocess.Popen[bytes]:
         read, write = os.pipe2(os.O_CLOEXEC)
-        env = dict(os.environ, **{ENV_FROM: self.host.admin_path, ENV_REPORT: str(write)})
+        env = dict(os.environ, **{wire.TAKEOVER_FROM: self.host.admin_path,
+                                  wire.REPORT_FD: str(write)})
         env.pop("WATCHDOG_PID", None)    # systemd's, naming this process: the new one pings
         try:
             child = subprocess.Popen(argv, env=env,
@@ -102,7 +102,8 @@ class Upgrade:
         self.child, self.reason = child, b""
         self.outcome = self.loop.create_future()
         os.set_blocking(read, False)
-        self.loop.add_reader(read, self._read_reason, read)
+        self.reason_fd = read
+        self.loop.add_reader(read, self._read_reason)
         pidfd = os.pidfd_open(child.pid)
         self.loop.add_reader(pidfd, self._exited, child, pidfd)
         return child
@@ -111,7 +112,10 @@ class Upgrade:
         assert self.outcome is not None
         return self.outcome
 
-    def _read_reason(self, fd: int) -> None:
+    def _read_reason(self) -> None:
+        fd = self.reason_fd
+        if fd is None:
+            return
         try:
             data = os.read(fd, 4096)
         except BlockingIOError:
@@ -120,11 +124,13 @@ class Upgrade:
         if not data:
             self.loop.remove_reader(fd)
             os.close(fd)
+            self.reason_fd = None
 
     def _exited(self, child: subprocess.Popen[bytes], pidfd: int) -> None:
         self.loop.remove_reader(pidfd)
         os.close(pidfd)
         code = child.wait()
+        self._read_reason()           # what it wrote just before it exited
         if self.outcome is not None and not self.outcome.done():
             said = self.reason.decode(errors="replace").strip()
             self.outcome.set_result(said or f"the new process exited with code {code} "

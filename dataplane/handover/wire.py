@@ -20,6 +20,8 @@ MARK = b"\0"          # the byte the sockets travel with
 MAX_SOCKETS = 256     # listeners (one per worker slot) and the metrics listener
 WAIT = 10.0           # seconds for the giver to answer
 ORPHAN = ".orphan-"   # an orphaned worker listens on ADMIN_SOCKET.orphan-PID
+TAKEOVER_FROM = "L7LB_TAKEOVER"   # environment of an upgrade's new process: the old admin socket
+REPORT_FD = "L7LB_UPGRADE_FD"     # ...and the pipe it says why it failed on
 
 
 class TakeoverError(Exception):
