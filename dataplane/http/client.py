@@ -371,11 +371,9 @@ class ClientConnection:
         self.timer.expect(LINGER, LINGER_SECONDS)
 
     def shutdown(self) -> None:
-        """The worker is stopping (SIGTERM, an upgrade): no response says
-        keep-alive any more. A connection that was promised keep-alive, idle
-        now or once its response is out, waits DRAIN_IDLE for one more
-        request, answered with ``Connection: close``: closing it at once
-        would lose a request already on its way."""
+        """The worker is stopping: a connection promised keep-alive waits DRAIN_IDLE
+        for one more request (closing at once loses one on its way), answered
+        with ``Connection: close``."""
         if self.closing or self.active is not None or self._lane_under_way():
             return                # exchange_done (or the lane) comes back here
         self.lane = None          # the general path, which says Connection: close
