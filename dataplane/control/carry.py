@@ -17,7 +17,7 @@ from ..channel.messages import BackendState
 from ..config import Config
 from ..handover.carried import BreakerCarry, Carried, HostCarry
 from ..health.verdict import Health
-from ..tls.tickets import KEY_SIZE
+from ..tls.tickets import split_keys
 from .state import name_of, states_of
 from .view import ControlView
 
@@ -30,11 +30,10 @@ def carry(control: ControlView, slots: list[int], metrics: bool) -> Carried:
     breakers = {name: BreakerCarry(b.phase.value, b.trips, b.until if math.isfinite(b.until)
                                    else -1.0)
                 for name, b in control.breakers.breakers.items() if b.phase is not Phase.CLOSED}
-    tickets = control.state.tickets
     settings = control.config.balancer
     return Carried(__version__, os.getpid(), f"{settings.bind}:{settings.port}", slots, metrics,
                    control.state.backends, file_keys(control.config), health, breakers,
-                   [tickets[i:i + KEY_SIZE] for i in range(0, len(tickets), KEY_SIZE)],
+                   split_keys(control.state.tickets),
                    control.fleet.member.lease if control.fleet is not None else 0,
                    {name: dict(a.tunables) for name, a in control.congestion.bpf.loaded.items()})
 

@@ -34,6 +34,11 @@ def new_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
+def split_keys(raw: bytes) -> list[bytes]:
+    """Keys as a snapshot carries them, joined (the current one first)."""
+    return [raw[i:i + KEY_SIZE] for i in range(0, len(raw), KEY_SIZE)]
+
+
 class _Param(ctypes.Structure):      # OSSL_PARAM
     _fields_ = [("key", ctypes.c_char_p), ("data_type", ctypes.c_uint),
                 ("data", ctypes.c_void_p), ("data_size", ctypes.c_size_t),

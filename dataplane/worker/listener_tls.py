@@ -14,7 +14,7 @@ import structlog
 from ..config import decode_certificates
 from ..config.schema import ListenerTlsSettings
 from ..tls.contexts import ListenerContexts
-from ..tls.tickets import KEY_SIZE, TicketKeys
+from ..tls.tickets import TicketKeys, split_keys
 
 log = structlog.get_logger("l7lb.worker")
 
@@ -59,7 +59,7 @@ class WorkerTls:
 
     def _use_tickets(self, raw: bytes) -> None:
         """The control process's session ticket keys (the current one first)."""
-        keys = [raw[i:i + KEY_SIZE] for i in range(0, len(raw), KEY_SIZE)]
+        keys = split_keys(raw)
         if self.tickets is not None:
             self.tickets.keys = keys
             return

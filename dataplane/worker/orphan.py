@@ -22,7 +22,7 @@ from ..channel.messages import Snapshot
 from ..config import Config, backend_key
 from ..handover import wire
 from ..handover.carried import Carried, HostCarry, encode
-from ..tls.tickets import KEY_SIZE
+from ..tls.tickets import split_keys
 
 log = structlog.get_logger("l7lb.worker")
 
@@ -109,7 +109,7 @@ class Orphan:
             [worker.slot] * len(worker.listeners), backends=backends,
             health={backend_key(b.cluster, f"{b.host}:{b.port}"): HostCarry(b.health, now)
                     for b in backends},
-            tickets=[tickets[i:i + KEY_SIZE] for i in range(0, len(tickets), KEY_SIZE)])
+            tickets=split_keys(tickets))
 
     def close(self) -> None:
         if self.server is not None:
