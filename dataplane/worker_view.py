@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .config import Config
     from .http.identity import ClientIdentity
+    from .http.request_id import RequestIds
     from .io.stream import Stream
     from .io.reactor import Reactor
     from .io.sockmap_relay import Joiner
@@ -66,6 +67,7 @@ class WorkerView(Protocol):
     stopping: bool
 
     access: "AccessLog | None"  # log.access on
+    request_ids: "RequestIds | None"   # request_id.enabled
     lane: bool                 # the fast lane may be taken (http/lane.py)
     lane_head: int             # ...by heads of at most this many bytes
     lane_headers: int          # ...and at most this many header fields (limits.headers)

@@ -18,14 +18,14 @@ from .model import DEFAULT, Config, backend_key
 from .routes import GroupSettings, RouteSettings
 from .schema import (GRPC_STATUSES, AdminSettings, BackendSettings, BalancerSettings,
                      BreakerSettings, CertificateSettings, CongestionSettings, HealthSettings,
-                     LimitSettings, LogSettings, PacerSettings, PoolSettings, RetrySettings,
-                     TimeoutSettings)
+                     LimitSettings, LogSettings, PacerSettings, PoolSettings, RequestIdSettings,
+                     RetrySettings, TimeoutSettings)
 from .units import Duration, Rate
 
 __all__ = ["DEFAULT", "GRPC_STATUSES", "AdminSettings", "BackendSettings", "BalancerSettings",
            "BreakerSettings", "CertificateSettings", "Config", "ConfigError", "CongestionSettings", "Duration",
            "GroupSettings", "HealthSettings", "LimitSettings", "LogSettings", "PacerSettings",
-           "PoolSettings", "Rate", "RetrySettings", "RouteSettings", "TimeoutSettings",
+           "PoolSettings", "Rate", "RequestIdSettings", "RetrySettings", "RouteSettings", "TimeoutSettings",
            "backend_key", "check_algorithm", "congestion_algorithms", "decode_certificates",
            "decode_routes", "encode_routes", "load", "parse", "warnings"]
 

@@ -8,6 +8,7 @@ import os
 import re
 import ssl
 
+from .access_format import parse as parse_access_format, template_of
 from .errors import KeyPath, Lines
 from .errors import error as _error
 from .group_checks import backends_path, check_groups
@@ -24,6 +25,7 @@ def run_checks(config: Config, lines: Lines, source: str) -> None:
     _check_routes(config, lines, source)
     _check_fleet(config, lines, source)
     _check_tls(config, lines, source)
+    _check_access_format(config, lines, source)
 
 
 def _is_prime(n: int) -> bool:
@@ -285,3 +287,14 @@ def _host_covers(wide: str, narrow: str) -> bool:
     if not narrow:                  # the narrow route takes any host; the wide one does not
         return False
     return narrow.endswith(wide[1:]) if wide.startswith("*.") else narrow == wide
+
+
+def _check_access_format(config: Config, lines: Lines, source: str) -> None:
+    text = config.log.access_format
+    if text == "json":
+        return
+    try:
+        parse_access_format(template_of(text))
+    except ValueError as exc:
+        raise _error(lines, source, ("log", "access_format"),
+                     f"{exc} (or one of json, httplog, combined)") from None

@@ -10,8 +10,8 @@ import msgspec
 from .routes import GroupSettings, Name, RouteSettings
 from .schema import (AdminSettings, BackendSettings, BalancerSettings, BreakerSettings,
                      CongestionSettings, FleetSettings, HealthSettings, LimitSettings,
-                     LogSettings, MetricsSettings, PoolSettings, RetrySettings, Section,
-                     TimeoutSettings)
+                     LogSettings, MetricsSettings, PoolSettings, RequestIdSettings,
+                     RetrySettings, Section, TimeoutSettings)
 
 DEFAULT = "default"                 # the group of the top-level backends
 # Sections a group may override, key by key.
@@ -41,6 +41,7 @@ class Config(Section):
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    request_id: RequestIdSettings = msgspec.field(default_factory=RequestIdSettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
     congestion: CongestionSettings = msgspec.field(default_factory=CongestionSettings)
     health: HealthSettings = msgspec.field(default_factory=HealthSettings)

@@ -166,6 +166,20 @@ class LogSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
     file: Annotated[str, msgspec.Meta(min_length=1)] | None = None   # None: standard output
     summary: Duration = Duration(10)   # control process's periodic summary; 0 = off
+    # The access line of each HTTP request: json (as log.format renders it), HAProxy's
+    # httplog, nginx's combined, or a template of %-variables (docs/logging.md).
+    access_format: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] = "json"
+
+
+class RequestIdSettings(Section):
+    """Each HTTP request's ID: sent to the backend, logged, on the balancer's
+    own answers, echoed to the client when asked (docs/logging.md)."""
+    enabled: bool = True
+    header: Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")] = \
+        "X-Request-Id"
+    trust_incoming: bool = False     # keep a client's own ID (else it is replaced)
+    echo: bool = False               # backends' responses carry it to the client
+    format: Literal["hex", "uuid"] = "hex"   # 32 hex digits, or a UUID (version 4)
 
 
 class AdminSettings(Section):
@@ -267,8 +281,10 @@ class BreakerSettings(Section):
 
 
 class MetricsSettings(Section):
-    """Prometheus metrics, /healthz and /ready (docs/metrics.md); off when unset."""
+    """Prometheus metrics, /healthz, /ready and the dashboard (docs/metrics.md,
+    docs/dashboard.md); off when listen is unset."""
     listen: Annotated[str, msgspec.Meta(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):[0-9]{1,5}$")] | None = None
+    dashboard: bool = True          # the page at / and its JSON at /dashboard.json
 
 
 class FleetTlsSettings(Section):

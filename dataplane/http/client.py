@@ -55,7 +55,7 @@ class ClientConnection:
         "upgrading", "feeding", "input_error", "splice", "awaiting_drain", "timer",
         "splice_bodies", "access", "lane", "__weakref__")
 
-    def __init__(self, worker: "WorkerView", stream: Stream, peer: str) -> None:
+    def __init__(self, worker: "WorkerView", stream: Stream, peer: str, port: int = 0) -> None:
         self.worker = worker
         self.limits = worker.config.limits
         self.stream = stream
@@ -63,7 +63,7 @@ class ClientConnection:
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
         self.splice_bodies = worker.splice_bodies and stream.plain
         self.access: AccessLog | None = worker.access
-        self.who = ClientIdentity(peer, stream.tls, worker.config.balancer, self.access)
+        self.who = ClientIdentity(peer, stream.tls, worker.config.balancer, self.access, port)
         self.reader = RequestReader(self, self.limits)     # the general path's parser
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a
         # deque is 760) since idle connections are what memory is spent on.
@@ -354,7 +354,7 @@ class ClientConnection:
         self.worker.stats.rejected += 1
         log.info("request rejected", client=self.who.peer.decode(), status=reject.status,
                  reason=reject.detail)
-        self.stream.write(codec.error_response(reject.status, reject.detail))
+        self.stream.write(codec.error_response(reject.status, reject.detail, reject.headers))
         self.close_gracefully()
 
     def close_gracefully(self) -> None:

@@ -26,9 +26,10 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 class Reject(Exception):
     """A request refused before it reaches a backend, with the status to answer."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: bytes = b"") -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
+        self.headers = headers       # header lines for the answer (the request's ID)
 
 
 REASONS = {

@@ -92,7 +92,7 @@ class Exchange:
         "client", "worker", "state", "method", "target", "version", "keep_alive",
         "upgrade", "upgrade_tail", "forward", "body", "request_complete", "attempt",
         "upstream", "response", "splice", "reused", "sends", "started", "status", "error", "kind",
-        "route", "local", "per_try", "head")
+        "route", "local", "per_try", "head", "request_id", "sent_at")
 
     def __init__(self, client: ClientSide, worker: "WorkerView", method: bytes, target: bytes,
                  version: str, keep_alive: bool, started: float,
@@ -123,6 +123,8 @@ class Exchange:
         self.local = False                 # answered by the balancer (respond, redirect)
         self.per_try = worker.response_timeout   # seconds for the response head, per try
         self.head: RequestHead | None = None   # as parsed; None for one the lane handed over
+        self.request_id = b""              # set as it is routed (request_id.enabled)
+        self.sent_at = 0.0                 # monotonic: last sent upstream
 
     @property
     def done(self) -> bool:
@@ -185,6 +187,7 @@ class Exchange:
         self.state = SENT
         self.reused = reused
         self.sends += 1
+        self.sent_at = time.monotonic()
         self.upstream = conn
         conn.user = self
         conn.requests += 1
@@ -213,9 +216,10 @@ class Exchange:
         if reader is None:
             reader = ResponseReader()
             conn.reader = reader
-        route = self.route
+        route, ids = self.route, self.worker.request_ids
         reader.begin(self.method, self.version, self.keep_alive, self.upgrade,
-                     bool(self.upgrade_tail), route.response_edits if route is not None else None)
+                     bool(self.upgrade_tail), route.response_edits if route is not None else None,
+                     ids.pieces(self.request_id) if ids is not None and ids.echo else ())
         return reader
 
     def sent(self, conn: UpstreamConnection, body: int) -> None:
@@ -392,6 +396,7 @@ class Exchange:
         whole (at once when it has no body; one with a body is not waited for:
         the connection closes)."""
         self.status, self.local = status, True
+        headers += self._id_line()
         if not self.keep_alive:      # the client asked to close (or HTTP/1.0)
             headers += b"Connection: close\r\n"
         self.client.send_answer(status, headers, body, self.method == b"HEAD")
@@ -404,7 +409,7 @@ class Exchange:
             self.abort(kind, detail)
             return
         self.status, self.error, self.kind = status, detail, kind
-        self.client.send_error(status, detail, headers)
+        self.client.send_error(status, detail, headers + self._id_line())
         self.client.exchange_done(self, False)
 
     def out_of_time(self) -> None:
@@ -446,6 +451,11 @@ class Exchange:
             attempt.end(upstream)
         self.state = DONE
 
+    def _id_line(self) -> bytes:
+        """The request's ID as a header line of the balancer's own answers."""
+        ids = self.worker.request_ids
+        return ids.line(self.request_id) if ids is not None and self.request_id else b""
+
     def _host_name(self) -> str:
         attempt = self.attempt
         return attempt.host.name if attempt is not None and attempt.host is not None else ""
@@ -462,7 +472,7 @@ class Exchange:
             cluster.finished(host, status, ms, bytes_in, bytes_out, self.kind, self.reused)
         log_request(self.worker.stats, self.client, self.method, self.target, status,
                     host.name if host is not None else "", bytes_in, bytes_out, ms, self.error,
-                    self.route, cluster.name if cluster is not None else "")
+                    self.route, cluster.name if cluster is not None else "", self)
 
     def _ms(self) -> float:
         return (time.monotonic() - self.started) * 1000

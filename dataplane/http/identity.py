@@ -23,12 +23,12 @@ class ClientIdentity:
     """One client connection's identity: what its requests say of it to the
     backend and in the access log. With ``accept_proxy`` it is the PROXY
     header's client, read from the connection's first bytes."""
-    __slots__ = ("peer", "tail", "log_prefix", "forwarded", "stripped", "proxied",
+    __slots__ = ("peer", "port", "tail", "for_line", "after_id", "log_prefix", "forwarded", "stripped", "proxied",
                  "preamble", "tls", "access", "protocol")
 
     def __init__(self, peer: str, tls: ssl.SSLObject | None, settings: BalancerSettings,
-                 access: "AccessLog | None") -> None:
-        self.tls, self.access = tls, access
+                 access: "AccessLog | None", port: int = 0) -> None:
+        self.tls, self.access, self.port = tls, access, port
         self.protocol = "http/1.1"     # or h2 (over TLS), h2c: the access line's "proto"
         self.forwarded, self.stripped = forwarding(tls, settings.tls)
         self.proxied: Addresses | None = None
@@ -39,9 +39,12 @@ class ClientIdentity:
     def _identify(self, peer: bytes) -> None:
         self.peer = peer             # as X-Forwarded-For names it
         # The proxy's own lines and the blank line that ends a head upstream.
-        self.tail = b"X-Forwarded-For: %b\r\n%b\r\n" % (peer, self.forwarded)
-        self.log_prefix = self.access.prefix(peer, self.protocol, tls_fields(self.tls)) \
-            if self.access is not None else b""
+        self.for_line = b"X-Forwarded-For: %b\r\n" % peer
+        self.after_id = self.forwarded + b"\r\n"
+        # The same with no request ID line between them.
+        self.tail = self.for_line + self.after_id
+        self.log_prefix = self.access.prefix(peer, self.protocol, tls_fields(self.tls),
+                                             self.port) if self.access is not None else b""
 
     def speaks(self, protocol: str) -> None:
         """The connection turned out to speak ``protocol`` (h2, h2c)."""
@@ -60,6 +63,7 @@ class ClientIdentity:
         self.preamble = None
         if addresses is not None:
             self.proxied = addresses
+            self.port = addresses.src_port
             self._identify(addresses.src.encode())
         return data[size:]
 

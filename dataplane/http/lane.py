@@ -137,6 +137,15 @@ def _judged(lines: list[bytes], verdicts: _Verdicts) -> tuple[int, int] | None:
     return cuts, length
 
 
+def takes_off(name: bytes) -> None:
+    """Requests with a header named ``name`` (lower case) leave the lane: the
+    request ID's, which the general path replaces or keeps. Set once per
+    worker, before its first request."""
+    _request_lines.off = _REQUEST_OFF | {name}
+    _request_lines.clear()
+    _request_heads.clear()
+
+
 def simple_request(data: bytes, tail: bytes, max_head: int, max_headers: int, max_body: int
                    ) -> tuple[bytes, bytes, bytes, bytes, int] | None:
     """The head to send upstream for a request read whole in ``data``

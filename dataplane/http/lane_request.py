@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..upstream.cluster import Cluster
 from ..upstream.host import Host
 from ..upstream.connection import UpstreamConnection
+from ..upstream.outcome import ErrorKind
 from . import codec
 from .codec import Reject
 from .deadline import RESPONSE
@@ -25,6 +26,7 @@ from .exchange import Exchange
 from .identity import ClientIdentity
 from .lane import simple_request, simple_response
 from .request_body import RequestBody
+from .request_id import echoed
 from .timer import Timer
 
 if TYPE_CHECKING:
@@ -59,7 +61,14 @@ class LaneClient(Protocol):
 
 class LaneRequest:
     __slots__ = ("client", "worker", "response_timeout", "conn", "host", "cluster", "route", "key",
-                 "started", "method", "target", "forward", "body_size", "__weakref__")
+                 "started", "method", "target", "forward", "body_size", "request_id",
+                 "__weakref__")
+    # What a text access line asks beyond these (logs/access_text.Details): a
+    # lane request went out at once, in one try, on HTTP/1.1 to the backend.
+    sent_at = 0.0
+    sends = 1
+    kind = ErrorKind.NONE
+    version = "1.1"
     # The request under way (set as it is sent; ``conn`` is None between requests).
     host: Host
     cluster: Cluster
@@ -70,6 +79,7 @@ class LaneRequest:
     target: bytes
     forward: bytes
     body_size: int              # bytes of body sent with it
+    request_id: bytes           # b"" when request IDs are off
 
     def __init__(self, client: LaneClient, worker: "WorkerView") -> None:
         self.client = client
@@ -83,11 +93,19 @@ class LaneRequest:
         """Carry ``data`` if it is one simple request; False leaves it to the
         parser (nothing of it has been acted on then)."""
         worker, client = self.worker, self.client
-        found = simple_request(data, client.who.tail, worker.lane_head, worker.lane_headers,
-                               worker.lane_body)
+        found = simple_request(data, b"", worker.lane_head, worker.lane_headers, worker.lane_body)
         if found is None:
             return False
-        forward, method, target, authority, body = found
+        head, method, target, authority, body = found
+        ids = worker.request_ids
+        if ids is None:
+            request_id = b""
+            forward = head + client.who.tail
+        else:
+            request_id = ids.new()
+            who = client.who
+            forward = b"%b%b%b%b\r\n%b" % (head, who.for_line, ids.prefix, request_id,
+                                           who.after_id)
         routes = worker.routes
         route: Route | None = None
         if routes.routes:
@@ -104,7 +122,7 @@ class LaneRequest:
             key = cluster.key_of(client.who.peer, target, ())
         per_client = worker.per_client
         if per_client is not None and not per_client.allow_request(client):
-            client.reject_now(Reject(429, TOO_MANY))
+            client.reject_now(Reject(429, TOO_MANY, ids.line(request_id) if ids else b""))
             return True
         if route is not None:
             route.requests += 1
@@ -113,7 +131,7 @@ class LaneRequest:
         conn = None if host is None else cluster.lease(host, now)
         if conn is None or host is None:
             self._off_lane(method, target, forward, data[-body:] if body else b"", cluster,
-                           route, key, host, now)
+                           route, key, host, now, request_id)
             return True
         conn.user = self
         conn.requests += 1
@@ -131,6 +149,7 @@ class LaneRequest:
         self.target = target
         self.forward = forward
         self.body_size = body
+        self.request_id = request_id
         if route is None and self.response_timeout:
             client.timer.expect_until(RESPONSE, now + self.response_timeout, None)
         else:
@@ -157,6 +176,9 @@ class LaneRequest:
             self.hand_over().on_upstream_data(data)
             return
         out, status, length = found
+        ids = self.worker.request_ids
+        if ids is not None and ids.echo:
+            out = echoed(out, length, ids.line(self.request_id))
         client.stream.write(out)
         host, conn, cluster = self.host, self.conn, self.cluster
         assert conn is not None
@@ -177,7 +199,8 @@ class LaneRequest:
             route = self.route
             access.request(client.who.log_prefix, self.method, self.target, status, host.name,
                            self.body_size, length, ms, "", route.name if route is not None
-                           else None, cluster.name if route is not None else None)
+                           else None, cluster.name if route is not None else None,
+                           self.request_id, self)
         client.timer.idle(now)
         if self.worker.stopping:
             client.shutdown()
@@ -196,17 +219,19 @@ class LaneRequest:
         self.conn = None
         host.awaiting.discard(self)
         exchange = self.client.adopt(self.method, self.target, self.started)
+        exchange.request_id = self.request_id
         exchange.routed(self.cluster, self.route, self.key, self.forward)
         exchange.sent(conn, self.body_size)
         return exchange
 
     def _off_lane(self, method: bytes, target: bytes, forward: bytes, body: bytes,
                   cluster: Cluster, route: "Route | None", key: bytes | None,
-                  host: Host | None, now: float) -> None:
+                  host: Host | None, now: float, request_id: bytes) -> None:
         """A request read whole and routed that cannot be sent on the lane (no
         idle connection, no host): an Exchange takes it from here, in the
         order the parser would have given it (a body after the start)."""
         exchange = self.client.adopt(method, target, now)
+        exchange.request_id = request_id
         exchange.routed(cluster, route, key, forward)
         self._deadline(route, now)
         if body:

@@ -1,5 +1,5 @@
-"""A request on its way: routed (its group, or the balancer's own answer),
-its timeouts.total armed, and started. The same for an HTTP/1.1 request and
+"""A request on its way: given its ID, routed (its group, or the balancer's
+own answer), its timeouts.total armed, and started. The same for an HTTP/1.1 request and
 an HTTP/2 stream."""
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ def launch(exchange: Exchange, who: ClientIdentity, timer: TotalClock,
     total: float | None = worker.config.timeouts.total
     head = exchange.head
     if head is not None:      # None: the fast lane routed it already
-        where = destination(worker, head, who.peer, who.forwarded)
+        forwarded = who.forwarded
+        ids = worker.request_ids
+        if ids is not None:
+            fields = head.fields
+            exchange.request_id, line, fields.lines = ids.taken(fields.lines)
+            forwarded = line + forwarded
+        where = destination(worker, head, who.peer, forwarded)
         if not isinstance(where, Destination):
             exchange.answer(*where)
             return

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .identity import ClientIdentity
+    from ..logs.access_text import Details
     from ..logs.access_lines import AccessLog
     from ..routing.route import Route
     from ..worker_view import Stats
@@ -21,7 +22,7 @@ class Logged(Protocol):
 
 def log_request(stats: "Stats", client: Logged, method: bytes, target: bytes, status: int,
                 host: str, bytes_in: int, bytes_out: int, ms: float, error: str,
-                route: "Route | None", cluster: str) -> None:
+                route: "Route | None", cluster: str, request: "Details") -> None:
     """Count it, and write its access line (``host``: HOST:PORT or empty;
     the route and group are named only when a route was taken)."""
     stats.requests += 1
@@ -31,4 +32,4 @@ def log_request(stats: "Stats", client: Logged, method: bytes, target: bytes, st
     if access is not None:
         access.request(client.who.log_prefix, method, target, status, host, bytes_in, bytes_out,
                        ms, error, route.name if route is not None else None,
-                       cluster if route is not None else None)
+                       cluster if route is not None else None, request.request_id, request)

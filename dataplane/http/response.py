@@ -23,7 +23,7 @@ class ResponseReader:
                  "reuse_forbidden", "status", "reason", "headers", "trailers", "framing",
                  "client_framing", "remaining", "started", "complete", "interim",
                  "upstream_keep_alive", "client_keep_alive", "out", "body_bytes", "edits",
-                 "in_step", "lines")
+                 "in_step", "lines", "added")
 
     def __init__(self) -> None:
         self._new_parser()
@@ -37,14 +37,16 @@ class ResponseReader:
         self.in_step = True       # the parser is between two messages
 
     def begin(self, method: bytes, version: str, keep_alive: bool, upgrade: bytes | None,
-              reuse_forbidden: bool, edits: HeaderEdits | None) -> None:
+              reuse_forbidden: bool, edits: HeaderEdits | None, added: tuple[bytes, ...] = ()) -> None:
         """Ready for the response to a request: ``version``: the client's
         HTTP version ("2.0": the head and trailers are kept, not written, and
         the body is passed on unframed); ``keep_alive``: the client
         asked to keep its connection; ``reuse_forbidden``: the upstream
         connection must not be reused whatever the backend says (it may have
         read bytes of a refused upgrade); ``edits``: a route's response header
-        changes. ``closing`` (whether the client connection is closing) is
+        changes; ``added``: a header to add, as codec.Fields keeps its line (the
+        request's ID, echoed).
+        ``closing`` (whether the client connection is closing) is
         kept up to date by the exchange."""
         if not self.in_step:
             # The last response ended where llhttp could not see it (a HEAD
@@ -57,6 +59,7 @@ class ResponseReader:
         self.upgrade = upgrade
         self.closing = False
         self.reuse_forbidden = reuse_forbidden
+        self.added = added
         self.status = 0
         self.reason = b""
         self.headers: codec.Headers = []
@@ -141,6 +144,8 @@ class ResponseReader:
             raise ValueError(f"Transfer-Encoding {fields.coding!r}")     # a 502
         if self.edits is not None:
             fields.lines = self.edits.apply(fields.lines)
+        if self.added:
+            fields.lines += self.added
         framing = codec.response_framing(fields, status, self.head_request)
         client_framing = codec.client_framing(framing, self.version)
         if self.version == "2.0":       # the client's h2 stream frames it (h2/stream.py)

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, BinaryIO, Callable, TextIO
+from typing import Any, BinaryIO, Callable, TextIO, cast
 
 import msgspec
 import structlog
@@ -132,6 +132,17 @@ class _AccessLog:
         _add_timestamp(None, "", fields)
         fields["pid"] = _pid[0]
         stream.write(_encode(fields) + b"\n")
+
+    @staticmethod
+    def text(line: str) -> None:
+        """A text access line (log.access_format), written as it is."""
+        out = _output[0] if _output else sys.stdout
+        if isinstance(out, io.BufferedWriter):
+            out.write(line.encode() + b"\n")
+        else:
+            text = cast(TextIO, out)
+            text.write(line + "\n")
+            text.flush()       # a terminal: each line at once
 
 
 access = _AccessLog()

@@ -9,38 +9,69 @@ structlog with the same fields.
 
 Fields: ``client``, ``proto`` (http/1.1, h2, h2c), ``tls``/``cipher``/``sni`` over TLS, ``method``, ``path``
 (as sent on, after a route's rewrite), ``status``, ``backend`` (null when
-none was chosen), ``bytes_in``, ``bytes_out``, ``ms``, ``route`` and
-``cluster`` when a route took the request, ``error`` when there was one,
-then ``event``, ``level``, ``timestamp`` and ``pid`` as in every line.
+none was chosen), ``bytes_in``, ``bytes_out``, ``ms``, ``request_id``
+when request IDs are on, ``route`` and ``cluster`` when a route took the
+request, ``error`` when there was one, then ``event``, ``level``,
+``timestamp`` and ``pid`` as in every line.
+
+``log.access_format`` other than json writes text lines instead
+(access_text.py); ``access_log`` makes the one the settings ask for.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from .. import logs
+from ..config.access_format import parse, template_of
+from .access_text import Details, TextAccessLog
+
+if TYPE_CHECKING:
+    from ..config import LogSettings
 
 _json = msgspec.json.Encoder().encode
 _now = time.time
 _LINE = (b'%b,"method":"%b","path":%b,"status":%d,"backend":%b,"bytes_in":%d,'
-         b'"bytes_out":%d,"ms":%.2f%b,"event":"request","level":"info",'
+         b'"bytes_out":%d,"ms":%.2f,"request_id":"%b"%b,"event":"request","level":"info",'
          b'"timestamp":"%b.%06dZ","pid":')
 _NAMES_KEPT = 4096        # backend and route names whose JSON is remembered
 
 
-class AccessLog:
-    """One worker's access lines (made in the worker: its pid is in them)."""
+class AccessLog(Protocol):
+    """Where a worker's requests are logged, one line each."""
+    def prefix(self, client: bytes, protocol: str, tls: dict[str, str | None] | None,
+               port: int) -> bytes: ...
 
-    def __init__(self) -> None:
+    def request(self, prefix: bytes, method: bytes, target: bytes, status: int, backend: str,
+                bytes_in: int, bytes_out: int, ms: float, error: str, route: str | None,
+                cluster: str | None, request_id: bytes, details: Details) -> None: ...
+
+
+def access_log(settings: "LogSettings", request_ids: bool) -> AccessLog | None:
+    """The access log ``log.access`` and ``log.access_format`` ask for."""
+    if not settings.access:
+        return None
+    if settings.access_format == "json":
+        return JsonAccessLog(request_ids)
+    return TextAccessLog(parse(template_of(settings.access_format)))
+
+
+class JsonAccessLog:
+    """One worker's access lines in JSON (made in the worker: its pid is in them)."""
+
+    def __init__(self, request_ids: bool = True) -> None:
         self.names: dict[str, bytes] = {}
-        self.line = _LINE + b"%d}\n" % logs.pid()
+        line = _LINE if request_ids else _LINE.replace(b',"request_id":"%b"', b"%.0b")
+        self.line = line + b"%d}\n" % logs.pid()
         self.second = -1           # the whole second last written, and its text
         self.second_text = b""
 
     @staticmethod
-    def prefix(client: bytes, protocol: str, tls: dict[str, str | None] | None) -> bytes:
+    def prefix(client: bytes, protocol: str, tls: dict[str, str | None] | None,
+               port: int = 0) -> bytes:
         """A connection's part of each line: the client, its protocol and its
         TLS fields."""
         fields: dict[str, object] = {"client": client.decode(), "proto": protocol}
@@ -50,11 +81,12 @@ class AccessLog:
 
     def request(self, prefix: bytes, method: bytes, target: bytes, status: int, backend: str,
                 bytes_in: int, bytes_out: int, ms: float, error: str = "",
-                route: str | None = None, cluster: str | None = None) -> None:
+                route: str | None = None, cluster: str | None = None,
+                request_id: bytes = b"", details: Details | None = None) -> None:
         stream = logs.access.json_stream
         if stream is None:
             self._structured(prefix, method, target, status, backend, bytes_in, bytes_out, ms,
-                             error, route, cluster)
+                             error, route, cluster, request_id)
             return
         extra = b""
         if route is not None:
@@ -71,7 +103,8 @@ class AccessLog:
             and 92 not in target else _json(target.decode("latin-1"))
         name = self.names.get(backend) or self._name(backend) if backend else b"null"
         stream.write(self.line % (prefix, method, path, status, name, bytes_in, bytes_out, ms,
-                                  extra, self.second_text, int((now - second) * 1e6)))
+                                  request_id, extra, self.second_text,
+                                  int((now - second) * 1e6)))
 
     def _name(self, name: str) -> bytes:
         """A name's JSON string, made once (names come from the configuration)."""
@@ -85,11 +118,13 @@ class AccessLog:
     @staticmethod
     def _structured(prefix: bytes, method: bytes, target: bytes, status: int, backend: str,
                     bytes_in: int, bytes_out: int, ms: float, error: str,
-                    route: str | None, cluster: str | None) -> None:
+                    route: str | None, cluster: str | None, request_id: bytes) -> None:
         fields = msgspec.json.decode(prefix + b"}")
         fields.update({"method": method.decode(), "path": target.decode("latin-1"),
                        "status": status, "backend": backend or None, "bytes_in": bytes_in,
                        "bytes_out": bytes_out, "ms": round(ms, 2)})
+        if request_id:
+            fields["request_id"] = request_id.decode("latin-1")
         if route is not None:
             fields["route"], fields["cluster"] = route, cluster
         if error:

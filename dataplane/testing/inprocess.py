@@ -13,6 +13,7 @@ half-closed), so two runs can be compared byte for byte.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from typing import Any, cast
 
@@ -139,6 +140,8 @@ class InProcess:
         host.marks.clear()
         host.marks_counted = 0
         self.cluster.choice.refresh()
+        if self.worker.request_ids is not None:     # the same IDs in the same order
+            self.worker.request_ids.bits = random.Random(0).getrandbits
 
     def idle_upstream(self) -> tuple[UpstreamConnection, StandIn]:
         """Make sure the pool has an idle connection (a request never connects)."""

@@ -25,14 +25,15 @@ from ..http.codec import Reject
 from ..http.identity import ClientIdentity
 from ..http2.connection import Http2Connection
 from ..http2.upstream import multiplexer
-from ..http.lane import MAX_BODY
+from ..http.lane import MAX_BODY, takes_off
+from ..http.request_id import RequestIds
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.libbpf import BpfError
 from ..kernel.sockmap import Sockmap
 from ..kernel.transport import Transport
 from ..limits.per_client import PerClient
-from ..logs.access_lines import AccessLog
+from ..logs.access_lines import access_log
 from ..routing.route import Route
 from ..worker_view import Clock, Stats, Tracked
 from ..tcp.session import accept as accept_tcp
@@ -93,7 +94,10 @@ class Worker:
         self.idle_timeout: float = t.idle
         self.connections: set[Tracked] = set()
         self.per_client = PerClient.of(config, client_counts, link.slot)
-        self.access = AccessLog() if config.log.access else None
+        self.request_ids = RequestIds(config.request_id) if config.request_id.enabled else None
+        if self.request_ids is not None:
+            takes_off(self.request_ids.lower)
+        self.access = access_log(config.log, self.request_ids is not None)
         self.lane = True
         self.lane_head = config.limits.header_bytes
         self.lane_headers = config.limits.headers
@@ -194,21 +198,21 @@ class Worker:
 
     def _accepted(self, stream: Stream) -> None:
         """An HTTP client connection, accepted by uvloop."""
-        peer = stream.sock.getpeername()[0]
+        peer, port, *_ = stream.sock.getpeername()
         if stream.tls is not None:
             self.stats.handshakes += 1
             self.stats.resumed += stream.tls.session_reused
         if not self._admit(peer):
             stream.close()
         elif (refusal := self._limited(peer)) is not None:
-            ClientConnection(self, stream, peer).reject_now(Reject(429, refusal))
+            ClientConnection(self, stream, peer, port).reject_now(Reject(429, refusal))
         elif stream.tls is not None and stream.tls.selected_alpn_protocol() == "h2":
-            who = ClientIdentity(peer, stream.tls, self.config.balancer, self.access)
+            who = ClientIdentity(peer, stream.tls, self.config.balancer, self.access, port)
             who.speaks("h2")
             self.stats.h2_connections += 1
             Http2Connection(self, stream, who)
         else:
-            ClientConnection(self, stream, peer)
+            ClientConnection(self, stream, peer, port)
 
     def speak_h2c(self, conn: Tracked, stream: Stream, who: ClientIdentity,
                   first: bytes) -> None:
