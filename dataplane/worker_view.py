@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .logs.access_lines import AccessLog
     from .routing.route import Route
     from .routing.table import RouteTable
+    from .tracing.recorder import Tracer
     from .upstream.cluster import Cluster
 
 
@@ -68,6 +69,7 @@ class WorkerView(Protocol):
 
     access: "AccessLog | None"  # log.access on
     request_ids: "RequestIds | None"   # request_id.enabled
+    tracer: "Tracer | None"            # tracing.enabled
     lane: bool                 # the fast lane may be taken (http/lane.py)
     lane_head: int             # ...by heads of at most this many bytes
     lane_headers: int          # ...and at most this many header fields (limits.headers)

@@ -57,10 +57,12 @@ def exchange(conn: HTTPConnection, method: str, path: str, headers: dict[str, st
 def test_each_request_gets_a_new_id_that_the_backend_and_the_log_see(topology):
     topo, lb, conn = site(topology, EMPTY_GROUP)
     seen = []
+    context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     for _ in range(3):         # simple GETs: the fast lane
-        status, headers, body = exchange(conn, "GET", "/lane")
+        status, headers, body = exchange(conn, "GET", "/lane", {"traceparent": context})
         assert status == 200 and "X-Request-Id" not in headers    # echo is off
         seen.append(sent_id(body))
+        assert sent_id(body, "traceparent") == context     # tracing off: passed unchanged
     # A chunked body (the general path), and a client's own ID (replaced: not trusted).
     status, _, body = exchange(conn, "POST", "/general", {"Transfer-Encoding": "chunked"},
                                iter([b"hello"]))

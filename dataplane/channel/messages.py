@@ -4,7 +4,8 @@ msgspec, never pickle).
 Down (control -> worker): versioned state snapshots; a worker applies a newer
 one between requests and acknowledges it. Up (worker -> control):
 acknowledgements, periodic reports (counters, and each host's tally of the
-requests that ended since the last one), and what must not wait for them:
+requests that ended since the last one; the spans of requests traced), and
+what must not wait for them:
 health verdicts, breaker trips and half-open trials.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Union
 
 import msgspec
 
+from ..tracing.recorder import SpanRecord
 from ..upstream.tally import HostFigures
 
 
@@ -90,7 +92,14 @@ class Counters(msgspec.Struct, tag="counters", array_like=True):
     kernel_tls: dict[str, int] = {}   # connections the kernel encrypts ("kernel"), others by reason
 
 
+class Spans(msgspec.Struct, tag="spans", array_like=True):
+    """Requests a worker traced since its last report (tracing.enabled)."""
+    slot: int
+    records: list[SpanRecord]
+    dropped: int = 0        # not kept: more than tracing's MAX_KEPT in one report
+
+
 Down = Snapshot
-Up = Union[Ack, PassiveVerdict, Tripped, Trial, Counters]
+Up = Union[Ack, PassiveVerdict, Tripped, Trial, Counters, Spans]
 
 

@@ -19,13 +19,14 @@ from .routes import GroupSettings, RouteSettings
 from .schema import (GRPC_STATUSES, AdminSettings, BackendSettings, BalancerSettings,
                      BreakerSettings, CertificateSettings, CongestionSettings, HealthSettings,
                      LimitSettings, LogSettings, PacerSettings, PoolSettings, RequestIdSettings,
-                     RetrySettings, TimeoutSettings)
+                     RetrySettings, TimeoutSettings, TracingSettings)
 from .units import Duration, Rate
 
 __all__ = ["DEFAULT", "GRPC_STATUSES", "AdminSettings", "BackendSettings", "BalancerSettings",
            "BreakerSettings", "CertificateSettings", "Config", "ConfigError", "CongestionSettings", "Duration",
            "GroupSettings", "HealthSettings", "LimitSettings", "LogSettings", "PacerSettings",
-           "PoolSettings", "Rate", "RequestIdSettings", "RetrySettings", "RouteSettings", "TimeoutSettings",
+           "PoolSettings", "Rate", "RequestIdSettings", "RetrySettings", "RouteSettings",
+           "TimeoutSettings", "TracingSettings",
            "backend_key", "check_algorithm", "congestion_algorithms", "decode_certificates",
            "decode_routes", "encode_routes", "load", "parse", "warnings"]
 

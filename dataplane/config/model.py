@@ -11,7 +11,7 @@ from .routes import GroupSettings, Name, RouteSettings
 from .schema import (AdminSettings, BackendSettings, BalancerSettings, BreakerSettings,
                      CongestionSettings, FleetSettings, HealthSettings, LimitSettings,
                      LogSettings, MetricsSettings, PoolSettings, RequestIdSettings,
-                     RetrySettings, Section, TimeoutSettings)
+                     RetrySettings, Section, TimeoutSettings, TracingSettings)
 
 DEFAULT = "default"                 # the group of the top-level backends
 # Sections a group may override, key by key.
@@ -42,6 +42,7 @@ class Config(Section):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     request_id: RequestIdSettings = msgspec.field(default_factory=RequestIdSettings)
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
     congestion: CongestionSettings = msgspec.field(default_factory=CongestionSettings)
     health: HealthSettings = msgspec.field(default_factory=HealthSettings)

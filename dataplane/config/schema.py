@@ -280,6 +280,18 @@ class BreakerSettings(Section):
     max_requests: Limit | None = None
 
 
+class TracingSettings(Section):
+    """W3C trace context and OTLP/HTTP export (docs/tracing.md); needs the
+    l7lb[tracing] extra when enabled."""
+    enabled: bool = False
+    ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.01   # of new traces recorded
+    endpoint: Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$")] = \
+        "http://127.0.0.1:4318/v1/traces"
+    service_name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "l7lb"
+    headers: dict[str, str] = msgspec.field(default_factory=dict)   # sent with each export
+    timeout: Duration = Duration(10)          # per export request
+
+
 class MetricsSettings(Section):
     """Prometheus metrics, /healthz, /ready and the dashboard (docs/metrics.md,
     docs/dashboard.md); off when listen is unset."""

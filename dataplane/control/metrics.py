@@ -1,20 +1,24 @@
 """The control process's metrics (docs/metrics.md): figures gathered at each
 scrape from what it already holds (the workers' counters and outcomes,
-health, breakers, the state), served on ``metrics.listen`` with /healthz and
-/ready (dataplane/metrics/)."""
+health, breakers, the state), served on ``metrics.listen`` with /healthz,
+/ready and, unless ``metrics.dashboard`` is off, the dashboard
+(docs/dashboard.md) at / and /dashboard.json (dataplane/metrics/)."""
 
 from __future__ import annotations
 
 import socket
 from typing import Callable, Iterator
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 
 from .. import __version__
-from ..metrics.endpoint import METRICS_TYPE, MetricsEndpoint
+from ..metrics import page
+from ..metrics.endpoint import METRICS_TYPE, MetricsEndpoint, Page
 from ..metrics.families import BackendRow, Figures, families, in_service
+from .dashboard import Dashboard
 from .state import name_of
 from .view import ControlView
 
@@ -34,8 +38,16 @@ class Metrics:
         self.control = control
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self.figures))
-        self.endpoint = MetricsEndpoint({"/metrics": self._metrics, "/healthz": self._healthz,
-                                         "/ready": self._ready})
+        pages: dict[str, Page] = {"/metrics": self._metrics, "/healthz": self._healthz,
+                                  "/ready": self._ready}
+        self.dashboard = Dashboard(control) if control.config.metrics.dashboard else None
+        if self.dashboard is not None:
+            pages.update({"/": self._page, "/dashboard.json": self._document,
+                          "/dashboard.js": lambda: (200, "text/javascript; charset=utf-8",
+                                                    page.asset("dashboard.js")),
+                          "/dashboard.css": lambda: (200, "text/css; charset=utf-8",
+                                                     page.asset("dashboard.css"))})
+        self.endpoint = MetricsEndpoint(pages)
 
     async def start(self, handed: socket.socket | None = None) -> bool:
         """Listen on metrics.listen (on ``handed``, an upgrade's, if it is bound
@@ -53,10 +65,14 @@ class Metrics:
             log.error("cannot open the metrics listener", address=listen,
                       error=exc.strerror or str(exc))
             return False
+        if self.dashboard is not None:
+            self.dashboard.start()
         return True
 
     def close(self) -> None:
         self.endpoint.close()
+        if self.dashboard is not None:
+            self.dashboard.close()
 
     def listening(self) -> socket.socket | None:
         return self.endpoint.listening()
@@ -64,6 +80,14 @@ class Metrics:
     # -- pages ---------------------------------------------------------------
     def _metrics(self) -> tuple[int, str, bytes]:
         return 200, METRICS_TYPE, generate_latest(self.registry)
+
+    def _page(self) -> tuple[int, str, bytes]:
+        assert self.dashboard is not None
+        return 200, "text/html; charset=utf-8", page.render(self.dashboard.document())
+
+    def _document(self) -> tuple[int, str, bytes]:
+        assert self.dashboard is not None
+        return 200, "application/json", msgspec.json.encode(self.dashboard.document())
 
     def _healthz(self) -> tuple[int, str, bytes]:
         return 200, "text/plain", b"ok\n"

@@ -21,7 +21,7 @@ import msgspec
 import structlog
 
 from .. import logs
-from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
+from ..channel.messages import Ack, Counters, Snapshot, Spans, Trial, Tripped, PassiveVerdict
 from ..config import DEFAULT, Config, ConfigError, GroupSettings, backend_key, load
 from ..handover.wire import TakeoverError
 from ..io.listener import bound, open_listeners
@@ -40,6 +40,7 @@ from .notify import Notifier
 from .state import State
 from .succession import Succession
 from .supervisor import Supervisor
+from .traces import TraceExport, TracingUnavailable
 
 NO_ERROR = ErrorKind.NONE
 
@@ -47,7 +48,7 @@ log = structlog.get_logger("l7lb.control")
 
 FLUSH_EVERY = 0.25    # seconds between log flushes
 RESTART_ONLY = ("balancer", "pool", "timeouts", "limits", "log", "admin", "congestion",
-                "fleet", "metrics")
+                "fleet", "metrics", "request_id", "tracing")
 
 
 class Control:
@@ -73,6 +74,7 @@ class Control:
         self.reloads = 0
         self.notify = Notifier()
         self.metrics = Metrics(self) if config.metrics.listen else None
+        self.traces: TraceExport | None = None     # tracing.enabled: made as it starts
 
     @property
     def running(self) -> Supervisor:
@@ -148,16 +150,20 @@ class Control:
         takeover = self.succession.takeover
         handed = takeover.metrics if takeover is not None else None
         try:
+            if self.config.tracing.enabled:
+                self.traces = TraceExport(self.config.tracing)
             if await self._open_admin() and (self.metrics is None
                                              or await self.metrics.start(handed)):
                 return self.tls.copy(self.config)    # a client's first handshake needs them
         except CertificateError as exc:
             log.error("cannot load the listener's certificates", error=str(exc))
+        except TracingUnavailable as exc:
+            log.error(str(exc))
         self._close()
         return None
 
     def _close(self) -> None:
-        for part in (self.admin, self.metrics, self.supervisor, self.tls):
+        for part in (self.admin, self.metrics, self.supervisor, self.tls, self.traces):
             if part is not None:
                 part.close()
 
@@ -272,6 +278,8 @@ class Control:
             self.tally.max_sessions = max(self.tally.max_sessions, sessions)
         elif isinstance(message, Ack):
             self._acked(message)
+        elif isinstance(message, Spans) and self.traces is not None:
+            self.traces.add(message)
 
     def _acked(self, ack: Ack) -> None:
         slot = self.running.slots[ack.slot]

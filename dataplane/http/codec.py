@@ -157,6 +157,17 @@ def _framing_lines(fields: Fields, framing: int) -> list[bytes]:
     return []
 
 
+def pop_header(lines: list[bytes], lower: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The values of the ``lower`` headers in ``lines`` (as Fields keeps them:
+    name, ": ", value, CRLF), and the lines without them."""
+    found = [at for at in range(0, len(lines), 4) if lines[at].lower() == lower]
+    if not found:
+        return [], lines
+    values = [lines[at + 2] for at in found]
+    return values, [piece for at in range(0, len(lines), 4) if at not in found
+                    for piece in lines[at:at + 4]]
+
+
 def request_head(method: bytes, target: bytes, fields: Fields, client_ip: bytes,
                  forwarded: bytes, upgrade: bool) -> bytes:
     """The request head sent upstream: HTTP/1.1, hop-by-hop headers dropped,

@@ -43,6 +43,7 @@ from .upgrade import join_streams
 
 if TYPE_CHECKING:
     from ..routing.route import Route
+    from ..tracing.recorder import Trace
     from ..worker_view import WorkerView
 
 log = structlog.get_logger("l7lb.http")
@@ -92,7 +93,7 @@ class Exchange:
         "client", "worker", "state", "method", "target", "version", "keep_alive",
         "upgrade", "upgrade_tail", "forward", "body", "request_complete", "attempt",
         "upstream", "response", "splice", "reused", "sends", "started", "status", "error", "kind",
-        "route", "local", "per_try", "head", "request_id", "sent_at")
+        "route", "local", "per_try", "head", "request_id", "sent_at", "trace")
 
     def __init__(self, client: ClientSide, worker: "WorkerView", method: bytes, target: bytes,
                  version: str, keep_alive: bool, started: float,
@@ -125,6 +126,7 @@ class Exchange:
         self.head: RequestHead | None = None   # as parsed; None for one the lane handed over
         self.request_id = b""              # set as it is routed (request_id.enabled)
         self.sent_at = 0.0                 # monotonic: last sent upstream
+        self.trace: Trace | None = None    # when traced (tracing.enabled, sampled)
 
     @property
     def done(self) -> bool:
@@ -472,7 +474,7 @@ class Exchange:
             cluster.finished(host, status, ms, bytes_in, bytes_out, self.kind, self.reused)
         log_request(self.worker.stats, self.client, self.method, self.target, status,
                     host.name if host is not None else "", bytes_in, bytes_out, ms, self.error,
-                    self.route, cluster.name if cluster is not None else "", self)
+                    self.route, cluster.name if cluster is not None else "", self, self.trace)
 
     def _ms(self) -> float:
         return (time.monotonic() - self.started) * 1000

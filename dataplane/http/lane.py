@@ -139,9 +139,9 @@ def _judged(lines: list[bytes], verdicts: _Verdicts) -> tuple[int, int] | None:
 
 def takes_off(name: bytes) -> None:
     """Requests with a header named ``name`` (lower case) leave the lane: the
-    request ID's, which the general path replaces or keeps. Set once per
-    worker, before its first request."""
-    _request_lines.off = _REQUEST_OFF | {name}
+    request ID's, which the general path replaces or keeps, and a caller's
+    trace context. Set once per worker, before its first request."""
+    _request_lines.off = _request_lines.off | {name}
     _request_lines.clear()
     _request_heads.clear()
 

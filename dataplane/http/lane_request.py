@@ -27,10 +27,12 @@ from .identity import ClientIdentity
 from .lane import simple_request, simple_response
 from .request_body import RequestBody
 from .request_id import echoed
+from .request_log import traced
 from .timer import Timer
 
 if TYPE_CHECKING:
     from ..logs.access_lines import AccessLog
+    from ..tracing.recorder import Trace
     from ..routing.route import Route
     from ..worker_view import WorkerView
 
@@ -62,10 +64,9 @@ class LaneClient(Protocol):
 class LaneRequest:
     __slots__ = ("client", "worker", "response_timeout", "conn", "host", "cluster", "route", "key",
                  "started", "method", "target", "forward", "body_size", "request_id",
-                 "__weakref__")
+                 "trace", "__weakref__")
     # What a text access line asks beyond these (logs/access_text.Details): a
     # lane request went out at once, in one try, on HTTP/1.1 to the backend.
-    sent_at = 0.0
     sends = 1
     kind = ErrorKind.NONE
     version = "1.1"
@@ -80,6 +81,7 @@ class LaneRequest:
     forward: bytes
     body_size: int              # bytes of body sent with it
     request_id: bytes           # b"" when request IDs are off
+    trace: "Trace | None"       # when traced (tracing.enabled, sampled)
 
     def __init__(self, client: LaneClient, worker: "WorkerView") -> None:
         self.client = client
@@ -88,6 +90,10 @@ class LaneRequest:
         # The deadline when neither a route nor timeouts.total decides it (0 when they may).
         self.response_timeout = (worker.response_timeout if worker.config.timeouts.total is None
                                  else 0.0)
+
+    @property
+    def sent_at(self) -> float:
+        return self.started      # sent as it was read
 
     def carry(self, data: bytes) -> bool:
         """Carry ``data`` if it is one simple request; False leaves it to the
@@ -106,6 +112,12 @@ class LaneRequest:
             who = client.who
             forward = b"%b%b%b%b\r\n%b" % (head, who.for_line, ids.prefix, request_id,
                                            who.after_id)
+        trace = None
+        tracer = worker.tracer
+        if tracer is not None:         # the lane carries no caller's context (lane.takes_off)
+            trace = tracer.begin(None)
+            if trace is not None:
+                forward = b"%b%b\r\n" % (forward[:-2], trace.line)
         routes = worker.routes
         route: Route | None = None
         if routes.routes:
@@ -129,9 +141,10 @@ class LaneRequest:
         now = _monotonic()
         host = cluster.choose(key)
         conn = None if host is None else cluster.lease(host, now)
+        self.request_id, self.trace = request_id, trace
         if conn is None or host is None:
             self._off_lane(method, target, forward, data[-body:] if body else b"", cluster,
-                           route, key, host, now, request_id)
+                           route, key, host, now)
             return True
         conn.user = self
         conn.requests += 1
@@ -149,7 +162,6 @@ class LaneRequest:
         self.target = target
         self.forward = forward
         self.body_size = body
-        self.request_id = request_id
         if route is None and self.response_timeout:
             client.timer.expect_until(RESPONSE, now + self.response_timeout, None)
         else:
@@ -201,6 +213,9 @@ class LaneRequest:
                            self.body_size, length, ms, "", route.name if route is not None
                            else None, cluster.name if route is not None else None,
                            self.request_id, self)
+        if self.trace is not None:
+            traced(self.trace, self.method, self.target, status, host.name, cluster.name,
+                   route, "", self, client.who)
         client.timer.idle(now)
         if self.worker.stopping:
             client.shutdown()
@@ -219,19 +234,19 @@ class LaneRequest:
         self.conn = None
         host.awaiting.discard(self)
         exchange = self.client.adopt(self.method, self.target, self.started)
-        exchange.request_id = self.request_id
+        exchange.request_id, exchange.trace = self.request_id, self.trace
         exchange.routed(self.cluster, self.route, self.key, self.forward)
         exchange.sent(conn, self.body_size)
         return exchange
 
     def _off_lane(self, method: bytes, target: bytes, forward: bytes, body: bytes,
                   cluster: Cluster, route: "Route | None", key: bytes | None,
-                  host: Host | None, now: float, request_id: bytes) -> None:
+                  host: Host | None, now: float) -> None:
         """A request read whole and routed that cannot be sent on the lane (no
         idle connection, no host): an Exchange takes it from here, in the
         order the parser would have given it (a body after the start)."""
         exchange = self.client.adopt(method, target, now)
-        exchange.request_id = request_id
+        exchange.request_id, exchange.trace = self.request_id, self.trace
         exchange.routed(cluster, route, key, forward)
         self._deadline(route, now)
         if body:

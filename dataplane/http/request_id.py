@@ -14,6 +14,7 @@ import os
 import random
 
 from ..config import RequestIdSettings
+from .codec import pop_header
 
 
 TRUSTED_MAX = 200     # bytes of a client's ID kept; a longer one is replaced
@@ -60,18 +61,13 @@ class RequestIds:
     def taken(self, lines: list[bytes]) -> tuple[bytes, bytes, list[bytes]]:
         """A request's ID, the line to add for it (b"" when the client's own
         stays) and the header lines to send (``lines`` as codec.Fields keeps
-        them: name, ": ", value, CRLF): a trusted client's first ID is kept as
-        it is; otherwise the client's are removed and a new one is made."""
-        lower = self.lower
-        found = [at for at in range(0, len(lines), 4) if lines[at].lower() == lower]
-        if found and self.trust and _usable(lines[found[0] + 2]):
-            return lines[found[0] + 2], b"", lines
+        them): a trusted client's first ID is kept as it is; otherwise the
+        client's are removed and a new one is made."""
+        values, without = pop_header(lines, self.lower)
+        if values and self.trust and _usable(values[0]):
+            return values[0], b"", lines
         made = self.new()
-        if found:
-            lines = [piece for at in range(0, len(lines), 4) if at not in found
-                     for piece in lines[at:at + 4]]
-        return made, self.line(made), lines
-
+        return made, self.line(made), without
 
 def echoed(response: bytes, body_length: int, line: bytes) -> bytes:
     """A whole response (head and a body of ``body_length`` bytes) with

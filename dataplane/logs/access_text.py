@@ -30,7 +30,8 @@ class Details(Protocol):
     request_id: bytes
     forward: bytes       # the head as sent upstream (its headers)
     started: float       # monotonic: the head was read
-    sent_at: float       # monotonic: last sent upstream (0: never)
+    @property
+    def sent_at(self) -> float: ...   # monotonic: last sent upstream (0: never)
     sends: int           # tries
     @property
     def kind(self) -> Kind: ...

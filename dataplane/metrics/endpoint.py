@@ -1,8 +1,9 @@
 """The metrics listener: ``GET /metrics`` (Prometheus' text format, made by
-prometheus-client), ``/healthz`` (200 while the control process runs) and
-``/ready`` (200 when workers are up and a backend is healthy, else 503).
-One request per connection, heads up to 8 KiB read within 5 s; anything else
-gets 404 or 400."""
+prometheus-client), ``/healthz`` (200 while the control process runs),
+``/ready`` (200 when workers are up and a backend is healthy, else 503) and
+the dashboard's pages. One request per connection, heads up to 8 KiB read
+within 5 s; anything else gets 404 or 400. Answers are never cached, and the
+browser may run only this listener's own scripts (Content-Security-Policy)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ HEAD_LIMIT = 8192
 READ_TIMEOUT = 5.0
 
 Page = Callable[[], tuple[int, str, bytes]]   # status, content type, body
+SAFETY = ("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+          "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'\r\n")
 
 
 class MetricsEndpoint:
@@ -51,7 +54,8 @@ class MetricsEndpoint:
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
                   503: "Service Unavailable"}[status]
         writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
-                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                     f"Content-Length: {len(body)}\r\n{SAFETY}Connection: close\r\n\r\n"
+                     .encode() + body)
         try:
             await writer.drain()
         except ConnectionError:
@@ -66,7 +70,7 @@ class MetricsEndpoint:
             return 405, "text/plain", b"GET only\n"
         page = self.pages.get(parts[1].split(b"?", 1)[0].decode("latin-1"))
         if page is None:
-            return 404, "text/plain", b"try /metrics, /healthz or /ready\n"
+            return 404, "text/plain", b"try /, /metrics, /healthz or /ready\n"
         return page()
 
 

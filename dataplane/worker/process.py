@@ -18,7 +18,7 @@ import structlog
 
 from .. import logs
 from ..channel.link import Link
-from ..channel.messages import Ack, Counters, Snapshot, Trial, Tripped, PassiveVerdict
+from ..channel.messages import Ack, Counters, Snapshot, Spans, Trial, Tripped, PassiveVerdict
 from ..config import DEFAULT, Config, decode_routes
 from ..http.client import ClientConnection
 from ..http.codec import Reject
@@ -27,6 +27,8 @@ from ..http2.connection import Http2Connection
 from ..http2.upstream import multiplexer
 from ..http.lane import MAX_BODY, takes_off
 from ..http.request_id import RequestIds
+from ..tracing.context import NAME as TRACEPARENT
+from ..tracing.recorder import Tracer
 from ..io.reactor import Reactor
 from ..io.stream import Stream
 from ..kernel.libbpf import BpfError
@@ -98,6 +100,9 @@ class Worker:
         if self.request_ids is not None:
             takes_off(self.request_ids.lower)
         self.access = access_log(config.log, self.request_ids is not None)
+        self.tracer = Tracer(config.tracing) if config.tracing.enabled else None
+        if self.tracer is not None:
+            takes_off(TRACEPARENT)      # a caller's context is read on the general path
         self.lane = True
         self.lane_head = config.limits.header_bytes
         self.lane_headers = config.limits.headers
@@ -302,6 +307,8 @@ class Worker:
                               (self.stats.h2_connections, self.stats.h2_streams,
                                self.stats.h2_calmed),
                               {} if self.kernel_tls is None else self.kernel_tls.counts))
+        if self.tracer is not None and (self.tracer.spans or self.tracer.dropped):
+            link.up.send(Spans(link.slot, *self.tracer.take()))
 
     # -- what clusters tell the control process at once (upstream Signals) --
     @property
