@@ -99,7 +99,7 @@ backends: [{{host: {host}, port: {backend}}}]
 pool: {{max_idle: {max_idle}}}
 log: {{access: {access}, level: info, summary: 0}}
 admin: {{socket: {dir}/admin-{port}.sock}}
-{routes}"""
+{routes}{l7lb_extra}"""
 
 
 def routes(count: int) -> str:
@@ -207,14 +207,15 @@ def nginx_backend(procs: Procs, h2c: bool = False) -> subprocess.Popen:
 
 def start_proxy(procs: Procs, name: str, workers: int, route_count: int = 0,
                 access_log: bool = False, h2c: bool = False,
-                h2c_backend: bool = False) -> list[subprocess.Popen]:
+                h2c_backend: bool = False, l7lb_extra: str = "") -> list[subprocess.Popen]:
     """``h2c``: the HTTP listeners speak HTTP/2 with prior knowledge (HAProxy
     ``proto h2``, nginx ``http2``, l7lb ``http2.cleartext``); ``h2c_backend``:
-    so does the backend."""
+    so does the backend; ``l7lb_extra``: more of l7lb's configuration."""
     port, tcp_port = PORTS[name]
     fields = dict(host=HOST, port=port, tcp_port=tcp_port, backend=BACKEND_HTTP,
                   tcp_backend=BACKEND_TCP, workers=workers, dir=procs.tmp,
                   routes=routes(route_count), **access_logs(access_log, procs.tmp),
+                  l7lb_extra=l7lb_extra + "\n" if l7lb_extra else "",
                   haproxy_h2=" proto h2" if h2c else "", nginx_h2=" http2" if h2c else "",
                   haproxy_backend_h2=" proto h2" if h2c_backend else "",
                   l7lb_h2=(", http2: {cleartext: true}" if h2c else "")
@@ -367,6 +368,8 @@ def main() -> None:
     parser.add_argument("--h2-connections", type=int, default=10, help="h2load connections")
     parser.add_argument("--h2-streams", type=int, default=10,
                         help="h2load streams at once per connection")
+    parser.add_argument("--l7lb-config", default="",
+                        help='more configuration for l7lb, YAML (e.g. "tracing: {enabled: true}")')
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     results: dict[str, dict] = {}
@@ -386,7 +389,7 @@ def main() -> None:
             if h2c_backend and name == "nginx":
                 continue
             running = start_proxy(procs, name, args.workers, args.routes, args.access_log,
-                                  args.protocol == "h2c", h2c_backend)
+                                  args.protocol == "h2c", h2c_backend, args.l7lb_config)
             results[name] = measure(*PORTS[name], args)
             for proc in running:
                 procs.stop(proc)

@@ -71,9 +71,9 @@ class Bench:
     """One worker, one client connection, an upstream connection in its pool."""
 
     def __init__(self, request: bytes, response: bytes, access: bool, route_count: int,
-                 vary: bool = False) -> None:
+                 vary: bool = False, extra: str = "") -> None:
         self.log = tempfile.TemporaryFile("w")      # the access lines, unread
-        self.world = InProcess(access=access, extra=routes(route_count))
+        self.world = InProcess(access=access, extra=routes(route_count) + extra)
         logs.setup(self.world.worker.config.log, self.log)
         self.upstream, self.upstream_transport = self.world.idle_upstream()
         self.client = Client(self.world.worker)
@@ -112,11 +112,16 @@ class Bench:
         start = time.perf_counter()
         for request, response in zip(requests, responses):
             one(request, response)
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        tracer = self.world.worker.tracer
+        if tracer is not None:
+            tracer.take()        # as the worker's report would, between rounds
+        return elapsed
 
 
 def measure(name: str, request: bytes, response: bytes, args) -> None:
-    bench = Bench(request, response, args.access_log, args.routes, args.vary)
+    bench = Bench(request, response, args.access_log, args.routes, args.vary,
+                  args.config.replace("\\n", "\n"))
     if args.only_run:
         bench.run(args.count)     # for an instruction count under valgrind
         return
@@ -150,6 +155,8 @@ def instructions(request: str, args) -> float:
             argv.append("--access-log")
         if args.vary:
             argv.append("--vary")
+        if args.config:
+            argv += ["--config", args.config]
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
         counts.append(int(re.search(r"I\s+refs:\s+([\d,]+)", out).group(1).replace(",", "")))
     return (counts[1] - counts[0]) / (2 * args.count)
@@ -167,6 +174,8 @@ def main() -> None:
     parser.add_argument("--request", choices=("wrk", "browser", "both"), default="both")
     parser.add_argument("--vary", action="store_true",
                         help="no head repeats: every request and answer is judged afresh")
+    parser.add_argument("--config", default="",
+                        help='more configuration, YAML (e.g. "tracing: {enabled: true}")')
     parser.add_argument("--instructions", action="store_true",
                         help="count machine instructions per request with valgrind instead")
     args = parser.parse_args()

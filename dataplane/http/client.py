@@ -63,7 +63,8 @@ class ClientConnection:
         # TLS: the socket carries ciphertext, so no splice; X-Forwarded-Proto says so.
         self.splice_bodies = worker.splice_bodies and stream.plain
         self.access: AccessLog | None = worker.access
-        self.who = ClientIdentity(peer, stream.tls, worker.config.balancer, self.access, port)
+        self.who = ClientIdentity(peer, stream.tls, worker.config.balancer, self.access, port,
+                                  worker.request_ids.name if worker.request_ids else b"")
         self.reader = RequestReader(self, self.limits)     # the general path's parser
         # Head-complete requests, [0] the active one: a list (56 bytes empty, a
         # deque is 760) since idle connections are what memory is spent on.

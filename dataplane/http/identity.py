@@ -23,12 +23,13 @@ class ClientIdentity:
     """One client connection's identity: what its requests say of it to the
     backend and in the access log. With ``accept_proxy`` it is the PROXY
     header's client, read from the connection's first bytes."""
-    __slots__ = ("peer", "port", "tail", "for_line", "after_id", "log_prefix", "forwarded", "stripped", "proxied",
+    __slots__ = ("peer", "port", "tail", "before_id", "after_id", "id_header", "log_prefix", "forwarded", "stripped", "proxied",
                  "preamble", "tls", "access", "protocol")
 
     def __init__(self, peer: str, tls: ssl.SSLObject | None, settings: BalancerSettings,
-                 access: "AccessLog | None", port: int = 0) -> None:
+                 access: "AccessLog | None", port: int = 0, id_header: bytes = b"") -> None:
         self.tls, self.access, self.port = tls, access, port
+        self.id_header = id_header       # request_id.header, when IDs are on
         self.protocol = "http/1.1"     # or h2 (over TLS), h2c: the access line's "proto"
         self.forwarded, self.stripped = forwarding(tls, settings.tls)
         self.proxied: Addresses | None = None
@@ -39,10 +40,10 @@ class ClientIdentity:
     def _identify(self, peer: bytes) -> None:
         self.peer = peer             # as X-Forwarded-For names it
         # The proxy's own lines and the blank line that ends a head upstream.
-        self.for_line = b"X-Forwarded-For: %b\r\n" % peer
-        self.after_id = self.forwarded + b"\r\n"
-        # The same with no request ID line between them.
-        self.tail = self.for_line + self.after_id
+        self.tail = b"X-Forwarded-For: %b\r\n%b\r\n" % (peer, self.forwarded)
+        # The same around a request's ID (the lane adds its line after X-Forwarded-For).
+        self.before_id = b"X-Forwarded-For: %b\r\n%b: " % (peer, self.id_header)
+        self.after_id = b"\r\n%b\r\n" % self.forwarded
         self.log_prefix = self.access.prefix(peer, self.protocol, tls_fields(self.tls),
                                              self.port) if self.access is not None else b""
 

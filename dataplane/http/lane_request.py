@@ -62,9 +62,9 @@ class LaneClient(Protocol):
 
 
 class LaneRequest:
-    __slots__ = ("client", "worker", "response_timeout", "conn", "host", "cluster", "route", "key",
-                 "started", "method", "target", "forward", "body_size", "request_id",
-                 "trace", "__weakref__")
+    __slots__ = ("client", "worker", "response_timeout", "ids", "echo", "tracer", "conn", "host",
+                 "cluster", "route", "key", "started", "method", "target", "forward", "body_size",
+                 "request_id", "trace", "__weakref__")
     # What a text access line asks beyond these (logs/access_text.Details): a
     # lane request went out at once, in one try, on HTTP/1.1 to the backend.
     sends = 1
@@ -90,6 +90,8 @@ class LaneRequest:
         # The deadline when neither a route nor timeouts.total decides it (0 when they may).
         self.response_timeout = (worker.response_timeout if worker.config.timeouts.total is None
                                  else 0.0)
+        self.ids, self.tracer = worker.request_ids, worker.tracer   # kept: read per request
+        self.echo = self.ids is not None and self.ids.echo
 
     @property
     def sent_at(self) -> float:
@@ -103,21 +105,22 @@ class LaneRequest:
         if found is None:
             return False
         head, method, target, authority, body = found
-        ids = worker.request_ids
+        ids = self.ids
         if ids is None:
             request_id = b""
             forward = head + client.who.tail
         else:
-            request_id = ids.new()
+            pool = ids.pool
+            request_id = pool.pop() if pool else ids.refill()     # ids.new(), a call less
             who = client.who
-            forward = b"%b%b%b%b\r\n%b" % (head, who.for_line, ids.prefix, request_id,
-                                           who.after_id)
+            forward = head + who.before_id + request_id + who.after_id
         trace = None
-        tracer = worker.tracer
-        if tracer is not None:         # the lane carries no caller's context (lane.takes_off)
-            trace = tracer.begin(None)
-            if trace is not None:
-                forward = b"%b%b\r\n" % (forward[:-2], trace.line)
+        tracer = self.tracer
+        # The lane carries no caller's context (lane.takes_off): a new trace, at
+        # tracing.ratio (drawn here, as tracer.begin would, a call less per request).
+        if tracer is not None and tracer.draw() < tracer.ratio:
+            trace = tracer.start()
+            forward = b"%b%b\r\n" % (forward[:-2], trace.line)
         routes = worker.routes
         route: Route | None = None
         if routes.routes:
@@ -188,9 +191,8 @@ class LaneRequest:
             self.hand_over().on_upstream_data(data)
             return
         out, status, length = found
-        ids = self.worker.request_ids
-        if ids is not None and ids.echo:
-            out = echoed(out, length, ids.line(self.request_id))
+        if self.echo:
+            out = echoed(out, length, self.ids.line(self.request_id))  # type: ignore[union-attr]  # echo: ids set
         client.stream.write(out)
         host, conn, cluster = self.host, self.conn, self.cluster
         assert conn is not None
@@ -215,7 +217,7 @@ class LaneRequest:
                            self.request_id, self)
         if self.trace is not None:
             traced(self.trace, self.method, self.target, status, host.name, cluster.name,
-                   route, "", self, client.who)
+                   self.route, "", self, client.who)
         client.timer.idle(now)
         if self.worker.stopping:
             client.shutdown()

@@ -23,6 +23,7 @@ from ..channel.link import Link
 from ..channel.messages import BackendState
 from ..config import parse
 from ..http.client import ClientConnection
+from ..http.request_id import POOL
 from ..io.stream import Stream
 from ..upstream.connection import UpstreamConnection
 from ..worker.process import Worker
@@ -140,8 +141,10 @@ class InProcess:
         host.marks.clear()
         host.marks_counted = 0
         self.cluster.choice.refresh()
-        if self.worker.request_ids is not None:     # the same IDs in the same order
-            self.worker.request_ids.bits = random.Random(0).getrandbits
+        ids = self.worker.request_ids
+        if ids is not None:                 # the same IDs in the same order
+            made = random.Random(0).randbytes(16 * POOL).hex().encode()
+            ids.pool = [made[at:at + 32] for at in range(0, len(made), 32)]
 
     def idle_upstream(self) -> tuple[UpstreamConnection, StandIn]:
         """Make sure the pool has an idle connection (a request never connects)."""

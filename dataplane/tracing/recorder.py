@@ -72,13 +72,14 @@ class Tracer:
         """A request's trace: continuing ``parent``, or a new one at ``ratio``
         (None: not sampled, nothing to send or record)."""
         if parent is None:
-            if self.draw() >= self.ratio:
-                return None
-            trace_id = b"%032x" % (self.bits(128) or 1)
-        else:
-            trace_id = parent.trace_id
-        return Trace(self, parent, trace_id, b"%016x" % (self.bits(64) or 1),
+            return self.start() if self.draw() < self.ratio else None
+        return Trace(self, parent, parent.trace_id, b"%016x" % (self.bits(64) or 1),
                      b"%016x" % (self.bits(64) or 1))
+
+    def start(self) -> Trace:
+        """A new trace, sampled (the draw made)."""
+        return Trace(self, None, b"%032x" % (self.bits(128) or 1),
+                     b"%016x" % (self.bits(64) or 1), b"%016x" % (self.bits(64) or 1))
 
     def keep(self, trace: Trace, name: str, sent: float, error: bool,
              attributes: dict[str, str | int]) -> None:

@@ -212,7 +212,8 @@ class Worker:
         elif (refusal := self._limited(peer)) is not None:
             ClientConnection(self, stream, peer, port).reject_now(Reject(429, refusal))
         elif stream.tls is not None and stream.tls.selected_alpn_protocol() == "h2":
-            who = ClientIdentity(peer, stream.tls, self.config.balancer, self.access, port)
+            who = ClientIdentity(peer, stream.tls, self.config.balancer, self.access, port,
+                                 self.request_ids.name if self.request_ids else b"")
             who.speaks("h2")
             self.stats.h2_connections += 1
             Http2Connection(self, stream, who)
