@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import h11
 
 # Headers a proxy removes or rewrites by design (RFC 9110 section 7.6.1, and
-# the X-Forwarded-* it writes itself), left out when two readings are compared.
+# the X-Forwarded-* and request ID it writes itself), left out when two
+# readings are compared.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "x-forwarded-for",
-              "x-forwarded-proto", "expect"}
+              "x-forwarded-proto", "expect", "x-request-id"}
 MAX_BUFFER = 1 << 20
 
 

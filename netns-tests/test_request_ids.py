@@ -130,3 +130,14 @@ def test_http2_requests_get_ids_on_the_lane_and_in_own_answers(topology):
     lines = logged(lb, 3)
     assert [(line["proto"], line["request_id"]) for line in lines] == [
         ("h2c", lane), ("h2c", general), ("h2c", own[1])]
+
+
+def test_a_429_of_the_per_client_rate_carries_an_id_on_both_paths(topology):
+    _, _, conn = site(topology, "limits: {per_client_rate: 1}\n")
+    assert exchange(conn, "GET", "/first")[0] == 200
+    answers = []
+    for method, body in (("GET", None), ("POST", iter([b"x" * 10]))):   # the lane; chunked
+        conn.close()
+        status, headers, _ = exchange(conn, method, "/again", body=body)
+        answers.append((status, bool(HEX.match(headers.get("X-Request-Id", "")))))
+    assert answers == [(429, True), (429, True)]

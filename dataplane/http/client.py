@@ -31,7 +31,7 @@ from .codec import NONE, Reject
 from .deadline import HEAD, IDLE, LINGER, NEVER
 from .exchange import Exchange
 from .identity import ClientIdentity
-from .lane_request import TOO_MANY, LaneRequest
+from .lane_request import LaneRequest
 from .launch import launch
 from .timer import Timer
 from .request import RequestHead
@@ -113,7 +113,9 @@ class ClientConnection:
             return
         finally:
             self.feeding = False
-        self._after_input()
+        active = self.active          # the request read may splice the rest of its body
+        if active is None or not active.splice_request_body():
+            self.update_reading()
 
     def _speaks_h2c(self, data: bytes) -> bool:
         """HTTP/2 with prior knowledge (http2.cleartext): the connection,
@@ -146,12 +148,6 @@ class ClientConnection:
             log.error("request handling failed", client=self.who.peer.decode(),
                       exc_info=exc.__context__)
         self.reject_later(reject)
-
-    def _after_input(self) -> None:
-        active = self.active
-        if active is not None and active.splice_request_body():
-            return
-        self.update_reading()
 
     def on_eof(self) -> None:
         if self._lane_under_way():
@@ -205,13 +201,7 @@ class ClientConnection:
         """A request head, read whole: checked, then queued as an Exchange."""
         worker = self.worker
         head.keep_alive = head.keep_alive and not (self.closing or worker.stopping)
-        if head.method == b"CONNECT":
-            raise Reject(405, "CONNECT is not supported by a reverse proxy")
-        per_client = worker.per_client
-        if per_client is not None and not per_client.allow_request(self):
-            raise Reject(429, TOO_MANY)
-        request.check(head, self.who.stripped, upgrade, worker.config.limits.body_bytes,
-                      self.stream.shared_socket)
+        request.admit(head, worker, self, self.who.stripped, upgrade, self.stream.shared_socket)
         exchange = Exchange(self, worker, head.method, head.target, head.version,
                             head.keep_alive, time.monotonic(), RequestBody(head.framing, head.length))
         exchange.head, exchange.upgrade = head, head.upgrade

@@ -37,6 +37,7 @@ from .identity import ClientIdentity
 from .deadline import RESPONSE, Deadline
 from .request import SPLICE_MIN, RequestHead
 from .request_body import RequestBody
+from .request_id import id_line
 from .request_log import log_request
 from .response import ResponseReader
 from .upgrade import join_streams
@@ -398,7 +399,7 @@ class Exchange:
         whole (at once when it has no body; one with a body is not waited for:
         the connection closes)."""
         self.status, self.local = status, True
-        headers += self._id_line()
+        headers += id_line(self.worker.request_ids, self.request_id)
         if not self.keep_alive:      # the client asked to close (or HTTP/1.0)
             headers += b"Connection: close\r\n"
         self.client.send_answer(status, headers, body, self.method == b"HEAD")
@@ -411,7 +412,8 @@ class Exchange:
             self.abort(kind, detail)
             return
         self.status, self.error, self.kind = status, detail, kind
-        self.client.send_error(status, detail, headers + self._id_line())
+        self.client.send_error(status, detail,
+                               headers + id_line(self.worker.request_ids, self.request_id))
         self.client.exchange_done(self, False)
 
     def out_of_time(self) -> None:
@@ -452,11 +454,6 @@ class Exchange:
             self.upstream = None
             attempt.end(upstream)
         self.state = DONE
-
-    def _id_line(self) -> bytes:
-        """The request's ID as a header line of the balancer's own answers."""
-        ids = self.worker.request_ids
-        return ids.line(self.request_id) if ids is not None and self.request_id else b""
 
     def _host_name(self) -> str:
         attempt = self.attempt

@@ -25,6 +25,7 @@ from .deadline import RESPONSE
 from .exchange import Exchange
 from .identity import ClientIdentity
 from .lane import simple_request, simple_response
+from .request import TOO_MANY
 from .request_body import RequestBody
 from .request_id import echoed
 from .request_log import traced
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from ..worker_view import WorkerView
 
 _monotonic = time.monotonic
-TOO_MANY = "too many requests from this address (limits.per_client_rate)"
 
 
 class LaneOutput(Protocol):

@@ -4,10 +4,16 @@ before it may go anywhere. No I/O."""
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import codec
 from .codec import CHUNKED, LENGTH, Reject
+from .request_id import fresh_line
+
+if TYPE_CHECKING:
+    from ..worker_view import WorkerView
+
+TOO_MANY = "too many requests from this address (limits.per_client_rate)"
 
 SPLICE_MIN = 256 * 1024   # request or response bodies with at least this much left are spliced
 
@@ -28,6 +34,19 @@ class RequestHead:
         self.framing = codec.NONE
         self.length = 0                     # Content-Length
         self.size = 0                       # bytes of the head, as the limit counts them
+
+
+def admit(head: RequestHead, worker: "WorkerView", client: object, stripped: frozenset[bytes],
+          upgrade: bool, reached: Callable[[], socket.socket]) -> None:
+    """Refuse (raises Reject) a request the balancer answers itself before
+    any backend: CONNECT, one over limits.per_client_rate from ``client``'s
+    address (with a request ID), or a head ``check`` refuses."""
+    if head.method == b"CONNECT":
+        raise Reject(405, "CONNECT is not supported by a reverse proxy")
+    per_client = worker.per_client
+    if per_client is not None and not per_client.allow_request(client):
+        raise Reject(429, TOO_MANY, fresh_line(worker.request_ids))
+    check(head, stripped, upgrade, worker.config.limits.body_bytes, reached)
 
 
 def check(head: RequestHead, stripped: frozenset[bytes], upgrade: bool,

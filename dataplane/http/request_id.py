@@ -70,6 +70,17 @@ class RequestIds:
         made = self.new()
         return made, self.line(made), without
 
+def id_line(ids: RequestIds | None, request_id: bytes) -> bytes:
+    """A request's ID as a header line of the balancer's own answer to it."""
+    return ids.line(request_id) if ids is not None and request_id else b""
+
+
+def fresh_line(ids: RequestIds | None) -> bytes:
+    """A new ID's header line for an answer given before the request had
+    one (a 429 of limits.per_client_rate); b"" when IDs are off."""
+    return ids.line(ids.new()) if ids is not None else b""
+
+
 def echoed(response: bytes, body_length: int, line: bytes) -> bytes:
     """A whole response (head and a body of ``body_length`` bytes) with
     ``line`` added at the end of its head."""

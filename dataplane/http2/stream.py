@@ -20,7 +20,8 @@ from ..http.codec import Reject
 from ..http.deadline import RESPONSE, NEVER
 from ..http.exchange import Exchange
 from ..http.identity import ClientIdentity
-from ..http.lane_request import TOO_MANY
+from ..http.request import TOO_MANY
+from ..http.request_id import fresh_line
 from ..http.launch import launch
 from ..http.request import RequestHead
 from ..http.request_body import RequestBody
@@ -145,7 +146,8 @@ class H2Stream:
         log.info("request rejected", client=self.who.peer.decode(), status=status,
                  reason=detail, stream=self.sid)
         self.answered = True
-        self.send_error(status, detail, b"")
+        self.send_error(status, detail, fresh_line(self.worker.request_ids) if status == 429
+                        else b"")
 
     def body(self, data: bytes, size: int) -> None:
         """DATA for the request (``size``: what it counted against the window)."""
