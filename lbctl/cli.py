@@ -115,10 +115,12 @@ def check(path: str) -> None:
 @click.option("--port", default=8080, show_default=True, help="Port for the balancer.")
 @click.option("--backend-port", default=9001, show_default=True,
               help="First of three consecutive ports for the demo backends.")
-def demo(port: int, backend_port: int) -> None:
+@click.option("--metrics-port", default=9100, show_default=True,
+              help="Port for the metrics and the dashboard.")
+def demo(port: int, backend_port: int, metrics_port: int) -> None:
     """Start three demo backends on loopback and the balancer in front of them."""
     from .demo import run_demo
-    sys.exit(run_demo(port, backend_port))
+    sys.exit(run_demo(port, backend_port, metrics_port))
 
 
 @main.command()

@@ -27,6 +27,7 @@ backends:
 timeouts: {{shutdown: 2s}}
 log: {{format: console}}
 admin: {{socket: {socket}}}
+metrics: {{listen: "127.0.0.1:{metrics}"}}
 """
 
 
@@ -43,11 +44,11 @@ def _wait_listening(ports: list[int], seconds: float = 10.0) -> None:
                 time.sleep(0.05)
 
 
-def run_demo(port: int, backend_port: int) -> int:
+def run_demo(port: int, backend_port: int, metrics_port: int) -> int:
     ports = [backend_port + i for i in range(3)]
     socket = os.path.join(tempfile.gettempdir(), f"l7lb-demo-{port}.sock")
     config = parse(DEMO_CONFIG.format(port=port, p1=ports[0], p2=ports[1], p3=ports[2],
-                                      socket=socket), "<demo>")
+                                      socket=socket, metrics=metrics_port), "<demo>")
     backends = [subprocess.Popen([sys.executable, "-m", "dataplane.testing.backend",
                                   "--name", f"demo{i + 1}", "--port", str(p)],
                                  stdout=subprocess.DEVNULL)
@@ -56,7 +57,7 @@ def run_demo(port: int, backend_port: int) -> int:
     click.echo(f"""
 l7lb demo: three backends on 127.0.0.1:{ports[0]}-{ports[2]} (weights 100, 100, 50;
 the third's connections use lb_delay, our BPF algorithm, or the pacer without BPF),
-balancer on {url}
+balancer on {url}, its dashboard on http://127.0.0.1:{metrics_port}/
 
 Try, in another terminal:
   lbctl --socket {socket} backends                 # what the balancer knows

@@ -23,6 +23,8 @@ def test_demo_serves_from_three_backends(topology):
         seen.add(json.loads(result.stdout)["backend"])
     assert seen == {"demo1", "demo2", "demo3"}
     assert "l7lb demo" in topo.log(demo) and "curl" in topo.log(demo)
+    page = topo.run("lb", ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:9100/"]).stdout
+    assert b'data-backend="127.0.0.1:9001"' in page     # the dashboard the demo names
     demo.send_signal(signal.SIGINT)
     assert demo.wait(10) == 0
 

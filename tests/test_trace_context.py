@@ -69,14 +69,16 @@ def test_new_ids_differ_between_tracers():
     assert first is not None and second is not None and first.trace_id != second.trace_id
 
 
-@pytest.mark.parametrize("access", [False, True])
+@pytest.mark.parametrize("access, answer_in_two", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("request_head, lane", [
     (b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", True),
     (b"GET /a HTTP/1.1\r\nHost: h\r\ntraceparent: " + VALID + b"\r\n\r\n", False),
 ])
-def test_a_worker_traces_requests_on_both_paths(access, request_head, lane):
-    """In a real worker (stand-in sockets), access log on or off: the request
-    sent upstream carries our context, and its record names the answer."""
+def test_a_worker_traces_requests_on_both_paths(access, answer_in_two, request_head, lane):
+    """In a real worker (stand-in sockets), access log on or off, the answer
+    in one read or two (the lane hands the request over at the first): the
+    request sent upstream carries our context, and its record names the
+    answer and when the request went upstream."""
     from dataplane.testing.inprocess import Client, InProcess
     world = InProcess(access=access, extra="tracing: {enabled: true, ratio: 1.0}\n")
     try:
@@ -86,8 +88,10 @@ def test_a_worker_traces_requests_on_both_paths(access, request_head, lane):
         conn, sent = world.written_upstream()
         assert conn is not None and sent.count(b"traceparent: 00-") == 1
         assert (VALID[3:35] in sent) is not lane      # continued, or a new trace on the lane
-        conn.stream.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        world.settle()
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        for piece in (answer[:-2], answer[-2:]) if answer_in_two else (answer,):
+            conn.stream.data_received(piece)
+            world.settle()
         [span], _ = world.worker.tracer.take()
         assert span.attributes["http.response.status_code"] == 200
         assert span.client_id in sent.decode() and span.sent_ns > 0

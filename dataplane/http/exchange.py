@@ -231,6 +231,7 @@ class Exchange:
         self.state = SENT
         self.reused = True
         self.sends = 1
+        self.sent_at = self.started       # the lane sent it as it read it
         self.upstream = conn
         conn.user = self
         self.request_complete = True

@@ -80,8 +80,6 @@ class LaneRequest:
     target: bytes
     forward: bytes
     body_size: int              # bytes of body sent with it
-    request_id: bytes           # b"" when request IDs are off
-    trace: "Trace | None"       # when traced (tracing.enabled, sampled)
 
     def __init__(self, client: LaneClient, worker: "WorkerView") -> None:
         self.client = client
@@ -92,6 +90,8 @@ class LaneRequest:
                                  else 0.0)
         self.ids, self.tracer = worker.request_ids, worker.tracer   # kept: read per request
         self.echo = self.ids is not None and self.ids.echo
+        self.request_id = b""          # the request's, when IDs are on
+        self.trace: Trace | None = None     # the request's, when tracing is on
 
     @property
     def sent_at(self) -> float:
@@ -100,27 +100,14 @@ class LaneRequest:
     def carry(self, data: bytes) -> bool:
         """Carry ``data`` if it is one simple request; False leaves it to the
         parser (nothing of it has been acted on then)."""
-        worker, client = self.worker, self.client
-        found = simple_request(data, b"", worker.lane_head, worker.lane_headers, worker.lane_body)
+        worker, client, ids = self.worker, self.client, self.ids
+        # Without request IDs the proxy's lines end the head as they are; with
+        # them, the ID goes between X-Forwarded-For and the rest.
+        found = simple_request(data, client.who.tail if ids is None else b"", worker.lane_head,
+                               worker.lane_headers, worker.lane_body)
         if found is None:
             return False
-        head, method, target, authority, body = found
-        ids = self.ids
-        if ids is None:
-            request_id = b""
-            forward = head + client.who.tail
-        else:
-            pool = ids.pool
-            request_id = pool.pop() if pool else ids.refill()     # ids.new(), a call less
-            who = client.who
-            forward = head + who.before_id + request_id + who.after_id
-        trace = None
-        tracer = self.tracer
-        # The lane carries no caller's context (lane.takes_off): a new trace, at
-        # tracing.ratio (drawn here, as tracer.begin would, a call less per request).
-        if tracer is not None and tracer.draw() < tracer.ratio:
-            trace = tracer.start()
-            forward = b"%b%b\r\n" % (forward[:-2], trace.line)
+        forward, method, target, authority, body = found
         routes = worker.routes
         route: Route | None = None
         if routes.routes:
@@ -135,16 +122,28 @@ class LaneRequest:
             if cluster.key_needs_headers:
                 return False
             key = cluster.key_of(client.who.peer, target, ())
+        if ids is not None:
+            pool = ids.pool
+            request_id = self.request_id = pool.pop() if pool else ids.refill()   # ids.new()
+            who = client.who
+            forward = forward + who.before_id + request_id + who.after_id
+        tracer = self.tracer
+        if tracer is not None:
+            # The lane carries no caller's context (lane.takes_off): a new trace, at
+            # tracing.ratio (drawn here, as tracer.begin would, a call less per request).
+            trace = self.trace = tracer.start() if tracer.draw() < tracer.ratio else None
+            if trace is not None:
+                forward = b"%b%b\r\n" % (forward[:-2], trace.line)
         per_client = worker.per_client
         if per_client is not None and not per_client.allow_request(client):
-            client.reject_now(Reject(429, TOO_MANY, ids.line(request_id) if ids else b""))
+            client.reject_now(Reject(429, TOO_MANY,
+                                     ids.line(self.request_id) if ids is not None else b""))
             return True
         if route is not None:
             route.requests += 1
         now = _monotonic()
         host = cluster.choose(key)
         conn = None if host is None else cluster.lease(host, now)
-        self.request_id, self.trace = request_id, trace
         if conn is None or host is None:
             self._off_lane(method, target, forward, data[-body:] if body else b"", cluster,
                            route, key, host, now)

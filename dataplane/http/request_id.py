@@ -11,6 +11,7 @@ rest of its ID's work.
 
 from __future__ import annotations
 
+import binascii
 import os
 
 from ..config import RequestIdSettings
@@ -47,7 +48,7 @@ class RequestIds:
     def refill(self) -> bytes:
         """Draw the next POOL IDs; one of them."""
         # A space after every 16 bytes' hex, so split() cuts the IDs apart in C.
-        made = os.urandom(16 * POOL).hex(" ", 16).encode().split()
+        made = binascii.hexlify(os.urandom(16 * POOL), b" ", 16).split()
         self.pool = [_uuid(one) for one in made] if self.uuid else made
         return self.pool.pop()
 
