@@ -173,6 +173,8 @@ function drawChart(canvas, field, series, span, now) {
       const x = left + (width - left) * (1 - (now - at) / span);
       const y = (height - bottom) * (1 - value / top);
       if (drawing) context.lineTo(x, y); else context.moveTo(x, y);
+      context.fillStyle = context.strokeStyle;
+      context.fillRect(x - 1.5, y - 1.5, 3, 3);     // a second alone shows as a dot
       drawing = true;
     });
     context.stroke();
