@@ -98,3 +98,12 @@ def test_a_worker_traces_requests_on_both_paths(access, answer_in_two, request_h
         assert span.parent_id == ("" if lane else VALID[36:52].decode())
     finally:
         world.close()
+
+
+def test_tracing_without_the_sdk_stops_with_the_command_that_installs_it(monkeypatch):
+    import sys
+    from dataplane.control.traces import TraceExport, TracingUnavailable
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                        None)                       # as if l7lb[tracing] were not installed
+    with pytest.raises(TracingUnavailable, match=r"pip install 'l7lb\[tracing\]'"):
+        TraceExport(TracingSettings(enabled=True))
