@@ -19,6 +19,10 @@ CHROMIUM = shutil.which("chromium")
 TIMEOUT = 15.0                 # seconds any one command may take
 
 
+class BrowserError(AssertionError):
+    """A DevTools command answered with an error."""
+
+
 class Browser:
     def __init__(self, namespace: str, profile: Path) -> None:
         to_browser, self._commands = os.pipe()
@@ -74,7 +78,8 @@ class Browser:
                 assert left > 0, f"no answer to {method} within {TIMEOUT}s"
                 self._arrived.wait(left)
             reply = self._replies.pop(number, None) or self._replies[-1]
-        assert "error" not in reply, f"{method}: {reply['error']}"
+        if "error" in reply:
+            raise BrowserError(f"{method}: {reply['error']}")
         return reply["result"]
 
     def page(self, scripts: bool = True) -> "Tab":
@@ -114,8 +119,13 @@ class Tab:
         return result["result"].get("value")
 
     def html(self) -> str:
-        root = self.browser.send("DOM.getDocument", self.session)["root"]["nodeId"]
-        return self.browser.send("DOM.getOuterHTML", self.session, nodeId=root)["outerHTML"]
+        """The document as HTML; "" while a navigation replaces it (its node
+        is gone between the two commands)."""
+        try:
+            root = self.browser.send("DOM.getDocument", self.session)["root"]["nodeId"]
+            return self.browser.send("DOM.getOuterHTML", self.session, nodeId=root)["outerHTML"]
+        except BrowserError:
+            return ""
 
     def screenshot(self, path: Path) -> None:
         data = self.browser.send("Page.captureScreenshot", self.session, format="png",
