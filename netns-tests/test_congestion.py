@@ -77,10 +77,14 @@ def test_each_algorithm_is_the_one_the_upstream_socket_uses(topology):
             changed = lbctl(topo, "backend", "set", b1, "cc", algorithm)
             assert changed.returncode == 0 and f"cc {algorithm}" in changed.stdout
         deadline = time.monotonic() + 5 * SLOW      # ss and each request crawl under TCG
-        while upstream_algorithms(topo) != {algorithm} and time.monotonic() < deadline:
+        seen = upstream_algorithms(topo)
+        while seen != {algorithm} and time.monotonic() < deadline:
             Client(topo).request("GET", "/who")     # new connections take the new one
             time.sleep(0.1)
-        assert upstream_algorithms(topo) == {algorithm}
+            seen = upstream_algorithms(topo)
+        # The reading that ended the loop is the one judged (CI's lab VM once
+        # read no socket at all in a second, separate reading).
+        assert seen == {algorithm}
     deadline = time.monotonic() + 5 * SLOW
     while time.monotonic() < deadline:
         row = json.loads(lbctl(topo, "cc", "--json").stdout)["backends"][0]
