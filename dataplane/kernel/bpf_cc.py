@@ -29,11 +29,12 @@ log = structlog.get_logger("l7lb.bpf")
 # Tunables of each algorithm, in the order of its C struct, with defaults.
 ALGORITHMS: dict[str, dict[str, int]] = {
     "lb_aimd": {"increase": 1, "decrease": 50},
-    "lb_delay": {"target_us": 1000, "increase": 1, "max_decrease": 30, "loss_decrease": 30},
+    "lb_delay": {"target_us": 1000, "increase": 1, "max_decrease": 30, "loss_decrease": 30,
+                 "compete": 1},
 }
 LIMITS: dict[str, tuple[int, int]] = {
     "increase": (1, 1000), "decrease": (1, 99), "target_us": (1, 10_000_000),
-    "max_decrease": (1, 99), "loss_decrease": (1, 99)}
+    "max_decrease": (1, 99), "loss_decrease": (1, 99), "compete": (0, 1)}
 OBJECT_DIR = Path(__file__).resolve().parents[2] / "bpf" / "build"
 LOCK_PATH = "/run/l7lb-bpf.lock"
 REGISTER_WAIT = 2.0           # seconds to wait out a registration the kernel is freeing

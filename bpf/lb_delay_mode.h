@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* lb_delay's mode switch, kept free of kernel types so that the same rule is
+ * compiled into the BPF object and, by tests/test_cc_mode.py, into a host
+ * library that replays recorded RTT samples through it.
+ *
+ * A round is "queued" when its smallest RTT is more than 2 * target above the
+ * path's base (twice the delay rule's own target, so that one packet's
+ * serialisation on a slow link or a cut still under way does not count).
+ *
+ * delay mode: lb_delay's own rule (back off when the round's smallest RTT is
+ *   more than target above the base). A queued round that is not at least
+ *   1/16 below the last one is "stuck": our cuts did not drain the queue.
+ *   After QUEUED_ROUNDS stuck rounds in a row (a round that drains or
+ *   improves starts the count again) the queue is not ours: loss-based
+ *   traffic shares the bottleneck, and delay mode would starve.
+ * compete mode: the kernel's cubic runs the window, so we share as cubic
+ *   does. Every PROBE_GAP_NS, and no sooner than PROBE_ROUNDS rounds after
+ *   the last probe, a drain probe cuts cwnd to cwnd * base / rtt (what fills
+ *   the path with no queue of ours), lets one round drain and judges the
+ *   next: an RTT sample within base + target means the queue was all ours
+ *   (the other traffic has gone) and delay mode resumes at that cwnd;
+ *   otherwise cwnd goes back to what it was and compete mode goes on.
+ */
+#ifndef LB_DELAY_MODE_H
+#define LB_DELAY_MODE_H
+
+#define MODE_DELAY 0
+#define MODE_COMPETE 1
+
+#define QUEUED_ROUNDS 6
+#define PROBE_ROUNDS 4
+#define PROBE_GAP_NS (500ULL * 1000 * 1000)
+
+enum probe_phase { PROBE_NONE, PROBE_DRAIN, PROBE_JUDGE };
+
+/* What the caller does to cwnd after a decision. */
+enum mode_verdict {
+	MODE_KEEP,          /* nothing beyond the mode's usual rule */
+	MODE_TO_COMPETE,    /* start cubic, leave the delay cuts behind */
+	MODE_PROBE_CUT,     /* save cwnd, cut it to cwnd * base / rtt */
+	MODE_PROBE_FAILED,  /* put the saved cwnd back */
+	MODE_TO_DELAY,      /* keep the probe's cwnd as the delay mode's start */
+};
+
+struct lb_mode {
+	__u64 probe_at_ns;   /* compete: when the last probe ended or the mode began */
+	__u32 saved_cwnd;    /* cwnd before the probe's cut */
+	__u32 last_rtt;      /* the last round's smallest RTT, us */
+	__u8 mode;
+	__u8 queued;         /* delay: rounds in a row above base + target */
+	__u8 rounds;         /* compete: rounds since the last probe */
+	__u8 probe;          /* enum probe_phase */
+};
+
+static __always_inline int mode_queued(__u32 rtt, __u32 base, __u32 target)
+{
+	return rtt != ~0U && rtt > base + 2 * target;
+}
+
+/* Queued, and no better than the round before: the queue is not draining. */
+static __always_inline int mode_stuck(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target)
+{
+	__u32 last = m->last_rtt;
+
+	m->last_rtt = rtt;
+	return mode_queued(rtt, base, target) && !(rtt != ~0U && last != ~0U && last != 0 &&
+						    rtt + last / 16 < last);
+}
+
+static __always_inline void mode_compete(struct lb_mode *m, __u64 now)
+{
+	m->mode = MODE_COMPETE;
+	m->queued = 0;
+	m->rounds = 0;
+	m->probe = PROBE_NONE;
+	m->probe_at_ns = now;
+}
+
+/* Delay mode again: the queue was ours, or the switch was turned off. */
+static __always_inline void mode_delay_only(struct lb_mode *m)
+{
+	m->mode = MODE_DELAY;
+	m->queued = 0;
+	m->probe = PROBE_NONE;
+}
+
+/* At a round's end, given that round's smallest RTT (~0U: no sample). */
+static __always_inline int mode_round(struct lb_mode *m, __u32 rtt, __u32 base,
+				      __u32 target, __u64 now)
+{
+	if (m->mode == MODE_DELAY) {
+		m->queued = mode_stuck(m, rtt, base, target) ? m->queued + 1 : 0;
+		if (m->queued < QUEUED_ROUNDS)
+			return MODE_KEEP;
+		mode_compete(m, now);
+		return MODE_TO_COMPETE;
+	}
+	if (m->probe == PROBE_DRAIN) {
+		m->probe = PROBE_JUDGE;       /* the queue had this round to drain */
+		return MODE_KEEP;
+	}
+	if (m->probe == PROBE_JUDGE) {    /* a whole round, and no low sample */
+		mode_compete(m, now);
+		return MODE_PROBE_FAILED;
+	}
+	if (m->rounds < 255)
+		m->rounds++;
+	if (m->rounds < PROBE_ROUNDS || now - m->probe_at_ns < PROBE_GAP_NS)
+		return MODE_KEEP;
+	m->probe = PROBE_DRAIN;
+	return MODE_PROBE_CUT;
+}
+
+/* On each RTT sample: a low one while judging ends the probe at once. */
+static __always_inline int mode_sample(struct lb_mode *m, __u32 rtt, __u32 base,
+				       __u32 target)
+{
+	if (m->mode != MODE_COMPETE || m->probe != PROBE_JUDGE || mode_queued(rtt, base, target))
+		return MODE_KEEP;
+	mode_delay_only(m);
+	m->last_rtt = ~0U;
+	return MODE_TO_DELAY;
+}
+
+/* The probe's cwnd: the share of cwnd that the base RTT is of the RTT. */
+static __always_inline __u32 mode_probe_cwnd(__u32 cwnd, __u32 base, __u32 rtt)
+{
+	__u64 fit = (__u64)cwnd * base / (rtt ? rtt : 1);
+
+	return fit > 2 ? (__u32)fit : 2;
+}
+
+#endif
