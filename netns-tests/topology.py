@@ -128,10 +128,15 @@ class Topology:
               env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
         """Start a process inside a host's namespace (``env``: variables to add);
         its output goes to a log file."""
-        log_path = self.tmp / (log_name or f"{host}-{len(self.procs)}.log")
+        return self.spawn_in(self.ns(host), argv, log_name or f"{host}-{len(self.procs)}.log",
+                             env, **kwargs)
+
+    def spawn_in(self, namespace: str, argv: list[str], log_name: str,
+                 env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        log_path = self.tmp / log_name
         out = open(log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        proc = subprocess.Popen(["ip", "netns", "exec", self.ns(host), *argv], stdout=out,
+        proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, **kwargs)
         proc.log_path = log_path  # type: ignore[attr-defined]
         out.close()
@@ -245,12 +250,13 @@ class Topology:
                               capture_output=True, timeout=timeout, **kwargs)
 
     # -- impairments ----------------------------------------------------
-    def shape(self, host: str, rate: str, queue: str = "100ms") -> None:
+    def shape(self, host: str, rate: str, queue: str = "100ms", limit: int = 0) -> None:
         """A bottleneck: traffic towards ``host`` leaves the switch at ``rate``
-        (tbf), with room for ``queue`` of backlog."""
+        (tbf), with room for ``queue`` of backlog (or ``limit`` bytes)."""
+        room = ["limit", str(limit)] if limit else ["latency", queue]
         subprocess.run(["ip", "netns", "exec", self.switch, "tc", "qdisc", "replace", "dev",
                         self.ports[host], "root", "tbf", "rate", rate, "burst", "32kbit",
-                        "latency", queue], check=True, capture_output=True)
+                        *room], check=True, capture_output=True)
 
     def netem(self, host: str, impairment: str) -> None:
         """netem on the switch's port towards ``host`` (kernels that have it:
@@ -270,6 +276,35 @@ class Topology:
                        f"  meta l4proto tcp {chance}drop\n }}\n}}\n")
         subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"],
                        input=script.encode(), check=True, capture_output=True)
+
+    def delay(self, host: str, ms: float) -> subprocess.Popen:
+        """Add ``ms`` to every round trip to ``host``: what it sends waits that
+        long in a delay line (dataplane/testing/delay_line.py) between its
+        switch port and the bridge; what it is sent keeps the kernel's path."""
+        port, line = self.ports[host], f"d{self.ports[host]}"
+        mac = json.loads(self.run(host, ["ip", "-j", "link", "show", "eth0"], text=True,
+                                  check=True).stdout)[0]["address"]
+        # Frames are copied as they are: no checksum left to the NIC, no 64 KiB GSO frames.
+        self.run(host, ["ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off"],
+                 check=True)
+        for argv in (["ip", "link", "add", f"{line}a", "type", "veth", "peer", "name", f"{line}b"],
+                     ["ip", "link", "set", f"{line}b", "master", "br0", "up"],
+                     ["ip", "link", "set", f"{line}a", "up"],
+                     # The bridge must keep sending to the host through its own port.
+                     ["bridge", "link", "set", "dev", f"{line}b", "learning", "off"],
+                     ["bridge", "fdb", "replace", mac, "dev", port, "master", "static"]):
+            subprocess.run(["ip", "netns", "exec", self.switch, *argv], check=True,
+                           capture_output=True)
+        rule = (f"table bridge delay_{port} {{\n chain in {{\n"
+                "  type filter hook prerouting priority -300;\n"
+                f'  iifname "{port}" drop\n }}\n}}\n')
+        subprocess.run(["ip", "netns", "exec", self.switch, "nft", "-f", "-"],
+                       input=rule.encode(), check=True, capture_output=True)
+        proc = self.spawn_in(self.switch, [sys.executable, "-m", "dataplane.testing.delay_line",
+                                           "--ingress", port, "--egress", f"{line}a",
+                                           "--delay-ms", str(ms)], f"delay-{host}.log")
+        self.wait_for_log(proc, "delay line")
+        return proc
 
     def tcp_sockets(self, host: str, peer: str, port: int,
                     side: str = "dst") -> list[dict[str, str]]:
