@@ -41,6 +41,9 @@ def show(result: dict[str, Any], print_table: PrintTable) -> None:
                      b.get("retransmits"), rate(b.get("pacing_rate")),
                      rate(b.get("max_pacing_rate"))])
     print_table(CC_COLUMNS, rows)
+    for b in result["backends"]:
+        if b.get("auto_reason"):
+            click.echo(f"auto {b['name']}: {b['in_effect']} ({b['auto_reason']})")
     for name, algorithm in bpf["algorithms"].items():
         values = " ".join(f"{k}={v}" for k, v in algorithm["tunables"].items())
         state = "registered" if algorithm["registered"] else "not registered"

@@ -74,7 +74,8 @@ def congestion_algorithms() -> list[str]:
     """What ``congestion_control`` may name: the kernel's, ours from bpf/, pacer."""
     from ..kernel.bpf_cc import ALGORITHMS
     from ..kernel.tcp_info import kernel_algorithms, module_algorithms
-    return list(dict.fromkeys([*kernel_algorithms(), *module_algorithms(), *ALGORITHMS, "pacer"]))
+    return list(dict.fromkeys([*kernel_algorithms(), *module_algorithms(), *ALGORITHMS, "pacer",
+                               "auto"]))
 
 
 def _check_congestion(config: Config, lines: Lines, source: str) -> None:
@@ -85,6 +86,12 @@ def _check_congestion(config: Config, lines: Lines, source: str) -> None:
     if not pacer.min_rate <= pacer.start_rate <= pacer.max_rate:
         raise _error(lines, source, ("congestion", "pacer"),
                      "needs min_rate <= start_rate <= max_rate")
+    auto = config.congestion.auto
+    if not 1 <= auto.interval <= 3600:
+        raise _error(lines, source, ("congestion", "auto", "interval"), "must be 1s to 1h")
+    if auto.window < auto.interval:
+        raise _error(lines, source, ("congestion", "auto", "window"),
+                     "must be at least congestion.auto.interval")
     for name, values in config.congestion.tunables.items():
         path = ("congestion", "tunables", name)
         if name not in ALGORITHMS:

@@ -199,10 +199,18 @@ class PacerSettings(Section):
     rtt_tolerance: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0  # above min RTT, as a fraction
 
 
+class AutoCcSettings(Section):
+    """``congestion_control: auto`` (dataplane/congestion/auto_rule.py)."""
+    interval: Duration = Duration(10)       # the rule is applied this often (1s to 1h)
+    window: Duration = Duration(60)         # over the samples of this long (at least interval)
+    hold: Duration = Duration(60)           # a backend's choice changes at most this often
+
+
 class CongestionSettings(Section):
     bpf: Literal["auto", "off"] = "auto"     # off: BPF algorithms fall back to the pacer
     tunables: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     pacer: PacerSettings = msgspec.field(default_factory=PacerSettings)
+    auto: AutoCcSettings = msgspec.field(default_factory=AutoCcSettings)
 
 
 class HealthSettings(Section):

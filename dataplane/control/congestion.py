@@ -18,11 +18,13 @@ import structlog
 
 from ..channel.messages import BackendState, Counters
 from ..config import Config, congestion_algorithms
+from ..congestion.auto_rule import initial
 from ..kernel.bpf_cc import ALGORITHMS, BpfAlgorithms
-from ..kernel.tcp_info import kernel_algorithms
+from ..kernel.tcp_info import kernel_algorithms, module_algorithms
 
 log = structlog.get_logger("l7lb.congestion")
 PACER = "pacer"
+AUTO = "auto"
 OWNER_CHECK = 1.0     # seconds between tries to own the BPF algorithms another balancer owns
 
 
@@ -53,20 +55,32 @@ class Congestion:
 
     @staticmethod
     def effective(requested: str | None) -> str:
-        """The algorithm a backend asking for ``requested`` gets now."""
+        """The algorithm a backend asking for ``requested`` gets now (for
+        ``auto``, the first choice: control/cc_auto.py moves it later)."""
         if not requested:
             return ""
+        if requested == AUTO:
+            return initial(available())
         if requested in ALGORITHMS and requested not in kernel_algorithms():
             return PACER
         return requested
 
-    def describe(self, states: list[BackendState], samples: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def describe(self, states: list[BackendState], samples: dict[str, dict[str, Any]],
+                 auto: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """``lbctl cc``'s answer; ``auto``: the auto verdicts by backend key."""
         return {
             "available": congestion_algorithms(), "bpf": self.bpf.describe(),
             "pacer": msgspec.to_builtins(self.settings.pacer, enc_hook=float),
             "backends": [{"name": f"{s.host}:{s.port}", "requested": s.cc_wanted or None,
                           "in_effect": s.cc or None, "client_side": s.client_side,
+                          **auto.get(f"{s.host}:{s.port}", {}),
                           **samples.get(f"{s.host}:{s.port}", {})} for s in states]}
+
+
+def available() -> set[str]:
+    """What ``auto`` may pick: the kernel's algorithms (ours once registered)
+    and its modules."""
+    return set(kernel_algorithms()) | set(module_algorithms())
 
 
 def merge_samples(reports: list[Counters]) -> dict[str, dict[str, Any]]:
@@ -75,11 +89,13 @@ def merge_samples(reports: list[Counters]) -> dict[str, dict[str, Any]]:
     totals: dict[str, dict[str, Any]] = {}
     for report in reports:
         for name, s in report.tcp.items():
-            t = totals.setdefault(name, {"algorithms": set(), "srtt_max_us": 0})
+            t = totals.setdefault(name, {"algorithms": set(), "srtt_max_us": 0,
+                                         "min_rtt_us": s["min_rtt_us"]})
             t["algorithms"].update(s["algorithms"])
             t["srtt_max_us"] = max(t["srtt_max_us"], s["srtt_max_us"])
+            t["min_rtt_us"] = min(t["min_rtt_us"], s["min_rtt_us"])
             for key in ("connections", "cwnd", "srtt_us", "retransmits", "pacing_rate",
-                        "capped", "max_pacing_rate"):
+                        "capped", "max_pacing_rate", "segments", "delivered_ce"):
                 t[key] = t.get(key, 0) + s[key]
     for t in totals.values():
         n, capped = t["connections"], t.pop("capped")

@@ -28,6 +28,7 @@ from ..io.listener import bound, open_listeners
 from ..upstream.outcome import ErrorKind
 from .admin import AdminError, AdminServer
 from .breakers import BreakerBoard
+from .cc_auto import AutoCongestion
 from .certificates import CertificateError
 from .listener_tls import ListenerTls
 from .commands import admin_commands
@@ -59,6 +60,7 @@ class Control:
         self.tls = ListenerTls(config)
         self.state = State()
         self.state.on_publish(self._sent)
+        self.cc_auto = AutoCongestion(config.congestion.auto, self.state, self.reports)
         self.health = HealthMonitor(config, self.state)
         self.fleet = (FleetLink(config, self.state, self.health, self.congestion)
                       if config.fleet is not None else None)
@@ -117,6 +119,7 @@ class Control:
         self.state.start(self.config, certificates)
         self.health.start(self.loop)
         self.breakers.start(self.loop)
+        self.cc_auto.start(self.loop)
         succession.adopt()
         if self.fleet is not None:
             self.fleet.start(self.loop)
@@ -137,6 +140,7 @@ class Control:
             await self.done
         finally:
             self.health.stop()
+            self.cc_auto.stop()
             self.congestion.stop()
             if self.fleet is not None:
                 await self.fleet.stop(leave=not succession.successor)   # else it goes on

@@ -134,7 +134,8 @@ def stats(control: ControlView, _: Args) -> Reply:
 
 def cc(control: ControlView, _: Args) -> Reply:
     return control.congestion.describe(control.state.backends,
-                                       merge_samples(control.reports()))
+                                       merge_samples(control.reports()),
+                                       control.cc_auto.describe())
 
 
 def tls(control: ControlView, _: Args) -> Reply:

@@ -17,7 +17,7 @@ import msgspec
 
 from ..channel.messages import BackendState, Snapshot
 from ..config import Config, backend_key, encode_routes
-from .congestion import Congestion
+from .congestion import AUTO, Congestion
 
 DEFAULT = "default"      # the group of the top-level backends
 
@@ -35,9 +35,11 @@ def states_of(config: Config, previous: Sequence[BackendState] = ()) -> list[Bac
     for group in config.group_names():
         for b in config.group(group).backends:
             old = kept.get((group, b.host, b.port))
+            # An auto backend keeps what control/cc_auto.py picked for it.
+            cc = (old.cc if old is not None and old.cc_wanted == b.congestion_control == AUTO
+                  else Congestion.effective(b.congestion_control))
             out.append(BackendState(
-                b.host, b.port, b.weight, old.state if old else "ready",
-                Congestion.effective(b.congestion_control), b.client_side,
+                b.host, b.port, b.weight, old.state if old else "ready", cc, b.client_side,
                 b.congestion_control or "", group, old.health if old else "unknown",
                 old.weight_percent if old else 100, old.breaker if old else "closed",
                 old.lease if old else 0, old.permits if old else {}))

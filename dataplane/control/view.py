@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from ..channel.messages import Counters
     from ..config import Config
     from .breakers import BreakerBoard
+    from .cc_auto import AutoCongestion
     from .congestion import Congestion
     from .counters import Tally
     from .fleet import FleetLink
@@ -27,6 +28,7 @@ class ControlView(Protocol):
     health: "HealthMonitor"
     breakers: "BreakerBoard"
     congestion: "Congestion"
+    cc_auto: "AutoCongestion"
     tally: "Tally"
     tls: "ListenerTls"
     fleet: "FleetLink | None"          # in a fleet

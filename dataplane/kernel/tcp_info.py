@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 SO_MAX_PACING_RATE = 47        # not in Python's socket module
 NO_PACING_CAP = (1 << 64) - 1   # what the kernel reports when no cap is set
-_INFO_SIZE = 152
+_INFO_SIZE = 200
 _AVAILABLE = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
 
@@ -27,6 +27,9 @@ class TcpSample(NamedTuple):
     pacing_rate: int       # bytes/s the kernel paces at now
     max_pacing_rate: int   # bytes/s cap set with SO_MAX_PACING_RATE (NO_PACING_CAP: none)
     bytes_acked: int
+    rttvar_us: int = 0
+    segs_out: int = 0
+    delivered_ce: int = 0  # segments delivered with a CE mark (kernels since 4.19)
 
 
 def sample(sock: socket.socket) -> TcpSample | None:
@@ -40,8 +43,12 @@ def sample(sock: socket.socket) -> TcpSample | None:
     cwnd, = struct.unpack_from("I", raw, 80)
     retrans, = struct.unpack_from("I", raw, 100)
     pacing, cap, acked = struct.unpack_from("QQQ", raw, 104)
+    rttvar, = struct.unpack_from("I", raw, 72)
+    segs_out, = struct.unpack_from("I", raw, 136)
     min_rtt, = struct.unpack_from("I", raw, 148)
-    return TcpSample(rtt, min_rtt, cwnd, retrans, pacing, cap, acked)
+    delivered_ce, = struct.unpack_from("I", raw, 196)
+    return TcpSample(rtt, min_rtt, cwnd, retrans, pacing, cap, acked, rttvar, segs_out,
+                     delivered_ce)
 
 
 def algorithm(sock: socket.socket) -> str | None:

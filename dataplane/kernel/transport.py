@@ -124,5 +124,8 @@ def _summarise(backend: Backend) -> dict[str, Any] | None:
             "cwnd": sum(r.cwnd for r in rows), "srtt_us": sum(r.rtt_us for r in rows),
             "srtt_max_us": max(r.rtt_us for r in rows),
             "retransmits": sum(r.total_retrans for r in rows),
+            "segments": sum(r.segs_out for r in rows),
+            "delivered_ce": sum(r.delivered_ce for r in rows),
+            "min_rtt_us": min(r.min_rtt_us for r in rows),
             "pacing_rate": sum(r.pacing_rate for r in rows),
             "capped": len(caps), "max_pacing_rate": sum(caps)}

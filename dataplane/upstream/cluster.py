@@ -62,6 +62,7 @@ class HostSpec(Protocol):
     weight: int
     state: str
     cc: str
+    cc_wanted: str            # "auto": cc moves without closing idle connections
     client_side: bool
     health: str
     weight_percent: int
@@ -352,7 +353,8 @@ class Cluster:
             if spec.health == "down" and host.health != "down":
                 evicted.append(host)
             host.weight, host.state, host.health = self._weight(spec), spec.state, spec.health
-            if host.cc != spec.cc:      # idle connections would keep the old algorithm
+            # Idle connections would keep the old algorithm; auto's moves leave them be.
+            if host.cc != spec.cc and spec.cc_wanted != "auto":
                 self.pool.close_idle([self.pool.of(host)], for_good=False)
             host.cc, host.client_side = spec.cc, spec.client_side
             self.breakers.apply(host, spec.breaker, spec.lease,

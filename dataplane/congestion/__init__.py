@@ -1,0 +1,1 @@
+"""Congestion-control policy: ``congestion_control: auto``'s rule."""
