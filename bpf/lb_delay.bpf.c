@@ -130,25 +130,6 @@ static __always_inline __u32 path_base(struct sock *sk, __u32 rtt, int may_age)
 	return base->rtt_us;
 }
 
-SEC("struct_ops/lb_delay_pkts_acked")
-void BPF_PROG(lb_delay_pkts_acked, struct sock *sk, const struct ack_sample *sample)
-{
-	struct delay_state *st = state(sk);
-	__s32 rtt = sample->rtt_us;
-	struct delay_tunables *t;
-
-	if (st->m.mode == MODE_COMPETE)
-		cubictcp_acked(sk, sample);
-	if (rtt <= 0)
-		return;
-	st->base_rtt = path_base(sk, rtt, st->m.mode == MODE_DELAY);
-	if ((__u32)rtt < st->round_rtt)
-		st->round_rtt = rtt;
-	t = tunables();
-	if (mode_sample(&st->m, rtt, st->base_rtt, t ? t->target_us : 1000) == MODE_TO_DELAY)
-		tcp_sk(sk)->snd_ssthresh = tcp_sk(sk)->snd_cwnd;
-}
-
 /* Delay mode at a round's end: cut cwnd when its queueing delay exceeded
  * the target. */
 static __always_inline void delay_round(struct tcp_sock *tp, struct delay_state *st,
@@ -209,6 +190,30 @@ static __always_inline void end_round(struct sock *sk, struct delay_state *st,
 	switch_mode(sk, st, rtt, verdict);
 	if (st->m.mode == MODE_DELAY && verdict == MODE_KEEP)
 		delay_round(tp, st, rtt, t);
+}
+
+SEC("struct_ops/lb_delay_pkts_acked")
+void BPF_PROG(lb_delay_pkts_acked, struct sock *sk, const struct ack_sample *sample)
+{
+	struct delay_state *st = state(sk);
+	__s32 rtt = sample->rtt_us;
+	struct delay_tunables *t;
+	int verdict;
+
+	if (st->m.mode == MODE_COMPETE)
+		cubictcp_acked(sk, sample);
+	if (rtt <= 0)
+		return;
+	st->base_rtt = path_base(sk, rtt, st->m.mode == MODE_DELAY);
+	if ((__u32)rtt < st->round_rtt)
+		st->round_rtt = rtt;
+	t = tunables();
+	verdict = mode_sample(&st->m, rtt, st->base_rtt, t ? t->target_us : 1000,
+			      bpf_ktime_get_ns());
+	if (verdict == MODE_TO_DELAY)
+		tcp_sk(sk)->snd_ssthresh = tcp_sk(sk)->snd_cwnd;
+	else
+		switch_mode(sk, st, rtt, verdict);
 }
 
 SEC("struct_ops/lb_delay_cong_avoid")

@@ -14,12 +14,13 @@
  *   improves starts the count again) the queue is not ours: loss-based
  *   traffic shares the bottleneck, and delay mode would starve.
  * compete mode: the kernel's cubic runs the window, so we share as cubic
- *   does. Every PROBE_GAP_NS, and no sooner than PROBE_ROUNDS rounds after
- *   the last probe, a drain probe cuts cwnd to cwnd * base / rtt (what fills
- *   the path with no queue of ours), lets one round drain and judges the
- *   next: an RTT sample within base + target means the queue was all ours
- *   (the other traffic has gone) and delay mode resumes at that cwnd;
- *   otherwise cwnd goes back to what it was and compete mode goes on.
+ *   does. After PROBE_ROUNDS rounds and a gap (PROBE_GAP_NS, one more
+ *   PROBE_GAP_NS for each of the last two probes that failed), a drain probe
+ *   cuts cwnd to cwnd * base / rtt (what fills the path with no queue of
+ *   ours) and lets one round drain. The first RTT sample after it judges:
+ *   within base + 2 * target, the queue was all ours (the other traffic has
+ *   gone) and delay mode resumes at that cwnd; above it, cwnd goes back to
+ *   what it was and compete mode goes on.
  */
 #ifndef LB_DELAY_MODE_H
 #define LB_DELAY_MODE_H
@@ -30,6 +31,7 @@
 #define QUEUED_ROUNDS 6
 #define PROBE_ROUNDS 4
 #define PROBE_GAP_NS (500ULL * 1000 * 1000)
+#define PROBE_BACKOFF 2        /* failed probes that lengthen the gap, at most */
 
 enum probe_phase { PROBE_NONE, PROBE_DRAIN, PROBE_JUDGE };
 
@@ -50,6 +52,7 @@ struct lb_mode {
 	__u8 queued;         /* delay: rounds in a row above base + target */
 	__u8 rounds;         /* compete: rounds since the last probe */
 	__u8 probe;          /* enum probe_phase */
+	__u8 failed;         /* probes failed in a row (up to PROBE_BACKOFF) */
 };
 
 static __always_inline int mode_queued(__u32 rtt, __u32 base, __u32 target)
@@ -70,6 +73,7 @@ static __always_inline int mode_stuck(struct lb_mode *m, __u32 rtt, __u32 base, 
 static __always_inline void mode_compete(struct lb_mode *m, __u64 now)
 {
 	m->mode = MODE_COMPETE;
+	m->failed = 0;
 	m->queued = 0;
 	m->rounds = 0;
 	m->probe = PROBE_NONE;
@@ -82,6 +86,16 @@ static __always_inline void mode_delay_only(struct lb_mode *m)
 	m->mode = MODE_DELAY;
 	m->queued = 0;
 	m->probe = PROBE_NONE;
+}
+
+/* The queue stayed through the probe: compete on, the next probe later. */
+static __always_inline int mode_probe_failed(struct lb_mode *m, __u64 now)
+{
+	__u8 failed = m->failed < PROBE_BACKOFF ? m->failed + 1 : PROBE_BACKOFF;
+
+	mode_compete(m, now);
+	m->failed = failed;
+	return MODE_PROBE_FAILED;
 }
 
 /* At a round's end, given that round's smallest RTT (~0U: no sample). */
@@ -99,24 +113,25 @@ static __always_inline int mode_round(struct lb_mode *m, __u32 rtt, __u32 base,
 		m->probe = PROBE_JUDGE;       /* the queue had this round to drain */
 		return MODE_KEEP;
 	}
-	if (m->probe == PROBE_JUDGE) {    /* a whole round, and no low sample */
-		mode_compete(m, now);
-		return MODE_PROBE_FAILED;
-	}
+	if (m->probe == PROBE_JUDGE)      /* a whole round without a sample */
+		return mode_probe_failed(m, now);
 	if (m->rounds < 255)
 		m->rounds++;
-	if (m->rounds < PROBE_ROUNDS || now - m->probe_at_ns < PROBE_GAP_NS)
+	if (m->rounds < PROBE_ROUNDS || now - m->probe_at_ns < PROBE_GAP_NS * (1 + m->failed))
 		return MODE_KEEP;
 	m->probe = PROBE_DRAIN;
 	return MODE_PROBE_CUT;
 }
 
-/* On each RTT sample: a low one while judging ends the probe at once. */
+/* On each RTT sample: the first one while judging ends the probe. */
 static __always_inline int mode_sample(struct lb_mode *m, __u32 rtt, __u32 base,
-				       __u32 target)
+				       __u32 target, __u64 now)
 {
-	if (m->mode != MODE_COMPETE || m->probe != PROBE_JUDGE || mode_queued(rtt, base, target))
+	if (m->mode != MODE_COMPETE || m->probe != PROBE_JUDGE)
 		return MODE_KEEP;
+	if (mode_queued(rtt, base, target))
+		return mode_probe_failed(m, now);
+	m->failed = 0;
 	mode_delay_only(m);
 	m->last_rtt = ~0U;
 	return MODE_TO_DELAY;

@@ -30,8 +30,8 @@ unsigned long mode_size(void) { return sizeof(struct lb_mode); }
 void mode_init(struct lb_mode *m) { memset(m, 0, sizeof(*m)); m->last_rtt = ~0U; }
 int round_end(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target, __u64 now)
 { return mode_round(m, rtt, base, target, now); }
-int on_sample(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target)
-{ return mode_sample(m, rtt, base, target); }
+int on_sample(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target, __u64 now)
+{ return mode_sample(m, rtt, base, target, now); }
 __u32 probe_cwnd(__u32 cwnd, __u32 base, __u32 rtt) { return mode_probe_cwnd(cwnd, base, rtt); }
 int mode_of(struct lb_mode *m) { return m->mode; }
 int probe_of(struct lb_mode *m) { return m->probe; }
@@ -51,7 +51,8 @@ def lib(tmp_path_factory):
     found.probe_cwnd.restype = ctypes.c_uint32
     found.round_end.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
                                 ctypes.c_uint32, ctypes.c_uint64]
-    found.on_sample.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
+    found.on_sample.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                ctypes.c_uint32, ctypes.c_uint64]
     return found
 
 
@@ -70,6 +71,9 @@ class Connection:
             self.now += rtt * 1000
             verdicts.append(self.lib.round_end(self.state, rtt, BASE, TARGET, self.now))
         return verdicts
+
+    def sample(self, rtt_us: int) -> int:
+        return self.lib.on_sample(self.state, rtt_us, BASE, TARGET, self.now)
 
     @property
     def mode(self) -> int:
@@ -116,19 +120,24 @@ def test_the_drain_probe_waits_four_rounds_and_half_a_second(lib):
     assert lib.probe_cwnd(3, BASE, 60_000) == 2                      # never below 2
 
 
-def test_a_low_sample_while_judging_means_the_queue_was_ours(lib):
+def test_a_low_sample_after_the_drain_means_the_queue_was_ours(lib):
     c = compete(lib)
     assert c.rounds(*[60_000] * 9)[-1] == PROBE_CUT
-    assert lib.on_sample(c.state, BASE + 500, BASE, TARGET) == KEEP   # still draining
-    assert c.rounds(45_000) == [KEEP]                                # the drain round
-    assert lib.on_sample(c.state, BASE + 3_000, BASE, TARGET) == KEEP
-    assert lib.on_sample(c.state, BASE + 1_500, BASE, TARGET) == TO_DELAY
+    assert c.sample(BASE + 500) == KEEP              # still draining: not judged
+    assert c.rounds(45_000) == [KEEP]                # the drain round ends
+    assert c.sample(BASE + 1_500) == TO_DELAY        # the first sample after it judges
     assert c.mode == DELAY
 
 
-def test_a_queue_that_stays_through_the_probe_restores_compete(lib):
+def test_a_queue_that_stays_through_the_probe_restores_compete_and_probes_later(lib):
     c = compete(lib)
     assert c.rounds(*[60_000] * 9)[-1] == PROBE_CUT
-    assert c.rounds(58_000, 57_000) == [KEEP, PROBE_FAILED]
+    assert c.rounds(58_000) == [KEEP]
+    assert c.sample(BASE + 30_000) == PROBE_FAILED
     assert c.mode == COMPETE and lib.probe_of(c.state) == 0
-    assert c.rounds(*[60_000] * 9)[-1] == PROBE_CUT                 # and probes again later
+    assert c.rounds(*[60_000] * 17)[-1] == PROBE_CUT            # 1 s later, not 0.5 s
+    assert c.rounds(60_000) == [KEEP] and c.rounds(60_000) == [PROBE_FAILED]   # no sample
+    assert c.rounds(*[60_000] * 25) == [KEEP] * 24 + [PROBE_CUT]    # 1.5 s
+    c.rounds(60_000)
+    assert c.sample(BASE + 30_000) == PROBE_FAILED
+    assert c.rounds(*[60_000] * 25) == [KEEP] * 24 + [PROBE_CUT]    # and no longer
