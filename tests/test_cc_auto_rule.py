@@ -21,6 +21,8 @@ FAR_LOSSY = [(1, 40000, 40277, 96, 7031, 0), (1, 40000, 42354, 255, 9963, 0),
              (1, 40000, 40482, 284, 10680, 0)]
 NEAR_WITH_CUBIC = [(1, 7, 24783, 25, 12150, 0), (1, 7, 27119, 25, 12523, 0),
                    (1, 7, 27119, 25, 12523, 0), (1, 7, 31027, 33, 12946, 0)]
+FAR_WITH_CUBIC = [(1, 20000, 60000 + 2000 * i, 100 + 20 * i, 10000 + 1000 * i, 0)
+                  for i in range(5)]           # 2% lost, but to a queue cubic keeps full
 FAR_CLEAN = [(1, 80000, 80400, 0, 20000 + 1000 * i, 0) for i in range(5)]
 DATACENTRE_CE = [(4, 150, 300, 0, 50000 + 5000 * i, 120 + 40 * i) for i in range(5)]
 
@@ -41,13 +43,25 @@ def test_a_near_clean_path_gets_lb_delay_with_its_figures():
 def test_a_far_lossy_path_gets_bbr():
     verdict = choose(window(FAR_LOSSY), "lb_delay", EVERYTHING)
     assert verdict.algorithm == "bbr"
-    assert verdict.reason == "min_rtt 40 ms, 2.66% retransmitted (long and lossy) → bbr"
+    assert verdict.reason == "min_rtt 40 ms, 5.15% retransmitted (long and lossy) → bbr"
 
 
 def test_cross_traffic_is_named_and_lb_delay_competes():
     verdict = choose(window(NEAR_WITH_CUBIC), "lb_delay", EVERYTHING)
     assert verdict.algorithm == "lb_delay"
     assert "a standing queue of 27.1 ms" in verdict.reason and "compete mode" in verdict.reason
+
+
+def test_loss_beside_a_standing_queue_is_congestion_not_bbrs():
+    verdict = choose(window(FAR_WITH_CUBIC), "lb_delay", EVERYTHING)
+    assert verdict.algorithm == "lb_delay" and "2.00% retransmitted" in verdict.reason
+    assert "standing queue of 44.0 ms" in verdict.reason
+
+
+def test_loss_is_counted_in_the_window_or_over_lives_when_connections_changed():
+    churned = [(2, 40000, 40100, 200, 9000, 0), (1, 40000, 40100, 30, 1000, 0)]
+    verdict = choose(window(churned), "lb_delay", EVERYTHING)
+    assert "3.00% retransmitted" in verdict.reason and verdict.algorithm == "bbr"
 
 
 def test_a_long_clean_path_is_not_bbrs():
