@@ -2,7 +2,9 @@
 runs kept with --timeline, as a PNG: per run, the throughput of the
 balancer's upload and of the cross traffic (over 0.5 s), and the upload's
 smoothed RTT, with the time both ran shaded. ``--table`` prints the runs of
-any number of JSON files as docs/congestion.md's table."""
+any number of JSON files as docs/congestion.md's table: a row per cell,
+lb_delay's figures against one cubic flow, then its share against each
+other cross traffic and the share other algorithms got against cubic."""
 
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cc_coexist import table  # noqa: E402
 
 STEP = 5          # samples (of 0.1 s) per throughput point
 
@@ -29,6 +30,29 @@ def rates(timeline: list[list[float]], column: int) -> tuple[list[float], list[f
         times.append(b[0])
         mbit.append((b[column] - a[column]) * 8 / (b[0] - a[0]) / 1e6)
     return times, mbit
+
+
+def cell_table(runs: list[dict]) -> str:
+    cells: dict[tuple, dict[tuple, dict]] = {}
+    for r in runs:
+        cells.setdefault((r["rate_mbit"], r["rtt_ms"], r["buffer_bdp"]), {})[
+            (r["algorithm"], r["cross"])] = r
+    others = sorted({k for c in cells.values() for k in c} - {("lb_delay", "cubic:1")})
+    head = ["rate Mbit/s", "base RTT ms", "buffer BDP", "alone Mbit/s", "alone RTT p50/p99 ms",
+            "share vs cubic", "to share s", "RTT p50/p99 ms beside cubic", "retransmits",
+            "back to low delay s"] + [f"{a} vs {c}" for a, c in others]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (rate, rtt, bdp), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
+        r = c.get(("lb_delay", "cubic:1"))
+        ours = ["-"] * 7 if r is None else [
+            r["alone_mbit_s"], f"{r['alone_rtt_p50_ms']}/{r['alone_rtt_p99_ms']}",
+            f"**{r['share']:.2f}**", r["to_share_s"] if r["to_share_s"] is not None else "-",
+            f"{r['together_rtt_p50_ms']}/{r['together_rtt_p99_ms']}", r["retransmits"],
+            r["to_low_delay_s"] if r["to_low_delay_s"] is not None else "-"]
+        rest = [f"{c[k]['share']:.2f}" if k in c else "-" for k in others]
+        lines.append("| " + " | ".join(str(v) for v in [f"{rate:g}", f"{rtt:g}", f"{bdp:g}",
+                                                         *ours, *rest]) + " |")
+    return "\n".join(lines)
 
 
 def plot(runs: list[dict], out: Path) -> None:
@@ -63,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [run for path in args.runs for run in json.loads(path.read_text())["runs"]]
     if args.table:
-        print(table(runs))
+        print(cell_table(runs))
         return
     plot([run for run in runs if "timeline" in run], args.out)
     print(f"wrote {args.out}")
