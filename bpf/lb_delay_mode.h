@@ -3,16 +3,18 @@
  * compiled into the BPF object and, by tests/test_cc_mode.py, into a host
  * library that replays recorded RTT samples through it.
  *
- * A round is "queued" when its smallest RTT is more than 2 * target above the
- * path's base (twice the delay rule's own target, so that one packet's
- * serialisation on a slow link or a cut still under way does not count).
+ * A round is "queued" when its smallest RTT is more than 2 * target, and more
+ * than base / 16, above the path's base (twice the delay rule's own target,
+ * so that one packet's serialisation on a slow link does not count; and a
+ * share of the base, so that jitter on a long path does not).
  *
  * delay mode: lb_delay's own rule (back off when the round's smallest RTT is
  *   more than target above the base). A queued round that is not at least
  *   1/16 below the last one is "stuck": our cuts did not drain the queue.
- *   After QUEUED_ROUNDS stuck rounds in a row (a round that drains or
- *   improves starts the count again) the queue is not ours: loss-based
- *   traffic shares the bottleneck, and delay mode would starve.
+ *   Once cwnd is half of what it was when the queue appeared, QUEUED_ROUNDS
+ *   stuck rounds in a row (a round that drains or improves starts the count
+ *   again) say the queue is not ours: loss-based traffic shares the
+ *   bottleneck, and delay mode would starve.
  * compete mode: the kernel's cubic runs the window, so we share as cubic
  *   does. After PROBE_ROUNDS rounds and a gap (PROBE_GAP_NS, one more
  *   PROBE_GAP_NS for each of the last two probes that failed), a drain probe
@@ -30,7 +32,7 @@
 
 #define QUEUED_ROUNDS 6
 #define PROBE_ROUNDS 4
-#define PROBE_GAP_NS (500ULL * 1000 * 1000)
+#define PROBE_GAP_MS 500
 #define PROBE_BACKOFF 2        /* failed probes that lengthen the gap, at most */
 
 enum probe_phase { PROBE_NONE, PROBE_DRAIN, PROBE_JUDGE };
@@ -45,9 +47,10 @@ enum mode_verdict {
 };
 
 struct lb_mode {
-	__u64 probe_at_ns;   /* compete: when the last probe ended or the mode began */
+	__u32 probe_at_ms;   /* compete: when the last probe ended or the mode began */
 	__u32 saved_cwnd;    /* cwnd before the probe's cut */
 	__u32 last_rtt;      /* the last round's smallest RTT, us */
+	__u32 first_cwnd;    /* delay: cwnd when the queue appeared (0: no queue) */
 	__u8 mode;
 	__u8 queued;         /* delay: rounds in a row above base + target */
 	__u8 rounds;         /* compete: rounds since the last probe */
@@ -57,17 +60,18 @@ struct lb_mode {
 
 static __always_inline int mode_queued(__u32 rtt, __u32 base, __u32 target)
 {
-	return rtt != ~0U && rtt > base + 2 * target;
+	__u32 excess = 2 * target > base / 16 ? 2 * target : base / 16;
+
+	return rtt != ~0U && rtt > base + excess;
 }
 
-/* Queued, and no better than the round before: the queue is not draining. */
-static __always_inline int mode_stuck(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target)
+/* No better than the round before by 1/16: the queue is not draining. */
+static __always_inline int mode_stuck(struct lb_mode *m, __u32 rtt)
 {
 	__u32 last = m->last_rtt;
 
 	m->last_rtt = rtt;
-	return mode_queued(rtt, base, target) && !(rtt != ~0U && last != ~0U && last != 0 &&
-						    rtt + last / 16 < last);
+	return !(last != ~0U && last != 0 && rtt + last / 16 < last);
 }
 
 static __always_inline void mode_compete(struct lb_mode *m, __u64 now)
@@ -75,9 +79,10 @@ static __always_inline void mode_compete(struct lb_mode *m, __u64 now)
 	m->mode = MODE_COMPETE;
 	m->failed = 0;
 	m->queued = 0;
+	m->first_cwnd = 0;
 	m->rounds = 0;
 	m->probe = PROBE_NONE;
-	m->probe_at_ns = now;
+	m->probe_at_ms = now / 1000000;
 }
 
 /* Delay mode again: the queue was ours, or the switch was turned off. */
@@ -98,12 +103,26 @@ static __always_inline int mode_probe_failed(struct lb_mode *m, __u64 now)
 	return MODE_PROBE_FAILED;
 }
 
-/* At a round's end, given that round's smallest RTT (~0U: no sample). */
+/* At a round's end, given that round's smallest RTT (~0U: no sample) and
+ * cwnd. Stuck rounds count only once cwnd is half of what it was when the
+ * queue appeared: a start-up overshoot far beyond the buffer keeps the RTT
+ * at the buffer's full while the first cuts take cwnd down to what fits. */
 static __always_inline int mode_round(struct lb_mode *m, __u32 rtt, __u32 base,
-				      __u32 target, __u64 now)
+				      __u32 target, __u64 now, __u32 cwnd)
 {
 	if (m->mode == MODE_DELAY) {
-		m->queued = mode_stuck(m, rtt, base, target) ? m->queued + 1 : 0;
+		if (!mode_queued(rtt, base, target)) {
+			m->queued = 0;
+			m->first_cwnd = 0;
+			m->last_rtt = rtt;
+			return MODE_KEEP;
+		}
+		if (!m->first_cwnd)
+			m->first_cwnd = cwnd;
+		if (!mode_stuck(m, rtt))
+			m->queued = 0;
+		else if (cwnd <= m->first_cwnd / 2)
+			m->queued++;
 		if (m->queued < QUEUED_ROUNDS)
 			return MODE_KEEP;
 		mode_compete(m, now);
@@ -117,7 +136,8 @@ static __always_inline int mode_round(struct lb_mode *m, __u32 rtt, __u32 base,
 		return mode_probe_failed(m, now);
 	if (m->rounds < 255)
 		m->rounds++;
-	if (m->rounds < PROBE_ROUNDS || now - m->probe_at_ns < PROBE_GAP_NS * (1 + m->failed))
+	if (m->rounds < PROBE_ROUNDS ||
+	    (__u32)(now / 1000000) - m->probe_at_ms < PROBE_GAP_MS * (1U + m->failed))
 		return MODE_KEEP;
 	m->probe = PROBE_DRAIN;
 	return MODE_PROBE_CUT;
