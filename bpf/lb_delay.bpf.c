@@ -184,7 +184,7 @@ static __always_inline void end_round(struct sock *sk, struct delay_state *st,
 	st->backing_off = 0;
 	if (!t || t->compete)
 		verdict = mode_round(&st->m, rtt, st->base_rtt, t ? t->target_us : 1000,
-				     bpf_ktime_get_ns(), tp->snd_cwnd);
+				     bpf_ktime_get_ns());
 	else
 		mode_delay_only(&st->m);    /* the switch was turned off meanwhile */
 	switch_mode(sk, st, rtt, verdict);

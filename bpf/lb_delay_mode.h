@@ -11,10 +11,9 @@
  * delay mode: lb_delay's own rule (back off when the round's smallest RTT is
  *   more than target above the base). A queued round that is not at least
  *   1/16 below the last one is "stuck": our cuts did not drain the queue.
- *   Once cwnd is half of what it was when the queue appeared, QUEUED_ROUNDS
- *   stuck rounds in a row (a round that drains or improves starts the count
- *   again) say the queue is not ours: loss-based traffic shares the
- *   bottleneck, and delay mode would starve.
+ *   QUEUED_ROUNDS stuck rounds in a row (a round that drains or improves
+ *   starts the count again) say the queue is not ours: loss-based traffic
+ *   shares the bottleneck, and delay mode would starve.
  * compete mode: the kernel's cubic runs the window, so we share as cubic
  *   does. After PROBE_ROUNDS rounds and a gap (PROBE_GAP_NS, one more
  *   PROBE_GAP_NS for each of the last two probes that failed), a drain probe
@@ -50,7 +49,6 @@ struct lb_mode {
 	__u32 probe_at_ms;   /* compete: when the last probe ended or the mode began */
 	__u32 saved_cwnd;    /* cwnd before the probe's cut */
 	__u32 last_rtt;      /* the last round's smallest RTT, us */
-	__u32 first_cwnd;    /* delay: cwnd when the queue appeared (0: no queue) */
 	__u8 mode;
 	__u8 queued;         /* delay: rounds in a row above base + target */
 	__u8 rounds;         /* compete: rounds since the last probe */
@@ -79,7 +77,6 @@ static __always_inline void mode_compete(struct lb_mode *m, __u64 now)
 	m->mode = MODE_COMPETE;
 	m->failed = 0;
 	m->queued = 0;
-	m->first_cwnd = 0;
 	m->rounds = 0;
 	m->probe = PROBE_NONE;
 	m->probe_at_ms = now / 1000000;
@@ -103,26 +100,14 @@ static __always_inline int mode_probe_failed(struct lb_mode *m, __u64 now)
 	return MODE_PROBE_FAILED;
 }
 
-/* At a round's end, given that round's smallest RTT (~0U: no sample) and
- * cwnd. Stuck rounds count only once cwnd is half of what it was when the
- * queue appeared: a start-up overshoot far beyond the buffer keeps the RTT
- * at the buffer's full while the first cuts take cwnd down to what fits. */
+/* At a round's end, given that round's smallest RTT (~0U: no sample). */
 static __always_inline int mode_round(struct lb_mode *m, __u32 rtt, __u32 base,
-				      __u32 target, __u64 now, __u32 cwnd)
+				      __u32 target, __u64 now)
 {
 	if (m->mode == MODE_DELAY) {
-		if (!mode_queued(rtt, base, target)) {
-			m->queued = 0;
-			m->first_cwnd = 0;
-			m->last_rtt = rtt;
-			return MODE_KEEP;
-		}
-		if (!m->first_cwnd)
-			m->first_cwnd = cwnd;
-		if (!mode_stuck(m, rtt))
-			m->queued = 0;
-		else if (cwnd <= m->first_cwnd / 2)
-			m->queued++;
+		int stuck = mode_stuck(m, rtt);
+
+		m->queued = stuck && mode_queued(rtt, base, target) ? m->queued + 1 : 0;
 		if (m->queued < QUEUED_ROUNDS)
 			return MODE_KEEP;
 		mode_compete(m, now);

@@ -28,8 +28,8 @@ typedef uint8_t __u8; typedef uint32_t __u32; typedef uint64_t __u64;
 #include "lb_delay_mode.h"
 unsigned long mode_size(void) { return sizeof(struct lb_mode); }
 void mode_init(struct lb_mode *m) { memset(m, 0, sizeof(*m)); m->last_rtt = ~0U; }
-int round_end(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target, __u64 now, __u32 cwnd)
-{ return mode_round(m, rtt, base, target, now, cwnd); }
+int round_end(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target, __u64 now)
+{ return mode_round(m, rtt, base, target, now); }
 int on_sample(struct lb_mode *m, __u32 rtt, __u32 base, __u32 target, __u64 now)
 { return mode_sample(m, rtt, base, target, now); }
 __u32 probe_cwnd(__u32 cwnd, __u32 base, __u32 rtt) { return mode_probe_cwnd(cwnd, base, rtt); }
@@ -50,31 +50,26 @@ def lib(tmp_path_factory):
     found = ctypes.CDLL(str(tmp / "mode.so"))
     found.probe_cwnd.restype = ctypes.c_uint32
     found.round_end.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
-                                ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32]
+                                ctypes.c_uint32, ctypes.c_uint64]
     found.on_sample.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
                                 ctypes.c_uint32, ctypes.c_uint64]
     return found
 
 
 class Connection:
-    """One connection's mode state, rounds fed at a given RTT each; cwnd is
-    cut 30% after a queued round in delay mode, as lb_delay's rule does."""
+    """One connection's mode state, rounds fed at a given RTT each."""
 
-    def __init__(self, lib, cwnd: int = 100) -> None:
+    def __init__(self, lib) -> None:
         self.lib = lib
         self.state = ctypes.create_string_buffer(lib.mode_size())
         lib.mode_init(self.state)
         self.now = 0
-        self.cwnd = cwnd
 
     def rounds(self, *rtts_us: int) -> list[int]:
         verdicts = []
         for rtt in rtts_us:
             self.now += rtt * 1000
-            verdicts.append(self.lib.round_end(self.state, rtt, BASE, TARGET, self.now,
-                                               self.cwnd))
-            if self.mode == DELAY and rtt > BASE + 2 * TARGET:
-                self.cwnd = max(2, self.cwnd * 7 // 10)
+            verdicts.append(self.lib.round_end(self.state, rtt, BASE, TARGET, self.now))
         return verdicts
 
     def sample(self, rtt_us: int) -> int:
@@ -99,21 +94,13 @@ def test_one_packet_of_serialisation_is_not_a_queue(lib):
 
 def test_a_queue_that_stays_whatever_we_cut_switches_to_compete(lib):
     c = Connection(lib)
-    verdicts = c.rounds(*[BASE + 30_000 + 500 * i for i in range(8)])   # cubic keeps filling
-    # Two cuts take cwnd to half (100 -> 70 -> 49); six stuck rounds from there.
-    assert verdicts == [KEEP] * 7 + [TO_COMPETE] and c.mode == COMPETE
-
-
-def test_an_overshoot_beyond_the_buffer_counts_only_from_half_the_window(lib):
-    c = Connection(lib, cwnd=1000)      # 10x what fits: the RTT sits at the buffer's full
-    assert set(c.rounds(*[100_000] * 7)) == {KEEP} and c.cwnd < 100
-    assert set(c.rounds(80_000, 60_000, 45_000, 35_000, 28_000, 24_000)) == {KEEP}
-    assert c.mode == DELAY
+    verdicts = c.rounds(*[BASE + 30_000 + 500 * i for i in range(6)])   # cubic keeps filling
+    assert verdicts == [KEEP] * 5 + [TO_COMPETE] and c.mode == COMPETE
 
 
 def test_an_improving_round_starts_the_count_again(lib):
     c = Connection(lib)
-    assert set(c.rounds(*[50_000] * 7, 40_000, *[40_000] * 5)) == {KEEP}
+    assert set(c.rounds(*[50_000] * 5, 40_000, *[40_000] * 5)) == {KEEP}
     assert c.rounds(40_000) == [TO_COMPETE]
 
 
@@ -122,12 +109,12 @@ def test_on_a_long_path_the_queue_must_exceed_a_sixteenth_of_the_base(lib):
     long_base = 80_000                   # jitter of 3 ms on an 80 ms path is no queue
     for _ in range(20):
         c.now += 83_000_000
-        assert lib.round_end(c.state, long_base + 3_000, long_base, TARGET, c.now, 2) == KEEP
+        assert lib.round_end(c.state, long_base + 3_000, long_base, TARGET, c.now) == KEEP
 
 
 def compete(lib) -> Connection:
     c = Connection(lib)
-    c.rounds(*[60_000] * 8)
+    c.rounds(*[60_000] * 6)
     assert c.mode == COMPETE
     return c
 
