@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import Client, balancer_config, lbctl, stats_when, two_backend_site
-from topology import Topology, lbctl_path
+from topology import SLOW, Topology, lbctl_path
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,13 @@ def served_by(topo: Topology, count: int) -> list[str]:
 
 
 def test_status_human_and_json(site):
+    # This module's first test: the workers may still be taking the first state.
+    deadline = time.monotonic() + 10 * SLOW
+    while time.monotonic() < deadline:
+        workers = json.loads(lbctl(site, "status", "--json").stdout)["workers"]
+        if all(w["state"] == "serving" and w["state_version"] >= 1 for w in workers):
+            break
+        time.sleep(0.1)
     human = lbctl(site, "status")
     assert human.returncode == 0 and "mode http" in human.stdout
     result = json.loads(lbctl(site, "status", "--json").stdout)
