@@ -6,11 +6,12 @@ side's bounded rate: one verdict per interval, one move per hold."""
 from __future__ import annotations
 
 from dataplane.channel.messages import BackendState, Counters
+from dataplane.config import parse
 from dataplane.config.schema import AutoCcSettings
 from dataplane.config.units import Duration
 from dataplane.congestion.auto_rule import PathSample, PathWindow, choose, initial
 from dataplane.control.cc_auto import AutoCongestion
-from dataplane.control.state import State
+from dataplane.control.state import State, states_of
 
 EVERYTHING = {"reno", "cubic", "bbr", "dctcp", "lb_aimd", "lb_delay"}
 # (connections, min_rtt_us, srtt_us, retransmits, segments, delivered_ce), a second apart
@@ -118,3 +119,12 @@ def test_the_control_moves_a_backend_once_per_hold_and_only_auto_ones():
     assert auto.describe()["198.18.0.9:8000"]["auto_reason"].endswith("→ lb_delay")
     auto.judge(34.0)
     assert state.backends[0].cc == "lb_delay" and "198.18.0.8:8000" not in auto.describe()
+
+
+def test_a_reload_keeps_an_auto_backends_pick_and_a_fixed_one_is_taken_as_asked():
+    config = parse("backends:\n  - {host: 198.18.0.9, port: 8000, congestion_control: auto}\n"
+                   "  - {host: 198.18.0.8, port: 8000, congestion_control: reno}\n")
+    before = [BackendState("198.18.0.9", 8000, 100, cc="bbr", cc_wanted="auto"),
+              BackendState("198.18.0.8", 8000, 100, cc="cubic", cc_wanted="cubic")]
+    after = states_of(config, before)
+    assert [(s.cc_wanted, s.cc) for s in after] == [("auto", "bbr"), ("reno", "reno")]
